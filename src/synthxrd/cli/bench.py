@@ -1,0 +1,44 @@
+"""Benchmarks against the reference implementations, measured in the same run on one core.
+
+  synthxrd bench simulate [--json FILE]   pymatgen XRDCalculator vs synthxrd peaks/pattern/batched
+  synthxrd bench generate [--json FILE]   pyxtal random_crystal vs Generator.sample/sample_batch,
+                                          and generate -> simulate patterns/s
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "benchmark synthxrd against reference implementations (ratios, one core)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    p = sub.add_parser("simulate", help="simulator vs pymatgen XRDCalculator")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--n-random", type=int, default=200, help="random crystals in the workload (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
+    p = sub.add_parser("generate", help="generator vs pyxtal, and end-to-end patterns/s")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--n", type=int, default=300, help="crystals compared with pyxtal (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
+    p.add_argument("--statistics", help="statistics file (default: shipped statistics)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthxrd.files import write_json
+
+    if args.what == "simulate":
+        from synthxrd.bench.simulate import run_benchmark, summary_lines
+
+        result = run_benchmark(n_random=args.n_random, seed=args.seed)
+    else:
+        from synthxrd.bench.generate import run_benchmark, summary_lines
+        from synthxrd.stats import Statistics
+
+        result = run_benchmark(n=args.n, seed=args.seed, statistics=Statistics.load(args.statistics))
+    print("\n".join(summary_lines(result)))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,59 @@
+"""Split a collection by prototype into a statistics part and a test part (CSV id,prototype,part).
+
+  synthxrd split stats.npz --out split.csv [--test-fraction 0.3] [--seed 0] [--structure-types types.csv]
+  synthxrd split FOLDER_OR_TAR --out split.csv.gz      (analyses the CIFs first, like `synthxrd stats`)
+
+The prototype of a structure is "<space group>|<anonymized formula>|<sorted Wyckoff letters>" unless
+--structure-types gives a CSV of id,structure_type (e.g. ICSD StructureType) for it. Whole prototype
+groups go to one part; a fraction --test-fraction of the groups goes to `test`. Same input and seed:
+same split. A JSON sidecar <out>.json records seed, fraction, source and counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "prototype split (statistics/test) of a collection, from a stats file or CIFs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="STATSFILE_OR_SOURCE",
+                        help="statistics .npz of the whole collection, or a folder/tar of CIFs")
+    parser.add_argument("--out", "-o", required=True, metavar="SPLIT.csv", help="output CSV (.csv or .csv.gz)")
+    parser.add_argument("--test-fraction", type=float, default=0.3,
+                        help="fraction of prototype groups in the test part (default 0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the group permutation (default 0)")
+    parser.add_argument("--structure-types", metavar="CSV",
+                        help="CSV id,structure_type; these names replace the prototype proxy")
+    parser.add_argument("--symprec", type=float, default=0.1,
+                        help="when analysing CIFs: spglib tolerance (default 0.1)")
+    parser.add_argument("--workers", "-j", type=int, default=None, help="when analysing CIFs: worker processes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthxrd import stats as st
+    from synthxrd.errors import DataError
+    from synthxrd.split import read_structure_types, split_statistics
+
+    source = Path(args.source)
+    if source.is_file() and source.suffix.lower() == ".npz":
+        statistics = st.Statistics.load(source)
+    else:
+        statistics = st.compute(source, symprec=args.symprec, workers=args.workers, progress=not args.no_progress)
+        if statistics.n_structures == 0 and not statistics.failures:
+            raise DataError(f"{source}: no CIF files found")
+        if statistics.failures:
+            print(f"{len(statistics.failures)} CIFs could not be analysed and are not in the split")
+    types = read_structure_types(args.structure_types) if args.structure_types else None
+    split = split_statistics(statistics, test_fraction=args.test_fraction, seed=args.seed, structure_types=types,
+                             structure_types_file=args.structure_types)
+    out = split.write(args.out)
+    counts = split.counts()
+    if types is not None:
+        print(f"{split.metadata['n_with_structure_type']} of {len(split)} structures named by {args.structure_types}")
+    for part in ("statistics", "test"):
+        print(f"{part}: {counts[part]['structures']} structures in {counts[part]['groups']} prototype groups")
+    print(f"wrote {out} (and {out.name}.json)")
+    return 0

@@ -1,0 +1,95 @@
+"""Figures of simulated patterns (PNG via matplotlib's Agg canvas).
+
+matplotlib is imported inside the functions, and no ``pyplot`` state or global backend is touched: a
+:class:`matplotlib.figure.Figure` is drawn on its own Agg canvas, so this works headless and never
+changes the backend of an interactive session that imports synthxrd.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from synthxrd.simulate.pattern import PeakList
+
+__all__ = ["hkl_label", "plot_pattern"]
+
+
+def hkl_label(hkl) -> str:
+    """Miller indices as mathtext, negative indices with an overbar: ``(1 -1 0)`` -> ``(1$\\bar{1}$0)``.
+
+    Indices of more than one digit are separated by spaces so that ``(1 10 0)`` stays readable.
+    """
+    idx = [int(i) for i in hkl]
+    sep = " " if any(abs(i) > 9 for i in idx) else ""
+    parts = [rf"$\bar{{{-i}}}$" if i < 0 else str(i) for i in idx]
+    return "(" + sep.join(parts) + ")"
+
+
+def plot_pattern(
+    path: str | Path,
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    peaks: PeakList,
+    *,
+    title: str = "",
+    wavelength: float | None = None,
+    n_labels: int = 5,
+    dpi: int = 120,
+) -> Path:
+    """Write a PNG of a broadened pattern with the peak list as sticks.
+
+    Parameters
+    ----------
+    path : output file; always written as PNG whatever its suffix (so a temporary name works).
+    two_theta, intensity : (n,) grid in degrees 2theta and the pattern on it (maximum 1).
+    peaks : :class:`~synthxrd.simulate.pattern.PeakList`; its ``n_labels`` strongest peaks are labelled
+        with their hkl.
+    title : figure title (e.g. formula and space group).
+    wavelength : Angstrom, shown in the axis label when given.
+
+    Returns
+    -------
+    The path written.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 4.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(two_theta, intensity, color="tab:blue", lw=1.0, label="pattern")
+    tt = np.asarray(peaks.two_theta)
+    ii = np.asarray(peaks.intensity)
+    if len(tt):
+        ax.vlines(tt, 0.0, ii, color="tab:red", lw=0.8, label="peaks")
+        # labels of peaks closer than 3 % of the axis are stacked above each other, not overprinted
+        min_dx = 0.03 * float(two_theta[-1] - two_theta[0])
+        placed: list[tuple[float, float]] = []
+        for k in np.argsort(-ii, kind="stable")[:n_labels]:
+            y = float(ii[k]) + 0.02
+            for x_p, y_p in sorted(placed, key=lambda p: p[1]):
+                if abs(tt[k] - x_p) < min_dx and y < y_p + 0.07:
+                    y = y_p + 0.07
+            placed.append((float(tt[k]), y))
+            ax.annotate(hkl_label(peaks.hkl[k]), (tt[k], ii[k]), xytext=(tt[k], y), textcoords="data",
+                        ha="center", va="bottom", fontsize=8)
+        top = max(1.2, max(y for _, y in placed) + 0.1)
+    else:
+        top = 1.2
+    ax.set_xlim(float(two_theta[0]), float(two_theta[-1]))
+    ax.set_ylim(0.0, top)
+    lam = f" (λ = {wavelength:.5g} Å)" if wavelength is not None else ""
+    ax.set_xlabel(f"2θ (°){lam}")
+    ax.set_ylabel("intensity (normalised)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path

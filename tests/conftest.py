@@ -1,0 +1,65 @@
+"""Shared fixtures: where the project's shared data live, and the small CIFs of ``tests/data``.
+
+The shared data (``../shared/data`` next to the repository, or ``$SYNTHXRD_SHARED_DATA``) are big and
+read-only, so they are not part of the repository. Tests that need them are skipped where the folder
+is missing, except under CI (environment variable ``CI`` set), where a missing folder is a failure:
+CI must not silently skip the acceptance tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def shared_data_root() -> Path:
+    """``$SYNTHXRD_SHARED_DATA``, or ``<repo>/../shared/data``."""
+    return Path(os.environ.get("SYNTHXRD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def running_in_ci() -> bool:
+    """``$CI`` is set (GitHub Actions, GitLab, ... set ``CI=true``); "", "0" and "false" count as unset."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_path(path: Path, what: str) -> Path:
+    """Return ``path`` if it exists; otherwise skip the test, or fail it when ``$CI`` is set."""
+    if path.exists():
+        return path
+    message = (f"{what} not found at {path} (set SYNTHXRD_SHARED_DATA to the folder that holds "
+               f"experimental/ and mp_experimental/)")
+    if running_in_ci():
+        pytest.fail(f"CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the shared data (``experimental/``, ``mp_experimental/``); skip, or fail under CI."""
+    return require_path(shared_data_root(), "shared data folder")
+
+
+@pytest.fixture(scope="session")
+def experimental_data(shared_data: Path) -> Path:
+    """``<shared>/experimental`` with its ``manifest.csv``; skip, or fail under CI."""
+    return require_path(shared_data / "experimental" / "manifest.csv", "experimental manifest").parent
+
+
+@pytest.fixture(scope="session")
+def mp_experimental_data(shared_data: Path) -> Path:
+    """``<shared>/mp_experimental`` with ``index.csv`` and ``structures.tar.xz``; skip, or fail under CI."""
+    root = shared_data / "mp_experimental"
+    require_path(root / "index.csv", "mp_experimental index")
+    require_path(root / "structures.tar.xz", "mp_experimental archive")
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    """The small hand-written fixture files of ``tests/data``."""
+    return TEST_DATA
