@@ -5,7 +5,8 @@ statistics and compare them with the tables they were drawn from:
 
 - space-group labels vs ``Generator.prior()`` (chi-square);
 - number of distinct elements of a frequent group (P2_1/c, 14) vs ``statistics.n_elements(14)``;
-- Wyckoff letters of P2_1/c (read back with spglib) vs ``statistics.wyckoff(14)``;
+- Wyckoff letters of P2_1/c and Fm-3m (read back with spglib) vs ``statistics.wyckoff(sg)`` drawn
+  site by site with fixed positions used at most once (the generator's rule);
 - denseness f = V / V_atoms vs the conditional KDE p(f | V_atoms) it is drawn from (KS, exact
   reference draws) and vs the database's denseness factors (KS distance bound);
 - tetragonal cell shape c / V^(1/3) vs the lattice KDE and vs the database (KS).
@@ -433,7 +434,9 @@ def test_symmetry_of_prior_crystals(statistics, generator, prior_batch):
     total_rejected = sum(e["rejected"] for e in report.values())
     print(f"prior crystals, check: {total_rejected} rejections for {len(batch)} crystals; most frequent groups "
           + ", ".join(f"{g}: {report[g]['rejected']}/{report[g]['accepted'] + report[g]['rejected']}"
-                      for g in top))
+                      for g in top)
+          + "; groups with rejections " + ", ".join(f"{g}: {e['rejected']}/{e['accepted'] + e['rejected']}"
+                                                    for g, e in report.items() if e["rejected"]))
     assert total_rejected / (total_rejected + len(batch)) < 0.05
 
 
@@ -598,6 +601,21 @@ def test_invalid_spacegroup(generator, sg):
         generator.sample_batch(2, rng, spacegroups=[14, sg])
     with pytest.raises(ConfigError, match=str(sg)):
         generator.sample(sg, rng=rng)
+
+
+@pytest.mark.parametrize("spacegroups, message", [
+    (14.5, "14.5"), (True, "True"), ("225", "'225'"), ([14, 62.5], "62.5"), ([], r"\[\]"), ([[14]], r"\[\[14\]\]"),
+])
+def test_non_integer_spacegroups_are_refused(generator, spacegroups, message):
+    """No silent truncation (14.5 -> 14) or bool -> 1, no ZeroDivisionError for an empty list."""
+    with pytest.raises(ConfigError, match=message):
+        generator.sample_batch(2, np.random.default_rng(0), spacegroups=spacegroups)
+
+
+@pytest.mark.parametrize("n", [-1, 2.0, "3", True])
+def test_invalid_number_of_crystals(generator, n):
+    with pytest.raises(ConfigError, match="number of crystals"):
+        generator.sample_batch(n, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("kwargs", [{"prior": "flat"}, {"max_attempts": 0}, {"max_asym_sites": 0},

@@ -29,6 +29,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -304,9 +305,16 @@ class Generator:
 
     def prior(self, spacegroups: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(space groups, probabilities) of the label distribution."""
-        groups = self.classes if spacegroups is None else np.unique(np.asarray(spacegroups, np.int64))
-        for sg in groups:
-            wyckoff.space_group(int(sg))  # validates 1..230
+        if spacegroups is None:
+            groups = self.classes
+        else:
+            requested = np.asarray(spacegroups)
+            if requested.ndim != 1 or requested.size == 0:
+                raise ConfigError(f"spacegroups must be one or more ITA numbers 1..230, got {spacegroups!r}")
+            # each value as given (a Python or numpy scalar): 14.7 or True are refused, not truncated
+            for sg in spacegroups if isinstance(spacegroups, (list, tuple)) else requested.tolist():
+                wyckoff.space_group(sg)
+            groups = np.unique(requested.astype(np.int64))
         if self.config.prior == "uniform":
             return groups, np.full(len(groups), 1.0 / len(groups))
         counts = self.statistics.spacegroup_counts()[groups].astype(np.float64)
@@ -424,8 +432,8 @@ class Generator:
 
     def _spacegroups(self, n: int, rng: np.random.Generator, spacegroups) -> np.ndarray:
         if spacegroups is not None and np.ndim(spacegroups) == 0:
-            wyckoff.space_group(int(spacegroups))
-            return np.full(n, int(spacegroups), np.int64)
+            number = wyckoff.space_group(np.asarray(spacegroups).item()).number  # refuses 14.7, True
+            return np.full(n, number, np.int64)
         groups, probs = self.prior(spacegroups)
         return groups[np.minimum(np.searchsorted(_cdf(probs), rng.random(n), side="right"), len(groups) - 1)]
 
@@ -441,6 +449,8 @@ class Generator:
         """
         if not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
+            raise ConfigError(f"number of crystals must be an integer >= 0, got {n!r}")
         labels = self._spacegroups(int(n), rng, spacegroups)
         lattices = np.empty((len(labels), 3, 3))
         coords, numbers, offsets = [], [], np.zeros(len(labels) + 1, np.int64)

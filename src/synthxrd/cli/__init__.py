@@ -22,7 +22,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("stats", "synthxrd.cli.stats"),
     ("split", "synthxrd.cli.split"),
     ("generate", "synthxrd.cli.generate"),
+    ("train", "synthxrd.cli.train"),
     ("bench", "synthxrd.cli.bench"),
+    ("validation", "synthxrd.cli.validation"),
 )
 
 

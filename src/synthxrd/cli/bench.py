@@ -3,6 +3,7 @@
   synthxrd bench simulate [--json FILE]   pymatgen XRDCalculator vs synthxrd peaks/pattern/batched
   synthxrd bench generate [--json FILE]   pyxtal random_crystal vs Generator.sample/sample_batch,
                                           and generate -> simulate patterns/s
+  synthxrd bench train [--json FILE]      trainer steps/s, stream patterns/s, data-wait fraction
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=300, help="crystals compared with pyxtal (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
     p.add_argument("--statistics", help="statistics file (default: shipped statistics)")
+    p = sub.add_parser("train", help="trainer and data stream on the CPU (park_big, resnet10)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +36,15 @@ def run(args: argparse.Namespace) -> int:
         from synthxrd.bench.simulate import run_benchmark, summary_lines
 
         result = run_benchmark(n_random=args.n_random, seed=args.seed)
-    else:
+    elif args.what == "generate":
         from synthxrd.bench.generate import run_benchmark, summary_lines
         from synthxrd.stats import Statistics
 
         result = run_benchmark(n=args.n, seed=args.seed, statistics=Statistics.load(args.statistics))
+    else:
+        from synthxrd.bench.train import run_benchmark, summary_lines
+
+        result = run_benchmark(steps=args.steps)
     print("\n".join(summary_lines(result)))
     if args.json:
         write_json(args.json, result)

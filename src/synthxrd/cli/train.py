@@ -1,0 +1,60 @@
+"""Train a network on an endless stream of synthetic crystals (on the fly, never the same pattern twice).
+
+Runs on the defaults without a config file. Precedence: defaults < --config FILE.toml < flags
+(< --set key=value). Every key of synthxrd.train.TrainConfig can be set with --set.
+
+Outputs in --out: config.toml, run.json, TensorBoard events (tensorboard --logdir DIR),
+checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), best.pt, summary.json.
+
+Examples:
+  synthxrd train --model park_big --max-steps 2000 --out runs/park
+  synthxrd train --config configs/train.toml --workers 8 --ray-address auto
+  synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
+  torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train a network on freshly generated crystals (TensorBoard, checkpoints, exact resume)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with TrainConfig keys")
+    parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly")
+    parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default resnet10)")
+    parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")
+    parser.add_argument("--max-steps", type=int, help="total optimisation steps (default 100000)")
+    parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    parser.add_argument("--out", help="run directory (default runs/train)")
+    parser.add_argument("--workers", type=int, help="data worker processes or Ray actors (default cores - 1)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--seed", type=int, help="run seed (default 0)")
+    parser.add_argument("--ray-address", help="use Ray actors: local | auto | HOST:PORT")
+    parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any TrainConfig key, TOML value (e.g. --set schedule=\"cosine\" --set warmup_steps=500)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthxrd.config import parse_override
+    from synthxrd.train import TrainConfig, resume_config, train
+
+    overrides = {"model": args.model, "batch_size": args.batch_size, "max_steps": args.max_steps, "lr": args.lr,
+                 "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
+                 "ray_address": args.ray_address, "validation_dir": args.validation_dir}
+    overrides.update(dict(parse_override(item) for item in args.set))
+    if args.resume:
+        config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})
+    else:
+        config = TrainConfig.load(args.config, **overrides)
+    summary = train(config, resume=bool(args.resume), progress=not args.no_progress)
+    val = ", ".join(f"{k}: top1 {v['top1']:.3f} top5 {v['top5']:.3f}" for k, v in summary["validation"].items())
+    last = summary["history"][-1] if summary["history"] else {}
+    print(f"stopped at step {summary['step']}" + (f" ({summary['stopped_by']})" if summary["stopped_by"] else "")
+          + (f"; train loss {last['loss']:.3f}" if last else "") + (f"; {val}" if val else "")
+          + f"; outputs in {summary['out']}")
+    return 0

@@ -1,0 +1,90 @@
+"""The training stream: deterministic per (seed, index), local workers and Ray agree."""
+
+import numpy as np
+import pytest
+
+from synthxrd.data import BatchMaker, StreamConfig, make_stream
+
+CONFIG = StreamConfig(batch_size=12, seed=7)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    maker = BatchMaker(CONFIG)
+    return [maker(i) for i in range(4, 8)]
+
+
+def test_batches_are_valid(reference):
+    b = reference[0]
+    assert b.inputs.shape == (12, 8501) and b.inputs.dtype == np.float32
+    assert np.allclose(b.inputs.max(axis=1), 1.0) and b.inputs.min() >= 0
+    assert b.labels.dtype == np.int64 and b.labels.min() >= 0
+    assert b.labels.max() < len(BatchMaker(CONFIG).classes)
+
+
+def test_same_index_same_batch_different_index_differs(reference):
+    again = BatchMaker(CONFIG)(4)
+    assert np.array_equal(again.inputs, reference[0].inputs) and np.array_equal(again.labels, reference[0].labels)
+    assert not np.array_equal(reference[0].inputs, reference[1].inputs)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_local_workers_give_the_index_order(reference, workers):
+    stream = make_stream(CONFIG, workers=workers, start=4)
+    got = [next(stream) for _ in range(4)]
+    assert [b.index for b in got] == [4, 5, 6, 7]
+    for a, b in zip(got, reference):
+        assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)
+
+
+def test_ranks_shard_the_stream():
+    a = next(make_stream(CONFIG, workers=0, start=3, rank=1, world_size=2))
+    assert a.index == 3 * 2 + 1
+
+
+def test_label_priors():
+    from scipy.stats import chisquare
+
+    uniform = BatchMaker(StreamConfig(batch_size=400, seed=1, prior="uniform"))
+    counts = np.bincount(uniform(0).labels, minlength=len(uniform.classes))
+    assert chisquare(counts).pvalue > 1e-3  # consistent with uniform over the classes
+    counted = BatchMaker(StreamConfig(batch_size=400, seed=1))
+    sg14 = int(np.flatnonzero(counted.classes == 14)[0])  # P2_1/c: ~12 % of the statistics
+    assert np.sum(counted(0).labels == sg14) > 25 > counts[sg14]
+
+
+def test_failed_crystals_are_replaced_not_dropped(monkeypatch):
+    from synthxrd.generate import GenerationError, Generator
+
+    maker = BatchMaker(StreamConfig(batch_size=6, seed=2))
+    original = Generator.sample_batch
+    calls = {"n": 0}
+
+    def flaky(self, n, rng, spacegroups=None):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise GenerationError("simulated failure")
+        return original(self, n, rng, spacegroups)
+
+    monkeypatch.setattr(Generator, "sample_batch", flaky)
+    batch = maker(0)
+    assert len(batch.labels) == 6 and batch.inputs.shape[0] == 6 and batch.replaced >= 2
+
+
+def test_device_mode_returns_crystals():
+    b = BatchMaker(StreamConfig(batch_size=5, seed=3, simulate_on="device"))(0)
+    assert b.inputs is None and len(b.crystals["offsets"]) == 6 and b.crystals["crystallite_size_nm"].shape == (5,)
+
+
+def test_ray_actors_for_real(reference):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        stream = make_stream(CONFIG, workers=2, start=4, ray_address="local")
+        got = [next(stream) for _ in range(4)]
+        stream.close()
+    finally:
+        ray.shutdown()
+    assert [b.index for b in got] == [4, 5, 6, 7]
+    for a, b in zip(got, reference):
+        assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)

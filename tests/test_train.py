@@ -1,0 +1,123 @@
+"""Training: outputs, exact resume (also after SIGTERM), safe checkpoints, DDP with gloo."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthxrd.errors import ConfigError  # noqa: E402
+from synthxrd.train import TrainConfig, load_checkpoint, load_model, train  # noqa: E402
+
+TINY = dict(model="park_small", batch_size=8, workers=0, log_every=1, val_every=3, n_val_random=24,
+            val_sets=("random",), checkpoint_every=2, seed=5)
+
+
+def losses(summary):
+    return [round(h["loss"], 6) for h in summary["history"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    return train(TrainConfig(out=str(out), max_steps=6, **TINY), progress=False)
+
+
+def test_outputs(uninterrupted):
+    out = Path(uninterrupted["out"])
+    for name in ("config.toml", "run.json", "checkpoint.pt", "best.pt", "summary.json"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
+    run = json.loads((out / "run.json").read_text())
+    assert run["classes"] and run["statistics"]["version"] and run["config"]["seed"] == 5
+    assert set(uninterrupted["validation"]["random"]) >= {"top1", "top5", "loss"}
+    ckpt = load_checkpoint(out)  # weights_only=True
+    assert ckpt["step"] == 6 and ckpt["model_config"]["name"] == "park_small"
+    model, classes, meta = load_model(out / "checkpoint.pt")
+    assert model(torch.zeros(2, 8501)).shape == (2, len(classes))
+
+
+def test_tensorboard_scalars(uninterrupted):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(uninterrupted["out"])
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "time/data_wait_fraction", "throughput/patterns_per_s",
+            "val/random/top1", "val/random/top5"} <= tags
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_gives_the_same_trajectory(uninterrupted, tmp_path):
+    first = train(TrainConfig(out=str(tmp_path), max_steps=3, **TINY), progress=False)
+    resumed = train(TrainConfig(out=str(tmp_path), max_steps=6, **TINY), resume=True, progress=False)
+    assert losses(first) + losses(resumed) == losses(uninterrupted)
+    assert resumed["validation"]["random"]["top1"] == pytest.approx(uninterrupted["validation"]["random"]["top1"])
+
+
+def test_existing_run_is_not_overwritten(uninterrupted):
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(TrainConfig(out=uninterrupted["out"], max_steps=1, **TINY), progress=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    from synthxrd.errors import DataError
+
+    with pytest.raises(DataError, match="cannot load checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "synthxrd", "train", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _flags(out, max_steps):
+    return ["--out", str(out), "--max-steps", str(max_steps), "--model", "park_small", "--batch-size", "8",
+            "--workers", "0", "--seed", "5", "--no-progress", "--set", "log_every=1", "--set", "val_every=3",
+            "--set", "n_val_random=24", "--set", 'val_sets=["random"]', "--set", "checkpoint_every=2"]
+
+
+def test_sigterm_checkpoints_and_resume_continues_exactly(uninterrupted, tmp_path):
+    proc = _cli(_flags(tmp_path, 10_000))
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tmp_path / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    assert (tmp_path / "checkpoint.pt").exists(), proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, output
+    assert "SIGTERM" in output
+    stopped = json.loads((tmp_path / "summary.json").read_text())
+    assert stopped["stopped_by"] == "SIGTERM" and stopped["step"] >= 2
+    # continue to 6 steps and compare the part after the kill with the uninterrupted run
+    if stopped["step"] < 6:
+        proc = _cli(["--resume", str(tmp_path), "--max-steps", "6", "--no-progress"])
+        output = proc.communicate(timeout=240)[0]
+        assert proc.returncode == 0, output
+        resumed = json.loads((tmp_path / "summary.json").read_text())
+        k = stopped["step"]
+        assert losses(resumed) == losses(uninterrupted)[k:]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_ddp_gloo_two_processes(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "synthxrd", "train", "--device", "cpu",
+           *_flags(tmp_path, 3)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["world_size"] == 2
+    assert load_checkpoint(tmp_path)["step"] == 3
