@@ -45,12 +45,16 @@ class StreamConfig:
     statistics: str | None = None
     #: "worker": workers return sqrt(patterns); "device": workers return crystals, the trainer simulates.
     simulate_on: str = "worker"
+    #: Experimental realism (synthxrd.augment): "none", "default" or a TOML file.
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.simulate_on not in ("worker", "device"):
             raise ConfigError(f"simulate_on must be 'worker' or 'device', got {self.simulate_on!r}")
+        if self.simulate_on == "device" and self.augment != "none":
+            raise ConfigError("augment needs simulate_on = 'worker' (the device path simulates ideal patterns)")
 
 
 @dataclass
@@ -89,6 +93,21 @@ class BatchMaker:
     def __init__(self, config: StreamConfig):
         self.config = config
         self._generator: Generator | None = None
+        self._augment: Any = None
+        if config.augment != "none":
+            from synthxrd.augment import augment_config
+
+            self._augment = augment_config(config.augment)
+
+    def _patterns(self, crystals, rng: np.random.Generator) -> np.ndarray:
+        """Ideal Gaussian-Scherrer patterns, or with the experimental effects of the augment config."""
+        from synthxrd import simulate
+
+        if self._augment is None:
+            return simulate.patterns(crystals, rng=rng, allow_empty=True)
+        from synthxrd.augment import augmented_patterns
+
+        return augmented_patterns(crystals, self._augment, rng)
 
     @property
     def generator(self) -> Generator:
@@ -131,22 +150,42 @@ class BatchMaker:
                                       f"{self.MAX_REPLACEMENTS} times")
         crystals = CrystalBatch.concatenate(parts)
         if self.config.simulate_on == "device":
+            for i in np.flatnonzero(~_has_reflection(crystals.lattices)):  # the device cannot redraw: do it here
+                for _ in range(self.MAX_REPLACEMENTS):
+                    replaced += 1
+                    one = gen.sample_batch(1, rng, int(groups[labels[i]]))
+                    if _has_reflection(one.lattices)[0]:
+                        parts[i] = one
+                        break
+            crystals = CrystalBatch.concatenate(parts)
             arrays = {k: getattr(crystals, k) for k in ("lattices", "frac_coords", "numbers", "occupancies", "offsets")}
             arrays["crystallite_size_nm"] = rng.uniform(*simulate.DEFAULT_SIZE_RANGE_NM, size=len(labels))
             return Batch(index, labels.astype(np.int64), crystals=arrays, replaced=replaced,
                          seconds=time.perf_counter() - start)
-        patterns = simulate.patterns(crystals, rng=rng, allow_empty=True)
+        patterns = self._patterns(crystals, rng)
         empty = np.flatnonzero(patterns.max(axis=1) <= 0)
         for i in empty:  # no reflection in range: redraw this slot (same space group)
             for _ in range(self.MAX_REPLACEMENTS):
                 replaced += 1
                 one = gen.sample_batch(1, rng, int(groups[labels[i]]))
-                row = simulate.patterns(one, rng=rng, allow_empty=True)[0]
+                row = self._patterns(one, rng)[0]
                 if row.max() > 0:
                     patterns[i] = row
                     break
         return Batch(index, labels.astype(np.int64), inputs=np.sqrt(patterns, dtype=np.float32), replaced=replaced,
                      seconds=time.perf_counter() - start)
+
+
+def _has_reflection(lattices: np.ndarray, two_theta_max: float = 90.0, wavelength: float = 1.5406) -> np.ndarray:
+    """Whether some reciprocal basis vector is short enough for a reflection below ``two_theta_max``.
+
+    |b_i| <= 2 sin(theta_max) / lambda guarantees the reflection (100), (010) or (001) - or a
+    multiple of it above the lower limit - lies in range; used to pre-check crystals whose patterns
+    the GPU will simulate (a crystal failing it would give an empty pattern).
+    """
+    g_max = 2.0 * np.sin(np.radians(two_theta_max / 2.0)) / wavelength
+    recip = np.linalg.inv(lattices).transpose(0, 2, 1)
+    return np.linalg.norm(recip, axis=2).min(axis=1) <= g_max
 
 
 def _indices(start: int, step: int, offset: int):

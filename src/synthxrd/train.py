@@ -65,6 +65,7 @@ class TrainConfig:
     statistics: str | None = None  # None = shipped statistics
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
+    augment: str = "none"  # experimental realism: none | default | path of a TOML file (synthxrd.augment)
     val_every: int = 1000
     val_sets: tuple[str, ...] = ("random", "match")
     n_val_random: int = 1000
@@ -150,7 +151,8 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
     names = list(config.val_sets)
     if "random" in names:
         maker = BatchMaker(StreamConfig(batch_size=min(250, config.n_val_random), seed=config.seed + 1_000_003,
-                                        prior=config.prior, min_count=config.min_count, statistics=config.statistics))
+                                        prior=config.prior, min_count=config.min_count, statistics=config.statistics,
+                                        augment=config.augment))
         batches = [maker(i) for i in range(math.ceil(config.n_val_random / maker.config.batch_size))]
         sets["random"] = (np.concatenate([b.inputs for b in batches])[:config.n_val_random],
                           np.concatenate([b.labels for b in batches])[:config.n_val_random])
@@ -282,7 +284,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     torch.manual_seed(config.seed * 1000 + rank)
 
     stream_config = StreamConfig(batch_size=config.batch_size, seed=config.seed, prior=config.prior,
-                                 min_count=config.min_count, statistics=config.statistics, simulate_on=config.simulate_on)
+                                 min_count=config.min_count, statistics=config.statistics, simulate_on=config.simulate_on,
+                                 augment=config.augment)
     maker = BatchMaker(stream_config)
     classes = maker.classes
     from synthxrd.simulate import Grid
@@ -376,7 +379,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
                 arrays = dict(batch.crystals)
                 sizes = arrays.pop("crystallite_size_nm")
-                x = torch.sqrt(patterns_torch(arrays, crystallite_size_nm=sizes, device=device).clamp_min(0))
+                x = torch.sqrt(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
+                                              allow_empty=True).clamp_min(0))
+                has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
+                if not bool(has_peaks.all()):
+                    window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
+                    x, y = x[has_peaks], y[has_peaks]
             window["wait"] += time.perf_counter() - t_wait
             with autocast():
                 logits = model(x)
@@ -406,6 +414,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
                 writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
                 writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
+                if window.get("empty"):
+                    writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
                 window = {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0}
             if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):

@@ -15,7 +15,6 @@ thread pool only adds contention, and the numba reference is single-threaded too
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -32,7 +31,6 @@ torch = pytest.importorskip("torch")
 from synthxrd import simulate  # noqa: E402
 from synthxrd.generate import Generator  # noqa: E402
 from synthxrd.simulate import torch_sim  # noqa: E402
-from synthxrd.simulate._kernels import WINDOW_SIGMAS  # noqa: E402
 from synthxrd.structure import Crystal, CrystalBatch, scattering_table  # noqa: E402
 
 TOL = 1e-5  # of each pattern's maximum
@@ -203,18 +201,13 @@ def test_empty_rows_and_batches():
     assert torch_sim.patterns_torch(empty, crystallite_size_nm=50.0).shape == (0, 8501)
 
 
-def test_constants_match_numba_path():
+def test_shares_the_numba_path_settings():
+    from synthxrd.simulate import common
+
     assert torch_sim.DEFAULT_GRID == (simulate.Grid().start, simulate.Grid().stop, simulate.Grid().n)
-    assert torch_sim.DEFAULT_WAVELENGTH == simulate.DEFAULT_WAVELENGTH
-    assert torch_sim.SCHERRER_K == simulate.SCHERRER_K
-    assert torch_sim.WINDOW_SIGMAS == WINDOW_SIGMAS
-    pattern_module = importlib.import_module("synthxrd.simulate.pattern")  # the attribute is the function
     for size in (20.0, 57.0):
-        assert torch_sim.extended_g_range(simulate.Grid(), 1.5406, size) == \
-            pattern_module._extended_g_range(simulate.Grid(), 1.5406, size)
-    _, a, b = scattering_table()
-    ta, tb = torch_sim._form_factor_table()
-    assert np.array_equal(a, ta) and np.array_equal(b, tb)
+        assert torch_sim.extended_g_range((5.0, 90.0, 8501), 1.5406, size) == \
+            common.extended_g_range(simulate.Grid(), 1.5406, size)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -237,7 +230,7 @@ fcc = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
 frac = np.concatenate([fcc, (fcc + [0.5, 0, 0]) % 1.0])
 out = torch_sim.patterns_torch((lattices, frac, np.array([11] * 4 + [17] * 4), np.ones(8), np.array([0, 8])),
                                crystallite_size_nm=50.0, dtype=torch.float64)
-loaded = [m for m in ("numba", "synthxrd.structure", "synthxrd.simulate._kernels", "synthxrd.simulate.pattern",
+loaded = [m for m in ("numba", "synthxrd.simulate._kernels", "synthxrd.simulate.pattern",
                       "pymatgen", "spglib", "ray") if sys.modules.get(m) is not None]
 np.save({path!r}, out.numpy())
 print("LOADED", loaded)
@@ -273,9 +266,6 @@ def test_module_runs_without_numba(tmp_path):
 def test_import_without_numba(tmp_path):
     """``import synthxrd.simulate.torch_sim`` where numba is missing (the GPU machine)."""
     proc, out = _run_without_numba("", tmp_path)
-    if proc.returncode != 0 and "torch_sim.py" not in proc.stderr and "simulate/__init__.py" in proc.stderr:
-        pytest.xfail("synthxrd/simulate/__init__.py imports the numba path eagerly; torch_sim itself is "
-                     "numba-free (test_module_runs_without_numba)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'numba'" not in proc.stdout
 

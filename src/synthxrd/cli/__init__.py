@@ -25,6 +25,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "synthxrd.cli.train"),
     ("bench", "synthxrd.cli.bench"),
     ("validation", "synthxrd.cli.validation"),
+    ("predict", "synthxrd.cli.predict"),
+    ("evaluate", "synthxrd.cli.evaluate"),
 )
 
 

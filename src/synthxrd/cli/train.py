@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="run seed (default 0)")
     parser.add_argument("--ray-address", help="use Ray actors: local | auto | HOST:PORT")
     parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
+    parser.add_argument("--augment", metavar="default|none|FILE",
+                        help="experimental realism of the training patterns (synthxrd.augment; default none)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any TrainConfig key, TOML value (e.g. --set schedule=\"cosine\" --set warmup_steps=500)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"model": args.model, "batch_size": args.batch_size, "max_steps": args.max_steps, "lr": args.lr,
                  "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
-                 "ray_address": args.ray_address, "validation_dir": args.validation_dir}
+                 "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:
         config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})

@@ -21,9 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-#: Gaussian windows extend to +-WINDOW_SIGMAS sigma: exp(-7^2/2) = 2.3e-11 of the peak height is
-#: dropped, far below the 1e-6 agreement with full-grid evaluation that the tests demand.
-WINDOW_SIGMAS = 7.0
+from synthxrd.simulate.common import WINDOW_SIGMAS
+
 #: Slack when turning the ellipsoid bounds into integer ranges; the exact |g| test follows.
 _BOUND_EPS = 1e-9
 #: Reflections whose |g|^2 agree to this relative precision share form factors and LP (equivalent

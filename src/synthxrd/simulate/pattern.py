@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib.resources import files
 
 import numpy as np
 
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import _kernels, physics
+from synthxrd.simulate.common import (
+    DEFAULT_SIZE_RANGE_NM,
+    DEFAULT_TWO_THETA_RANGE,
+    DEFAULT_WAVELENGTH,
+    SCHERRER_K,
+    Grid,
+    check_range,
+    crystallite_sizes,
+    extended_g_range,
+    resolve_wavelength,
+    wavelengths,
+)
 from synthxrd.structure import CrystalBatch, StructureLike, element_z, scattering_table, to_crystal
 
 __all__ = [
@@ -22,6 +31,8 @@ __all__ = [
     "SCHERRER_K",
     "Grid",
     "PeakList",
+    "ReflectionBatch",
+    "reflections",
     "wavelengths",
     "resolve_wavelength",
     "peak_list",
@@ -31,38 +42,26 @@ __all__ = [
     "smear",
 ]
 
-#: Cu K-alpha1 in Angstrom, the default of DESIGN.md.
-DEFAULT_WAVELENGTH = 1.5406
-DEFAULT_TWO_THETA_RANGE = (5.0, 90.0)
-#: Crystallite sizes tau ~ U(20, 100) nm, drawn once per pattern (Schopmans et al. 2023).
-DEFAULT_SIZE_RANGE_NM = (20.0, 100.0)
-#: Scherrer shape factor for spherical crystallites (Langford & Wilson 1978).
-SCHERRER_K = 0.9
-
 
 @dataclass(frozen=True)
-class Grid:
-    """Uniform 2theta grid in degrees: ``n`` points from ``start`` to ``stop`` inclusive."""
+class ReflectionBatch:
+    """Unmerged reflections of N crystals (one Friedel half-space), packed with offsets.
 
-    start: float = 5.0
-    stop: float = 90.0
-    n: int = 8501
+    Attributes
+    ----------
+    two_theta : (R,) float64, degrees.
+    intensity : (R,) float64, 2 |F|^2 LP (the Friedel mate -hkl included), not normalised.
+    hkl : (R, 3) int64 Miller indices (the mate -hkl has the same intensity and |g|).
+    offsets : (N + 1,) int64; crystal i owns rows offsets[i]:offsets[i + 1], sorted by 2theta.
+    """
 
-    def __post_init__(self) -> None:
-        if not (0.0 < self.start < self.stop < 180.0) or int(self.n) != self.n or self.n < 2:
-            raise ConfigError(
-                f"grid: need 0 < start < stop < 180 degrees 2theta and n >= 2 points, "
-                f"got start={self.start}, stop={self.stop}, n={self.n}"
-            )
+    two_theta: np.ndarray
+    intensity: np.ndarray
+    hkl: np.ndarray
+    offsets: np.ndarray
 
-    @property
-    def step(self) -> float:
-        """Grid spacing in degrees."""
-        return (self.stop - self.start) / (self.n - 1)
-
-    def values(self) -> np.ndarray:
-        """The grid points, (n,) float64 degrees."""
-        return np.linspace(self.start, self.stop, self.n)
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
 
 
 @dataclass(frozen=True)
@@ -81,46 +80,6 @@ class PeakList:
     intensity: np.ndarray
     d: np.ndarray
     hkl: np.ndarray
-
-
-@lru_cache(maxsize=1)
-def wavelengths() -> dict[str, float]:
-    """Named characteristic lines (CuKa1, CoKa1, MoKa1, AgKa1, CrKa1, ...) in Angstrom."""
-    doc = json.loads(files("synthxrd.resources").joinpath("wavelengths.json").read_text())
-    return dict(doc["lines"])
-
-
-def resolve_wavelength(wavelength: float | str) -> float:
-    """A wavelength in Angstrom from a number or a line name (case-insensitive, e.g. ``"CuKa1"``)."""
-    if isinstance(wavelength, str):
-        table = {k.lower(): v for k, v in wavelengths().items()}
-        try:
-            return float(table[wavelength.strip().lower()])
-        except KeyError:
-            try:
-                wavelength = float(wavelength)
-            except ValueError:
-                raise ConfigError(
-                    f"wavelength: unknown name {wavelength!r}; give a value in Angstrom or one of "
-                    f"{', '.join(sorted(wavelengths()))}"
-                ) from None
-    try:
-        value = float(wavelength)
-    except (TypeError, ValueError):
-        raise ConfigError(f"wavelength: expected a value in Angstrom or a line name, got {wavelength!r:.80}") from None
-    if not (math.isfinite(value) and 0.01 < value < 100.0):
-        raise ConfigError(f"wavelength: {wavelength!r} Angstrom is not a usable X-ray wavelength (0.01-100)")
-    return value
-
-
-def _check_range(two_theta_range) -> tuple[float, float]:
-    try:
-        lo, hi = (float(t) for t in two_theta_range)
-    except (TypeError, ValueError):
-        raise ConfigError(f"two_theta_range: expected (min, max) in degrees, got {two_theta_range!r}") from None
-    if not (0.0 <= lo < hi <= 180.0):
-        raise ConfigError(f"two_theta_range: need 0 <= min < max <= 180 degrees 2theta, got ({lo}, {hi})")
-    return lo, hi
 
 
 def _debye_waller_table(debye_waller: Mapping[str, float] | None) -> np.ndarray:
@@ -147,10 +106,39 @@ def peak_list(
 ) -> PeakList:
     """Peak positions, intensities, d-spacings and hkl of a structure (see :func:`peaks`)."""
     lam = resolve_wavelength(wavelength)
-    g_min, g_max = physics.g_range(_check_range(two_theta_range), lam)
+    g_min, g_max = physics.g_range(check_range(two_theta_range), lam)
     crystal = to_crystal(structure)
     hkl, g, intensity = _reflections(crystal, lam, g_min, g_max, _debye_waller_table(debye_waller))
     return PeakList(*physics.merge_peaks(hkl, g, intensity, lam))
+
+
+def reflections(
+    batch: CrystalBatch,
+    *,
+    wavelength: float | str = DEFAULT_WAVELENGTH,
+    two_theta_range: tuple[float, float] = DEFAULT_TWO_THETA_RANGE,
+    debye_waller: Mapping[str, float] | None = None,
+) -> ReflectionBatch:
+    """Every reflection of every crystal of ``batch`` in the window, unmerged, with hkl.
+
+    The input of effects that act per reflection (texture, anisotropic broadening, Kalpha2 doublets;
+    :mod:`synthxrd.augment`). Same physics as :func:`peaks`; intensities are not normalised.
+    """
+    if not isinstance(batch, CrystalBatch):
+        raise StructureError(f"reflections: expected a CrystalBatch, got {type(batch).__name__}")
+    lam = resolve_wavelength(wavelength)
+    g_min, g_max = physics.g_range(check_range(two_theta_range), lam)
+    dw = _debye_waller_table(debye_waller)
+    parts = [_reflections(batch[i], lam, g_min, g_max, dw) for i in range(len(batch))]
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(g) for _, g, _ in parts])
+    g = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+    return ReflectionBatch(
+        physics.two_theta_of_g(g, lam),
+        np.concatenate([p[2] for p in parts]) if parts else np.zeros(0),
+        np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.int64),
+        offsets,
+    )
 
 
 def peaks(
@@ -191,36 +179,6 @@ def peaks(
     return result.two_theta, result.intensity
 
 
-def _sigma_coefficient(wavelength: float, size_nm: float) -> float:
-    """c such that sigma(2theta) = c / cos(theta) in degrees (Scherrer)."""
-    return math.degrees(SCHERRER_K * wavelength / (10.0 * size_nm)) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-
-
-@lru_cache(maxsize=256)
-def _extended_g_range(grid: Grid, wavelength: float, min_size_nm: float) -> tuple[float, float]:
-    """|g| window covering the grid plus 7 sigma, so tails of peaks just outside are included."""
-    c = _sigma_coefficient(wavelength, min_size_nm)
-    sigma_at = (lambda tt: c / math.cos(math.radians(min(tt, 179.0) / 2.0)))
-    hi = grid.stop + _kernels.WINDOW_SIGMAS * sigma_at(grid.stop)
-    hi = grid.stop + _kernels.WINDOW_SIGMAS * sigma_at(hi)  # sigma grows with angle: one refinement
-    lo = max(grid.start - _kernels.WINDOW_SIGMAS * sigma_at(grid.start), 0.0)
-    return physics.g_range((lo, min(hi, 180.0)), wavelength)
-
-
-def _sizes(n: int, crystallite_size_nm, rng: np.random.Generator | None) -> np.ndarray:
-    if crystallite_size_nm is None:
-        rng = np.random.default_rng() if rng is None else rng
-        return rng.uniform(*DEFAULT_SIZE_RANGE_NM, size=n)
-    try:
-        sizes = np.full(n, float(crystallite_size_nm)) if np.ndim(crystallite_size_nm) == 0 else \
-            np.array(crystallite_size_nm, np.float64).reshape(n)
-    except (TypeError, ValueError):
-        raise ConfigError(f"crystallite_size_nm: expected a number or {n} numbers in nm, got {crystallite_size_nm!r:.80}") from None
-    if not np.all(np.isfinite(sizes) & (sizes > 0.5)):
-        raise ConfigError(f"crystallite_size_nm: need sizes > 0.5 nm, got {crystallite_size_nm!r}")
-    return sizes
-
-
 def smear(
     two_theta: np.ndarray,
     intensity: np.ndarray,
@@ -243,7 +201,7 @@ def smear(
         raise ConfigError("smear: two_theta and intensity must be finite (found NaN/inf)")
     if crystallite_size_nm is None:
         raise ConfigError("smear: crystallite_size_nm is required (nm)")
-    size = _sizes(1, crystallite_size_nm, None)[0]
+    size = crystallite_sizes(1, crystallite_size_nm, None)[0]
     out = np.zeros(grid.n)
     _kernels.smear(two_theta, intensity, 10.0 * size, resolve_wavelength(wavelength), SCHERRER_K, grid.start, grid.step, out)
     return out
@@ -287,11 +245,11 @@ def _simulate(lattices, crystals, rng, crystallite_size_nm, grid, wavelength, de
     grid = grid or Grid()
     lam = resolve_wavelength(wavelength)
     n = len(lattices)
-    sizes = _sizes(n, crystallite_size_nm, rng)
+    sizes = crystallite_sizes(n, crystallite_size_nm, rng)
     out = np.zeros((n, grid.n), np.float32)
     if n == 0:
         return out
-    g_min, g_max = _extended_g_range(grid, lam, float(sizes.min()))
+    g_min, g_max = extended_g_range(grid, lam, float(sizes.min()))
     _, a, b = scattering_table()
     status = _kernels.batch_patterns(
         lattices, crystals.frac_coords, crystals.numbers, crystals.occupancies, crystals.offsets, a, b,

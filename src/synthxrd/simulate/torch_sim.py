@@ -7,48 +7,53 @@ structure factors, merges and thresholds peaks and smears them onto the grid. Th
 merging and 1e-5 drop rule, same normalisation) to < 1e-7 of the maximum in float64 and < 1e-6
 in float32.
 
-Pipeline (everything after the padding of the atoms runs on ``device``):
+Pipeline (everything after the packing of the atoms runs on ``device``):
 
-1. :class:`PaddedCrystals`: atoms of each crystal padded to (N, A_max); the distinct elements of a
-   crystal padded to (N, E_max) so that form factors are evaluated once per element.
-2. :func:`enumerate_reflections`: one Friedel half-space of each crystal's reflections with
-   g_min <= |g| <= g_max, generated without a box of rejected points: for each (h, k) column of the
-   box |h| <= g_max |a|, |k| <= g_max |b| the admissible l form one interval (root of a quadratic,
-   as in the numba kernel), and ``repeat_interleave`` expands the intervals. Padded to
-   (N, R_max, 3) with a mask.
-3. :func:`patterns_from_reflections`: sort by |g| per crystal; phases h.r in float64 reduced to
-   (-1, 1) cycles *before* the cast to ``dtype`` (|h.r| reaches ~100 cycles, which float32
-   would resolve to only ~1e-5 cycles); F = sum_j f_j occ_j exp(2 pi i h.r_j) elementwise (no
-   float32 matmul, so TF32 settings cannot degrade it); I = 2 |F|^2 LP; reflections whose 2theta
-   round to the same multiple of 1e-5 degrees are one peak (pymatgen's rule, keys in float64);
-   peaks <= 1e-5 of the crystal's strongest are dropped; each kept (merged) peak is an
-   area-normalised Gaussian evaluated on a window of 2 half + 1 grid points, half >= 7 sigma of
-   that peak rounded up to a few levels (ratio 1.25; peaks of one level form one (P, W) tensor),
-   and ``scatter_add``-ed into (N, n_grid); rows normalised to maximum 1.
+1. :class:`PaddedCrystals` (host, numpy): atoms in blocks of 8 (only each crystal's last block is
+   padded), the distinct elements of each crystal as a small (N, E) table so that form factors
+   are evaluated once per (reflection, element). Can be built in data-loader workers.
+2. :func:`enumerate_reflections` / ``_enumerate_flat``: one Friedel half-space of each crystal's
+   reflections with g_min <= |g| <= g_max, as one crystal-major list. For each (h, k) column of
+   the box |h| <= g_max |a|, |k| <= g_max |b| the admissible l form one interval (root of a
+   quadratic, as in the numba kernel) and ``repeat_interleave`` expands them: no rejected box
+   points, no host work, no transfer of reflection lists.
+3. Sort by (crystal, |g|) (two stable sorts); structure factors on tiles of 64 consecutive
+   reflections of one crystal x one atom block: phases h.r in float64 reduced to (-1, 1) cycles
+   *before* the cast to ``dtype`` (|h.r| reaches ~100 cycles, which float32 would resolve to only
+   ~1e-5 cycles), F = sum_j f_j occ_j exp(2 pi i h.r_j) with elementwise sums (no float32 matmul,
+   so TF32 settings cannot degrade it). Work is that of the real (reflection, atom) pairs plus a
+   few percent, whatever the spread of cell sizes in a batch (padding every crystal to the
+   largest R and A of a chunk wastes 3x on generated batches).
+4. I = 2 |F|^2 LP; reflections of one crystal whose 2theta round to the same multiple of 1e-5
+   degrees are one peak at the first one's 2theta (pymatgen's rule, keys in float64); peaks
+   <= 1e-5 of the crystal's strongest are dropped (exactly the numba path's rule).
+5. Each kept peak is an area-normalised Gaussian on 2 half + 1 grid points around its nearest
+   grid point, half >= 7 sigma rounded up to levels of ratio 1.25 (one (P, W) tensor per level),
+   ``scatter_add``-ed into the rows; rows normalised to maximum 1.
 
-:func:`patterns_torch` chains these, processing crystals in chunks of similar size (sorted by the
-expected number of reflections, so padding wastes little) under a memory budget.
+:func:`patterns_torch` chains these over chunks of consecutive crystals (memory only);
+:func:`patterns_from_reflections` starts from padded (N, R, 3) reflections.
 
 Accuracy (tests/simulate/test_torch_sim.py, 53 crystals): float64 agrees with the numba path to
-3e-8 of the maximum (the float32 rounding of the numba output); float32 to 8e-7, mostly from the
+3e-8 of the maximum (the float32 rounding of the numba output); float32 to 4e-7, mostly from the
 float32 structure-factor sums (window offsets and phases are formed in float64 and only the small
 remainders are rounded to float32).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
 import torch
 
 from synthxrd.errors import ConfigError, StructureError
-from synthxrd.simulate import physics
+from synthxrd.simulate import common, physics
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, SCHERRER_K, WINDOW_SIGMAS, Grid
+from synthxrd.structure import scattering_table
 
 __all__ = [
     "DEFAULT_GRID",
@@ -59,13 +64,8 @@ __all__ = [
     "patterns_torch",
 ]
 
-#: (start, stop, n) of the default grid, = ``synthxrd.simulate.Grid()`` (checked by the tests).
-DEFAULT_GRID = (5.0, 90.0, 8501)
-DEFAULT_WAVELENGTH = 1.5406
-#: = ``synthxrd.simulate.SCHERRER_K`` and ``_kernels.WINDOW_SIGMAS`` (pattern.py/_kernels.py import
-#: numba, so they are repeated here; the tests check that they agree).
-SCHERRER_K = 0.9
-WINDOW_SIGMAS = 7.0
+#: (start, stop, n) of the default grid.
+DEFAULT_GRID = (Grid().start, Grid().stop, Grid().n)
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _BOUND_EPS = 1e-9
 #: Atoms are stored in blocks of this many (the last block of a crystal padded), reflections are
@@ -83,47 +83,10 @@ _REFLECTION_BUDGET = {"cuda": 1 << 23, "cpu": 1 << 18}
 # tables and parameters
 
 
-@lru_cache(maxsize=1)
-def _form_factor_table() -> tuple[np.ndarray, np.ndarray]:
-    """a, b (Zmax+1, 4) float64 of the shipped scattering-factor fit (row Z = element Z, row 0 zeros).
-
-    Read directly from the package resources (``synthxrd.structure`` imports numba).
-    """
-    doc = json.loads(files("synthxrd.resources").joinpath("scattering_factors.json").read_text())
-    elements = doc["elements"]
-    z_max = max(v["Z"] for v in elements.values())
-    a = np.zeros((z_max + 1, 4))
-    b = np.zeros((z_max + 1, 4))
-    for entry in elements.values():
-        a[entry["Z"]] = entry["a"]
-        b[entry["Z"]] = entry["b"]
-    return a, b
-
-
 @lru_cache(maxsize=16)
 def _device_table(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The form-factor coefficients as tensors on ``device`` (cached: one copy per device and dtype)."""
-    return tuple(torch.as_tensor(t, dtype=dtype, device=device) for t in _form_factor_table())
-
-
-@lru_cache(maxsize=1)
-def _wavelength_lines() -> dict[str, float]:
-    doc = json.loads(files("synthxrd.resources").joinpath("wavelengths.json").read_text())
-    return {k.lower(): float(v) for k, v in doc["lines"].items()}
-
-
-def _wavelength(wavelength: float | str) -> float:
-    if isinstance(wavelength, str):
-        name = wavelength.strip().lower()
-        if name in _wavelength_lines():
-            return _wavelength_lines()[name]
-    try:
-        value = float(wavelength)
-    except (TypeError, ValueError):
-        raise ConfigError(f"wavelength: expected a value in Angstrom or a line name, got {wavelength!r:.80}") from None
-    if not (math.isfinite(value) and 0.01 < value < 100.0):
-        raise ConfigError(f"wavelength: {wavelength!r} Angstrom is not a usable X-ray wavelength (0.01-100)")
-    return value
+    return tuple(torch.as_tensor(t, dtype=dtype, device=device) for t in scattering_table()[1:])
 
 
 def _grid(grid: Any) -> tuple[float, float, int]:
@@ -140,20 +103,9 @@ def _grid(grid: Any) -> tuple[float, float, int]:
     return start, stop, n_int
 
 
-def _sigma_coefficient(wavelength: float, size_nm: float) -> float:
-    """c such that sigma(2theta) = c / cos(theta) in degrees (Scherrer), as in pattern.py."""
-    return math.degrees(SCHERRER_K * wavelength / (10.0 * size_nm)) * _FWHM_TO_SIGMA
-
-
 def extended_g_range(grid: Any, wavelength: float, min_size_nm: float) -> tuple[float, float]:
-    """|g| window of the grid widened by 7 sigma of the narrowest size (= pattern._extended_g_range)."""
-    start, stop, _ = _grid(grid)
-    c = _sigma_coefficient(wavelength, min_size_nm)
-    sigma_at = (lambda tt: c / math.cos(math.radians(min(tt, 179.0) / 2.0)))
-    hi = stop + WINDOW_SIGMAS * sigma_at(stop)
-    hi = stop + WINDOW_SIGMAS * sigma_at(hi)
-    lo = max(start - WINDOW_SIGMAS * sigma_at(start), 0.0)
-    return physics.g_range((lo, min(hi, 180.0)), wavelength)
+    """|g| window of the grid widened by 7 sigma of the narrowest size (as the numba path)."""
+    return common.extended_g_range(Grid(*_grid(grid)), wavelength, min_size_nm)
 
 
 def _sizes(n: int, crystallite_size_nm) -> np.ndarray:
@@ -161,15 +113,7 @@ def _sizes(n: int, crystallite_size_nm) -> np.ndarray:
         raise ConfigError("crystallite_size_nm is required (one size or one per crystal, nm)")
     if isinstance(crystallite_size_nm, torch.Tensor):
         crystallite_size_nm = crystallite_size_nm.detach().cpu().numpy()
-    try:
-        sizes = np.full(n, float(crystallite_size_nm)) if np.ndim(crystallite_size_nm) == 0 else \
-            np.array(crystallite_size_nm, np.float64).reshape(n)
-    except (TypeError, ValueError):
-        raise ConfigError(f"crystallite_size_nm: expected a number or {n} numbers in nm, "
-                          f"got {crystallite_size_nm!r:.80}") from None
-    if not np.all(np.isfinite(sizes) & (sizes > 0.5)):
-        raise ConfigError(f"crystallite_size_nm: need sizes > 0.5 nm, got {crystallite_size_nm!r:.200}")
-    return sizes
+    return common.crystallite_sizes(n, crystallite_size_nm, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +167,7 @@ class PaddedCrystals:
             raise StructureError(
                 f"batch: inconsistent shapes lattices {lattices.shape}, frac_coords {frac.shape}, numbers {z.shape}, "
                 f"occupancies {occ.shape}, offsets {offsets.shape} (must rise from 0 to {m})")
-        n_table = len(_form_factor_table()[0])
+        n_table = len(scattering_table()[1])
         if m and (z.min() < 1 or z.max() >= n_table):
             raise StructureError(f"batch: atomic numbers must be 1-{n_table - 1} (scattering table), "
                                  f"got {z.min()}-{z.max()}")
@@ -300,11 +244,16 @@ def _as_crystals(batch_or_arrays, device) -> PaddedCrystals:
 # reflections
 
 
-def _g2(hkl: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
-    """|g|^2 = h G* h^T in float64, term by term as the numba kernel; hkl (..., 3), gs (..., 3, 3)."""
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] along dim 0 for an index tensor of any shape (index_select: much faster than x[index] on CPU)."""
+    return x.index_select(0, index.reshape(-1)).reshape(*index.shape, *x.shape[1:])
+
+
+def _g2(hkl: torch.Tensor, gs6: torch.Tensor) -> torch.Tensor:
+    """|g|^2 = h G* h^T in float64, term by term as the numba kernel; hkl (M, 3), gs6 (M, 6) of :func:`_metric6`."""
     h, k, l = hkl.to(torch.float64).unbind(-1)
-    return (gs[..., 0, 0] * h * h + gs[..., 1, 1] * k * k + gs[..., 2, 2] * l * l
-            + 2.0 * (gs[..., 0, 1] * h * k + gs[..., 0, 2] * h * l + gs[..., 1, 2] * k * l))
+    g = gs6.unbind(-1)
+    return g[0] * h * h + g[1] * k * k + g[2] * l * l + 2.0 * (g[3] * h * k + g[4] * h * l + g[5] * k * l)
 
 
 def _reciprocal_metric(lattices: torch.Tensor) -> torch.Tensor:
@@ -312,8 +261,14 @@ def _reciprocal_metric(lattices: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(lattices @ lattices.transpose(-1, -2))
 
 
-def _enumerate_flat(lattices: torch.Tensor, g_min: float, g_max: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half-space reflections of all crystals as one list: hkl (M, 3) int64 and crystal (M,), crystal-major.
+def _metric6(lattices: torch.Tensor) -> torch.Tensor:
+    """(N, 6) components G*00, G*11, G*22, G*01, G*02, G*12 of the reciprocal metric."""
+    gs = _reciprocal_metric(lattices)
+    return torch.stack([gs[:, 0, 0], gs[:, 1, 1], gs[:, 2, 2], gs[:, 0, 1], gs[:, 0, 2], gs[:, 1, 2]], dim=1)
+
+
+def _enumerate_flat(lattices: torch.Tensor, g_min: float, g_max: float) -> tuple[torch.Tensor, ...]:
+    """Half-space reflections of all crystals as one list, crystal-major: hkl (M, 3) int64, crystal (M,), |g|^2 (M,).
 
     For each (h, k) column of the box |h| <= g_max |a|, |k| <= g_max |b| the l with |g| <= g_max
     form one interval (root of a quadratic, as in the numba kernel); ``repeat_interleave`` expands
@@ -322,7 +277,7 @@ def _enumerate_flat(lattices: torch.Tensor, g_min: float, g_max: float) -> tuple
     dev = lattices.device
     n = lattices.shape[0]
     lattices = lattices.to(torch.float64)
-    gs = _reciprocal_metric(lattices)
+    gs6 = _metric6(lattices)
     g_max2, g_min2 = g_max * g_max, g_min * g_min
     bounds = torch.floor(g_max * torch.linalg.vector_norm(lattices, dim=2) + _BOUND_EPS).long()
     h_max, k_max = bounds[:, 0], bounds[:, 1]
@@ -330,29 +285,29 @@ def _enumerate_flat(lattices: torch.Tensor, g_min: float, g_max: float) -> tuple
     n_cols = (h_max + 1) * k_span
     total_cols = int(n_cols.sum())
     crystal = torch.repeat_interleave(torch.arange(n, device=dev), n_cols, output_size=total_cols)
-    local = torch.arange(total_cols, device=dev) - (torch.cumsum(n_cols, 0) - n_cols)[crystal]
-    span = k_span[crystal]
+    local = torch.arange(total_cols, device=dev) - _take(torch.cumsum(n_cols, 0) - n_cols, crystal)
+    span = _take(k_span, crystal)
     h = local // span
-    k = local % span - k_max[crystal]
-    g = gs[crystal]
+    k = local % span - _take(k_max, crystal)
+    g00, g11, g22, g01, g02, g12 = _take(gs6, crystal).unbind(1)
     hf, kf = h.to(torch.float64), k.to(torch.float64)
-    beta = g[:, 0, 2] * hf + g[:, 1, 2] * kf
-    c = g[:, 0, 0] * hf * hf + 2.0 * g[:, 0, 1] * hf * kf + g[:, 1, 1] * kf * kf
-    disc = beta * beta - g[:, 2, 2] * (c - g_max2)
+    beta = g02 * hf + g12 * kf
+    c = g00 * hf * hf + 2.0 * g01 * hf * kf + g11 * kf * kf
+    disc = beta * beta - g22 * (c - g_max2)
     root = torch.sqrt(torch.clamp(disc, min=0.0))
-    lo = torch.ceil((-beta - root) / g[:, 2, 2] - _BOUND_EPS).long()
-    hi = torch.floor((-beta + root) / g[:, 2, 2] + _BOUND_EPS).long()
+    lo = torch.ceil((-beta - root) / g22 - _BOUND_EPS).long()
+    hi = torch.floor((-beta + root) / g22 + _BOUND_EPS).long()
     lo = torch.where((h == 0) & (k == 0), torch.clamp(lo, min=1), lo)
     half_space = (h > 0) | (k >= 0)
     count = torch.where((disc >= 0) & half_space, torch.clamp(hi - lo + 1, min=0), 0)
     total = int(count.sum())
     col = torch.repeat_interleave(torch.arange(total_cols, device=dev), count, output_size=total)
-    l = lo[col] + torch.arange(total, device=dev) - (torch.cumsum(count, 0) - count)[col]
-    hkl = torch.stack((h[col], k[col], l), dim=1)
-    cid = crystal[col]
-    g2 = _g2(hkl, gs[cid])
-    keep = (g2 <= g_max2) & (g2 >= g_min2)
-    return hkl[keep], cid[keep]
+    l = _take(lo, col) + torch.arange(total, device=dev) - _take(torch.cumsum(count, 0) - count, col)
+    hkl = torch.stack((_take(h, col), _take(k, col), l), dim=1)
+    cid = _take(crystal, col)
+    g2 = _g2(hkl, _take(gs6, cid))
+    keep = ((g2 <= g_max2) & (g2 >= g_min2)).nonzero().reshape(-1)
+    return _take(hkl, keep), _take(cid, keep), _take(g2, keep)
 
 
 def enumerate_reflections(lattices: torch.Tensor, g_min: float, g_max: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,7 +326,7 @@ def enumerate_reflections(lattices: torch.Tensor, g_min: float, g_max: float) ->
     """
     n = lattices.shape[0]
     dev = lattices.device
-    hkl, cid = _enumerate_flat(lattices, g_min, g_max)
+    hkl, cid, _ = _enumerate_flat(lattices, g_min, g_max)
     per_crystal = torch.bincount(cid, minlength=n)
     r_max = max(int(per_crystal.max()) if n else 0, 1)
     pos = torch.arange(len(cid), device=dev) - (torch.cumsum(per_crystal, 0) - per_crystal)[cid]
@@ -402,9 +357,9 @@ def _structure_factors(hkl, cid, g2, counts, crystals: PaddedCrystals, dtype, bu
     # form factors per (reflection, element of its crystal); row m is a zero dummy
     a_tab, b_tab = _device_table(dev, dtype)
     s2 = (g2 / 4.0).to(dtype)
-    el_z = crystals.element_z[cid]  # (M, E)
-    expo = torch.exp(-b_tab[el_z] * s2[:, None, None])  # (M, E, 4)
-    f_el = el_z.to(dtype) - physics.FORM_FACTOR_PREFACTOR * s2[:, None] * (a_tab[el_z] * expo).sum(-1)
+    el_z = _take(crystals.element_z, cid)  # (M, E)
+    expo = torch.exp(-_take(b_tab, el_z) * s2[:, None, None])  # (M, E, 4)
+    f_el = el_z.to(dtype) - physics.FORM_FACTOR_PREFACTOR * s2[:, None] * (_take(a_tab, el_z) * expo).sum(-1)
     del expo, el_z
     f_el = torch.cat([f_el, f_el.new_zeros((1, f_el.shape[1]))])
     hkl64 = torch.cat([hkl.to(torch.float64), hkl.new_zeros((1, 3), dtype=torch.float64)])
@@ -414,18 +369,19 @@ def _structure_factors(hkl, cid, g2, counts, crystals: PaddedCrystals, dtype, bu
     n_rt = int(r_tiles.sum())
     rt_c = torch.repeat_interleave(torch.arange(n, device=dev), r_tiles, output_size=n_rt)
     rt0 = torch.cumsum(r_tiles, 0) - r_tiles
-    r_first = starts[rt_c] + (torch.arange(n_rt, device=dev) - rt0[rt_c]) * t_len
+    r_first = _take(starts, rt_c) + (torch.arange(n_rt, device=dev) - _take(rt0, rt_c)) * t_len
     r_idx = r_first[:, None] + torch.arange(t_len, device=dev)
-    r_idx = torch.where(r_idx < (starts + counts)[rt_c][:, None], r_idx, m)  # (n_rt, T)
-    hkl_t = hkl64[r_idx].transpose(1, 2).contiguous()  # (n_rt, 3, T)
-    f_t = f_el[r_idx].transpose(1, 2).contiguous()  # (n_rt, E, T)
+    r_idx = torch.where(r_idx < _take(starts + counts, rt_c)[:, None], r_idx, m)  # (n_rt, T)
+    hkl_t = _take(hkl64, r_idx).transpose(1, 2).contiguous()  # (n_rt, 3, T)
+    f_t = _take(f_el, r_idx).transpose(1, 2).contiguous()  # (n_rt, E, T)
     # work tiles: (reflection tile, atom block of the same crystal)
     n_blocks = (crystals.block_offsets[1:] - crystals.block_offsets[:-1]).to(dev)
     block0 = crystals.block_offsets[:-1].to(dev)
-    per_rt = n_blocks[rt_c]
+    per_rt = _take(n_blocks, rt_c)
     n_tiles = int(per_rt.sum())
     tile_rt = torch.repeat_interleave(torch.arange(n_rt, device=dev), per_rt, output_size=n_tiles)
-    tile_block = block0[rt_c][tile_rt] + torch.arange(n_tiles, device=dev) - (torch.cumsum(per_rt, 0) - per_rt)[tile_rt]
+    tile_block = (_take(_take(block0, rt_c), tile_rt) + torch.arange(n_tiles, device=dev)
+                  - _take(torch.cumsum(per_rt, 0) - per_rt, tile_rt))
     acc_re = torch.zeros((n_rt, t_len), dtype=dtype, device=dev)
     acc_im = torch.zeros((n_rt, t_len), dtype=dtype, device=dev)
     occ = crystals.occupancies.to(dtype)
@@ -471,7 +427,7 @@ def _smear(out, rows, two_theta, inten, sizes_nm, wavelength, grid, dtype, budge
     if len(rows) == 0:
         return
     dev = out.device
-    c = torch.rad2deg(SCHERRER_K * wavelength / (10.0 * sizes_nm[rows])) * _FWHM_TO_SIGMA  # float64
+    c = torch.rad2deg(SCHERRER_K * wavelength / (10.0 * _take(sizes_nm, rows))) * _FWHM_TO_SIGMA  # float64
     sigma = c / torch.cos(torch.deg2rad(two_theta / 2.0))
     half = torch.ceil(WINDOW_SIGMAS * sigma / step).long() + 1
     u = (two_theta - start) / step
@@ -483,14 +439,14 @@ def _smear(out, rows, two_theta, inten, sizes_nm, wavelength, grid, dtype, budge
     level = torch.where(inside, level, -1)
     level, order = torch.sort(level)
     counts = torch.bincount(level + 1).tolist()  # one host sync: peaks per level (index 0: dropped)
-    delta = (u - centre).to(dtype)[order]
-    amp = (inten.to(torch.float64) / (sigma * math.sqrt(2.0 * math.pi))).to(dtype)[order]
-    coef = (-(step * step) / (2.0 * sigma * sigma)).to(dtype)[order]  # exponent per (grid step)^2
+    delta = _take((u - centre).to(dtype), order)
+    amp = _take((inten.to(torch.float64) / (sigma * math.sqrt(2.0 * math.pi))).to(dtype), order)
+    coef = _take((-(step * step) / (2.0 * sigma * sigma)).to(dtype), order)  # exponent per (grid step)^2
     top = math.ceil(4.0 * _HALF_LEVEL_RATIO ** (len(counts) - 2)) if len(counts) > 1 else 1
     pad = 2 * top
     width = n_grid + 2 * pad
     padded = torch.zeros((out.shape[0], width), dtype=dtype, device=dev)
-    base = (rows[order] * width + centre.long()[order] + pad)
+    base = _take(rows, order) * width + _take(centre.long(), order) + pad
     flat = padded.view(-1)
     begin = counts[0]
     for lev, count in enumerate(counts[1:]):
@@ -509,19 +465,20 @@ def _smear(out, rows, two_theta, inten, sizes_nm, wavelength, grid, dtype, budge
     out += padded[:, pad:pad + n_grid]
 
 
-def _simulate_flat(hkl, cid, crystals: PaddedCrystals, sizes, grid_t, lam, dtype, budget=None):
-    """Unnormalised patterns (n, n_grid) from a crystal-major half-space reflection list."""
+def _simulate_flat(hkl, cid, g2, crystals: PaddedCrystals, sizes, grid_t, lam, dtype, budget=None):
+    """Unnormalised patterns (n, n_grid) from a crystal-major reflection list (g2 = |g|^2 or None)."""
     n = len(crystals)
     dev = crystals.device
     budget = budget or _PAIR_BUDGET["cuda" if dev.type == "cuda" else "cpu"]
     out = torch.zeros((n, grid_t[2]), dtype=dtype, device=dev)
     if n == 0 or hkl.shape[0] == 0:
         return out
-    g2 = _g2(hkl, _reciprocal_metric(crystals.lattices)[cid])
+    if g2 is None:
+        g2 = _g2(hkl, _take(_metric6(crystals.lattices), cid))
     # sort by (crystal, |g|): symmetry-equivalent reflections become neighbours
     order = torch.sort(g2, stable=True).indices
-    order = order[torch.sort(cid[order], stable=True).indices]
-    hkl, cid, g2 = hkl[order], cid[order], g2[order]
+    order = _take(order, torch.sort(_take(cid, order), stable=True).indices)
+    hkl, cid, g2 = _take(hkl, order), _take(cid, order), _take(g2, order)
     counts = torch.bincount(cid, minlength=n)
     f_re, f_im = _structure_factors(hkl, cid, g2, counts, crystals, dtype, budget)
     inten = 2.0 * (f_re * f_re + f_im * f_im) * _lorentz_polarization(g2, lam).to(dtype)
@@ -531,12 +488,13 @@ def _simulate_flat(hkl, cid, crystals: PaddedCrystals, sizes, grid_t, lam, dtype
     new = torch.ones_like(cid, dtype=torch.bool)
     new[1:] = (key[1:] != key[:-1]) | (cid[1:] != cid[:-1])
     peak = torch.cumsum(new, 0) - 1
-    peak_cid, peak_tt = cid[new], two_theta[new]
+    first = new.nonzero().reshape(-1)
+    peak_cid, peak_tt = _take(cid, first), _take(two_theta, first)
     peak_int = torch.zeros(len(peak_cid), dtype=dtype, device=dev).index_add_(0, peak, inten)
     # drop peaks <= 1e-5 of their crystal's strongest (pymatgen's rule, as the numba path)
     strongest = torch.zeros(n, dtype=dtype, device=dev).scatter_reduce_(0, peak_cid, peak_int, "amax")
-    keep = peak_int > physics.SCALED_INTENSITY_TOL * strongest[peak_cid]
-    _smear(out, peak_cid[keep], peak_tt[keep], peak_int[keep], sizes, lam, grid_t, dtype, budget)
+    keep = (peak_int > physics.SCALED_INTENSITY_TOL * _take(strongest, peak_cid)).nonzero().reshape(-1)
+    _smear(out, _take(peak_cid, keep), _take(peak_tt, keep), _take(peak_int, keep), sizes, lam, grid_t, dtype, budget)
     return out
 
 
@@ -582,8 +540,8 @@ def patterns_from_reflections(
     dev = crystals.device
     sizes = torch.as_tensor(_sizes(hkl.shape[0], crystallite_size_nm), dtype=torch.float64, device=dev)
     cid, pos = valid.to(dev).nonzero(as_tuple=True)  # row-major: crystal-major
-    out = _simulate_flat(hkl.to(dev)[cid, pos].long(), cid, crystals, sizes, _grid(grid), _wavelength(wavelength),
-                         dtype)
+    out = _simulate_flat(hkl.to(dev)[cid, pos].long(), cid, None, crystals, sizes, _grid(grid),
+                         common.resolve_wavelength(wavelength), dtype)
     return _normalize(out) if normalize else out
 
 
@@ -627,7 +585,7 @@ def patterns_torch(
     if dtype not in (torch.float32, torch.float64):
         raise ConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = torch.device(device)
-    lam = _wavelength(wavelength)
+    lam = common.resolve_wavelength(wavelength)
     grid_t = _grid(grid)
     crystals = _as_crystals(batch_or_arrays, device)
     n = len(crystals)
@@ -646,8 +604,8 @@ def patterns_torch(
         done = expected[begin - 1] if begin else 0.0
         stop = min(max(begin + 1, int(np.searchsorted(expected, done + limit, side="right"))), n)
         sub = crystals.crystal_range(begin, stop)
-        hkl, cid = _enumerate_flat(sub.lattices, g_min, g_max)
-        out[begin:stop] = _normalize(_simulate_flat(hkl, cid, sub, sizes_t[begin:stop], grid_t, lam, dtype))
+        hkl, cid, g2 = _enumerate_flat(sub.lattices, g_min, g_max)
+        out[begin:stop] = _normalize(_simulate_flat(hkl, cid, g2, sub, sizes_t[begin:stop], grid_t, lam, dtype))
         begin = stop
     if not allow_empty:
         empty = (out.max(dim=1).values <= 0).nonzero().flatten()

@@ -1,0 +1,134 @@
+"""Evaluate a trained network on labelled patterns, next to the frequency-prior baseline.
+
+Input (one of):
+  --manifest CSV [--variant V]   measured pattern files listed in a CSV with columns pattern_path
+                                 (relative to the CSV's folder), spacegroup and optionally wavelength_A,
+                                 sample_id, variant (the layout of experimental/manifest.csv)
+  --validation-dir DIR --set S   a cached validation set (synthxrd validation build): match, all, ...
+  --dataset FILE.h5              any synthxrd dataset file with patterns and space-group labels
+
+Metrics, on all patterns and on those whose true group is one of the model's classes ("known"):
+top-1 and top-5 space group, crystal system (largest summed probability), extinction group (largest
+summed probability over groups with the same systematic absences) and the expected calibration error
+of the top-1 confidence (15 bins). The baseline always predicts the prior of the training statistics
+over the model's classes. Patterns of other groups are counted separately.
+
+--out DIR receives evaluation.json (metrics, baseline, per-space-group report, confusion matrices,
+reliability bins, per-pattern top-5, failures), confusion_crystal_system.png, confusion_spacegroups.png
+and reliability.png; existing files are not replaced without --overwrite (checked before any work).
+
+A pattern file that cannot be read is reported in one line on stderr and left out of the metrics.
+Exit status: 0 done, 1 some pattern file failed, 2 bad options, model or existing outputs.
+
+Examples:
+  synthxrd evaluate --model runs/park --manifest data/experimental/manifest.csv --variant raw --out eval/raw
+  synthxrd evaluate --model runs/park/best.pt --validation-dir cache/validation --set match --out eval/match
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from synthxrd.errors import ConfigError
+
+__all__ = ["HELP", "add_arguments", "run", "format_table"]
+
+HELP = "evaluate a trained network on labelled patterns (accuracies, prior baseline, confusion, calibration)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="PATH", help="checkpoint file or training run folder")
+    parser.add_argument("--manifest", metavar="CSV", help="manifest of measured pattern files with space groups")
+    parser.add_argument("--variant", help="only manifest rows of this variant (e.g. raw)")
+    parser.add_argument("--wavelength", metavar="LAMBDA",
+                        help="wavelength for manifest rows without wavelength_A whose file states none")
+    parser.add_argument("--validation-dir", metavar="DIR", help="cached validation sets (synthxrd validation build)")
+    parser.add_argument("--set", dest="set_name", metavar="NAME", help="validation set name (match, all, ...)")
+    parser.add_argument("--dataset", metavar="FILE", help="synthxrd dataset file (.h5) with patterns and labels")
+    parser.add_argument("--max-patterns", type=int, default=0, metavar="N",
+                        help="validation set / dataset: evaluate a fixed random subsample of N patterns (default all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    parser.add_argument("--statistics", metavar="PATH",
+                        help="statistics of the baseline prior (default: those the model was trained with)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _fmt(value) -> str:
+    return "   -  " if value is None else f"{value:6.3f}"
+
+
+def format_table(summary: dict) -> str:
+    """The compact metrics table: model and prior baseline, on all patterns and on the known classes."""
+    rows = [("top-1 space group", "top1"), ("top-5 space group", "top5"), ("crystal system", "crystal_system"),
+            ("extinction group", "extinction_group"), ("ECE (15 bins)", "ece"), ("mean p(true group)", "mean_p_true")]
+    a, k = summary["all"], summary["known"]
+    groups = f"{'all (n=' + str(a['model']['n']) + ')':^14s}      {'known classes (n=' + str(k['model']['n']) + ')':^14s}"
+    lines = [f"{'':20s}  {groups}", f"{'metric':20s}  {'model':>6s}  {'prior':>6s}      {'model':>6s}  {'prior':>6s}"]
+    for label, key in rows:
+        lines.append(f"{label:20s}  {_fmt(a['model'][key])}  {_fmt(a['baseline'][key])}      "
+                     f"{_fmt(k['model'][key])}  {_fmt(k['baseline'][key])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = [name for name, given in (("--manifest", args.manifest), ("--validation-dir", args.validation_dir),
+                                         ("--dataset", args.dataset)) if given]
+    if len(sources) != 1:
+        raise ConfigError("give exactly one input: --manifest CSV, --validation-dir DIR --set NAME, or --dataset FILE"
+                          + (f" (got {' and '.join(sources)})" if sources else ""))
+    if args.validation_dir and not args.set_name:
+        raise ConfigError("--validation-dir needs --set NAME (e.g. match)")
+    if args.set_name and not args.validation_dir:
+        raise ConfigError("--set needs --validation-dir DIR")
+    if args.variant and not args.manifest:
+        raise ConfigError("--variant only applies to --manifest")
+    if args.max_patterns < 0:
+        raise ConfigError(f"--max-patterns: expected an integer >= 0, got {args.max_patterns}")
+    wavelength = None
+    if args.wavelength is not None:
+        from synthxrd.simulate import resolve_wavelength
+
+        try:
+            wavelength = resolve_wavelength(args.wavelength)
+        except ConfigError as exc:
+            raise ConfigError(f"--wavelength: {exc}") from None
+    from synthxrd.evaluate import OUTPUT_FILES
+    from synthxrd.files import check_new
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a directory")
+    check_new([out / name for name in OUTPUT_FILES], overwrite=args.overwrite)
+
+    from tqdm import tqdm
+
+    from synthxrd.evaluate import evaluate_dataset, evaluate_manifest, evaluate_validation_set, write_report
+    from synthxrd.predict import Predictor
+
+    predictor = Predictor.load(args.model, device=args.device)
+    if args.manifest:
+        ev = evaluate_manifest(predictor, args.manifest, variant=args.variant, wavelength=wavelength,
+                               statistics=args.statistics, progress=True,
+                               on_failure=lambda message: tqdm.write(message, file=sys.stderr))
+    elif args.validation_dir:
+        ev = evaluate_validation_set(predictor, args.validation_dir, args.set_name, max_patterns=args.max_patterns,
+                                     seed=args.seed, statistics=args.statistics)
+    else:
+        ev = evaluate_dataset(predictor, args.dataset, max_patterns=args.max_patterns, seed=args.seed,
+                              statistics=args.statistics)
+    write_report(ev, out, overwrite=args.overwrite)
+    s = ev.summary()
+    meta = predictor.metadata
+    name = (meta.get("model_config") or {}).get("name", "model")
+    print(f"{ev.description}: {s['n_patterns']} patterns, {s['n_known']} of the model's classes, "
+          f"{s['n_unknown']} of other groups" + (f" {s['unknown_spacegroups']}" if s["n_unknown"] else "")
+          + f", {s['n_failed']} failed")
+    print(f"model: {meta.get('checkpoint', predictor.source)} ({name}, step {meta.get('step')}, "
+          f"{len(predictor.classes)} classes); prior: space-group frequencies of the statistics ({ev.config['statistics']})")
+    print(format_table(s))
+    print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
+    return 1 if ev.failures else 0

@@ -1,0 +1,167 @@
+"""Predict the space group of measured powder patterns with a trained network.
+
+For every FILE (any format synthxrd.io reads: .xy/.csv/.dat columns, RRUFF, .xrdml, Bruker .raw/.brml,
+GSAS) the pattern is converted to the model's wavelength (Cu K-alpha1), put onto its 2theta grid
+(5-90 degrees) and normalised; the network gives probabilities over the 230 space groups. Printed per
+file: the --top most probable groups (ITA number, Hermann-Mauguin symbol, probability) and the
+probabilities of the 7 crystal systems (sums over their groups).
+
+  --json             print the results as JSON on stdout instead of the tables
+  --json-file PATH   also write them as JSON to PATH
+  --plot DIR         write DIR/STEM.png per file: the pattern on the model grid, the top groups and
+                     the crystal systems as bar charts
+
+The wavelength is the file's own where it states one; --wavelength gives it for files that do not
+(plain .xy/.csv columns). --model takes a checkpoint file or a `synthxrd train` run folder (its best.pt,
+else checkpoint.pt); without it the model shipped with synthxrd is used.
+
+A file that cannot be read is reported in one line on stderr and the others are still predicted.
+Outputs are written atomically and never replace existing files without --overwrite.
+
+Exit status: 0 all predicted, 1 some file failed, 2 bad options, model or existing outputs.
+
+Examples:
+  synthxrd predict sample.xy --model runs/park --wavelength CuKa1
+  synthxrd predict scans/*.xrdml --model runs/park/best.pt --top 3 --plot figures/
+  synthxrd predict a.xy b.raw --model runs/park --json > predictions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from synthxrd.errors import ConfigError
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "predict space groups of measured pXRD pattern files with a trained network"
+
+_SHORT = {"triclinic": "tric", "monoclinic": "mono", "orthorhombic": "orth", "tetragonal": "tetr",
+          "trigonal": "trig", "hexagonal": "hex", "cubic": "cub"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="measured pattern files")
+    parser.add_argument("--model", metavar="PATH",
+                        help="checkpoint file or training run folder (default: the model shipped with synthxrd)")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="space groups listed per file (default 5)")
+    parser.add_argument("--wavelength", metavar="LAMBDA",
+                        help="wavelength (Angstrom or a line name such as CuKa1) for files that state none")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
+    parser.add_argument("--json-file", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _plot_names(files: list[str]) -> list[str]:
+    """Distinct PNG names: the file stem, with its folder's name in front where stems repeat."""
+    stems = [Path(f).stem or Path(f).name for f in files]
+    names = list(stems)
+    for i, stem in enumerate(stems):
+        if stems.count(stem) > 1:
+            parent = Path(files[i]).resolve().parent.name
+            names[i] = f"{parent}_{stem}" if parent else stem
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(f"{name}.png" if n == 0 else f"{name}_{n + 1}.png")
+    return out
+
+
+def _table(result, k: int) -> str:
+    info = result.info
+    lam = info.get("wavelength")
+    head = f"{result.source}"
+    details = []
+    if info.get("coverage") is not None:
+        details.append(f"coverage {100 * info['coverage']:.0f} %")
+    if lam is not None:
+        details.append(f"λ {lam:.5g} Å" + (" → 1.5406 Å" if info.get("converted") else ""))
+    if details:
+        head += "  (" + ", ".join(details) + ")"
+    lines = [head, "  rank   SG  symbol        probability"]
+    for rank, (number, symbol, p) in enumerate(result.top(k), 1):
+        lines.append(f"  {rank:>4}  {number:>3}  {symbol:<12}  {p:>11.4f}")
+    systems = result.crystal_systems()
+    lines.append("  system  " + "  ".join(f"{_SHORT[s]} {p:.3f}" for s, p in systems.items()))
+    for w in info.get("warnings", []):
+        lines.append(f"  note: {w}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
+    wavelength = None
+    if args.wavelength is not None:
+        from synthxrd.simulate import resolve_wavelength
+
+        try:
+            wavelength = resolve_wavelength(args.wavelength)
+        except ConfigError as exc:
+            raise ConfigError(f"--wavelength: {exc}") from None
+    from synthxrd.files import atomic_write, check_new, write_json
+
+    plot_dir = Path(args.plot) if args.plot else None
+    names = _plot_names(args.files) if plot_dir else []
+    targets = [plot_dir / n for n in names] if plot_dir else []
+    if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
+        raise ConfigError(f"--plot: {plot_dir} exists and is not a directory")
+    if args.json_file:
+        targets.append(Path(args.json_file))
+    check_new(targets, overwrite=args.overwrite)
+
+    from tqdm import tqdm
+
+    from synthxrd import __version__
+    from synthxrd.predict import Predictor, failure_message, plot_prediction
+
+    predictor = Predictor.load(args.model, device=args.device)
+    if plot_dir is not None:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    n_failed = 0
+    bar = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+    for i, name in enumerate(bar):
+        try:
+            result = predictor.predict_file(name, wavelength=wavelength)
+            entry = result.to_dict(args.top)
+            if plot_dir is not None:
+                target = plot_dir / names[i]
+                atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5)))
+                entry["plot"] = str(target)
+            if not args.json:
+                tqdm.write(_table(result, args.top), file=sys.stdout)
+        except Exception as exc:  # one line per bad file, the others go on
+            n_failed += 1
+            entry = {"source": name, "ok": False, "error": failure_message(name, exc)}
+            tqdm.write(entry["error"], file=sys.stderr)
+        results.append(entry)
+    bar.close()
+
+    payload = {
+        "command": "predict",
+        "synthxrd_version": __version__,
+        "model": {"source": predictor.source, "checkpoint": predictor.metadata.get("checkpoint"),
+                  "step": predictor.metadata.get("step"),
+                  "name": predictor.metadata.get("model_config", {}).get("name"),
+                  "classes": [int(c) for c in predictor.classes]},
+        "wavelength_argument": wavelength,
+        "top": args.top,
+        "summary": {"predicted": len(results) - n_failed, "failed": n_failed},
+        "results": results,
+    }
+    if args.json_file:
+        write_json(args.json_file, payload)
+    if args.json:
+        print(json.dumps(payload, indent=1))
+    else:
+        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (f"; JSON in {args.json_file}" if args.json_file else "")
+        print(f"{len(results) - n_failed} predicted, {n_failed} failed{extra}")
+    return 1 if n_failed else 0

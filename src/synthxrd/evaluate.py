@@ -1,0 +1,584 @@
+"""Evaluate a trained network on labelled patterns: accuracies, a prior baseline, confusion, calibration.
+
+Labelled patterns come from
+
+* a **manifest** CSV of measured pattern files (the layout of ``experimental/manifest.csv`` of the
+  shared data): column ``pattern_path`` (relative to the CSV's folder, or absolute) and
+  ``spacegroup`` (ITA number), optional ``wavelength_A`` (used where the file states none), optional
+  ``sample_id`` and ``variant`` (filter rows with ``variant=...``, e.g. ``raw``);
+* a cached **validation set** of :mod:`synthxrd.validation` (``match``, ``all``, ...), or any
+  :mod:`synthxrd.dataset` file with patterns and labels.
+
+Metrics (:func:`metrics`), each on all patterns and on those whose true group is one of the model's
+classes ("known"; the others cannot be right at the space-group level, and are counted separately):
+
+``top1`` / ``top5``
+    the true space group is the most probable / among the 5 most probable.
+``crystal_system``
+    the crystal system with the largest summed probability is the true one.
+``extinction_group``
+    the extinction group (:mod:`synthxrd.symmetry`) with the largest summed probability is the true
+    group's: what a powder pattern can decide at best.
+``ece``
+    expected calibration error of the top-1 confidence, 15 equal-width bins on [0, 1]:
+    ``sum_b n_b / N * |accuracy_b - mean confidence_b|`` (Guo et al., ICML 2017, arXiv 1706.04599).
+
+The **baseline** is the frequency prior: the statistics' space-group prior over the model's classes
+(``Statistics.spacegroup_prior(classes)``), the same ranking for every pattern. It is scored with
+the same functions.
+
+:func:`write_report` writes ``evaluation.json`` (config, metrics, baseline, per-space-group report,
+confusion matrices, reliability bins, per-pattern top-5, failures) and three figures:
+``confusion_crystal_system.png``, ``confusion_spacegroups.png`` (the most frequent true groups) and
+``reliability.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from synthxrd.errors import ConfigError, DataError
+from synthxrd.predict import (
+    N_SPACEGROUPS,
+    crystal_system_probabilities,
+    extinction_group_probabilities,
+    failure_message,
+)
+from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table
+from synthxrd.wyckoff import hermann_mauguin
+
+if TYPE_CHECKING:
+    from synthxrd.predict import Predictor
+
+__all__ = [
+    "N_BINS",
+    "OUTPUT_FILES",
+    "ManifestEntry",
+    "Evaluation",
+    "read_manifest",
+    "topk_hits",
+    "metrics",
+    "expected_calibration_error",
+    "prior_probabilities",
+    "evaluate_manifest",
+    "evaluate_dataset",
+    "evaluate_validation_set",
+    "write_report",
+]
+
+#: Bins of the reliability diagram and the ECE.
+N_BINS = 15
+#: Space groups shown in the space-group confusion matrix (the most frequent true groups).
+N_CONFUSION_GROUPS = 20
+OUTPUT_FILES = ("evaluation.json", "confusion_crystal_system.png", "confusion_spacegroups.png", "reliability.png")
+#: Patterns per forward pass chunk when evaluating datasets.
+_CHUNK = 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics on probability arrays
+
+
+def _check(probabilities, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = np.atleast_2d(np.asarray(probabilities, np.float64))
+    y = np.asarray(labels, np.int64).reshape(-1)
+    if p.shape[1:] != (N_SPACEGROUPS,) or len(p) != len(y):
+        raise ValueError(f"need probabilities (N, 230) and labels (N,), got {p.shape} and {y.shape}")
+    if len(y) and (y.min() < 1 or y.max() > N_SPACEGROUPS):
+        raise ValueError("labels must be ITA numbers 1..230")
+    return p, y
+
+
+def _ranking(p: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indices of the k largest probabilities per row; ties go to the lower ITA number."""
+    return np.argsort(-p, axis=1, kind="stable")[:, :k]
+
+
+def topk_hits(probabilities, labels, k: int) -> np.ndarray:
+    """(N,) bool: the label (ITA number) is among the ``k`` most probable groups of its row."""
+    p, y = _check(probabilities, labels)
+    return np.any(_ranking(p, k) == (y - 1)[:, None], axis=1)
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = N_BINS) -> tuple[float, list[dict[str, Any]]]:
+    """ECE and the reliability-diagram bins of top-1 confidences.
+
+    Bins are ``(i/n, (i+1)/n]`` (the first also holds 0). ECE = sum over bins of
+    ``count / N * |accuracy - mean confidence|``; NaN for no samples.
+
+    Returns
+    -------
+    ece : float.
+    bins : per bin ``lower``, ``upper``, ``count``, ``accuracy`` and ``confidence`` (None when empty).
+    """
+    conf = np.asarray(confidence, np.float64).reshape(-1)
+    hit = np.asarray(correct, bool).reshape(-1)
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidence {conf.shape} and correct {hit.shape} differ in shape")
+    index = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        sel = index == b
+        n = int(sel.sum())
+        acc = float(hit[sel].mean()) if n else None
+        mean_conf = float(conf[sel].mean()) if n else None
+        if n:
+            ece += n / len(conf) * abs(acc - mean_conf)
+        bins.append({"lower": b / n_bins, "upper": (b + 1) / n_bins, "count": n, "accuracy": acc,
+                     "confidence": mean_conf})
+    return (float(ece) if len(conf) else math.nan), bins
+
+
+def metrics(probabilities, labels, *, n_bins: int = N_BINS) -> dict[str, Any]:
+    """Top-1, top-5, crystal-system and extinction-group accuracy and ECE of (N, 230) probabilities.
+
+    Values are fractions in [0, 1] (None when N = 0); ``n`` is N.
+    """
+    p, y = _check(probabilities, labels)
+    n = len(y)
+    if n == 0:
+        return {"n": 0, "top1": None, "top5": None, "crystal_system": None, "extinction_group": None, "ece": None,
+                "mean_p_true": None}
+    systems = crystal_system_table()
+    groups = extinction_group_table()
+    top1 = topk_hits(p, y, 1)
+    cs_hit = crystal_system_probabilities(p).argmax(axis=1) == systems[y]
+    eg_hit = extinction_group_probabilities(p).argmax(axis=1) + 1 == groups[y]
+    ece, _ = expected_calibration_error(p.max(axis=1), top1, n_bins)
+    return {"n": n, "top1": float(top1.mean()), "top5": float(topk_hits(p, y, 5).mean()),
+            "crystal_system": float(cs_hit.mean()), "extinction_group": float(eg_hit.mean()), "ece": ece,
+            "mean_p_true": float(p[np.arange(n), y - 1].mean())}
+
+
+def prior_probabilities(classes, statistics=None) -> np.ndarray:
+    """(230,) frequency prior: the statistics' space-group prior over ``classes`` (0 elsewhere).
+
+    statistics : a :class:`~synthxrd.stats.Statistics`, a path, or None (the shipped statistics).
+    """
+    from synthxrd.stats import Statistics
+
+    st = statistics if isinstance(statistics, Statistics) else Statistics.load(statistics)
+    classes = np.asarray(classes, np.int64)
+    out = np.zeros(N_SPACEGROUPS)
+    out[classes - 1] = st.spacegroup_prior(classes)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# labelled inputs
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One row of a manifest: the pattern file (resolved), its label and wavelength (None: not given)."""
+
+    sample_id: str
+    path: Path
+    spacegroup: int
+    wavelength: float | None
+    variant: str | None
+    line: int
+
+
+def read_manifest(path: str | Path, *, variant: str | None = None) -> list[ManifestEntry]:
+    """Rows of a manifest CSV (see module docstring), optionally only those of ``variant``.
+
+    Raises
+    ------
+    DataError
+        Missing file or column, a space group that is not 1..230, a wavelength that is not a number.
+    ConfigError
+        ``variant`` given but the CSV has no ``variant`` column or no row of that variant.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such manifest file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
+    missing = [c for c in ("pattern_path", "spacegroup") if c not in columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r} (a manifest needs pattern_path and spacegroup; "
+                        f"found: {', '.join(columns) or 'nothing'})")
+    if variant is not None:
+        if "variant" not in columns:
+            raise ConfigError(f"--variant {variant}: {path} has no 'variant' column")
+        available = sorted({r["variant"] for r in rows if r.get("variant")})
+        rows_kept = [(i, r) for i, r in enumerate(rows, 2) if r.get("variant") == variant]
+        if not rows_kept:
+            raise ConfigError(f"--variant {variant}: no row of {path} has that variant; "
+                              f"variants: {', '.join(available)}")
+    else:
+        rows_kept = list(enumerate(rows, 2))
+    entries = []
+    for line, row in rows_kept:
+        try:
+            sg = int(str(row["spacegroup"]).strip())
+        except ValueError:
+            sg = 0
+        if not 1 <= sg <= N_SPACEGROUPS:
+            raise DataError(f"{path}: line {line}: spacegroup {row['spacegroup']!r} is not an ITA number 1..230")
+        lam_text = (row.get("wavelength_A") or "").strip()
+        try:
+            lam = float(lam_text) if lam_text else None
+        except ValueError:
+            raise DataError(f"{path}: line {line}: wavelength_A {lam_text!r} is not a number (Angstrom)") from None
+        rel = (row["pattern_path"] or "").strip()
+        if not rel:
+            raise DataError(f"{path}: line {line}: empty pattern_path")
+        file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+        entries.append(ManifestEntry(sample_id=(row.get("sample_id") or rel).strip(), path=file, spacegroup=sg,
+                                     wavelength=lam, variant=row.get("variant"), line=line))
+    return entries
+
+
+# --------------------------------------------------------------------------------------------------
+# the evaluation
+
+
+@dataclass
+class Evaluation:
+    """Predictions of a model on labelled patterns, with the prior baseline.
+
+    Attributes
+    ----------
+    probabilities : (N, 230) of the patterns that could be predicted.
+    labels : (N,) true ITA numbers.
+    sources : (N,) pattern names (file paths or set ids).
+    classes : the model's classes (ITA numbers).
+    baseline : (230,) prior probabilities (the same for every pattern).
+    description : what was evaluated (for the report).
+    failures : one-line messages of the patterns that could not be used.
+    config : what the report should record (model, inputs, options).
+    """
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    sources: list[str]
+    classes: np.ndarray
+    baseline: np.ndarray
+    description: str = ""
+    failures: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N,) bool: the true group is one of the model's classes."""
+        return np.isin(self.labels, self.classes)
+
+    def _baseline_rows(self, n: int) -> np.ndarray:
+        return np.broadcast_to(self.baseline, (n, N_SPACEGROUPS))
+
+    def summary(self) -> dict[str, Any]:
+        """Model and baseline metrics on all patterns and on the known-class subset."""
+        k = self.known
+        return {
+            "n_patterns": len(self.labels), "n_known": int(k.sum()), "n_unknown": int((~k).sum()),
+            "n_failed": len(self.failures),
+            "unknown_spacegroups": sorted({int(s) for s in self.labels[~k]}),
+            "all": {"model": metrics(self.probabilities, self.labels),
+                    "baseline": metrics(self._baseline_rows(len(self.labels)), self.labels)},
+            "known": {"model": metrics(self.probabilities[k], self.labels[k]),
+                      "baseline": metrics(self._baseline_rows(int(k.sum())), self.labels[k])},
+        }
+
+    def per_spacegroup(self) -> list[dict[str, Any]]:
+        """One row per true space group (most frequent first): n, known, top1, top5, mean p(true)."""
+        top1 = topk_hits(self.probabilities, self.labels, 1)
+        top5 = topk_hits(self.probabilities, self.labels, 5)
+        p_true = self.probabilities[np.arange(len(self.labels)), self.labels - 1]
+        rows = []
+        groups, counts = np.unique(self.labels, return_counts=True)
+        for g, c in sorted(zip(groups.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0])):
+            sel = self.labels == g
+            rows.append({"spacegroup": g, "symbol": hermann_mauguin(g), "n": c, "known": bool(g in self.classes),
+                         "top1": float(top1[sel].mean()), "top5": float(top5[sel].mean()),
+                         "mean_p_true": float(p_true[sel].mean())})
+        return rows
+
+    def confusion_crystal_system(self) -> np.ndarray:
+        """(7, 7) int counts: rows true crystal system, columns predicted (argmax of summed probabilities)."""
+        pred = crystal_system_probabilities(self.probabilities).argmax(axis=1)
+        true = crystal_system_table()[self.labels]
+        m = np.zeros((7, 7), np.int64)
+        np.add.at(m, (true, pred), 1)
+        return m
+
+    def confusion_spacegroups(self, n: int = N_CONFUSION_GROUPS) -> tuple[list[int], np.ndarray]:
+        """(the ``n`` most frequent true groups, (n, n + 1) int counts): rows true group, columns the top-1
+        prediction among those groups, last column any other group."""
+        groups, counts = np.unique(self.labels, return_counts=True)
+        order = sorted(zip(groups.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0]))[:n]
+        chosen = [g for g, _ in order]
+        col = {g: i for i, g in enumerate(chosen)}
+        pred = self.probabilities.argmax(axis=1) + 1
+        m = np.zeros((len(chosen), len(chosen) + 1), np.int64)
+        for t, q in zip(self.labels.tolist(), pred.tolist()):
+            if t in col:
+                m[col[t], col.get(q, len(chosen))] += 1
+        return chosen, m
+
+    def reliability(self, n_bins: int = N_BINS) -> dict[str, Any]:
+        """ECE and bins of the model's top-1 confidence (all patterns)."""
+        conf = self.probabilities.max(axis=1) if len(self.labels) else np.zeros(0)
+        ece, bins = expected_calibration_error(conf, topk_hits(self.probabilities, self.labels, 1), n_bins)
+        return {"n_bins": n_bins, "ece": ece if len(self.labels) else None, "bins": bins}
+
+    def predictions(self, k: int = 5) -> list[dict[str, Any]]:
+        """Per pattern: source, true group, top-k groups with probabilities, probability of the true group."""
+        order = _ranking(self.probabilities, k)
+        out = []
+        for i, src in enumerate(self.sources):
+            y = int(self.labels[i])
+            out.append({"source": src, "spacegroup": y, "known": bool(y in self.classes),
+                        "p_true": float(self.probabilities[i, y - 1]),
+                        "top": [[int(j) + 1, float(self.probabilities[i, j])] for j in order[i]]})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything of the report as JSON-compatible data."""
+        chosen, sg_matrix = self.confusion_spacegroups()
+        return {
+            "description": self.description,
+            "config": self.config,
+            "summary": self.summary(),
+            "baseline": {"kind": "frequency prior of the statistics over the model's classes",
+                         "top5": [[int(j) + 1, float(self.baseline[j])] for j in np.argsort(-self.baseline,
+                                                                                               kind="stable")[:5]]},
+            "per_spacegroup": self.per_spacegroup(),
+            "confusion_crystal_system": {"labels": list(CRYSTAL_SYSTEMS),
+                                         "rows": "true", "columns": "predicted",
+                                         "matrix": self.confusion_crystal_system().tolist()},
+            "confusion_spacegroups": {"labels": chosen, "columns": [*chosen, "other"], "rows": "true",
+                                      "matrix": sg_matrix.tolist()},
+            "reliability": self.reliability(),
+            "failures": list(self.failures),
+            "predictions": self.predictions(),
+        }
+
+
+def _baseline_for(predictor: Predictor, statistics) -> tuple[np.ndarray, str]:
+    if statistics is None:
+        statistics = (predictor.metadata.get("config") or {}).get("statistics")
+    return prior_probabilities(predictor.classes, statistics), str(statistics or "shipped")
+
+
+def _model_config(predictor: Predictor) -> dict[str, Any]:
+    meta = predictor.metadata
+    return {"source": predictor.source, "checkpoint": meta.get("checkpoint"), "step": meta.get("step"),
+            "name": (meta.get("model_config") or {}).get("name"), "n_classes": len(predictor.classes),
+            "classes": [int(c) for c in predictor.classes]}
+
+
+def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: str | None = None,
+                      wavelength: float | str | None = None, statistics=None,
+                      progress: bool = False, on_failure: Callable[[str], None] | None = None) -> Evaluation:
+    """Predict every pattern file of a manifest (see :func:`read_manifest`) and collect the evaluation.
+
+    A file that cannot be read becomes a one-line entry of ``failures`` (also passed to ``on_failure``);
+    the others go on. ``wavelength`` is used for rows without ``wavelength_A`` whose file states none.
+
+    Raises
+    ------
+    DataError
+        If no pattern could be predicted.
+    """
+    entries = read_manifest(manifest, variant=variant)
+    probs, labels, sources, failures = [], [], [], []
+    iterator: Sequence[ManifestEntry] = entries
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        iterator = tqdm(entries, desc="evaluate", unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+    for e in iterator:
+        name = str(e.path)
+        try:
+            result = predictor.predict_file(e.path, wavelength=e.wavelength if e.wavelength is not None else wavelength)
+        except Exception as exc:  # one line per bad file, the others go on
+            message = failure_message(name, exc)
+            failures.append(message)
+            if on_failure:
+                on_failure(message)
+            continue
+        probs.append(result.probabilities)
+        labels.append(e.spacegroup)
+        sources.append(e.sample_id if e.sample_id else name)
+    if not probs:
+        raise DataError(f"{manifest}: none of the {len(entries)} patterns could be predicted"
+                        + (f" (first failure: {failures[0]})" if failures else ""))
+    baseline, st_name = _baseline_for(predictor, statistics)
+    return Evaluation(np.array(probs), np.array(labels, np.int64), sources, predictor.classes, baseline,
+                      description=f"manifest {manifest}" + (f", variant {variant}" if variant else ""),
+                      failures=failures,
+                      config={"model": _model_config(predictor), "input": {"manifest": str(manifest),
+                              "variant": variant, "wavelength_argument": wavelength,
+                              "n_rows": len(entries)}, "statistics": st_name})
+
+
+def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.ndarray | None) -> np.ndarray:
+    grid = predictor.grid.values()
+    on_grid = two_theta is not None and len(two_theta) == len(grid) and np.allclose(two_theta, grid, atol=1e-6)
+    if two_theta is None and patterns.shape[1] != len(grid):
+        raise DataError(f"the patterns have {patterns.shape[1]} points and no 2theta axis; the model needs "
+                        f"{len(grid)} on its grid")
+    out = []
+    for i in range(0, len(patterns), _CHUNK):
+        chunk = patterns[i:i + _CHUNK]
+        out.append(predictor.predict_grid(chunk) if on_grid or two_theta is None
+                   else predictor.predict(two_theta, chunk))
+    return np.concatenate(out) if out else np.zeros((0, N_SPACEGROUPS))
+
+
+def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patterns: int = 0, seed: int = 0,
+                     statistics=None, description: str = "") -> Evaluation:
+    """Evaluate on a :class:`~synthxrd.dataset.Dataset` (or the path of one) with patterns and labels.
+
+    max_patterns : evaluate a fixed random subsample of this many patterns (0: all), drawn with ``seed``.
+    """
+    from synthxrd.dataset import Dataset, load_dataset
+
+    label = name or str(dataset)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    if ds.patterns is None or ds.crystals.spacegroups is None:
+        raise DataError(f"{label}: the dataset needs patterns and space-group labels")
+    rows = np.arange(len(ds.patterns))
+    if 0 < max_patterns < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
+    if not len(rows):
+        raise DataError(f"{label}: the dataset holds no patterns")
+    probs = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
+    ids = getattr(ds, "ids", None)
+    sources = [str(ids[r]) for r in rows] if ids is not None and len(ids) == len(ds.patterns) else \
+        [f"{name or 'dataset'}[{r}]" for r in rows]
+    baseline, st_name = _baseline_for(predictor, statistics)
+    return Evaluation(probs, np.asarray(ds.crystals.spacegroups, np.int64)[rows], sources, predictor.classes,
+                      baseline, description=(description or f"dataset {label}") + (
+                          f" ({len(rows)} of {len(ds.patterns)} patterns)" if len(rows) < len(ds.patterns) else ""),
+                      config={"model": _model_config(predictor),
+                              "input": {"dataset": label, "n_patterns": int(len(ds.patterns)),
+                                        "max_patterns": max_patterns, "seed": seed},
+                              "statistics": st_name})
+
+
+def evaluate_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str, *,
+                            max_patterns: int = 0, seed: int = 0, statistics=None) -> Evaluation:
+    """Evaluate on set ``set_name`` of a validation cache (:func:`synthxrd.validation.load_validation_sets`)."""
+    from synthxrd.validation import load_validation_sets
+
+    ds = load_validation_sets(validation_dir, [set_name])[set_name]
+    ev = evaluate_dataset(predictor, ds, name=set_name, max_patterns=max_patterns, seed=seed, statistics=statistics,
+                          description=f"validation set {set_name} of {validation_dir}")
+    ev.config["input"].update(validation_dir=str(validation_dir), set=set_name)
+    return ev
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def write_report(evaluation: Evaluation, out: str | Path, *, overwrite: bool = False) -> list[Path]:
+    """Write ``evaluation.json`` and the three PNGs into ``out`` (atomically; refuses to replace files
+    without ``overwrite``). Returns the paths written."""
+    from synthxrd.files import atomic_write, check_new, write_json
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a directory")
+    targets = [out / name for name in OUTPUT_FILES]
+    check_new(targets, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = evaluation.to_dict()
+    from synthxrd import __version__
+
+    payload["synthxrd_version"] = __version__
+    title = evaluation.description
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # matplotlib font/layout notes are not the user's concern
+        atomic_write(targets[1], lambda tmp: plot_confusion(
+            tmp, np.asarray(payload["confusion_crystal_system"]["matrix"]), list(CRYSTAL_SYSTEMS),
+            list(CRYSTAL_SYSTEMS), title=f"crystal system — {title}"))
+        chosen = payload["confusion_spacegroups"]["labels"]
+        names = [f"{g} {hermann_mauguin(g)}" for g in chosen]
+        atomic_write(targets[2], lambda tmp: plot_confusion(
+            tmp, np.asarray(payload["confusion_spacegroups"]["matrix"]).reshape(len(chosen), len(chosen) + 1),
+            names, [*names, "other"], title=f"space group (top-1), most frequent — {title}"))
+        atomic_write(targets[3], lambda tmp: plot_reliability(tmp, payload["reliability"], title=title))
+    write_json(targets[0], payload)
+    return targets
+
+
+def plot_confusion(path: str | Path, matrix: np.ndarray, row_labels: list[str], col_labels: list[str], *,
+                   title: str = "", dpi: int = 110) -> Path:
+    """PNG heat map of a count matrix (rows true, columns predicted), each row normalised, counts printed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    m = np.asarray(matrix, np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    size = 2.5 + 0.38 * max(len(col_labels), 4)
+    fig = Figure(figsize=(size + 1.5, 0.8 * size), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, label="fraction of the row")
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(m):
+        if v:
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6,
+                    color="white" if frac[i, j] > 0.6 else "black")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def plot_reliability(path: str | Path, reliability: dict[str, Any], *, title: str = "", dpi: int = 110) -> Path:
+    """PNG reliability diagram: accuracy vs confidence per bin (bars), the diagonal, counts, and the ECE."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bins = reliability["bins"]
+    fig = Figure(figsize=(6.0, 6.5), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    lower = np.array([b["lower"] for b in bins])
+    width = np.array([b["upper"] - b["lower"] for b in bins])
+    acc = np.array([b["accuracy"] if b["accuracy"] is not None else 0.0 for b in bins])
+    conf = np.array([b["confidence"] if b["confidence"] is not None else np.nan for b in bins])
+    counts = np.array([b["count"] for b in bins])
+    ax.bar(lower, acc, width=width, align="edge", color="tab:blue", edgecolor="white", label="accuracy")
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="perfect calibration")
+    ax.plot(lower + width / 2, conf, "o", color="tab:red", ms=3, label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("top-1 accuracy")
+    ece = reliability.get("ece")
+    ax.set_title((f"ECE ({len(bins)} bins) = {ece:.3f}" if ece is not None else "no patterns")
+                 + (f"\n{title}" if title else ""), fontsize=8)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax2.bar(lower, counts, width=width, align="edge", color="tab:gray", edgecolor="white")
+    ax2.set_xlabel("top-1 confidence")
+    ax2.set_ylabel("patterns")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path

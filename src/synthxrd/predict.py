@@ -1,0 +1,459 @@
+"""Space-group probabilities of powder patterns from a trained network.
+
+:class:`Predictor` wraps a checkpoint of :mod:`synthxrd.train` (or the model shipped with the package)
+and turns patterns into probabilities over the 230 space groups: column ``i`` is ITA number
+``i + 1``; groups the network has no class for get probability 0. Inputs go through the steps the
+network was trained on: onto the model's 2theta grid (5-90 degrees, 8501 points, Cu K-alpha1) with
+:func:`synthxrd.io.resample`, negative values clipped, normalised to maximum 1, square root; the
+logits are turned into probabilities with a softmax.
+
+Coarser answers that a powder pattern can decide more reliably are sums of these probabilities:
+:func:`crystal_system_probabilities` (7 crystal systems) and :func:`extinction_group_probabilities`
+(groups with the same systematic absences, :mod:`synthxrd.symmetry`).
+
+The shipped model lives in ``synthxrd/resources/models/default.pt`` (a checkpoint of
+``synthxrd train``); ``Predictor.load()`` without a path uses it, and says so clearly while none is
+shipped.
+
+Examples
+--------
+>>> predictor = Predictor.load("runs/park/best.pt")                      # doctest: +SKIP
+>>> result = predictor.predict_file("quartz.xy")                         # doctest: +SKIP
+>>> result.top(3)                                                        # doctest: +SKIP
+[(154, 'P3_221', 0.41), (152, 'P3_121', 0.22), (180, 'P6_222', 0.05)]
+>>> result.crystal_systems()["trigonal"]                                 # doctest: +SKIP
+0.71
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthxrd.errors import ConfigError, DataError
+from synthxrd.simulate.pattern import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
+from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
+from synthxrd.wyckoff import hermann_mauguin
+
+__all__ = [
+    "N_SPACEGROUPS",
+    "SHIPPED_MODEL",
+    "Prediction",
+    "PredictionFailure",
+    "Predictor",
+    "to_full",
+    "top_k",
+    "crystal_system_probabilities",
+    "extinction_group_probabilities",
+    "resolve_checkpoint",
+    "failure_message",
+    "plot_prediction",
+]
+
+N_SPACEGROUPS = 230
+#: The shipped model, relative to the package's ``resources`` folder.
+SHIPPED_MODEL = "models/default.pt"
+NO_SHIPPED_MODEL = "no pretrained model is shipped yet; pass a checkpoint (synthxrd train) with --model"
+#: Patterns per forward pass.
+BATCH_SIZE = 64
+
+
+# --------------------------------------------------------------------------------------------------
+# probabilities over the 230 groups and their sums
+
+
+def to_full(class_probabilities, classes) -> np.ndarray:
+    """(N, C) probabilities of the network's classes -> (N, 230), column i = ITA number i + 1, 0 elsewhere."""
+    p = np.atleast_2d(np.asarray(class_probabilities, np.float64))
+    classes = np.asarray(classes, np.int64)
+    if p.shape[1] != len(classes):
+        raise ValueError(f"{p.shape[1]} probability columns for {len(classes)} classes")
+    out = np.zeros((len(p), N_SPACEGROUPS), np.float64)
+    out[:, classes - 1] = p
+    return out
+
+
+def _check_full(probabilities) -> np.ndarray:
+    p = np.asarray(probabilities, np.float64)
+    if p.shape[-1] != N_SPACEGROUPS:
+        raise ValueError(f"expected probabilities over the 230 space groups (last axis 230), got shape {p.shape}")
+    return p
+
+
+def top_k(probabilities, k: int = 5) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable space groups of one (230,) row: (ITA number, Hermann–Mauguin symbol, probability).
+
+    Ties are broken by the lower ITA number; groups with probability 0 are never listed.
+    """
+    p = _check_full(probabilities)
+    if p.ndim != 1:
+        raise ValueError(f"top_k takes one (230,) row, got shape {p.shape}")
+    order = np.argsort(-p, kind="stable")[:max(0, int(k))]
+    return [(int(i) + 1, hermann_mauguin(int(i) + 1), float(p[i])) for i in order if p[i] > 0]
+
+
+def crystal_system_probabilities(probabilities) -> np.ndarray:
+    """(..., 230) -> (..., 7): summed probabilities per crystal system, in the order of
+    :data:`synthxrd.symmetry.CRYSTAL_SYSTEMS` (triclinic ... cubic)."""
+    p = _check_full(probabilities)
+    onehot = np.zeros((N_SPACEGROUPS, len(CRYSTAL_SYSTEMS)))
+    onehot[np.arange(N_SPACEGROUPS), crystal_system_table()[1:]] = 1.0
+    return p @ onehot
+
+
+def extinction_group_probabilities(probabilities) -> np.ndarray:
+    """(..., 230) -> (..., K): summed probabilities per extinction group; column j is id j + 1
+    (:func:`synthxrd.symmetry.extinction_group`)."""
+    p = _check_full(probabilities)
+    onehot = np.zeros((N_SPACEGROUPS, n_extinction_groups()))
+    onehot[np.arange(N_SPACEGROUPS), extinction_group_table()[1:] - 1] = 1.0
+    return p @ onehot
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Probabilities of one pattern.
+
+    Attributes
+    ----------
+    source : file name (or a label) of the pattern.
+    probabilities : (230,) float64 over ITA numbers 1..230, sums to 1, 0 for groups the model lacks.
+    pattern : (G,) float32 the pattern on the model grid, maximum 1 (before the square root), or None.
+    info : what :func:`synthxrd.io.load_for_model` reported (coverage, wavelength, warnings, ...),
+        JSON-compatible.
+    """
+
+    source: str
+    probabilities: np.ndarray
+    pattern: np.ndarray | None = field(default=None, repr=False)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    ok = True
+
+    def top(self, k: int = 5) -> list[tuple[int, str, float]]:
+        """The ``k`` most probable space groups: (ITA number, symbol, probability)."""
+        return top_k(self.probabilities, k)
+
+    def crystal_systems(self) -> dict[str, float]:
+        """Probability of each of the 7 crystal systems (sum of its groups' probabilities)."""
+        return dict(zip(CRYSTAL_SYSTEMS, crystal_system_probabilities(self.probabilities).tolist()))
+
+    def extinction_groups(self, k: int = 3) -> list[tuple[int, tuple[int, ...], float]]:
+        """The ``k`` most probable extinction groups: (id, member ITA numbers, probability)."""
+        from synthxrd.symmetry import members
+
+        p = extinction_group_probabilities(self.probabilities)
+        order = np.argsort(-p, kind="stable")[:k]
+        return [(int(j) + 1, members(int(j) + 1), float(p[j])) for j in order if p[j] > 0]
+
+    def to_dict(self, k: int = 5) -> dict[str, Any]:
+        """JSON-compatible summary: top-k groups, crystal systems, top extinction groups, info."""
+        return {
+            "source": self.source,
+            "ok": True,
+            "top": [{"spacegroup": n, "symbol": s, "probability": p} for n, s, p in self.top(k)],
+            "crystal_systems": self.crystal_systems(),
+            "extinction_groups": [{"id": g, "spacegroups": list(m), "probability": p}
+                                  for g, m, p in self.extinction_groups(3)],
+            "info": self.info,
+        }
+
+
+@dataclass(frozen=True)
+class PredictionFailure:
+    """A pattern that could not be read or predicted (``predict_files(..., errors="collect")``)."""
+
+    source: str
+    error: str
+
+    ok = False
+
+    def to_dict(self, k: int = 5) -> dict[str, Any]:
+        return {"source": self.source, "ok": False, "error": self.error}
+
+
+def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
+    meta = info.get("metadata", {})
+    keep = ("coverage", "covered_range", "wavelength", "wavelength_source", "model_wavelength", "converted",
+            "n_dropped", "trimmed_padding", "method", "n_clipped")
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.items() if k in keep}
+    out["format"] = meta.get("format")
+    out["n_points"] = meta.get("n_points")
+    out["two_theta_range"] = list(meta["two_theta_range"]) if meta.get("two_theta_range") else None
+    out["warnings"] = [str(w) for w in info.get("warnings", [])]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the predictor
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path | None:
+    """The checkpoint file of ``path``: a file as is; a run folder's ``best.pt``, else its ``checkpoint.pt``.
+
+    ``None`` gives None (the shipped model). :class:`DataError` if nothing is there.
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "checkpoint.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise DataError(f"{path}: neither best.pt nor checkpoint.pt in this folder (not a `synthxrd train` run)")
+    if not p.is_file():
+        raise DataError(f"{path}: no such checkpoint file or run folder")
+    return p
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
+
+
+class Predictor:
+    """A trained network with its classes, ready to predict space groups.
+
+    Parameters
+    ----------
+    model : torch module mapping (B, G) sqrt-patterns to (B, C) logits.
+    classes : (C,) ITA numbers of the logits.
+    metadata : checkpoint metadata (step, config, versions), JSON-compatible.
+    source : where the model came from (path, or ``"shipped"``).
+    device : torch device name (``auto``: CUDA if available).
+    grid : the model's 2theta grid (Cu K-alpha1).
+    """
+
+    def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
+                 device: str = "cpu", grid: Grid = Grid()) -> None:
+        classes = np.asarray(classes, np.int64)
+        if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
+                or len(np.unique(classes)) != len(classes):
+            raise DataError(f"{source or 'model'}: classes must be distinct ITA numbers 1..230, got {classes.tolist()[:10]}...")
+        self.device = _device(device)
+        self.model = model.to(self.device).eval()
+        self.classes = classes
+        self.metadata = dict(metadata or {})
+        self.source = source
+        self.grid = grid
+        self.wavelength = DEFAULT_WAVELENGTH
+
+    def __repr__(self) -> str:
+        name = self.metadata.get("model_config", {}).get("name", type(self.model).__name__)
+        return f"Predictor({name}, {len(self.classes)} classes, source={self.source!r})"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, device: str = "auto") -> Predictor:
+        """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
+
+        Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
+
+        Raises
+        ------
+        DataError
+            Missing or unreadable checkpoint; no shipped model yet (``path=None``).
+        """
+        from synthxrd.train import load_model
+
+        with ExitStack() as stack:
+            file = resolve_checkpoint(path)
+            source = str(path)
+            if file is None:
+                resource = files("synthxrd") / "resources" / SHIPPED_MODEL
+                if not resource.is_file():
+                    raise DataError(NO_SHIPPED_MODEL)
+                file = stack.enter_context(as_file(resource))
+                source = "shipped"
+            try:
+                model, classes, meta = load_model(file)
+            except (KeyError, TypeError, RuntimeError) as exc:  # a loadable file that is no synthxrd checkpoint
+                raise DataError(f"{file}: not a synthxrd checkpoint ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        grid = Grid()
+        length = meta.get("model_config", {}).get("input_length", grid.n)
+        if length != grid.n:
+            raise DataError(f"{file}: the model takes {length} input points; this synthxrd predicts on the "
+                            f"{grid.n}-point grid {grid.start}-{grid.stop} degrees")
+        keep = ("step", "best", "config", "classes", "model_config", "synthxrd_version", "statistics_version")
+        metadata = {k: meta[k] for k in keep if k in meta}
+        metadata["checkpoint"] = str(file) if source != "shipped" else SHIPPED_MODEL
+        return cls(model, classes, metadata=metadata, source=source, device=device, grid=grid)
+
+    # ---- arrays ---------------------------------------------------------------------------------
+
+    def predict_grid(self, patterns, *, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Probabilities (N, 230) of patterns already on the model grid ((G,) or (N, G)).
+
+        Each row is clipped at 0 and divided by its maximum before the square root (a no-op for
+        simulated patterns, which have maximum 1).
+        """
+        import torch
+
+        x = np.atleast_2d(np.asarray(patterns, np.float64))
+        if x.ndim != 2 or x.shape[1] != self.grid.n:
+            raise DataError(f"patterns on the model grid need {self.grid.n} points per row, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise DataError("patterns hold NaN or infinite values")
+        x = np.clip(x, 0.0, None)
+        peak = x.max(axis=1)
+        if (bad := np.flatnonzero(~(peak > 0))).size:
+            raise DataError(f"pattern {int(bad[0])}: no positive intensity within the model grid "
+                            f"{self.grid.start}-{self.grid.stop} degrees")
+        inputs = np.sqrt(x / peak[:, None]).astype(np.float32)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(inputs), batch_size):
+                logits = self.model(torch.as_tensor(inputs[i:i + batch_size], device=self.device))
+                out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        return to_full(np.concatenate(out), self.classes)
+
+    def predict(self, two_theta, intensities, *, wavelength: float | str | None = None,
+                batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Probabilities (N, 230) of one pattern ((M,) intensities, N = 1) or a batch ((N, M)) on a shared axis.
+
+        Parameters
+        ----------
+        two_theta : (M,) degrees, strictly increasing.
+        intensities : (M,) or (N, M).
+        wavelength : of ``two_theta`` (Angstrom or a line name); default the model's (Cu K-alpha1).
+            Other wavelengths are converted by Bragg's law first.
+
+        Returns
+        -------
+        (N, 230) float64, rows sum to 1; column i is ITA number i + 1, 0 where the model has no class.
+        """
+        from synthxrd.io import convert_wavelength, resample
+
+        tt = np.asarray(two_theta, np.float64)
+        y = np.asarray(intensities, np.float64)
+        if tt.ndim != 1 or y.ndim not in (1, 2) or y.shape[-1] != tt.size:
+            raise DataError(f"two_theta must be (M,) and intensities (M,) or (N, M); got {tt.shape} and {y.shape}")
+        y = np.atleast_2d(y)
+        if wavelength is not None and not math.isclose(resolve_wavelength(wavelength), self.wavelength, rel_tol=1e-9):
+            tt, mask = convert_wavelength(tt, wavelength, self.wavelength)
+            y = y[:, mask]
+        grid_values = np.empty((len(y), self.grid.n))
+        for i, row in enumerate(y):
+            values, covered = resample(tt, row, self.grid)
+            if not covered.any():
+                raise DataError(f"the 2theta range {tt[0]:.3f}-{tt[-1]:.3f} degrees does not overlap the model grid "
+                                f"{self.grid.start}-{self.grid.stop} degrees")
+            grid_values[i] = values
+        return self.predict_grid(grid_values, batch_size=batch_size)
+
+    # ---- files ----------------------------------------------------------------------------------
+
+    def predict_file(self, path: str | Path, *, wavelength: float | str | None = None) -> Prediction:
+        """Read a measured pattern (:func:`synthxrd.io.load_for_model`) and predict it.
+
+        ``wavelength`` is used only where the file states none. Warnings of the reader are kept in
+        ``info["warnings"]`` (not raised). :class:`DataError` naming the file if it cannot be used.
+        """
+        from synthxrd.io import load_for_model
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # load_for_model lists its warnings in info["warnings"]
+            pattern, info = load_for_model(path, wavelength=wavelength, model_wavelength=self.wavelength,
+                                           grid=self.grid)
+        probabilities = self.predict_grid(pattern)[0]
+        return Prediction(str(path), probabilities, pattern, _jsonable_info(info))
+
+    def predict_files(self, paths: Iterable[str | Path], *, wavelength: float | str | None = None,
+                      errors: str = "raise") -> list[Prediction | PredictionFailure]:
+        """:meth:`predict_file` of every path, in order.
+
+        errors : ``"raise"`` (the first unusable file raises its :class:`DataError`) or ``"collect"``
+            (a :class:`PredictionFailure` with a one-line message naming the file takes its place).
+        """
+        if errors not in ("raise", "collect"):
+            raise ConfigError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        results: list[Prediction | PredictionFailure] = []
+        for path in paths:
+            try:
+                results.append(self.predict_file(path, wavelength=wavelength))
+            except Exception as exc:
+                if errors == "raise":
+                    raise
+                results.append(PredictionFailure(str(path), failure_message(str(path), exc)))
+        return results
+
+
+def failure_message(name: str, exc: BaseException) -> str:
+    """One line naming the file: the text of a synthxrd error, anything else as 'unexpected error'."""
+    from synthxrd.errors import SynthXRDError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, SynthXRDError):
+        return text if text.startswith(name) else f"{name}: {text}"
+    return f"{name}: unexpected error: {type(exc).__name__}: {text}"
+
+
+# --------------------------------------------------------------------------------------------------
+# figure
+
+
+def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(), *, k: int = 10,
+                    title: str = "", dpi: int = 110) -> Path:
+    """PNG of a prediction: the pattern as the model saw it, the top-``k`` groups and the crystal systems.
+
+    matplotlib is imported here and draws on its own Agg canvas (no pyplot state). ``path`` is
+    written as PNG whatever its suffix (so a temporary name works).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 6.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(2, 2, height_ratios=(1.0, 1.1), width_ratios=(1.6, 1.0))
+    ax = fig.add_subplot(gs[0, :])
+    if prediction.pattern is not None:
+        ax.plot(grid.values(), prediction.pattern, color="tab:blue", lw=0.8)
+    ax.set_xlim(grid.start, grid.stop)
+    ax.set_xlabel(f"2θ (°) at λ = {DEFAULT_WAVELENGTH:.5g} Å (model grid)")
+    ax.set_ylabel("intensity (max 1)")
+    ax.set_title(title or Path(prediction.source).name, fontsize=10)
+
+    top = prediction.top(k)
+    ax = fig.add_subplot(gs[1, 0])
+    labels = [f"{n}  {s}" for n, s, _ in top][::-1]
+    values = [p for _, _, p in top][::-1]
+    ax.barh(range(len(values)), values, color="tab:orange")
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.set_xlim(0, max([1e-9, *values]) * 1.15)
+    ax.set_xlabel("probability")
+    ax.set_title(f"top {len(top)} space groups", fontsize=9)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center", fontsize=7)
+
+    systems = prediction.crystal_systems()
+    ax = fig.add_subplot(gs[1, 1])
+    ax.barh(range(len(systems)), list(systems.values())[::-1], color="tab:green")
+    ax.set_yticks(range(len(systems)), list(systems)[::-1], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    ax.set_title("crystal system", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
