@@ -129,3 +129,12 @@ def test_device_simulation_path_matches_worker_path(tmp_path):
     worker = train(TrainConfig(out=str(tmp_path / "w"), **cfg), progress=False)
     device = train(TrainConfig(out=str(tmp_path / "d"), simulate_on="device", **cfg), progress=False)
     assert [h["loss"] for h in device["history"]] == pytest.approx([h["loss"] for h in worker["history"]], abs=1e-4)
+
+
+def test_training_curves_plot(uninterrupted, tmp_path):
+    from synthxrd.plot import plot_training, read_scalars
+
+    scalars = read_scalars(uninterrupted["out"])
+    assert [s for s, _ in scalars["val/random/top1"]] == [3, 6]
+    png = plot_training(tmp_path / "curves.png", {"tiny": uninterrupted["out"]})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

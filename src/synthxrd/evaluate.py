@@ -416,7 +416,8 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
             continue
         probs.append(result.probabilities)
         labels.append(e.spacegroup)
-        sources.append(e.sample_id if e.sample_id else name)
+        label = e.sample_id or name
+        sources.append(f"{label} ({e.variant})" if variant is None and e.variant else label)
     if not probs:
         raise DataError(f"{manifest}: none of the {len(entries)} patterns could be predicted"
                         + (f" (first failure: {failures[0]})" if failures else ""))

@@ -93,3 +93,38 @@ def plot_pattern(
     path = Path(path)
     fig.savefig(path, format="png")
     return path
+
+
+def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar series of a run's TensorBoard event files: tag -> [(step, value), ...]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def plot_training(path: str | Path, runs: dict[str, str | Path]) -> Path:
+    """Training curves of one or more runs (label -> run dir): train loss, and top-1/top-5 of each
+    validation set, as one PNG (written atomically)."""
+    from matplotlib.figure import Figure
+
+    from synthxrd.files import atomic_write
+
+    fig = Figure(figsize=(12, 4), constrained_layout=True)
+    ax_loss, ax_top1, ax_top5 = fig.subplots(1, 3)
+    for label, run in runs.items():
+        scalars = read_scalars(run)
+        if "train/loss" in scalars:
+            steps, values = zip(*scalars["train/loss"])
+            ax_loss.plot(steps, values, label=label)
+        for ax, metric in ((ax_top1, "top1"), (ax_top5, "top5")):
+            for tag in sorted(t for t in scalars if t.startswith("val/") and t.endswith(f"/{metric}")):
+                steps, values = zip(*scalars[tag])
+                ax.plot(steps, values, marker="o", ms=3, label=f"{label}: {tag.split('/')[1]}")
+    for ax, title in ((ax_loss, "training loss"), (ax_top1, "top-1 accuracy"), (ax_top5, "top-5 accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

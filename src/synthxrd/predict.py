@@ -249,7 +249,8 @@ class Predictor:
         classes = np.asarray(classes, np.int64)
         if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
                 or len(np.unique(classes)) != len(classes):
-            raise DataError(f"{source or 'model'}: classes must be distinct ITA numbers 1..230, got {classes.tolist()[:10]}...")
+            raise DataError(f"{source or 'model'}: classes must be distinct ITA numbers 1..230, "
+                            f"got {classes.tolist()[:10]}...")
         self.device = _device(device)
         self.model = model.to(self.device).eval()
         self.classes = classes
@@ -431,7 +432,8 @@ def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(
     ax.set_xlim(grid.start, grid.stop)
     ax.set_xlabel(f"2θ (°) at λ = {DEFAULT_WAVELENGTH:.5g} Å (model grid)")
     ax.set_ylabel("intensity (max 1)")
-    ax.set_title(title or Path(prediction.source).name, fontsize=10)
+    src = Path(prediction.source)
+    ax.set_title(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name), fontsize=10)
 
     top = prediction.top(k)
     ax = fig.add_subplot(gs[1, 0])

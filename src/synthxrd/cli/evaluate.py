@@ -66,7 +66,9 @@ def format_table(summary: dict) -> str:
     rows = [("top-1 space group", "top1"), ("top-5 space group", "top5"), ("crystal system", "crystal_system"),
             ("extinction group", "extinction_group"), ("ECE (15 bins)", "ece"), ("mean p(true group)", "mean_p_true")]
     a, k = summary["all"], summary["known"]
-    groups = f"{'all (n=' + str(a['model']['n']) + ')':^14s}      {'known classes (n=' + str(k['model']['n']) + ')':^14s}"
+    all_label = f"all (n={a['model']['n']})"
+    known_label = f"known classes (n={k['model']['n']})"
+    groups = f"{all_label:^14s}      {known_label:^14s}"
     lines = [f"{'':20s}  {groups}", f"{'metric':20s}  {'model':>6s}  {'prior':>6s}      {'model':>6s}  {'prior':>6s}"]
     for label, key in rows:
         lines.append(f"{label:20s}  {_fmt(a['model'][key])}  {_fmt(a['baseline'][key])}      "
@@ -128,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
           f"{s['n_unknown']} of other groups" + (f" {s['unknown_spacegroups']}" if s["n_unknown"] else "")
           + f", {s['n_failed']} failed")
     print(f"model: {meta.get('checkpoint', predictor.source)} ({name}, step {meta.get('step')}, "
-          f"{len(predictor.classes)} classes); prior: space-group frequencies of the statistics ({ev.config['statistics']})")
+          f"{len(predictor.classes)} classes); prior: space-group frequencies of the statistics "
+          f"({ev.config['statistics']})")
     print(format_table(s))
     print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
     return 1 if ev.failures else 0

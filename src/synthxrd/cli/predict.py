@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, indent=1))
     else:
-        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (f"; JSON in {args.json_file}" if args.json_file else "")
+        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (
+            f"; JSON in {args.json_file}" if args.json_file else "")
         print(f"{len(results) - n_failed} predicted, {n_failed} failed{extra}")
     return 1 if n_failed else 0

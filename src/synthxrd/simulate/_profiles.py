@@ -2,18 +2,19 @@
 readable reference and the test oracle).
 
 * :func:`build_lines` turns the unmerged reflections of each crystal into the line list of one
-  measurement: per-reflection texture (March-Dollase) and Debye-Waller factors, merging of
-  reflections at the same 2theta, an impurity phase, the K-alpha2 satellite, peak shifts and the
+  measurement: per-reflection texture (March-Dollase) factors, merging of reflections at the
+  same 2theta, Debye-Waller factors per merged peak, an impurity phase, the K-alpha2 satellite, peak shifts and the
   Thompson-Cox-Hastings width and mixing of every line.
 * :func:`render_lines` adds area-normalised pseudo-Voigt lines to uniform measurement grids: the
   Gaussian part within +-7 sigma by the multiplicative recurrence of
-  :func:`synthxrd.simulate._kernels._add_gaussian`, the Lorentzian part within +-``window`` FWHM
-  (a division per point; the loop vectorises), its amplitude divided by the fraction of the
-  Lorentzian's area inside the window so that every line keeps its integrated intensity exactly.
+  :func:`synthxrd.simulate._kernels._add_gaussian`, the Lorentzian part (a division per point;
+  the loop vectorises) within +-w FWHM, w from :func:`lorentz_half_window` (shorter for weak
+  lines), its amplitude divided by the fraction of the Lorentzian's area inside the window so that
+  every line keeps its integrated intensity exactly.
 * :func:`add_background` adds Bernstein-polynomial, Gaussian-bump and amorphous-hump backgrounds.
 * :func:`resample_uniform` is :func:`synthxrd.io.resample` for uniform measurement grids (box
   average of the piecewise-linear interpolant where the measurement is finer than the model grid,
-  linear interpolation where it is coarser, 0 outside the measured range), ~30x faster.
+  linear interpolation where it is coarser, 0 outside the measured range), ~25x faster.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import math
 import numpy as np
 from numba import njit
 
-from synthxrd.simulate._kernels import WINDOW_SIGMAS, _add_gaussian
+from synthxrd.simulate._kernels import _add_gaussian
+from synthxrd.simulate.common import WINDOW_SIGMAS
 
-#: exp in float arithmetic may be reassociated, no 'nnan'/'ninf' (see ``_kernels._FASTMATH``).
+#: Reassociation lets the Lorentzian loop vectorise; no 'nnan'/'ninf' (see ``_kernels._FASTMATH``).
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _GAUSS_HEIGHT = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # height x FWHM of an area-1 Gaussian
@@ -83,43 +85,59 @@ def _merge_into(tt, inten, a, b, scale, merge_tol, out_tt, out_i, n):
 
 
 @njit(cache=True)
-def _reflection_factors(tt, hkl, a, b, recip, direction, r, dw_b, wavelength, use_texture, out):
-    """out[q] = exp(-2 B s^2) P_MD(alpha) for rows a..b (texture only if use_texture and r != 1)."""
-    texture = use_texture and r != 1.0
-    if texture:
-        d0 = direction[0] * recip[0, 0] + direction[1] * recip[1, 0] + direction[2] * recip[2, 0]
-        d1 = direction[0] * recip[0, 1] + direction[1] * recip[1, 1] + direction[2] * recip[2, 1]
-        d2 = direction[0] * recip[0, 2] + direction[1] * recip[1, 2] + direction[2] * recip[2, 2]
-        dn = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-        d0 /= dn
-        d1 /= dn
-        d2 /= dn
+def _texture_factors(hkl, a, b, recip, direction, r, out):
+    """out[q - a] = March-Dollase P(alpha) of rows a..b: (r^2 cos^2 alpha + sin^2 alpha / r)^(-3/2)."""
+    if r == 1.0:
+        for q in range(a, b):
+            out[q - a] = 1.0
+        return
+    d0 = direction[0] * recip[0, 0] + direction[1] * recip[1, 0] + direction[2] * recip[2, 0]
+    d1 = direction[0] * recip[0, 1] + direction[1] * recip[1, 1] + direction[2] * recip[2, 1]
+    d2 = direction[0] * recip[0, 2] + direction[1] * recip[1, 2] + direction[2] * recip[2, 2]
+    dn = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    d0 /= dn
+    d1 /= dn
+    d2 /= dn
     r2 = r * r
     inv_r = 1.0 / r
     for q in range(a, b):
-        f = 1.0
-        if dw_b != 0.0:
-            s = math.sin(math.radians(0.5 * tt[q])) / wavelength
-            f = math.exp(-2.0 * dw_b * s * s)
-        if texture:
-            h, k, l = hkl[q, 0], hkl[q, 1], hkl[q, 2]
-            g0 = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
-            g1 = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
-            g2 = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
-            gg = g0 * g0 + g1 * g1 + g2 * g2
-            c2 = (g0 * d0 + g1 * d1 + g2 * d2) ** 2 / gg if gg > 0.0 else 1.0
-            c2 = min(c2, 1.0)
-            base = r2 * c2 + (1.0 - c2) * inv_r
-            f *= base ** -1.5
-        out[q - a] = f
-    return out
+        h, k, l = hkl[q, 0], hkl[q, 1], hkl[q, 2]
+        g0 = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
+        g1 = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
+        g2 = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
+        gg = g0 * g0 + g1 * g1 + g2 * g2
+        c2 = min((g0 * d0 + g1 * d1 + g2 * d2) ** 2 / gg, 1.0) if gg > 0.0 else 1.0
+        base = r2 * c2 + (1.0 - c2) * inv_r
+        out[q - a] = 1.0 / (base * math.sqrt(base))
+
+
+@njit(cache=True)
+def _debye_waller(tt, inten, a, b, dw_b, wavelength):
+    """inten[a:b] *= exp(-2 B s^2), s = sin(theta)/lambda (one factor per merged peak)."""
+    if dw_b == 0.0:
+        return
+    for p in range(a, b):
+        s = math.sin(math.radians(0.5 * tt[p])) / wavelength
+        inten[p] *= math.exp(-2.0 * dw_b * s * s)
+
+
+@njit(cache=True)
+def _strongest(tt, inten, a, b, lo, hi):
+    """Largest inten[a:b] with lo <= tt <= hi, or the largest of all if none is in [lo, hi]."""
+    top = 0.0
+    top_all = 0.0
+    for p in range(a, b):
+        top_all = max(top_all, inten[p])
+        if lo <= tt[p] <= hi:
+            top = max(top, inten[p])
+    return top if top > 0.0 else top_all
 
 
 @njit(cache=True)
 def build_lines(
     two_theta, intensity, hkl, offsets, recip, tex_dir, tex_r, dw_b, imp_index, imp_frac,
     wavelength, lam_ratio, ratio2, zero, disp_over_r, size_a, strain, u, v, w, x, y, xi,
-    k_shape, merge_tol, rel_drop, capacity,
+    k_shape, merge_tol, rel_drop, top_lo, top_hi, capacity,
 ):
     """Line lists of N measurements from the reflections of a :class:`ReflectionBatch`.
 
@@ -131,7 +149,9 @@ def build_lines(
     lambda2/lambda1 (scalar); ratio2 I(K-alpha2)/I(K-alpha1) (0 = single line); zero (degrees);
     disp_over_r displacement s / radius R; size_a crystallite size in Angstrom; strain eps; u, v, w
     (deg^2), x, y (deg), xi: profile parameters; k_shape Scherrer K; merge_tol (degrees); rel_drop:
-    merged peaks below this fraction of the strongest are dropped; capacity: size of the output.
+    merged peaks below this fraction of the strongest are dropped; top_lo, top_hi: 2theta range
+    (degrees, the model grid) in which "strongest" is taken (all peaks if none lies in it);
+    capacity: size of the output.
 
     Returns
     -------
@@ -147,28 +167,24 @@ def build_lines(
     for i in range(n_pat):
         max_rows = max(max_rows, offsets[i + 1] - offsets[i])
     factors = np.empty(max_rows)
+    ones = np.ones(max_rows)
     peak_tt = np.empty(2 * max_rows)
     peak_i = np.empty(2 * max_rows)
     lam2 = wavelength * lam_ratio
     m = 0
     for i in range(n_pat):
         a, b = offsets[i], offsets[i + 1]
-        _reflection_factors(two_theta, hkl, a, b, recip[i], tex_dir[i], tex_r[i], dw_b[i], wavelength, True,
-                            factors)
+        _texture_factors(hkl, a, b, recip[i], tex_dir[i], tex_r[i], factors)
         n_main = _merge_into(two_theta, intensity, a, b, factors, merge_tol, peak_tt, peak_i, 0)
-        top = 0.0
-        for p in range(n_main):
-            top = max(top, peak_i[p])
+        _debye_waller(peak_tt, peak_i, 0, n_main, dw_b[i], wavelength)
+        top = _strongest(peak_tt, peak_i, 0, n_main, top_lo, top_hi)
         n_peaks = n_main
         j = imp_index[i]
         if j >= 0 and imp_frac[i] > 0.0 and top > 0.0:
             aj, bj = offsets[j], offsets[j + 1]
-            _reflection_factors(two_theta, hkl, aj, bj, recip[j], tex_dir[j], 1.0, dw_b[i], wavelength, False,
-                                factors)
-            n_peaks = _merge_into(two_theta, intensity, aj, bj, factors, merge_tol, peak_tt, peak_i, n_main)
-            top_imp = 0.0
-            for p in range(n_main, n_peaks):
-                top_imp = max(top_imp, peak_i[p])
+            n_peaks = _merge_into(two_theta, intensity, aj, bj, ones, merge_tol, peak_tt, peak_i, n_main)
+            _debye_waller(peak_tt, peak_i, n_main, n_peaks, dw_b[i], wavelength)
+            top_imp = _strongest(peak_tt, peak_i, n_main, n_peaks, top_lo, top_hi)
             scale = imp_frac[i] * top / top_imp if top_imp > 0.0 else 0.0
             for p in range(n_main, n_peaks):
                 peak_i[p] *= scale
@@ -241,15 +257,36 @@ def add_pseudo_voigt(out, start, step, center, intensity, h, eta, window):
 
 
 @njit(cache=True)
-def render_lines(center, inten, fwhm, eta, line_offsets, starts, steps, point_offsets, window, out):
+def lorentz_half_window(eta, intensity, h, top_height, tail_tol, min_window, max_window):
+    """Half-width (in FWHM) of a line's Lorentzian window: where eta L falls to ``tail_tol`` x
+    ``top_height``, 0.5 sqrt(eta I 2/(pi H) / (tol top) - 1), clipped to [min_window, max_window]."""
+    if tail_tol <= 0.0 or top_height <= 0.0:
+        return max_window
+    ratio = eta * intensity * _LORENTZ_HEIGHT / h / (tail_tol * top_height)
+    w = 0.5 * math.sqrt(max(ratio - 1.0, 0.0))
+    return min(max(w, min_window), max_window)
+
+
+@njit(cache=True)
+def render_lines(center, inten, fwhm, eta, line_offsets, starts, steps, point_offsets, window, tail_tol,
+                 min_window, out):
     """Add the lines of measurement i onto out[point_offsets[i]:point_offsets[i + 1]] (its grid:
-    starts[i] + k steps[i]); returns the maximum of each measurement's profile (N,)."""
+    starts[i] + k steps[i]); returns the maximum of each measurement's profile (N,).
+
+    The Lorentzian window of each line is :func:`lorentz_half_window` with ``top_height`` the
+    largest single-line peak height of the measurement (tail_tol = 0: always ``window``).
+    """
     n_pat = line_offsets.shape[0] - 1
     peak = np.zeros(n_pat)
     for i in range(n_pat):
         row = out[point_offsets[i]:point_offsets[i + 1]]
+        top_height = 0.0
         for q in range(line_offsets[i], line_offsets[i + 1]):
-            add_pseudo_voigt(row, starts[i], steps[i], center[q], inten[q], fwhm[q], eta[q], window)
+            height = inten[q] * (eta[q] * _LORENTZ_HEIGHT + (1.0 - eta[q]) * _GAUSS_HEIGHT) / fwhm[q]
+            top_height = max(top_height, height)
+        for q in range(line_offsets[i], line_offsets[i + 1]):
+            w = lorentz_half_window(eta[q], inten[q], fwhm[q], top_height, tail_tol, min_window, window)
+            add_pseudo_voigt(row, starts[i], steps[i], center[q], inten[q], fwhm[q], eta[q], w)
         top = 0.0
         for k in range(row.shape[0]):
             top = max(top, row[k])
@@ -270,8 +307,9 @@ def add_background(out, starts, steps, point_offsets, scale, lo, hi, bern, bump_
     deg = bern.shape[1] - 1
     n_bumps = bump_c.shape[1]
     binom = np.empty(deg + 1)
-    for k in range(deg + 1):
-        binom[k] = math.comb(deg, k)
+    binom[0] = 1.0
+    for k in range(1, deg + 1):
+        binom[k] = binom[k - 1] * (deg - k + 1) / k
     c4 = 4.0 * math.log(2.0)
     powers = np.empty(deg + 1)
     for i in range(n_pat):
@@ -348,3 +386,4 @@ def _antiderivative(y, cum, x0, dx, t):
     d = t - (x0 + k * dx)
     slope = (y[k + 1] - y[k]) / dx
     return cum[k] + y[k] * d + 0.5 * slope * d * d
+

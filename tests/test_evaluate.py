@@ -1,0 +1,247 @@
+"""Evaluation metrics on hand-made arrays, the prior baseline, manifests, datasets and `synthxrd evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthxrd.cli import main  # noqa: E402
+from synthxrd.errors import ConfigError, DataError  # noqa: E402
+from synthxrd.evaluate import (  # noqa: E402
+    OUTPUT_FILES,
+    Evaluation,
+    evaluate_dataset,
+    evaluate_manifest,
+    evaluate_validation_set,
+    expected_calibration_error,
+    metrics,
+    prior_probabilities,
+    read_manifest,
+    topk_hits,
+    write_report,
+)
+from synthxrd.predict import Predictor  # noqa: E402
+from synthxrd.stats import Statistics  # noqa: E402
+
+SAMPLES = ("Al2O3", "MnS", "RuO2", "Sn", "WO3")  # 167, 225, 136, 141, 14
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A 3-step park_small run (the same folder as in test_predict when both run in one session)."""
+    out = tmp_path_factory.getbasetemp() / "tiny_run"
+    if not (out / "best.pt").is_file():
+        from synthxrd.train import TrainConfig, train
+
+        train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
+                          val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run) -> Predictor:
+    return Predictor.load(tiny_run, device="cpu")
+
+
+def onehot_rows(*rows: dict[int, float]) -> np.ndarray:
+    p = np.zeros((len(rows), 230))
+    for i, row in enumerate(rows):
+        for sg, v in row.items():
+            p[i, sg - 1] = v
+    return p
+
+
+# ---- metrics on hand-made arrays ----------------------------------------------------------------
+
+def test_metrics_hand_made():
+    p = onehot_rows(
+        {225: 0.6, 216: 0.3, 14: 0.1},              # true 225: all right
+        {216: 0.5, 225: 0.3, 14: 0.2},              # true 225: top-1 wrong; top-5, system, extinction group right
+        {14: 0.45, 62: 0.55},                       # true 14: top-1 wrong, system: orthorhombic wins -> wrong
+        {2: 0.1, 3: 0.2, 10: 0.25, 6: 0.25, 14: 0.2},  # true 14: top-1 wrong; system right; ext. group of P2 wins
+    )
+    y = np.array([225, 225, 14, 14])
+    assert topk_hits(p, y, 1).tolist() == [True, False, False, False]
+    assert topk_hits(p, y, 2).tolist() == [True, True, True, False]
+    assert topk_hits(p, y, 5).tolist() == [True, True, True, True]
+    m = metrics(p, y)
+    assert m["n"] == 4 and m["top1"] == 0.25 and m["top5"] == 1.0
+    assert m["crystal_system"] == 0.75  # rows 1, 2, 4
+    assert m["extinction_group"] == 0.5  # rows 1 and 2 (Fm-3m and F-43m share one)
+    assert m["mean_p_true"] == pytest.approx((0.6 + 0.3 + 0.45 + 0.2) / 4)
+    assert metrics(np.zeros((0, 230)), np.zeros(0, int))["top1"] is None
+    with pytest.raises(ValueError):
+        metrics(p[:, :100], y)
+
+
+def test_ece():
+    # perfectly calibrated toy: confidence 0.6 -> 60 % right, confidence 0.9 -> 90 %, confidence 1 -> all
+    conf = np.r_[np.full(10, 0.6), np.full(10, 0.9), np.full(3, 1.0)]
+    hit = np.r_[np.arange(10) < 6, np.arange(10) < 9, np.ones(3, bool)]
+    ece, bins = expected_calibration_error(conf, hit)
+    assert ece == pytest.approx(0.0, abs=1e-12)
+    assert len(bins) == 15 and sum(b["count"] for b in bins) == 23
+    assert bins[8]["count"] == 10 and bins[8]["accuracy"] == pytest.approx(0.6)  # (8/15, 9/15] holds 0.6
+    assert bins[14]["count"] == 3
+    # over-confident: always 0.9 and always wrong
+    assert expected_calibration_error(np.full(5, 0.9), np.zeros(5, bool))[0] == pytest.approx(0.9)
+    # mixed bins: |0.5 - 0.3| * 1/2 + |1 - 0.95| * 1/2
+    assert expected_calibration_error([0.3, 0.3, 0.95, 0.95], [1, 0, 1, 1])[0] == pytest.approx(0.125)
+    assert np.isnan(expected_calibration_error([], [])[0])
+    assert expected_calibration_error([0.0], [False])[1][0]["count"] == 1  # 0 falls into the first bin
+
+
+def test_baseline_prior_and_evaluation_object():
+    classes = np.array([2, 14, 62, 225])
+    prior = prior_probabilities(classes)
+    assert prior.sum() == pytest.approx(1.0) and np.count_nonzero(prior) == 4
+    np.testing.assert_allclose(prior[classes - 1], Statistics.load().spacegroup_prior(classes))
+    assert prior.argmax() + 1 == 14  # P2_1/c is the most frequent of these
+    p = onehot_rows({14: 1.0}, {62: 1.0}, {225: 1.0}, {225: 1.0}, {14: 1.0})
+    y = np.array([14, 14, 225, 229, 62])  # 229 is not a class
+    ev = Evaluation(p, y, [f"s{i}" for i in range(5)], classes, prior, description="toy")
+    s = ev.summary()
+    assert (s["n_patterns"], s["n_known"], s["n_unknown"], s["unknown_spacegroups"]) == (5, 4, 1, [229])
+    assert s["all"]["model"]["top1"] == pytest.approx(2 / 5) and s["known"]["model"]["top1"] == pytest.approx(2 / 4)
+    # the baseline always ranks P2_1/c first: right for the two P2_1/c patterns only
+    assert s["all"]["baseline"]["top1"] == pytest.approx(2 / 5) and s["known"]["baseline"]["top1"] == 0.5
+    assert s["all"]["baseline"]["top5"] == pytest.approx(4 / 5)  # every class but not 229
+    assert s["all"]["baseline"]["crystal_system"] == pytest.approx(2 / 5)  # monoclinic
+    assert s["all"]["model"]["crystal_system"] == pytest.approx(3 / 5)  # 225 vs 229 both cubic
+    rows = {r["spacegroup"]: r for r in ev.per_spacegroup()}
+    assert rows[14]["n"] == 2 and rows[14]["top1"] == 0.5 and not rows[229]["known"]
+    cs = ev.confusion_crystal_system()
+    assert cs.sum() == 5 and cs[6, 6] == 2 and cs[1, 2] == 1
+    chosen, m = ev.confusion_spacegroups(3)
+    assert chosen == [14, 62, 225] and m.shape == (3, 4) and m.sum() == 4
+    assert ev.reliability()["ece"] == pytest.approx(metrics(p, y)["ece"])
+    json.dumps(ev.to_dict())
+
+
+# ---- manifests ------------------------------------------------------------------------------------
+
+def _subset_manifest(experimental_data: Path, folder: Path, broken: bool = False) -> Path:
+    with (experimental_data / "manifest.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames
+        rows = [r for r in reader if r["variant"] in ("raw", "background_removed")
+                and r["sample_id"] in {f"xred_{s}" for s in SAMPLES}]
+    for r in rows:  # relative to the new CSV's folder
+        r["pattern_path"] = os.path.relpath(experimental_data / r["pattern_path"], folder)
+    if broken:
+        (folder / "broken.csv").write_text("not,a\npattern,file\n")
+        rows.append(dict(rows[0], sample_id="broken", pattern_path="broken.csv"))
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_read_manifest(experimental_data, tmp_path):
+    entries = read_manifest(experimental_data / "manifest.csv", variant="raw")
+    assert len(entries) == 17 and all(e.variant == "raw" and e.path.is_file() for e in entries)
+    assert entries[0].sample_id == "xred_Al2O3" and entries[0].spacegroup == 167
+    assert entries[0].wavelength == pytest.approx(1.54184)
+    with pytest.raises(ConfigError, match="variants: .*raw"):
+        read_manifest(experimental_data / "manifest.csv", variant="nope")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pattern_path,spacegroup\nx.xy,231\n")
+    with pytest.raises(DataError, match="line 2: spacegroup '231'"):
+        read_manifest(bad)
+    bad.write_text("path,sg\nx.xy,3\n")
+    with pytest.raises(DataError, match="no column 'pattern_path'"):
+        read_manifest(bad)
+
+
+def test_evaluate_manifest_subset(predictor, experimental_data, tmp_path):
+    manifest = _subset_manifest(experimental_data, tmp_path)
+    ev = evaluate_manifest(predictor, manifest, variant="raw")
+    assert len(ev.labels) == 5 and sorted(ev.labels.tolist()) == [14, 136, 141, 167, 225]
+    assert ev.sources[0] == "xred_Al2O3" and not ev.failures
+    np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1.0)
+    s = ev.summary()
+    assert s["n_known"] + s["n_unknown"] == 5
+    assert s["all"]["baseline"]["top1"] == metrics(np.tile(ev.baseline, (5, 1)), ev.labels)["top1"]
+    written = write_report(ev, tmp_path / "out")
+    assert [p.name for p in written] == list(OUTPUT_FILES) and all(p.stat().st_size > 0 for p in written)
+    with pytest.raises(ConfigError, match="already exists"):
+        write_report(ev, tmp_path / "out")
+
+
+def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
+    manifest = _subset_manifest(experimental_data, tmp_path, broken=True)
+    out = tmp_path / "report"
+    args = ["evaluate", "--model", str(tiny_run), "--manifest", str(manifest), "--variant", "raw", "--out", str(out),
+            "--device", "cpu"]
+    assert main(args) == 1  # the broken row
+    stdout, stderr = capsys.readouterr()
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        line for line in stderr.splitlines() if "broken.csv" in line] and "broken.csv" in stderr
+    assert "5 patterns" in stdout and "1 failed" in stdout
+    for label in ("top-1 space group", "top-5 space group", "crystal system", "extinction group", "ECE (15 bins)"):
+        assert label in stdout
+    assert "model   prior" in stdout
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["summary"]["n_patterns"] == 5 and len(doc["failures"]) == 1 and len(doc["predictions"]) == 5
+    assert len(doc["reliability"]["bins"]) == 15 and len(doc["confusion_crystal_system"]["matrix"]) == 7
+    for name in OUTPUT_FILES[1:]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err  # no overwrite
+    assert main(["evaluate", "--model", str(tiny_run), "--out", str(out)]) == 2  # no input
+    assert "exactly one input" in capsys.readouterr().err
+
+
+# ---- datasets and validation sets -----------------------------------------------------------------
+
+def _tiny_dataset(predictor, path: Path, n: int = 6, two_theta=None) -> Path:
+    from synthxrd.dataset import Dataset, save_dataset
+    from synthxrd.structure import CrystalBatch
+
+    grid = predictor.grid.values() if two_theta is None else two_theta
+    rng = np.random.default_rng(1)
+    patterns = np.stack([sum(np.exp(-0.5 * ((grid - c) / 0.08) ** 2) for c in rng.uniform(10, 80, 5))
+                         for _ in range(n)]).astype(np.float32)
+    patterns /= patterns.max(axis=1, keepdims=True)
+    labels = np.array([14, 62, 225, 2, 14, 230][:n])  # 230 (Ia-3d) is not one of the classes of the tiny run
+    crystals = CrystalBatch(np.tile(np.eye(3) * 4.0, (n, 1, 1)), rng.random((n, 3)), np.full(n, 11),
+                            np.ones(n), np.arange(n + 1), spacegroups=labels)
+    save_dataset(path, Dataset(crystals, patterns, np.asarray(grid, np.float64), {"made": "by hand"}))
+    return path
+
+
+def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
+    import h5py
+
+    path = _tiny_dataset(predictor, tmp_path / "tiny.h5")
+    ev = evaluate_dataset(predictor, path, name="tiny")
+    assert ev.probabilities.shape == (6, 230) and ev.labels.tolist() == [14, 62, 225, 2, 14, 230]
+    assert ev.summary()["n_unknown"] == int((~np.isin(ev.labels, predictor.classes)).sum()) >= 1
+    assert len(evaluate_dataset(predictor, path, max_patterns=3).labels) == 3
+    # the same patterns on another 2theta axis are resampled onto the model grid
+    other = _tiny_dataset(predictor, tmp_path / "coarse.h5", two_theta=np.linspace(5, 90, 4251))
+    assert evaluate_dataset(predictor, other).probabilities.shape == (6, 230)
+
+    # a validation cache made by hand: the set file plus /validation/ids and a manifest
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    path.replace(cache / "match.h5")
+    with h5py.File(cache / "match.h5", "a") as h5:
+        h5.create_group("validation").create_dataset("ids", data=np.array([f"mp-{i}" for i in range(6)], "S"))
+    (cache / "manifest.json").write_text(json.dumps({"kind": "synthxrd.validation", "format_version": 1,
+                                                     "sets": {"match": {"file": "match.h5", "count": 6}}}))
+    ev = evaluate_validation_set(predictor, cache, "match")
+    assert ev.sources[0] == "mp-0" and ev.description.startswith("validation set match")
+    assert main(["evaluate", "--model", predictor.metadata["checkpoint"], "--validation-dir", str(cache),
+                 "--set", "match", "--out", str(tmp_path / "val"), "--device", "cpu"]) == 0
+    stdout = capsys.readouterr().out
+    assert "6 patterns" in stdout and "known classes" in stdout
+    assert (tmp_path / "val" / "reliability.png").is_file()

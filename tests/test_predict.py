@@ -1,0 +1,180 @@
+"""Predictor on a tiny checkpoint, its helpers, and the `synthxrd predict` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthxrd.cli import main  # noqa: E402
+from synthxrd.errors import DataError  # noqa: E402
+from synthxrd.predict import (  # noqa: E402
+    NO_SHIPPED_MODEL,
+    Prediction,
+    PredictionFailure,
+    Predictor,
+    crystal_system_probabilities,
+    extinction_group_probabilities,
+    to_full,
+    top_k,
+)
+from synthxrd.symmetry import n_extinction_groups  # noqa: E402
+
+RAW = "xred/monophase/UnderThreeElements/{}/data.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A 3-step park_small run (shared by the predict and evaluate tests of one session)."""
+    out = tmp_path_factory.getbasetemp() / "tiny_run"
+    if not (out / "best.pt").is_file():
+        from synthxrd.train import TrainConfig, train
+
+        train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
+                          val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run) -> Predictor:
+    return Predictor.load(tiny_run / "best.pt", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def measured(experimental_data) -> list[Path]:
+    return [experimental_data / RAW.format(name) for name in ("Al2O3", "MnS")]
+
+
+def _gaussians(tt, centres, width=0.1):
+    return sum(np.exp(-0.5 * ((tt - c) / width) ** 2) for c in centres)
+
+
+def test_load_run_folder_and_metadata(tiny_run, predictor):
+    p = Predictor.load(tiny_run, device="cpu")
+    assert p.metadata["checkpoint"].endswith("best.pt")
+    assert np.array_equal(p.classes, predictor.classes)
+    assert p.classes.min() >= 1 and p.classes.max() <= 230
+    assert p.metadata["model_config"]["name"] == "park_small" and p.metadata["step"] == 3
+
+
+def test_load_errors(tmp_path):
+    from importlib.resources import files
+
+    if not (files("synthxrd") / "resources" / "models" / "default.pt").is_file():
+        with pytest.raises(DataError, match="no pretrained model is shipped yet"):
+            Predictor.load()
+        assert "--model" in NO_SHIPPED_MODEL
+    with pytest.raises(DataError, match="no such checkpoint"):
+        Predictor.load(tmp_path / "missing.pt")
+    with pytest.raises(DataError, match="neither best.pt nor checkpoint.pt"):
+        Predictor.load(tmp_path)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot load checkpoint"):
+        Predictor.load(bad)
+
+
+def test_predict_shapes_normalisation_and_zeros(predictor):
+    tt = np.linspace(8.0, 85.0, 4000)
+    rng = np.random.default_rng(0)
+    batch = np.stack([_gaussians(tt, rng.uniform(10, 80, 6)) + 0.01 * rng.random(tt.size) for _ in range(3)])
+    probs = predictor.predict(tt, batch)
+    assert probs.shape == (3, 230) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    outside = np.setdiff1d(np.arange(230), predictor.classes - 1)
+    assert (probs[:, outside] == 0).all() and (probs[:, predictor.classes - 1] > 0).all()
+    one = predictor.predict(tt, batch[1])  # 1-D input: one row
+    assert one.shape == (1, 230)
+    np.testing.assert_allclose(one[0], probs[1], rtol=1e-6)
+    # scale does not matter (normalised to max 1); the model's own wavelength changes nothing
+    np.testing.assert_allclose(predictor.predict(tt, 37.0 * batch[1], wavelength=1.5406)[0], probs[1], rtol=1e-5)
+    # on-grid arrays give (almost: resample may cell-average) the same as resampled ones
+    grid = predictor.grid.values()
+    on_grid = predictor.predict_grid(np.interp(grid, tt, batch[0], left=0, right=0))
+    np.testing.assert_allclose(on_grid[0], predictor.predict(grid, np.interp(grid, tt, batch[0], left=0, right=0))[0],
+                               rtol=1e-3)
+    with pytest.raises(DataError, match="no positive intensity"):
+        predictor.predict(tt, np.zeros(tt.size))
+    with pytest.raises(DataError, match="two_theta must be"):
+        predictor.predict(tt, batch[:, :10])
+
+
+def test_predict_measured_file(predictor, measured):
+    result = predictor.predict_file(measured[0], wavelength=1.54184)
+    assert isinstance(result, Prediction) and result.probabilities.shape == (230,)
+    assert result.probabilities.sum() == pytest.approx(1.0)
+    top = result.top(5)
+    assert len(top) == 5 and [p for *_, p in top] == sorted((p for *_, p in top), reverse=True)
+    assert all(isinstance(n, int) and isinstance(s, str) for n, s, _ in top)
+    systems = result.crystal_systems()
+    assert list(systems)[0] == "triclinic" and sum(systems.values()) == pytest.approx(1.0)
+    assert result.info["coverage"] > 0.5 and result.info["wavelength"] == pytest.approx(1.54184)
+    json.dumps(result.to_dict())  # JSON-compatible
+    assert result.pattern.shape == (predictor.grid.n,) and result.pattern.max() == pytest.approx(1.0)
+
+    results = predictor.predict_files([measured[1], "missing.xy"], wavelength=1.54184, errors="collect")
+    assert results[0].ok and isinstance(results[1], PredictionFailure) and not results[1].ok
+    assert results[1].error.startswith("missing.xy:")
+    with pytest.raises(DataError, match="missing.xy"):
+        predictor.predict_files(["missing.xy"], wavelength=1.54184)
+
+
+def test_probability_helpers():
+    p = np.zeros(230)
+    p[[224, 215, 13]] = [0.5, 0.3, 0.2]  # Fm-3m, F-43m, P2_1/c
+    assert top_k(p, 5) == [(225, "Fm-3m", 0.5), (216, "F-43m", 0.3), (14, "P2_1/c", 0.2)]
+    systems = crystal_system_probabilities(p)
+    assert systems.shape == (7,) and systems[6] == pytest.approx(0.8) and systems[1] == pytest.approx(0.2)
+    groups = extinction_group_probabilities(np.stack([p, p]))
+    assert groups.shape == (2, n_extinction_groups()) and groups.max() == pytest.approx(0.8)
+    full = to_full([[0.25, 0.75]], [2, 230])
+    assert full.shape == (1, 230) and full[0, 1] == 0.25 and full[0, 229] == 0.75
+
+
+def test_cli_predict_tables_errors_plots(tiny_run, measured, tmp_path, capsys):
+    broken = tmp_path / "broken.xy"
+    broken.write_text("this is not a pattern\n")
+    plots = tmp_path / "plots"
+    files = [str(measured[0]), str(broken), str(measured[1])]
+    code = main(["predict", *files, "--model", str(tiny_run), "--wavelength", "CuKa", "--top", "3",
+                 "--plot", str(plots), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines()
+                                                                    if str(broken) in line]
+    assert len([line for line in err.splitlines() if str(broken) in line]) == 1
+    assert out.count("rank   SG  symbol") == 2 and "system  tric" in out and "2 predicted, 1 failed" in out
+    pngs = sorted(p.name for p in plots.iterdir())
+    assert pngs == ["Al2O3_data.png", "MnS_data.png"]  # same stem: the folder name keeps them apart
+    assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
+    # existing plots are not replaced without --overwrite
+    assert main(["predict", *files, "--model", str(tiny_run), "--wavelength", "CuKa", "--plot", str(plots)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
+    target = tmp_path / "pred.json"
+    code = main(["predict", str(measured[0]), str(measured[1]), "--model", str(tiny_run / "best.pt"),
+                 "--wavelength", "1.54184", "--json", "--json-file", str(target), "--device", "cpu"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    doc = json.loads(out)
+    assert doc == json.loads(target.read_text())
+    assert doc["summary"] == {"predicted": 2, "failed": 0} and len(doc["results"]) == 2
+    first = doc["results"][0]
+    assert first["ok"] and len(first["top"]) == 5 and set(first["crystal_systems"]) >= {"cubic", "trigonal"}
+    assert first["top"][0]["spacegroup"] in doc["model"]["classes"]
+
+
+def test_cli_predict_without_model(measured, capsys):
+    from importlib.resources import files
+
+    if (files("synthxrd") / "resources" / "models" / "default.pt").is_file():
+        pytest.skip("a model is shipped")
+    assert main(["predict", str(measured[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"synthxrd predict: error: {NO_SHIPPED_MODEL}"
