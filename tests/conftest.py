@@ -63,3 +63,16 @@ def mp_experimental_data(shared_data: Path) -> Path:
 def test_data() -> Path:
     """The small hand-written fixture files of ``tests/data``."""
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A 3-step park_small training run, shared by the predict and evaluate tests of a session."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.getbasetemp() / "tiny_run"
+    if not (out / "best.pt").is_file():
+        from synthxrd.train import TrainConfig, train
+
+        train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
+                          val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
+    return out

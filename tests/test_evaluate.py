@@ -33,18 +33,6 @@ from synthxrd.stats import Statistics  # noqa: E402
 SAMPLES = ("Al2O3", "MnS", "RuO2", "Sn", "WO3")  # 167, 225, 136, 141, 14
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A 3-step park_small run (the same folder as in test_predict when both run in one session)."""
-    out = tmp_path_factory.getbasetemp() / "tiny_run"
-    if not (out / "best.pt").is_file():
-        from synthxrd.train import TrainConfig, train
-
-        train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
-                          val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
-    return out
-
-
 @pytest.fixture(scope="module")
 def predictor(tiny_run) -> Predictor:
     return Predictor.load(tiny_run, device="cpu")
@@ -245,3 +233,17 @@ def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "6 patterns" in stdout and "known classes" in stdout
     assert (tmp_path / "val" / "reliability.png").is_file()
+
+
+def test_manifest_rows_without_a_space_group_are_skipped_with_a_warning(tmp_path):
+    from synthxrd.evaluate import read_manifest
+
+    (tmp_path / "a.xy").write_text("".join(f"{5 + 0.1 * i} {i % 7}\n" for i in range(50)))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("pattern_path,spacegroup\na.xy,225\na.xy,\n")
+    with pytest.warns(UserWarning, match="1 row.* without a space group skipped"):
+        entries = read_manifest(manifest)
+    assert [e.spacegroup for e in entries] == [225]
+    manifest.write_text("pattern_path,spacegroup\na.xy,\n")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="no row with a space group"):
+        read_manifest(manifest)

@@ -27,18 +27,6 @@ from synthxrd.symmetry import n_extinction_groups  # noqa: E402
 RAW = "xred/monophase/UnderThreeElements/{}/data.csv"
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A 3-step park_small run (shared by the predict and evaluate tests of one session)."""
-    out = tmp_path_factory.getbasetemp() / "tiny_run"
-    if not (out / "best.pt").is_file():
-        from synthxrd.train import TrainConfig, train
-
-        train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
-                          val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
-    return out
-
-
 @pytest.fixture(scope="module")
 def predictor(tiny_run) -> Predictor:
     return Predictor.load(tiny_run / "best.pt", device="cpu")

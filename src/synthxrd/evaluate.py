@@ -195,6 +195,7 @@ def read_manifest(path: str | Path, *, variant: str | None = None) -> list[Manif
     ------
     DataError
         Missing file or column, a space group that is not 1..230, a wavelength that is not a number.
+        Rows with an empty space group are skipped with a warning (their true group is unknown).
     ConfigError
         ``variant`` given but the CSV has no ``variant`` column or no row of that variant.
     """
@@ -222,8 +223,11 @@ def read_manifest(path: str | Path, *, variant: str | None = None) -> list[Manif
                               f"variants: {', '.join(available)}")
     else:
         rows_kept = list(enumerate(rows, 2))
-    entries = []
+    entries, unlabelled = [], []
     for line, row in rows_kept:
+        if not str(row["spacegroup"] or "").strip():  # e.g. a measured pattern whose group is unknown
+            unlabelled.append(line)
+            continue
         try:
             sg = int(str(row["spacegroup"]).strip())
         except ValueError:
@@ -241,6 +245,11 @@ def read_manifest(path: str | Path, *, variant: str | None = None) -> list[Manif
         file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
         entries.append(ManifestEntry(sample_id=(row.get("sample_id") or rel).strip(), path=file, spacegroup=sg,
                                      wavelength=lam, variant=row.get("variant"), line=line))
+    if unlabelled:
+        warnings.warn(f"{path}: {len(unlabelled)} row(s) without a space group skipped (lines "
+                      f"{', '.join(map(str, unlabelled[:8]))}{', ...' if len(unlabelled) > 8 else ''})", stacklevel=2)
+    if not entries:
+        raise DataError(f"{path}: no row with a space group to evaluate")
     return entries
 
 

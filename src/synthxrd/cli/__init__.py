@@ -22,11 +22,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("stats", "synthxrd.cli.stats"),
     ("split", "synthxrd.cli.split"),
     ("generate", "synthxrd.cli.generate"),
-    ("train", "synthxrd.cli.train"),
-    ("bench", "synthxrd.cli.bench"),
     ("validation", "synthxrd.cli.validation"),
+    ("train", "synthxrd.cli.train"),
     ("predict", "synthxrd.cli.predict"),
     ("evaluate", "synthxrd.cli.evaluate"),
+    ("bench", "synthxrd.cli.bench"),
 )
 
 

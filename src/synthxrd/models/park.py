@@ -24,7 +24,7 @@ convolutions, 0.5 after the hidden dense layers); here the two rates are separat
 both off by default as in the reference. Weights start as in Keras (Glorot-uniform kernels,
 zero biases).
 
-Parameters for 145 classes and 8501 points: park_small 1.05 M, park_medium 4.26 M,
+Parameters for 145 classes and 8501 points: park_small 1.05 M, park_medium 4.25 M,
 park_big 4.96 M, park_extended 22.2 M.
 """
 

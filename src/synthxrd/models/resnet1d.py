@@ -25,7 +25,7 @@ head         flatten → dense 256 → dense ``num_classes``.  There is **no act
 Depths (``layers``): ResNet-10 = basic [1, 1, 1, 1]; ResNet-50 = bottleneck [3, 4, 6, 3];
 ResNet-101 = bottleneck [3, 4, 23, 3]. With 8501 input points the trunk ends at 34 positions, so the
 flatten head alone holds 34·512·256 ≈ 4.5 M (ResNet-10) or 34·2048·256 ≈ 17.8 M (ResNet-50/101)
-weights. Totals for 145 classes: 9.39 M / 41.35 M / 60.34 M parameters; the paper reports 9.4 M,
+weights. Totals for 145 classes: 9.40 M / 41.36 M / 60.35 M parameters; the paper reports 9.4 M,
 41.4 M and 60.4 M.
 
 TensorFlow's "same" padding is asymmetric for strided layers (``out = ceil(L / stride)``, the extra
@@ -34,11 +34,13 @@ lengths and the flatten size equal the reference's for every input length.
 
 Additions over the reference:
 
-- ``head="pool"``: global average pooling → dense 256 → GELU (or ReLU) → dropout → logits. Roughly
-  4 M (ResNet-10) or 17 M (ResNet-50/101) fewer parameters, and the network accepts any input length.
+- ``head="pool"``: global average pooling → dense 256 → GELU (or ReLU) → dropout → logits.
+  4.3 M (ResNet-10) or 17.3 M (ResNet-50/101) fewer parameters at 8501 points, and the network
+  accepts any input length.
 - ``zero_init_residual=True``: the last GroupNorm of every residual branch starts at γ = 0, so each
-  block starts as the identity (Goyal et al. 2017, "Accurate, Large Minibatch SGD", §5.1,
-  https://arxiv.org/abs/1706.02677; torchvision's ``zero_init_residual``).
+  branch starts at zero and a block passes on (the ReLU of) its shortcut (Goyal et al. 2017,
+  "Accurate, Large Minibatch SGD", https://arxiv.org/abs/1706.02677; torchvision's
+  ``zero_init_residual``). Off by default, as in the reference.
 
 References
 ----------
@@ -52,7 +54,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from numbers import Integral
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -136,15 +137,15 @@ def as_batch(x: Tensor, in_channels: int, input_length: int | None, model: str) 
     """Return ``x`` as (B, C, L): accepts (B, L) when ``in_channels == 1``, or (B, C, L).
 
     ``input_length`` is the length the model requires (None: any length). Raises ``ValueError``
-    (:class:`~synthxrd.errors.ConfigError`) naming the received shape.
+    naming the received shape.
     """
     if x.dim() == 2 and in_channels == 1:
         x = x.unsqueeze(1)
     if x.dim() != 3 or x.shape[1] != in_channels:
         expected = f"(B, {in_channels}, L)" + (" or (B, L)" if in_channels == 1 else "")
-        raise ConfigError(f"{model}: expected an input of shape {expected}, got {tuple(x.shape)}")
+        raise ValueError(f"{model}: expected an input of shape {expected}, got {tuple(x.shape)}")
     if input_length is not None and x.shape[-1] != input_length:
-        raise ConfigError(f"{model}: built for input_length={input_length} points (flatten head), "
+        raise ValueError(f"{model}: built for input_length={input_length} points (flatten head), "
                           f"got a pattern of {x.shape[-1]} points; rebuild with "
                           f"input_length={x.shape[-1]} or use head='pool'")
     return x
@@ -236,9 +237,9 @@ class ResNet1D(nn.Module):
     ============  ===========  =====================  =======================================
     registry      block        layers                 parameters (145 classes, 8501 points)
     ============  ===========  =====================  =======================================
-    resnet10      basic        [1, 1, 1, 1]           9.39 M (flatten head), 5.0 M (pool head)
-    resnet50      bottleneck   [3, 4, 6, 3]           41.35 M (flatten), 23.6 M (pool)
-    resnet101     bottleneck   [3, 4, 23, 3]          60.34 M (flatten), 42.6 M (pool)
+    resnet10      basic        [1, 1, 1, 1]           9.40 M (flatten head), 5.07 M (pool head)
+    resnet50      bottleneck   [3, 4, 6, 3]           41.36 M (flatten), 24.06 M (pool)
+    resnet101     bottleneck   [3, 4, 23, 3]          60.35 M (flatten), 43.05 M (pool)
     ============  ===========  =====================  =======================================
 
     Parameters
@@ -441,7 +442,7 @@ def resnet101(num_classes: int, *, input_length: int = 8501, head: str = "flatte
 @register_model
 def resnet10_pool(num_classes: int, *, input_length: int = 8501, head_activation: str | None = "gelu",
                   dropout: float = 0.0, zero_init_residual: bool = False) -> ResNet1D:
-    """ResNet-10 with the global-average-pooling head (any input length; ≈ 4.5 M fewer parameters)."""
+    """ResNet-10 with the global-average-pooling head (any input length; 4.3 M fewer parameters)."""
     return _resnet(BasicBlock1D, [1, 1, 1, 1], num_classes, input_length, head="pool",
                    head_activation=head_activation, dropout=dropout, zero_init_residual=zero_init_residual)
 
@@ -449,7 +450,7 @@ def resnet10_pool(num_classes: int, *, input_length: int = 8501, head_activation
 @register_model
 def resnet50_pool(num_classes: int, *, input_length: int = 8501, head_activation: str | None = "gelu",
                   dropout: float = 0.0, zero_init_residual: bool = False) -> ResNet1D:
-    """ResNet-50 with the global-average-pooling head (any input length; ≈ 17.8 M fewer parameters)."""
+    """ResNet-50 with the global-average-pooling head (any input length; 17.3 M fewer parameters)."""
     return _resnet(Bottleneck1D, [3, 4, 6, 3], num_classes, input_length, head="pool",
                    head_activation=head_activation, dropout=dropout, zero_init_residual=zero_init_residual)
 
@@ -457,7 +458,7 @@ def resnet50_pool(num_classes: int, *, input_length: int = 8501, head_activation
 @register_model
 def resnet101_pool(num_classes: int, *, input_length: int = 8501, head_activation: str | None = "gelu",
                    dropout: float = 0.0, zero_init_residual: bool = False) -> ResNet1D:
-    """ResNet-101 with the global-average-pooling head (any input length; ≈ 17.8 M fewer parameters)."""
+    """ResNet-101 with the global-average-pooling head (any input length; 17.3 M fewer parameters)."""
     return _resnet(Bottleneck1D, [3, 4, 23, 3], num_classes, input_length, head="pool",
                    head_activation=head_activation, dropout=dropout, zero_init_residual=zero_init_residual)
 

@@ -236,12 +236,14 @@ def reflections(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max)
     order = _argsort_bucketed(g2s[:m], g_min2, g_max2)
     f = np.empty(n_el)
     last_g2 = -1.0
+    g_rep = 0.0
     lp = 0.0
     for r in range(m):
         i = order[r]
         g2 = g2s[i]
         if abs(g2 - last_g2) > _SAME_G2 * g2:
             last_g2 = g2
+            g_rep = math.sqrt(g2)  # one |g| per group: downstream work is per distinct value
             s2 = g2 / 4.0
             for e in range(n_el):
                 ze = el_z[e]
@@ -259,7 +261,7 @@ def reflections(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max)
         for e in range(n_el):
             f_re += f[e] * s_re[i, e]
             f_im += f[e] * s_im[i, e]
-        gvals[r] = math.sqrt(g2)
+        gvals[r] = g_rep
         inten[r] = 2.0 * (f_re * f_re + f_im * f_im) * lp
     return hkl[order], gvals[:m], inten[:m]
 
@@ -275,9 +277,14 @@ def merged_peaks(g, inten, wavelength, two_theta_tol, rel_tol):
     ii = np.empty(n)
     p = -1
     last_key = -1
+    last_g = -1.0
+    two_theta = 0.0
+    key = 0
     for i in range(n):
-        two_theta = math.degrees(2.0 * math.asin(min(wavelength * g[i] / 2.0, 1.0)))
-        key = int(np.rint(two_theta / two_theta_tol))  # half to even, like np.round in pymatgen
+        if g[i] != last_g:  # equivalent reflections share |g|: one asin per distinct value
+            last_g = g[i]
+            two_theta = math.degrees(2.0 * math.asin(min(wavelength * g[i] / 2.0, 1.0)))
+            key = int(np.rint(two_theta / two_theta_tol))  # half to even, like np.round in pymatgen
         if p < 0 or key != last_key:
             p += 1
             tt[p] = two_theta
