@@ -63,11 +63,11 @@ class Row:
 
 def format_table(rows: list[Row], reference: str) -> str:
     """A plain-text table: per case the reference median, then each method's median and ratio."""
-    methods = list(rows[0].ms) if rows else []
+    methods = list(dict.fromkeys(m for r in rows for m in r.ms))
     head = f"{'case':<28}{'size':>10}{reference + ' ms':>18}" + "".join(f"{m + ' ms':>16}{'x':>8}" for m in methods)
     lines = [head, "-" * len(head)]
     for r in rows:
-        cells = "".join(f"{r.ms[m]:>16.3f}{r.ratios()[m]:>8.1f}" for m in methods)
+        cells = "".join(f"{r.ms[m]:>16.3f}{r.ratios()[m]:>8.1f}" if m in r.ms else f"{'-':>16}{'':>8}" for m in methods)
         lines.append(f"{r.case:<28}{r.size:>10}{r.reference_ms:>18.3f}{cells}")
     return "\n".join(lines)
 
