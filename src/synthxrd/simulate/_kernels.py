@@ -31,6 +31,10 @@ _SAME_G2 = 1e-12
 #: Allow reassociation of sums so that the per-atom structure-factor loops vectorise (SIMD);
 #: no 'nnan'/'ninf', so NaN and inf keep their IEEE meaning. Changes results at the 1e-16 level.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+#: Batches of at least this many crystals interpolate form factors in a table built once per batch
+#: (``form_factor_table``: ~0.1 ms per element) instead of 4 exponentials per element and |g|.
+_TABLE_MIN_BATCH = 16
+_TABLE_STEP = 2e-4  # in (sin(theta)/lambda)^2 = s^2, 1/Angstrom^2
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
@@ -116,8 +120,45 @@ def _argsort_bucketed(keys, lo, hi):
     return order
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True)
 def reflections(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max):
+    """Exact form factors (4 exponentials per element and distinct |g|); see ``_reflections_impl``."""
+    empty = np.zeros((1, 1))
+    return _reflections_impl(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max, empty, empty, 0.0)
+
+
+@njit(cache=True)
+def form_factor_table(ff_a, ff_b, z, s2_max, step):
+    """f(s^2) and df/d(s^2) on the grid s^2 = k step (k = 0..K) for the elements in ``z`` (other rows 0).
+
+    f = Z - 41.78214 x sum_i a_i exp(-b_i x), f' = -41.78214 sum_i a_i exp(-b_i x) (1 - b_i x), x = s^2.
+    Cubic Hermite interpolation on it errs by at most step^4 / 384 max|d4f/dx4|, about 2e-8 for
+    step 2e-4 and the largest fit exponent b = 156 of the table.
+    """
+    n_k = int(s2_max / step) + 3
+    tab = np.zeros((ff_a.shape[0], n_k))
+    dtab = np.zeros((ff_a.shape[0], n_k))
+    present = np.zeros(ff_a.shape[0], np.bool_)
+    for j in range(z.shape[0]):
+        present[z[j]] = True
+    for ze in range(ff_a.shape[0]):
+        if not present[ze]:
+            continue
+        for k in range(n_k):
+            x = k * step
+            acc = 0.0
+            dacc = 0.0
+            for q in range(4):
+                e = ff_a[ze, q] * math.exp(-ff_b[ze, q] * x)
+                acc += e
+                dacc += e * (1.0 - ff_b[ze, q] * x)
+            tab[ze, k] = ze - 41.78214 * x * acc
+            dtab[ze, k] = -41.78214 * dacc
+    return tab, dtab
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _reflections_impl(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max, ff_tab, ff_dtab, tab_step):
     """Half-space reflections of one structure with g_min <= |g| <= g_max.
 
     Parameters
@@ -245,12 +286,29 @@ def reflections(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, g_max)
             last_g2 = g2
             g_rep = math.sqrt(g2)  # one |g| per group: downstream work is per distinct value
             s2 = g2 / 4.0
+            if tab_step > 0.0:  # cubic Hermite on the batch's table (see form_factor_table)
+                u = s2 / tab_step
+                k0 = int(u)
+                t = u - k0
+                t2 = t * t
+                t3 = t2 * t
+                w00 = 2.0 * t3 - 3.0 * t2 + 1.0
+                w10 = (t3 - 2.0 * t2 + t) * tab_step
+                w01 = 3.0 * t2 - 2.0 * t3
+                w11 = (t3 - t2) * tab_step
             for e in range(n_el):
                 ze = el_z[e]
-                acc = 0.0
-                for q in range(4):
-                    acc += ff_a[ze, q] * math.exp(-ff_b[ze, q] * s2)
-                f[e] = (ze - 41.78214 * s2 * acc) * math.exp(-dw[ze] * s2)
+                if tab_step > 0.0:
+                    fe = (w00 * ff_tab[ze, k0] + w10 * ff_dtab[ze, k0]
+                          + w01 * ff_tab[ze, k0 + 1] + w11 * ff_dtab[ze, k0 + 1])
+                else:
+                    acc = 0.0
+                    for q in range(4):
+                        acc += ff_a[ze, q] * math.exp(-ff_b[ze, q] * s2)
+                    fe = ze - 41.78214 * s2 * acc
+                if dw[ze] != 0.0:
+                    fe *= math.exp(-dw[ze] * s2)
+                f[e] = fe
             sin_t = wavelength * math.sqrt(g2) / 2.0
             if sin_t >= 1.0:  # 2theta = 180 degrees: LP diverges, no measurable peak
                 sin_t = 1.0 - 1e-16
@@ -392,9 +450,17 @@ def batch_patterns(
     n_struct = lattices.shape[0]
     status = np.zeros(n_struct, np.int8)
     row = np.zeros(out.shape[1])
+    if n_struct >= _TABLE_MIN_BATCH:  # a shared form-factor table pays for itself
+        tab_step = _TABLE_STEP
+        tab, dtab = form_factor_table(ff_a, ff_b, z, g_max * g_max / 4.0, tab_step)
+    else:
+        tab_step = 0.0
+        tab = np.zeros((1, 1))
+        dtab = tab
     for s in range(n_struct):
         a, b = offsets[s], offsets[s + 1]
-        _, g, inten = reflections(lattices[s], frac[a:b], z[a:b], occ[a:b], ff_a, ff_b, dw, wavelength, g_min, g_max)
+        _, g, inten = _reflections_impl(lattices[s], frac[a:b], z[a:b], occ[a:b], ff_a, ff_b, dw, wavelength,
+                                        g_min, g_max, tab, dtab, tab_step)
         tt, ii = merged_peaks(g, inten, wavelength, two_theta_tol, rel_tol)
         row[:] = 0.0
         smear(tt, ii, sizes_angstrom[s], wavelength, k_shape, start, step, row)
