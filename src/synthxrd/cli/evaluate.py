@@ -31,6 +31,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from synthxrd.cli.options import wavelength_option
 from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
@@ -90,14 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--variant only applies to --manifest")
     if args.max_patterns < 0:
         raise ConfigError(f"--max-patterns: expected an integer >= 0, got {args.max_patterns}")
-    wavelength = None
-    if args.wavelength is not None:
-        from synthxrd.simulate import resolve_wavelength
-
-        try:
-            wavelength = resolve_wavelength(args.wavelength)
-        except ConfigError as exc:
-            raise ConfigError(f"--wavelength: {exc}") from None
+    wavelength = wavelength_option(args.wavelength)
     from synthxrd.evaluate import OUTPUT_FILES
     from synthxrd.files import check_new
 

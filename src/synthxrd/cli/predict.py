@@ -33,6 +33,7 @@ import json
 import sys
 from pathlib import Path
 
+from synthxrd.cli.options import wavelength_option
 from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -98,14 +99,7 @@ def _table(result, k: int) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
-    wavelength = None
-    if args.wavelength is not None:
-        from synthxrd.simulate import resolve_wavelength
-
-        try:
-            wavelength = resolve_wavelength(args.wavelength)
-        except ConfigError as exc:
-            raise ConfigError(f"--wavelength: {exc}") from None
+    wavelength = wavelength_option(args.wavelength)
     from synthxrd.files import atomic_write, check_new, write_json
 
     plot_dir = Path(args.plot) if args.plot else None
