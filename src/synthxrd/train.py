@@ -14,7 +14,6 @@ batch is a pure function of the seed and its index, see :mod:`synthxrd.data`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -32,7 +31,8 @@ from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import atomic_write, write_json, write_text
 
-__all__ = ["TrainConfig", "train", "load_checkpoint", "load_model", "evaluate_arrays", "topk_accuracy"]
+__all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "evaluate_arrays", "topk_accuracy",
+           "lr_factor"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -449,8 +449,3 @@ def resume_config(out: str | Path, **overrides: Any) -> TrainConfig:
     if not path.is_file():
         raise ConfigError(f"{out}: nothing to resume (no config.toml)")
     return replace(TrainConfig.load(path, **overrides), out=str(out))
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    """The summary as JSON text (for the CLI)."""
-    return json.dumps(summary, indent=1, default=float)
