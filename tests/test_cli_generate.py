@@ -128,3 +128,18 @@ def test_out_is_a_file(tmp_path, capsys):
     target.write_text("x")
     assert main(["generate", "--n", "2", "--out", str(target)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_write_cif_round_trip_partial_occupancy_noble_gas(tmp_path):
+    """write_cif keeps lattice, sites and occupancies; argon (no electronegativity) writes without warnings."""
+    from synthxrd.structure import Crystal, to_crystal, write_cif
+
+    crystal = Crystal(np.diag([5.0, 6.0, 7.0]), np.array([[0.0, 0.0, 0.0], [0.5, 0.25, 0.125]]),
+                      np.array([18, 11]), np.array([1.0, 0.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = write_cif(tmp_path / "c.cif", crystal)
+    back = to_crystal(read_cif(path))
+    assert np.allclose(back.lattice, crystal.lattice, atol=1e-6)
+    assert np.allclose(back.frac_coords, crystal.frac_coords, atol=1e-6)
+    assert back.numbers.tolist() == [18, 11] and np.allclose(back.occupancies, [1.0, 0.5])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
+from synthxrd.errors import ConfigError
 
 CONFIG = StreamConfig(batch_size=12, seed=7)
 
@@ -32,7 +33,7 @@ def test_same_index_same_batch_different_index_differs(reference):
 def test_local_workers_give_the_index_order(reference, workers):
     stream = make_stream(CONFIG, workers=workers, start=4)
     got = [next(stream) for _ in range(4)]
-    assert [b.index for b in got] == [4, 5, 6, 7]
+    assert [b.index for b in got] == [4, 5, 6, 7] and all(b.inputs.flags.writeable and b.labels.flags.writeable for b in got)
     for a, b in zip(got, reference):
         assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)
 
@@ -83,6 +84,8 @@ def test_ray_actors_for_real(reference):
         stream = make_stream(CONFIG, workers=2, start=4, ray_address="local")
         got = [next(stream) for _ in range(4)]
         stream.close()
+        with pytest.raises(ConfigError, match="3 Ray actors need 3 CPUs, the Ray cluster has 2"):
+            make_stream(CONFIG, workers=3, ray_address="local")  # would wait forever for the third
     finally:
         ray.shutdown()
     assert [b.index for b in got] == [4, 5, 6, 7]

@@ -49,13 +49,11 @@ def test_load_run_folder_and_metadata(tiny_run, predictor):
     assert p.metadata["model_config"]["name"] == "park_small" and p.metadata["step"] == 3
 
 
-def test_load_errors(tmp_path):
-    from importlib.resources import files
-
-    if not (files("synthxrd") / "resources" / "models" / "default.pt").is_file():
-        with pytest.raises(DataError, match="no pretrained model is shipped yet"):
-            Predictor.load()
-        assert "--model" in NO_SHIPPED_MODEL
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr("synthxrd.predict.SHIPPED_MODEL", "models/not-there.pt")
+    with pytest.raises(DataError, match="no pretrained model is shipped yet"):
+        Predictor.load()
+    assert "--model" in NO_SHIPPED_MODEL
     with pytest.raises(DataError, match="no such checkpoint"):
         Predictor.load(tmp_path / "missing.pt")
     with pytest.raises(DataError, match="neither best.pt nor checkpoint.pt"):
@@ -158,11 +156,48 @@ def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
     assert first["top"][0]["spacegroup"] in doc["model"]["classes"]
 
 
-def test_cli_predict_without_model(measured, capsys):
-    from importlib.resources import files
-
-    if (files("synthxrd") / "resources" / "models" / "default.pt").is_file():
-        pytest.skip("a model is shipped")
+def test_cli_predict_without_model(measured, capsys, monkeypatch):
+    monkeypatch.setattr("synthxrd.predict.SHIPPED_MODEL", "models/not-there.pt")
     assert main(["predict", str(measured[0])]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"synthxrd predict: error: {NO_SHIPPED_MODEL}"
+
+
+def test_export_half_precision_round_trip(tiny_run, predictor, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    assert main(["export", str(tiny_run), str(out)]) == 0
+    assert "exported park_small (step 3" in capsys.readouterr().out
+    payload = torch.load(out, weights_only=True)
+    assert "optimizer" not in payload and payload["export"]["dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for v in payload["model"].values() if v.is_floating_point())
+    assert out.stat().st_size < 0.6 * (tiny_run / "best.pt").stat().st_size
+    half = Predictor.load(out, device="cpu")
+    assert np.array_equal(half.classes, predictor.classes) and half.metadata["export"]["dtype"] == "float16"
+    x = np.random.default_rng(0).random((4, predictor.grid.n))
+    p32, p16 = predictor.predict_grid(x), half.predict_grid(x)
+    assert np.abs(p32 - p16).max() < 1e-2 and np.array_equal(p32.argmax(1), p16.argmax(1))
+    assert main(["export", str(tiny_run), str(out)]) == 2  # never overwrites silently
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", str(tiny_run / "best.pt"), str(out), "--dtype", "float32", "--overwrite"]) == 0
+    assert torch.load(out, weights_only=True)["export"]["dtype"] == "float32"
+
+
+def test_shipped_model():
+    """The model inside the package: small, safe, loadable without arguments, classes of the shipped statistics."""
+    from importlib.resources import files
+
+    from synthxrd.data import BatchMaker, StreamConfig
+
+    resource = files("synthxrd") / "resources" / "models" / "default.pt"
+    assert resource.is_file() and resource.stat().st_size <= 20e6
+    p = Predictor.load(device="cpu")
+    assert p.source == "shipped" and p.metadata["checkpoint"] == "models/default.pt"
+    config = p.metadata["config"]
+    classes = BatchMaker(StreamConfig(min_count=config["min_count"], statistics=config["statistics"])).classes
+    assert np.array_equal(p.classes, classes)
+    assert p.metadata["statistics_version"] and p.metadata["export"]["dtype"] == "float16"
+    card = json.loads((files("synthxrd") / "resources" / "models" / "default.json").read_text())
+    assert card["model"] == p.metadata["model_config"]["name"] and card["step"] == p.metadata["step"]
+    for part in ("match", "measured"):
+        for who in ("model", "prior"):
+            assert {"top1", "top5", "crystal_system", "extinction_group"} <= set(card["metrics"][part][who])

@@ -148,6 +148,9 @@ def test_structure_type_csv_overrides_proxy(mini, tmp_path):
     other = tmp_path / "icsd.csv"
     other.write_text("CollectionCode,StructureType,Extra\nnacl,NaCl#cF8#225,1\n")
     assert read_structure_types(other) == {"nacl": "NaCl#cF8#225"}
+    for header in ("StructureType,CollectionCode", "structure type,icsd_collection_code", "Prototype,whatever"):
+        other.write_text(f"{header}\nNaCl#cF8#225,nacl\n")
+        assert read_structure_types(other) == {"nacl": "NaCl#cF8#225"}, header
 
 
 def test_cli_split_from_stats_file_and_from_cifs(tmp_path, capsys):

@@ -60,6 +60,10 @@ def test_resume_gives_the_same_trajectory(uninterrupted, tmp_path):
     resumed = train(TrainConfig(out=str(tmp_path), max_steps=6, **TINY), resume=True, progress=False)
     assert losses(first) + losses(resumed) == losses(uninterrupted)
     assert resumed["validation"]["random"]["top1"] == pytest.approx(uninterrupted["validation"]["random"]["top1"])
+    from synthxrd.plot import read_scalars
+
+    steps = [s for s, _ in read_scalars(tmp_path)["train/loss"]]  # the step at the checkpoint is kept
+    assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_existing_run_is_not_overwritten(uninterrupted):

@@ -234,9 +234,13 @@ class RayStream:
 
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        n_actors, cpus = max(1, actors), ray.cluster_resources().get("CPU", 0.0)
+        if n_actors * num_cpus_per_actor > cpus:  # the extra actors would never start: wait forever
+            raise ConfigError(f"{n_actors} Ray actors need {n_actors * num_cpus_per_actor:g} CPUs, the Ray cluster has "
+                              f"{cpus:g}; use at most --workers {int(cpus // num_cpus_per_actor)}")
         remote_maker = ray.remote(num_cpus=num_cpus_per_actor)(BatchMaker)
         self._ray = ray
-        self._actors = [remote_maker.remote(config) for _ in range(max(1, actors))]
+        self._actors = [remote_maker.remote(config) for _ in range(n_actors)]
         self._queue_size = queue_size or 2 * len(self._actors)
         self._next = start
         self._rank, self._world = rank, world_size
@@ -253,7 +257,11 @@ class RayStream:
     def __next__(self) -> Batch:
         while len(self._pending) < self._queue_size:
             self._submit()
-        return self._ray.get(self._pending.popleft())
+        batch = self._ray.get(self._pending.popleft())
+        batch.labels = np.require(batch.labels, requirements="W")  # arrays from Ray's object store are read-only
+        if batch.inputs is not None:
+            batch.inputs = np.require(batch.inputs, requirements="W")
+        return batch
 
     def close(self) -> None:
         for actor in self._actors:

@@ -274,7 +274,7 @@ class Predictor:
         DataError
             Missing or unreadable checkpoint; no shipped model yet (``path=None``).
         """
-        from synthxrd.train import load_model
+        from synthxrd.train import EXPORT_KEYS, load_model
 
         with ExitStack() as stack:
             file = resolve_checkpoint(path)
@@ -295,8 +295,7 @@ class Predictor:
         if length != grid.n:
             raise DataError(f"{file}: the model takes {length} input points; this synthxrd predicts on the "
                             f"{grid.n}-point grid {grid.start}-{grid.stop} degrees")
-        keep = ("step", "best", "config", "classes", "model_config", "synthxrd_version", "statistics_version")
-        metadata = {k: meta[k] for k in keep if k in meta}
+        metadata = {k: meta[k] for k in (*EXPORT_KEYS, "export") if k in meta}
         metadata["checkpoint"] = str(file) if source != "shipped" else SHIPPED_MODEL
         return cls(model, classes, metadata=metadata, source=source, device=device, grid=grid)
 

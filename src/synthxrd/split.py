@@ -139,12 +139,18 @@ def prototype_labels(statistics: Statistics,
     return np.array(labels, dtype=str) if labels else np.zeros(0, "<U1")
 
 
+#: Recognised names of the id and structure-type columns (lower case, without "_" and spaces).
+ID_COLUMNS = ("id", "mpid", "icsdid", "collectioncode", "icsdcollectioncode")
+TYPE_COLUMNS = ("structuretype", "prototype")
+
+
 def read_structure_types(path: str | Path) -> dict[str, str]:
     """Read ``id -> structure type`` from a CSV.
 
-    The CSV has a header; the id column is ``id`` (or ``mp_id``, ``icsd_id``, ``collection_code``, else
-    the first column), the type column ``structure_type`` (or ``StructureType``, ``prototype``, else
-    the second column). Rows with an empty type are skipped.
+    The CSV has a header; column names are matched ignoring case, ``_`` and spaces. The id column is
+    ``id`` (or ``mp_id``, ``icsd_id``, ``CollectionCode``, ``icsd_collection_code``), the type column
+    ``structure_type`` (or ``StructureType``, ``prototype``); an unnamed one is the first of the first
+    two columns the other does not use. Rows with an empty type are skipped.
 
     Raises
     ------
@@ -159,15 +165,13 @@ def read_structure_types(path: str | Path) -> dict[str, str]:
         header = next(reader, None)
         if header is None or len(header) < 2:
             raise DataError(f"{path}: expected a header with an id and a structure-type column, got {header!r}")
-        lower = [h.strip().lower() for h in header]
-
-        def column(names: tuple[str, ...], default: int) -> int:
-            return next((lower.index(n) for n in names if n in lower), default)
-
-        i_id = column(("id", "mp_id", "icsd_id", "collection_code"), 0)
-        i_type = column(("structure_type", "structuretype", "prototype", "structure type"), 1)
-        if i_type == i_id:
-            i_type = 1 if i_id == 0 else 0
+        names = [h.strip().lower().replace("_", "").replace(" ", "") for h in header]
+        i_id = next((names.index(n) for n in ID_COLUMNS if n in names), None)
+        i_type = next((names.index(n) for n in TYPE_COLUMNS if n in names), None)
+        if i_id is None:
+            i_id = 1 if i_type == 0 else 0
+        if i_type is None:
+            i_type = 0 if i_id == 1 else 1
         out = {}
         for row in reader:
             if len(row) > max(i_id, i_type) and row[i_type].strip():

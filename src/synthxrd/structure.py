@@ -34,6 +34,7 @@ __all__ = [
     "StructureLike",
     "to_crystal",
     "read_cif",
+    "write_cif",
     "element_z",
     "scattering_table",
 ]
@@ -266,6 +267,23 @@ def read_cif(path: str | Path):
     if not structures:
         raise StructureError(f"{path}: no structure could be read from this CIF")
     return structures[0]
+
+
+def write_cif(path: str | Path, crystal: Crystal) -> Path:
+    """Write ``crystal`` as a P1 CIF (pymatgen ``CifWriter``; one site per scatterer, with its occupancy),
+    atomically. Returns the path written."""
+    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    from synthxrd.files import write_text
+
+    species = [int(z) if o == 1.0 else {Element.from_Z(int(z)): float(o)}
+               for z, o in zip(crystal.numbers, crystal.occupancies)]
+    structure = Structure(Lattice(crystal.lattice), species, crystal.frac_coords)
+    with warnings.catch_warnings():  # noble gases: pymatgen warns that it has no electronegativity to sort by
+        warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+        text = str(CifWriter(structure))
+    return write_text(path, text)
 
 
 def to_crystal(structure: StructureLike, *, source: str | None = None) -> Crystal:

@@ -31,8 +31,8 @@ from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import atomic_write, write_json, write_text
 
-__all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "evaluate_arrays", "topk_accuracy",
-           "lr_factor"]
+__all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
+           "topk_accuracy", "lr_factor"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -192,7 +192,9 @@ def _device(name: str, rank: int):
     import torch
 
     if name == "auto":
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # one GPU per process: torchrun's LOCAL_RANK (else the rank)
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
@@ -222,6 +224,34 @@ def load_model(path: str | Path):
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, np.asarray(ckpt["classes"], np.int64), {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+
+
+#: What an exported model keeps of a checkpoint besides the weights.
+EXPORT_KEYS = ("step", "best", "config", "classes", "model_config", "synthxrd_version", "statistics_version")
+
+
+def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float16") -> dict[str, Any]:
+    """Write the inference part of a checkpoint (weights + metadata, no optimizer) to ``out``.
+
+    ``dtype="float16"`` halves the file (the weights are cast back to float32 on loading, so
+    predictions differ from the float32 model only by the rounding of the weights, relative
+    2**-11). The file is a plain ``torch.save`` of tensors, numbers and strings, loadable with
+    ``weights_only=True``. Returns the written payload without the weights.
+    """
+    import torch
+
+    if dtype not in ("float16", "float32"):
+        raise ConfigError(f"export dtype must be 'float16' or 'float32', got {dtype!r}")
+    ckpt = load_checkpoint(checkpoint)
+    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
+    if missing:
+        raise DataError(f"{checkpoint}: not a synthxrd checkpoint (no {missing[0]!r})")
+    cast = getattr(torch, dtype)
+    weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    meta = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    meta["export"] = {"dtype": dtype, "source": str(checkpoint)}
+    atomic_write(Path(out), lambda tmp: torch.save({"model": weights, **meta}, tmp))
+    return meta
 
 
 def _agreed_stop(local: bool, world: int, device) -> bool:
@@ -320,7 +350,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             write_text(out / "config.toml", to_toml(config))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(out), purge_step=step if resume else None)
+        writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if resume else None)
         val_sets = _validation_sets(config, classes)
         write_json(out / "run.json", {
             "synthxrd_version": __version__, "torch_version": torch.__version__, "config": to_dict(config),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from synthxrd import __version__
@@ -18,12 +19,14 @@ __all__ = ["main", "COMMANDS"]
 
 #: (name, module) of each subcommand, in the order of ``synthxrd --help``.
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("quickstart", "synthxrd.cli.quickstart"),
     ("simulate", "synthxrd.cli.simulate"),
     ("stats", "synthxrd.cli.stats"),
     ("split", "synthxrd.cli.split"),
     ("generate", "synthxrd.cli.generate"),
     ("validation", "synthxrd.cli.validation"),
     ("train", "synthxrd.cli.train"),
+    ("export", "synthxrd.cli.export"),
     ("predict", "synthxrd.cli.predict"),
     ("evaluate", "synthxrd.cli.evaluate"),
     ("bench", "synthxrd.cli.bench"),
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"synthxrd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

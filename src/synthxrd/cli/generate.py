@@ -94,13 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_cifs(folder: Path, batch) -> None:
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.io.cif import CifWriter
-
-    from synthxrd.files import write_text
+    from synthxrd.structure import write_cif
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(len(batch)):
-        c = batch[i]
-        structure = Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac_coords)
-        write_text(folder / f"{i:06d}_sg{int(batch.spacegroups[i]):03d}.cif", str(CifWriter(structure)))
+        write_cif(folder / f"{i:06d}_sg{int(batch.spacegroups[i]):03d}.cif", batch[i])

@@ -10,7 +10,7 @@ Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
   synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
-  torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp
+  torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp   # rank r on cuda:LOCAL_RANK
 """
 
 from __future__ import annotations

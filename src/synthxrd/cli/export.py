@@ -1,0 +1,38 @@
+"""Write the inference part of a training run (weights + classes + config, no optimizer state) to one file.
+
+The result is what `synthxrd predict --model FILE` and `Predictor.load(FILE)` read; with --dtype
+float16 (default) it is half the size of the float32 weights. The shipped model
+(synthxrd/resources/models/default.pt) was made this way.
+
+Examples:
+  synthxrd export runs/park/best.pt park.pt
+  synthxrd export runs/park park.pt --dtype float32     # a run folder: its best.pt, else checkpoint.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "export a trained model for prediction (weights and metadata, float16 by default)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file or run folder of synthxrd train")
+    parser.add_argument("out", type=Path, help="output file (.pt)")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="weight precision")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthxrd.files import check_new
+    from synthxrd.predict import resolve_checkpoint
+    from synthxrd.train import export_model
+
+    check_new([args.out], overwrite=args.overwrite)
+    source = resolve_checkpoint(args.checkpoint)
+    meta = export_model(source, args.out, dtype=args.dtype)
+    size = args.out.stat().st_size / 1e6
+    print(f"exported {meta['model_config'].get('name', 'model')} (step {meta.get('step', '?')}, "
+          f"{len(meta['classes'])} classes, {args.dtype}) from {source} to {args.out} ({size:.1f} MB)")
+    return 0
