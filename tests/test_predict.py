@@ -180,6 +180,11 @@ def test_export_half_precision_round_trip(tiny_run, predictor, tmp_path, capsys)
     assert "already exists" in capsys.readouterr().err
     assert main(["export", str(tiny_run / "best.pt"), str(out), "--dtype", "float32", "--overwrite"]) == 0
     assert torch.load(out, weights_only=True)["export"]["dtype"] == "float32"
+    stranger = tmp_path / "stranger.pt"
+    torch.save({"weights": torch.zeros(2)}, stranger)
+    assert main(["export", str(stranger), str(tmp_path / "x.pt")]) == 2
+    assert f"{stranger}: not a synthxrd checkpoint (no 'model')" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_shipped_model():

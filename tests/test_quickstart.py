@@ -77,6 +77,10 @@ def test_config_and_cli_errors(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["quickstart", "--out", str(tmp_path / "file")]) == 2
     assert "not a directory" in capsys.readouterr().err
+    missing = tmp_path / "missing.pt"
+    assert main(["quickstart", "--model", str(missing), "--out", str(tmp_path / "q"), "--no-progress"]) == 2
+    assert f"{missing}: no such checkpoint file or run folder" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # nothing written before the model is loaded
 
 
 def _check_outputs(out: Path, n: int, seed: int) -> dict:
