@@ -35,7 +35,7 @@ SAMPLES = ("Al2O3", "MnS", "RuO2", "Sn", "WO3")  # 167, 225, 136, 141, 14
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run) -> Predictor:
-    return Predictor.load(tiny_run, device="cpu")
+    return Predictor.load(tiny_run, device="cpu", library=None)
 
 
 def onehot_rows(*rows: dict[int, float]) -> np.ndarray:

@@ -711,9 +711,14 @@ def test_resample_rejects_bad_input():
 # load_for_model
 # --------------------------------------------------------------------------------------------------
 
-def test_load_for_model_needs_a_wavelength():
-    with pytest.raises(DataError, match=r"pattern\.csv: the file states no wavelength; give it with --wavelength"):
-        load_for_model(PATTERNS / "pattern.csv")
+def test_load_for_model_assumes_cu_kalpha1_with_a_note():
+    with pytest.warns(PatternWarning, match=r"pattern\.csv: the file states no wavelength; assumed Cu K-alpha1 "
+                                            r"\(1\.5406 Å\)"):
+        values, info = load_for_model(PATTERNS / "pattern.csv")
+    assert info["wavelength"] == 1.5406 and info["wavelength_source"] == "assumed" and not info["converted"]
+    assert sum("assumed Cu K-alpha1" in w for w in info["warnings"]) == 1
+    explicit, _ = load_for_model(PATTERNS / "pattern.csv", wavelength=1.5406)
+    np.testing.assert_array_equal(values, explicit)
 
 
 def test_load_for_model_converts_mo_data_to_the_model_wavelength(tmp_path):
@@ -781,9 +786,10 @@ def test_real_patterns_match_the_manifest(experimental_data, manifest):
     assert len(manifest) == 132
 
 
-def test_real_patterns_need_a_wavelength(experimental_data, manifest):
-    with pytest.raises(DataError, match="states no wavelength; give it with --wavelength"):
-        load_for_model(experimental_data / manifest[0]["pattern_path"])
+def test_real_patterns_without_a_wavelength_are_read_as_cu(experimental_data, manifest):
+    with pytest.warns(PatternWarning, match="states no wavelength; assumed Cu K-alpha1"):
+        _, info = load_for_model(experimental_data / manifest[0]["pattern_path"])
+    assert info["wavelength"] == 1.5406
 
 
 def test_load_for_model_on_every_real_pattern(experimental_data, manifest):

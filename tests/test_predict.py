@@ -29,7 +29,7 @@ RAW = "xred/monophase/UnderThreeElements/{}/data.csv"
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run) -> Predictor:
-    return Predictor.load(tiny_run / "best.pt", device="cpu")
+    return Predictor.load(tiny_run / "best.pt", device="cpu", library=None)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_export_half_precision_round_trip(tiny_run, predictor, tmp_path, capsys)
     assert "optimizer" not in payload and payload["export"]["dtype"] == "float16"
     assert all(v.dtype == torch.float16 for v in payload["model"].values() if v.is_floating_point())
     assert out.stat().st_size < 0.6 * (tiny_run / "best.pt").stat().st_size
-    half = Predictor.load(out, device="cpu")
+    half = Predictor.load(out, device="cpu", library=None)
     assert np.array_equal(half.classes, predictor.classes) and half.metadata["export"]["dtype"] == "float16"
     x = np.random.default_rng(0).random((4, predictor.grid.n))
     p32, p16 = predictor.predict_grid(x), half.predict_grid(x)

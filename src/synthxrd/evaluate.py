@@ -71,6 +71,7 @@ __all__ = [
     "evaluate_manifest",
     "evaluate_dataset",
     "evaluate_validation_set",
+    "evaluate_patterns",
     "write_report",
 ]
 
@@ -271,6 +272,8 @@ class Evaluation:
     description : what was evaluated (for the report).
     failures : one-line messages of the patterns that could not be used.
     config : what the report should record (model, inputs, options).
+    components : with a reference library, the sources ``probabilities`` fuses:
+        ``{"network": (N, 230), "search": (N, 230)}``, scored beside it; empty otherwise.
     """
 
     probabilities: np.ndarray
@@ -281,6 +284,7 @@ class Evaluation:
     description: str = ""
     failures: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def known(self) -> np.ndarray:
@@ -293,7 +297,7 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         """Model and baseline metrics on all patterns and on the known-class subset."""
         k = self.known
-        return {
+        out = {
             "n_patterns": len(self.labels), "n_known": int(k.sum()), "n_unknown": int((~k).sum()),
             "n_failed": len(self.failures),
             "unknown_spacegroups": sorted({int(s) for s in self.labels[~k]}),
@@ -302,6 +306,10 @@ class Evaluation:
             "known": {"model": metrics(self.probabilities[k], self.labels[k]),
                       "baseline": metrics(self._baseline_rows(int(k.sum())), self.labels[k])},
         }
+        for name, p in self.components.items():
+            out["all"][name] = metrics(p, self.labels)
+            out["known"][name] = metrics(p[k], self.labels[k])
+        return out
 
     def per_spacegroup(self) -> list[dict[str, Any]]:
         """One row per true space group (most frequent first): n, known, top1, top5, mean p(true)."""
@@ -386,9 +394,20 @@ def _baseline_for(predictor: Predictor, statistics) -> tuple[np.ndarray, str]:
 
 def _model_config(predictor: Predictor) -> dict[str, Any]:
     meta = predictor.metadata
+    lib = predictor.library
     return {"source": predictor.source, "checkpoint": meta.get("checkpoint"), "step": meta.get("step"),
             "name": (meta.get("model_config") or {}).get("name"), "n_classes": len(predictor.classes),
-            "classes": [int(c) for c in predictor.classes]}
+            "classes": [int(c) for c in predictor.classes],
+            "library": None if lib is None else {"source": lib.label, "n_structures": len(lib),
+                                                 "held_out": lib.metadata.get("held_out")},
+            "fusion": None if predictor.fusion is None else predictor.fusion.to_dict()}
+
+
+def _components(rows: list) -> dict[str, np.ndarray]:
+    """The network's and the search's probabilities of predictions made with a library."""
+    if not rows or rows[0].search is None:
+        return {}
+    return {"network": np.array([r.network for r in rows]), "search": np.array([r.search for r in rows])}
 
 
 def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: str | None = None,
@@ -405,7 +424,7 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
         If no pattern could be predicted.
     """
     entries = read_manifest(manifest, variant=variant)
-    probs, labels, sources, failures = [], [], [], []
+    probs, labels, sources, failures, results = [], [], [], [], []
     iterator: Sequence[ManifestEntry] = entries
     if progress:
         import sys
@@ -424,6 +443,7 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
                 on_failure(message)
             continue
         probs.append(result.probabilities)
+        results.append(result)
         labels.append(e.spacegroup)
         label = e.sample_id or name
         sources.append(f"{label} ({e.variant})" if variant is None and e.variant else label)
@@ -436,21 +456,28 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
                       failures=failures,
                       config={"model": _model_config(predictor), "input": {"manifest": str(manifest),
                               "variant": variant, "wavelength_argument": wavelength,
-                              "n_rows": len(entries)}, "statistics": st_name})
+                              "n_rows": len(entries)}, "statistics": st_name},
+                      components=_components(results))
 
 
-def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.ndarray | None) -> np.ndarray:
+def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.ndarray | None,
+                     wavelength: float | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Probabilities (N, 230) and, with a library, the components (network, search) of patterns on an axis."""
     grid = predictor.grid.values()
-    on_grid = two_theta is not None and len(two_theta) == len(grid) and np.allclose(two_theta, grid, atol=1e-6)
-    if two_theta is None and patterns.shape[1] != len(grid):
-        raise DataError(f"the patterns have {patterns.shape[1]} points and no 2theta axis; the model needs "
-                        f"{len(grid)} on its grid")
-    out = []
+    if two_theta is None:
+        if patterns.shape[1] != len(grid):
+            raise DataError(f"the patterns have {patterns.shape[1]} points and no 2theta axis; the model needs "
+                            f"{len(grid)} on its grid")
+        two_theta = grid
+    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "network": [], "search": []}
     for i in range(0, len(patterns), _CHUNK):
-        chunk = patterns[i:i + _CHUNK]
-        out.append(predictor.predict_grid(chunk) if on_grid or two_theta is None
-                   else predictor.predict(two_theta, chunk))
-    return np.concatenate(out) if out else np.zeros((0, N_SPACEGROUPS))
+        out = predictor.identify(two_theta, patterns[i:i + _CHUNK], wavelength=wavelength)
+        for name in parts:
+            if name in out:
+                parts[name].append(out[name])
+    merged = {k: np.concatenate(v) if v else np.zeros((0, N_SPACEGROUPS)) for k, v in parts.items()}
+    components = {k: merged[k] for k in ("network", "search")} if parts["search"] else {}
+    return merged["probabilities"], components
 
 
 def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patterns: int = 0, seed: int = 0,
@@ -470,7 +497,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patte
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
     if not len(rows):
         raise DataError(f"{label}: the dataset holds no patterns")
-    probs = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
+    probs, components = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
     ids = getattr(ds, "ids", None)
     sources = [str(ids[r]) for r in rows] if ids is not None and len(ids) == len(ds.patterns) else \
         [f"{name or 'dataset'}[{r}]" for r in rows]
@@ -481,7 +508,34 @@ def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patte
                       config={"model": _model_config(predictor),
                               "input": {"dataset": label, "n_patterns": int(len(ds.patterns)),
                                         "max_patterns": max_patterns, "seed": seed},
-                              "statistics": st_name})
+                              "statistics": st_name},
+                      components=components)
+
+
+def evaluate_patterns(predictor: Predictor, path: str | Path, *, wavelength: float | str | None = None,
+                      statistics=None) -> Evaluation:
+    """Evaluate on an ``.npz`` of labelled patterns on one axis (the layout of rruff_dev):
+    ``two_theta`` (M,) degrees, ``patterns`` (N, M), ``spacegroup`` (N,) ITA numbers; measured at
+    ``wavelength`` (default Cu K-alpha1)."""
+    label = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tt, x, y = (np.asarray(data[k]) for k in ("two_theta", "patterns", "spacegroup"))
+    except KeyError as exc:
+        raise DataError(f"{label}: needs arrays two_theta, patterns and spacegroup (missing {exc})") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{label}: cannot read the patterns ({type(exc).__name__}: {exc})") from None
+    if x.ndim != 2 or tt.shape != (x.shape[1],) or y.shape != (x.shape[0],) or not len(y):
+        raise DataError(f"{label}: expected two_theta (M,), patterns (N, M), spacegroup (N,) with N >= 1; got "
+                        f"{tt.shape}, {x.shape}, {y.shape}")
+    probs, components = _predict_dataset(predictor, x.astype(np.float64), tt.astype(np.float64), wavelength)
+    baseline, st_name = _baseline_for(predictor, statistics)
+    return Evaluation(probs, y.astype(np.int64), [f"{Path(label).stem}[{i}]" for i in range(len(y))],
+                      predictor.classes, baseline, description=f"patterns {label}",
+                      config={"model": _model_config(predictor),
+                              "input": {"patterns": label, "n_patterns": int(len(y)), "wavelength": wavelength},
+                              "statistics": st_name},
+                      components=components)
 
 
 def evaluate_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str, *,

@@ -295,8 +295,8 @@ def load_for_model(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A measured pattern as the model sees it: on the grid, at the model's wavelength, max 1.
 
-    Steps: :func:`read_pattern`; the wavelength is the file's, else ``wavelength``, else a
-    :class:`DataError` asks for ``--wavelength``; constant padding at the ends is trimmed
+    Steps: :func:`read_pattern`; the wavelength is the file's, else ``wavelength``, else Cu K-alpha1
+    (the laboratory default, with a :class:`PatternWarning` naming the assumption); constant padding at the ends is trimmed
     (:data:`PADDING_MIN_RUN`); :func:`convert_wavelength` to ``model_wavelength`` (points with no
     equivalent dropped); :func:`resample` onto ``grid``; negative values clipped to 0; divided by
     the maximum over the covered points.
@@ -315,11 +315,13 @@ def load_for_model(
     path_str = str(path)
     two_theta, intensity, meta = read_pattern(path, wavelength=wavelength)
     lam = meta["wavelength"]
-    if lam is None:
-        raise DataError(f"{path_str}: the file states no wavelength; give it with --wavelength "
-                        f"(wavelength=...): a value in Angstrom or a line name such as CuKa1 or CuKa")
-    lam_model = resolve_wavelength(model_wavelength)
     warn: list[str] = []
+    if lam is None:  # the laboratory default, said in one line rather than refused
+        lam = DEFAULT_WAVELENGTH
+        meta["wavelength_source"] = "assumed"
+        warn.append(f"{path_str}: the file states no wavelength; assumed Cu K-alpha1 ({lam} Å) "
+                    "(give --wavelength if it was measured otherwise)")
+    lam_model = resolve_wavelength(model_wavelength)
     lead, trail = meta["constant_edges"]
     if lead or trail:
         keep = slice(lead, two_theta.size - trail)

@@ -64,6 +64,8 @@ SHIPPED_MODEL = "models/default.pt"
 NO_SHIPPED_MODEL = "no pretrained model is shipped yet; pass a checkpoint (synthxrd train) with --model"
 #: Patterns per forward pass.
 BATCH_SIZE = 64
+#: Matches per pattern that the fusion weighs (p_match, margin); more than any user asks to see.
+FUSION_MATCHES = 50
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,12 +135,21 @@ class Prediction:
     pattern : (G,) float32 the pattern on the model grid, maximum 1 (before the square root), or None.
     info : what :func:`synthxrd.io.load_for_model` reported (coverage, wavelength, warnings, ...),
         JSON-compatible.
+    matches : best-matching library structures (:class:`synthxrd.match.Match`), best first; empty
+        without a library.
+    network, search : (230,) the network's and the search's own probabilities (``probabilities`` is
+        their fusion), or None without a library.
+    confidence : probability that the best match's space group is right (fusion weight), or None.
     """
 
     source: str
     probabilities: np.ndarray
     pattern: np.ndarray | None = field(default=None, repr=False)
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    matches: list = field(default_factory=list, repr=False)
+    network: np.ndarray | None = field(default=None, repr=False)
+    search: np.ndarray | None = field(default=None, repr=False)
+    confidence: float | None = None
 
     ok = True
 
@@ -160,7 +171,7 @@ class Prediction:
 
     def to_dict(self, k: int = 5) -> dict[str, Any]:
         """JSON-compatible summary: top-k groups, crystal systems, top extinction groups, info."""
-        return {
+        out = {
             "source": self.source,
             "ok": True,
             "top": [{"spacegroup": n, "symbol": s, "probability": p} for n, s, p in self.top(k)],
@@ -169,6 +180,13 @@ class Prediction:
                                   for g, m, p in self.extinction_groups(3)],
             "info": self.info,
         }
+        if self.network is not None:
+            out["network_top"] = [{"spacegroup": n, "symbol": s, "probability": p}
+                                  for n, s, p in top_k(self.network, k)]
+        if self.search is not None:
+            out["matches"] = [m.to_dict() for m in self.matches]
+            out["match_confidence"] = self.confidence
+        return out
 
 
 @dataclass(frozen=True)
@@ -242,10 +260,13 @@ class Predictor:
     source : where the model came from (path, or ``"shipped"``).
     device : torch device name (``auto``: CUDA if available).
     grid : the model's 2theta grid (Cu K-alpha1).
+    library : a :class:`~synthxrd.match.ReferenceLibrary` whose search-match evidence is fused with
+        the network's probabilities (:mod:`synthxrd.match.fusion`), or None for the network alone.
+    fusion : the :class:`~synthxrd.match.fusion.FusionRule` (default: the shipped one).
     """
 
     def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
-                 device: str = "cpu", grid: Grid = Grid()) -> None:
+                 device: str = "cpu", grid: Grid = Grid(), library=None, fusion=None) -> None:
         classes = np.asarray(classes, np.int64)
         if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
                 or len(np.unique(classes)) != len(classes):
@@ -258,22 +279,43 @@ class Predictor:
         self.source = source
         self.grid = grid
         self.wavelength = DEFAULT_WAVELENGTH
+        self.library = library
+        if library is not None and fusion is None:
+            from synthxrd.match.fusion import FusionRule
+
+            fusion = FusionRule.load()
+        self.fusion = fusion
 
     def __repr__(self) -> str:
         name = self.metadata.get("model_config", {}).get("name", type(self.model).__name__)
-        return f"Predictor({name}, {len(self.classes)} classes, source={self.source!r})"
+        lib = f", library={len(self.library)} structures" if self.library is not None else ""
+        return f"Predictor({name}, {len(self.classes)} classes, source={self.source!r}{lib})"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, device: str = "auto") -> Predictor:
+    def load(cls, path: str | Path | None = None, *, library="default", device: str = "auto",
+             fusion=None) -> Predictor:
         """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
 
         Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
 
+        Parameters
+        ----------
+        library : ``"default"`` (the reference library shipped with synthxrd), a library file, a
+            :class:`~synthxrd.match.ReferenceLibrary`, or None for the network alone.
+        fusion : a :class:`~synthxrd.match.fusion.FusionRule` or its JSON file (default: shipped).
+
         Raises
         ------
         DataError
-            Missing or unreadable checkpoint; no shipped model yet (``path=None``).
+            Missing or unreadable checkpoint or library; no shipped model yet (``path=None``).
         """
+        from synthxrd.match import ReferenceLibrary
+        from synthxrd.match.fusion import FusionRule
+
+        if library is not None and not isinstance(library, ReferenceLibrary):
+            library = ReferenceLibrary.load(None if str(library) == "default" else library)
+        if fusion is not None and not isinstance(fusion, FusionRule):
+            fusion = FusionRule.load(fusion)
         from synthxrd.train import EXPORT_KEYS, load_model
 
         with ExitStack() as stack:
@@ -297,7 +339,8 @@ class Predictor:
                             f"{grid.n}-point grid {grid.start}-{grid.stop} degrees")
         metadata = {k: meta[k] for k in (*EXPORT_KEYS, "export") if k in meta}
         metadata["checkpoint"] = str(file) if source != "shipped" else SHIPPED_MODEL
-        return cls(model, classes, metadata=metadata, source=source, device=device, grid=grid)
+        return cls(model, classes, metadata=metadata, source=source, device=device, grid=grid, library=library,
+                   fusion=fusion)
 
     # ---- arrays ---------------------------------------------------------------------------------
 
@@ -328,8 +371,11 @@ class Predictor:
         return to_full(np.concatenate(out), self.classes)
 
     def predict(self, two_theta, intensities, *, wavelength: float | str | None = None,
-                batch_size: int = BATCH_SIZE) -> np.ndarray:
+                elements=None, only_elements: bool = False, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Probabilities (N, 230) of one pattern ((M,) intensities, N = 1) or a batch ((N, M)) on a shared axis.
+
+        With a library, the network's probabilities fused with the search-match evidence
+        (:meth:`identify`); without, the network's alone.
 
         Parameters
         ----------
@@ -337,11 +383,28 @@ class Predictor:
         intensities : (M,) or (N, M).
         wavelength : of ``two_theta`` (Angstrom or a line name); default the model's (Cu K-alpha1).
             Other wavelengths are converted by Bragg's law first.
+        elements, only_elements : chemistry filter of the search (:func:`synthxrd.match.search.search`).
 
         Returns
         -------
-        (N, 230) float64, rows sum to 1; column i is ITA number i + 1, 0 where the model has no class.
+        (N, 230) float64, rows sum to 1; column i is ITA number i + 1.
         """
+        return self.identify(two_theta, intensities, wavelength=wavelength, elements=elements,
+                             only_elements=only_elements, batch_size=batch_size)["probabilities"]
+
+    def identify(self, two_theta, intensities, *, wavelength: float | str | None = None, elements=None,
+                 only_elements: bool = False, k: int = 10, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
+        """Everything :meth:`predict` knows about patterns on a shared axis.
+
+        Returns a dict with ``probabilities`` (N, 230) (fused, or the network's without a library),
+        ``network`` (N, 230), and with a library ``search`` (N, 230) (p_match), ``confidence`` (N,)
+        and ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`).
+        """
+        grid_values, covered = self._on_grid(two_theta, intensities, wavelength)
+        network = self.predict_grid(grid_values, batch_size=batch_size)
+        return self._fuse(network, grid_values, covered, elements, only_elements, k)
+
+    def _on_grid(self, two_theta, intensities, wavelength) -> tuple[np.ndarray, np.ndarray]:
         from synthxrd.io import convert_wavelength, resample
 
         tt = np.asarray(two_theta, np.float64)
@@ -353,21 +416,41 @@ class Predictor:
             tt, mask = convert_wavelength(tt, wavelength, self.wavelength)
             y = y[:, mask]
         grid_values = np.empty((len(y), self.grid.n))
+        covered = np.zeros(self.grid.n, bool)
         for i, row in enumerate(y):
             values, covered = resample(tt, row, self.grid)
             if not covered.any():
                 raise DataError(f"the 2theta range {tt[0]:.3f}-{tt[-1]:.3f} degrees does not overlap the model grid "
                                 f"{self.grid.start}-{self.grid.stop} degrees")
             grid_values[i] = values
-        return self.predict_grid(grid_values, batch_size=batch_size)
+        return grid_values, covered
+
+    def _fuse(self, network: np.ndarray, grid_values: np.ndarray, covered: np.ndarray, elements, only_elements: bool,
+              k: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"probabilities": network, "network": network}
+        if self.library is None:
+            return out
+        idx = np.flatnonzero(covered)
+        lo, hi = idx[0], idx[-1] + 1  # the search takes one interval; gaps inside are zeros
+        matches = self.library.search(self.grid.values()[lo:hi], np.clip(grid_values[:, lo:hi], 0, None),
+                                      k=max(k, FUSION_MATCHES), wavelength=self.wavelength, elements=elements,
+                                      only_elements=only_elements)
+        out["search"] = np.array([self.fusion.match_probabilities(m) for m in matches])
+        out["confidence"] = np.array([self.fusion.confidence(m) for m in matches])
+        out["probabilities"] = np.array([self.fusion.fuse(p, m) for p, m in zip(network, matches)])
+        out["matches"] = [m[:k] for m in matches]
+        return out
 
     # ---- files ----------------------------------------------------------------------------------
 
-    def predict_file(self, path: str | Path, *, wavelength: float | str | None = None) -> Prediction:
+    def predict_file(self, path: str | Path, *, wavelength: float | str | None = None, elements=None,
+                     only_elements: bool = False, k: int = 10) -> Prediction:
         """Read a measured pattern (:func:`synthxrd.io.load_for_model`) and predict it.
 
-        ``wavelength`` is used only where the file states none. Warnings of the reader are kept in
-        ``info["warnings"]`` (not raised). :class:`DataError` naming the file if it cannot be used.
+        ``wavelength`` is used only where the file states none (a file that states none and gets none
+        is read as Cu K-alpha1, with a note in ``info["warnings"]``). Warnings of the reader are kept in
+        ``info["warnings"]`` (not raised). With a library the result carries the ``k`` best matches.
+        :class:`DataError` naming the file if it cannot be used.
         """
         from synthxrd.io import load_for_model
 
@@ -375,11 +458,21 @@ class Predictor:
             warnings.simplefilter("ignore")  # load_for_model lists its warnings in info["warnings"]
             pattern, info = load_for_model(path, wavelength=wavelength, model_wavelength=self.wavelength,
                                            grid=self.grid)
-        probabilities = self.predict_grid(pattern)[0]
-        return Prediction(str(path), probabilities, pattern, _jsonable_info(info))
+        network = self.predict_grid(pattern)
+        try:
+            result = self._fuse(network, pattern[None].astype(np.float64), info["coverage_mask"], elements,
+                                only_elements, k)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        if self.library is None:
+            return Prediction(str(path), network[0], pattern, _jsonable_info(info))
+        return Prediction(str(path), result["probabilities"][0], pattern, _jsonable_info(info),
+                          matches=result["matches"][0], network=network[0], search=result["search"][0],
+                          confidence=float(result["confidence"][0]))
 
     def predict_files(self, paths: Iterable[str | Path], *, wavelength: float | str | None = None,
-                      errors: str = "raise") -> list[Prediction | PredictionFailure]:
+                      errors: str = "raise", elements=None, only_elements: bool = False,
+                      k: int = 10) -> list[Prediction | PredictionFailure]:
         """:meth:`predict_file` of every path, in order.
 
         errors : ``"raise"`` (the first unusable file raises its :class:`DataError`) or ``"collect"``
@@ -390,7 +483,8 @@ class Predictor:
         results: list[Prediction | PredictionFailure] = []
         for path in paths:
             try:
-                results.append(self.predict_file(path, wavelength=wavelength))
+                results.append(self.predict_file(path, wavelength=wavelength, elements=elements,
+                                                 only_elements=only_elements, k=k))
             except Exception as exc:
                 if errors == "raise":
                     raise

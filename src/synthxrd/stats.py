@@ -64,7 +64,7 @@ import tarfile
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
@@ -93,6 +93,9 @@ __all__ = [
     "crystal_system_of",
     "analyze",
     "analyze_cif",
+    "parse_cif",
+    "analyze_sites",
+    "map_cifs",
     "iter_cif_texts",
     "compute_records",
     "compute",
@@ -291,12 +294,14 @@ def _spglib_dataset(lattice, positions, types, symprec: float, angle_tolerance: 
     return dataset
 
 
-def _analyze_sites(identifier: str, lattice: FloatArray, positions: FloatArray,
-                   species: Sequence[tuple[tuple[int, float], ...]], *, symprec: float,
-                   angle_tolerance: float, volumes: FloatArray) -> StructureRecord:
-    """Core of :func:`analyze`: one position and one species tuple ((Z, occ), ...) per site."""
+def analyze_sites(identifier: str, lattice: FloatArray, positions: FloatArray,
+                  species: Sequence[tuple[tuple[int, float], ...]], *, symprec: float = DEFAULT_SYMPREC,
+                  angle_tolerance: float = -1.0, volumes: FloatArray | None = None) -> StructureRecord:
+    """Core of :func:`analyze`: one position and one species tuple ((Z, occ), ...) per site
+    (as :func:`parse_cif` returns them)."""
     from synthxrd.wyckoff import space_group
 
+    volumes = atomic_volumes() if volumes is None else volumes
     if len(species) == 0:
         raise StructureError("the structure has no atoms")
     kinds: dict[tuple, int] = {}
@@ -396,7 +401,7 @@ def analyze(structure: Any, *, id: str = "", symprec: float = DEFAULT_SYMPREC,
 
     crystal = to_crystal(structure)
     positions, species = _sites_from_rows(crystal.frac_coords, crystal.numbers, crystal.occupancies)
-    return _analyze_sites(id, crystal.lattice, positions, species, symprec=symprec,
+    return analyze_sites(id, crystal.lattice, positions, species, symprec=symprec,
                           angle_tolerance=angle_tolerance, volumes=atomic_volumes())
 
 
@@ -575,6 +580,22 @@ def _read_cif_pymatgen(text: str):
     return crystal.lattice, positions, species
 
 
+def parse_cif(text: str):
+    """The (first) structure of a CIF given as text: ``(lattice, positions, species)``.
+
+    ``lattice`` (3, 3) rows a, b, c in Å; ``positions`` (n, 3) fractional; ``species`` one tuple
+    ``((Z, occupancy), ...)`` per site. P1 files with full occupancies take the light line parser,
+    anything else pymatgen's ``CifParser``.
+
+    Raises
+    ------
+    StructureError
+        If the CIF cannot be read (message without the file name).
+    """
+    parsed = _parse_simple_p1(text)
+    return _read_cif_pymatgen(text) if parsed is None else parsed
+
+
 def analyze_cif(text: str, *, id: str = "", symprec: float = DEFAULT_SYMPREC,
                 angle_tolerance: float = -1.0, volumes: FloatArray | None = None) -> StructureRecord:
     """Analyse the (first) structure of a CIF given as text; see the module docstring.
@@ -584,11 +605,8 @@ def analyze_cif(text: str, *, id: str = "", symprec: float = DEFAULT_SYMPREC,
     StructureError
         If the CIF cannot be read or its symmetry cannot be analysed (message without the id).
     """
-    parsed = _parse_simple_p1(text)
-    if parsed is None:
-        parsed = _read_cif_pymatgen(text)
-    lattice, positions, species = parsed
-    return _analyze_sites(id, lattice, positions, species, symprec=symprec, angle_tolerance=angle_tolerance,
+    lattice, positions, species = parse_cif(text)
+    return analyze_sites(id, lattice, positions, species, symprec=symprec, angle_tolerance=angle_tolerance,
                           volumes=atomic_volumes() if volumes is None else volumes)
 
 
@@ -702,25 +720,20 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, angle_tolerance: float = -1.0,
-                    workers: int | None = None, ids: Iterable[str] | None = None,
-                    progress: bool = True) -> tuple[list[StructureRecord], list[tuple[str, str]]]:
-    """Analyse every CIF of ``source`` (see :func:`iter_cif_texts`), in parallel.
+def map_cifs(source: str | Path, work: Callable[[list[tuple[str, str]]], list[Any]], *,
+             workers: int | None = None, ids: Iterable[str] | None = None, progress: bool = True,
+             desc: str = "stats") -> list[Any]:
+    """Apply ``work`` to chunks of ``(id, cif_text)`` of ``source`` (see :func:`iter_cif_texts`) in parallel.
 
-    The main process streams the files and sends chunks of CIF text to ``workers`` processes
-    (``workers=1``: everything in this process). A CIF that cannot be read or analysed becomes a
-    failure ``(id, reason)``, never an exception.
-
-    Returns
-    -------
-    records : list of StructureRecord, sorted by id
-    failures : list of (id, reason), sorted by id
+    The main process streams the files and sends chunks of :data:`CHUNK_SIZE` CIF texts to
+    ``workers`` processes (``workers=1``: everything in this process); at most ``4 * workers`` chunks
+    are in flight, so memory stays bounded for any collection. ``work`` must be picklable (a
+    module-level function or a ``functools.partial`` of one) and return one result per item; the
+    results come back as one list, in completion order.
     """
-    _check_symprec(symprec)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    volumes = atomic_volumes()
     texts = iter_cif_texts(source, ids=ids)
     total = None
     path = Path(source)
@@ -728,12 +741,12 @@ def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, ang
         total = sum(1 for f in path.rglob("*.cif") if f.is_file())
     elif ids is not None:
         total = len(set(ids))
-    bar = _progress(total, progress)
-    results: list[_Outcome] = []
+    bar = _progress(total, progress, desc)
+    results: list[Any] = []
     try:
         if workers == 1:
             for chunk in _chunks(texts, CHUNK_SIZE):
-                results.extend(_analyze_chunk(chunk, symprec, angle_tolerance, volumes))
+                results.extend(work(chunk))
                 bar.update(len(chunk))
         else:
             from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -741,7 +754,7 @@ def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, ang
             with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
                 pending = set()
                 for chunk in _chunks(texts, CHUNK_SIZE):
-                    pending.add(pool.submit(_analyze_chunk, chunk, symprec, angle_tolerance, volumes))
+                    pending.add(pool.submit(work, chunk))
                     if len(pending) >= 4 * workers:  # bounded memory: do not read ahead of the workers
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in done:
@@ -754,6 +767,26 @@ def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, ang
                     bar.update(len(out))
     finally:
         bar.close()
+    return results
+
+
+def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, angle_tolerance: float = -1.0,
+                    workers: int | None = None, ids: Iterable[str] | None = None,
+                    progress: bool = True) -> tuple[list[StructureRecord], list[tuple[str, str]]]:
+    """Analyse every CIF of ``source`` (see :func:`iter_cif_texts`), in parallel (:func:`map_cifs`).
+
+    A CIF that cannot be read or analysed becomes a failure ``(id, reason)``, never an exception.
+
+    Returns
+    -------
+    records : list of StructureRecord, sorted by id
+    failures : list of (id, reason), sorted by id
+    """
+    from functools import partial
+
+    _check_symprec(symprec)
+    work = partial(_analyze_chunk, symprec=symprec, angle_tolerance=angle_tolerance, volumes=atomic_volumes())
+    results: list[_Outcome] = map_cifs(source, work, workers=workers, ids=ids, progress=progress)
     results.sort(key=lambda r: r[0])
     records = [r for _, r, _ in results if r is not None]
     failures = [(i, reason) for i, r, reason in results if r is None]
@@ -768,12 +801,12 @@ class _NoBar:
         pass
 
 
-def _progress(total: int | None, enabled: bool):
+def _progress(total: int | None, enabled: bool, desc: str = "stats"):
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="CIF", desc="stats", file=sys.stderr, mininterval=1.0)
+    return tqdm(total=total, unit="CIF", desc=desc, file=sys.stderr, mininterval=1.0)
 
 
 def _check_symprec(symprec: float) -> None:

@@ -135,14 +135,10 @@ def read_cif_sites(text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[tuple[
     StructureError
         If the CIF cannot be read.
     """
-    # The two readers are stats.py's own (private there); one place here uses them so that the
-    # validation crystals are exactly the cells the statistics analysed.
+    # stats' reader, so that the validation crystals are exactly the cells the statistics analysed.
     from synthxrd import stats
 
-    parsed = stats._parse_simple_p1(text)
-    if parsed is None:
-        parsed = stats._read_cif_pymatgen(text)
-    lattice, positions, species = parsed
+    lattice, positions, species = stats.parse_cif(text)
     return np.asarray(lattice, np.float64), np.asarray(positions, np.float64).reshape(-1, 3), list(species)
 
 

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("split", "synthxrd.cli.split"),
     ("generate", "synthxrd.cli.generate"),
     ("validation", "synthxrd.cli.validation"),
+    ("library", "synthxrd.cli.library"),
     ("train", "synthxrd.cli.train"),
     ("export", "synthxrd.cli.export"),
     ("predict", "synthxrd.cli.predict"),

@@ -1,10 +1,19 @@
-"""Predict the space group of measured powder patterns with a trained network.
+"""Predict the space group of measured powder patterns: search-match against known structures, fused
+with a trained network.
 
 For every FILE (any format synthxrd.io reads: .xy/.csv/.dat columns, RRUFF, .xrdml, Bruker .raw/.brml,
 GSAS) the pattern is converted to the model's wavelength (Cu K-alpha1), put onto its 2theta grid
-(5-90 degrees) and normalised; the network gives probabilities over the 230 space groups. Printed per
-file: the --top most probable groups (ITA number, Hermann-Mauguin symbol, probability) and the
-probabilities of the 7 crystal systems (sums over their groups).
+(5-90 degrees) and normalised; the network gives probabilities over the 230 space groups, and the
+reference library (by default the 46,627 known structures shipped with synthxrd) is searched for the
+structures that best explain the pattern. The two are fused into one distribution: a strong match
+makes its space group dominate, with no good match the network's answer stands. Printed per file:
+the --top most probable groups (ITA number, Hermann-Mauguin symbol, probability), the probabilities
+of the 7 crystal systems (sums over their groups) and the --matches best-matching known structures
+(id, formula, space group, score, fitted lattice scale).
+
+  --no-library       the network alone
+  --library FILE     another reference library (synthxrd library build)
+  --elements Fe,O    only structures containing all these elements (--only-elements: nothing else)
 
   --json             print the results as JSON on stdout instead of the tables
   --json-file PATH   also write them as JSON to PATH
@@ -12,7 +21,8 @@ probabilities of the 7 crystal systems (sums over their groups).
                      the crystal systems as bar charts
 
 The wavelength is the file's own where it states one; --wavelength gives it for files that do not
-(plain .xy/.csv columns). --model takes a checkpoint file or a `synthxrd train` run folder (its best.pt,
+(plain .xy/.csv columns); a file that states none and gets none is read as Cu K-alpha1, with a
+one-line note. --model takes a checkpoint file or a `synthxrd train` run folder (its best.pt,
 else checkpoint.pt); without it the model shipped with synthxrd is used.
 
 A file that cannot be read is reported in one line on stderr and the others are still predicted.
@@ -21,7 +31,8 @@ Outputs are written atomically and never replace existing files without --overwr
 Exit status: 0 all predicted, 1 some file failed, 2 bad options, model or existing outputs.
 
 Examples:
-  synthxrd predict sample.xy --model runs/park --wavelength CuKa1
+  synthxrd predict sample.xy --elements Fe,O
+  synthxrd predict sample.xy --model runs/park --wavelength CuKa1 --no-library
   synthxrd predict scans/*.xrdml --model runs/park/best.pt --top 3 --plot figures/
   synthxrd predict a.xy b.raw --model runs/park --json > predictions.json
 """
@@ -38,7 +49,7 @@ from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run"]
 
-HELP = "predict space groups of measured pXRD pattern files with a trained network"
+HELP = "predict space groups of measured pXRD pattern files (search-match fused with a network)"
 
 _SHORT = {"triclinic": "tric", "monoclinic": "mono", "orthorhombic": "orth", "tetragonal": "tetr",
           "trigonal": "trig", "hexagonal": "hex", "cubic": "cub"}
@@ -54,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     parser.add_argument("--json-file", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR")
+    parser.add_argument("--library", metavar="FILE", help="reference library (default: the one shipped with synthxrd)")
+    parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
+    parser.add_argument("--elements", metavar="EL,EL", help="search only structures containing all these elements")
+    parser.add_argument("--only-elements", action="store_true",
+                        help="with --elements: only structures made of these elements alone")
+    parser.add_argument("--matches", type=int, default=5, metavar="N",
+                        help="best-matching known structures listed per file (default 5)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -75,7 +93,7 @@ def _plot_names(files: list[str]) -> list[str]:
     return out
 
 
-def _table(result, k: int) -> str:
+def _table(result, k: int, n_matches: int = 5) -> str:
     info = result.info
     lam = info.get("wavelength")
     head = f"{result.source}"
@@ -91,6 +109,14 @@ def _table(result, k: int) -> str:
         lines.append(f"  {rank:>4}  {number:>3}  {symbol:<12}  {p:>11.4f}")
     systems = result.crystal_systems()
     lines.append("  system  " + "  ".join(f"{_SHORT[s]} {p:.3f}" for s, p in systems.items()))
+    if result.search is not None:
+        from synthxrd.wyckoff import hermann_mauguin
+
+        lines.append(f"  best matches (p that the best is right: {result.confidence:.2f})")
+        lines.append(f"  {'id':<14}{'formula':<18}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}")
+        for m in result.matches[:n_matches]:
+            lines.append(f"  {m.id:<14}{m.formula:<18}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
+                         f"{m.score:>7.3f}{m.scale:>8.4f}")
     for w in info.get("warnings", []):
         lines.append(f"  note: {w}")
     return "\n".join(lines)
@@ -99,6 +125,12 @@ def _table(result, k: int) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
+    if args.matches < 0:
+        raise ConfigError(f"--matches: expected an integer >= 0, got {args.matches}")
+    if args.no_library and (args.library or args.elements):
+        raise ConfigError("--no-library excludes --library and --elements")
+    if args.only_elements and not args.elements:
+        raise ConfigError("--only-elements needs --elements")
     wavelength = wavelength_option(args.wavelength)
     from synthxrd.files import atomic_write, check_new, write_json
 
@@ -116,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd import __version__
     from synthxrd.predict import Predictor, failure_message, plot_prediction
 
-    predictor = Predictor.load(args.model, device=args.device)
+    if args.elements:
+        from synthxrd.match.search import parse_elements
+
+        parse_elements(args.elements)  # an unknown element is a usage error before any work
+    predictor = Predictor.load(args.model, device=args.device,
+                               library=None if args.no_library else (args.library or "default"))
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -124,14 +161,15 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
     for i, name in enumerate(bar):
         try:
-            result = predictor.predict_file(name, wavelength=wavelength)
+            result = predictor.predict_file(name, wavelength=wavelength, elements=args.elements,
+                                            only_elements=args.only_elements, k=max(args.matches, 1))
             entry = result.to_dict(args.top)
             if plot_dir is not None:
                 target = plot_dir / names[i]
                 atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5)))
                 entry["plot"] = str(target)
             if not args.json:
-                tqdm.write(_table(result, args.top), file=sys.stdout)
+                tqdm.write(_table(result, args.top, args.matches), file=sys.stdout)
         except Exception as exc:  # one line per bad file, the others go on
             n_failed += 1
             entry = {"source": name, "ok": False, "error": failure_message(name, exc)}
@@ -146,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
                   "step": predictor.metadata.get("step"),
                   "name": predictor.metadata.get("model_config", {}).get("name"),
                   "classes": [int(c) for c in predictor.classes]},
+        "library": None if predictor.library is None else {
+            "source": predictor.library.label, "n_structures": len(predictor.library),
+            "elements": args.elements, "only_elements": args.only_elements},
         "wavelength_argument": wavelength,
         "top": args.top,
         "summary": {"predicted": len(results) - n_failed, "failed": n_failed},

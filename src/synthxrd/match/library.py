@@ -1,0 +1,499 @@
+"""Reference library of known structures: reflections in a wavelength-independent form.
+
+Per structure the library keeps its id (file stem), reduced formula, elements, spglib space group,
+conventional lattice parameters and its reflections as ``(d, |F|^2 m, hkl)``: d-spacing (Å), the
+squared structure-factor modulus times the multiplicity (equivalent reflections summed, Friedel mates
+included) and the Miller indices of the strongest contributor. The peaks at any wavelength follow
+exactly (:meth:`ReferenceLibrary.peaks`):
+
+    2 theta = 2 arcsin(lambda / 2d),   I = |F|^2 m (1 + cos^2 2theta) / (sin^2 theta cos theta),
+
+which is :func:`synthxrd.simulate.peaks` (and pymatgen's ``XRDCalculator``) up to the library's
+trimming: reflections with d < ``d_min`` and those weaker than ``min_intensity`` times the strongest
+peak at Cu K-alpha1 are not stored.
+
+The file is one ``.npz`` (``numpy.load(allow_pickle=False)``) with a JSON metadata string: format
+version, source, symprec, d_min, min_intensity, package version, failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthxrd.errors import ConfigError, DataError, StructureError
+
+__all__ = [
+    "LIBRARY_FORMAT_VERSION",
+    "DEFAULT_D_MIN",
+    "DEFAULT_MIN_INTENSITY",
+    "DEFAULT_MAX_PEAKS",
+    "SHIPPED_LIBRARY",
+    "LibraryEntry",
+    "ReferenceLibrary",
+    "structure_reflections",
+    "element_mask",
+]
+
+#: Layout of the ``.npz`` file; :meth:`ReferenceLibrary.load` refuses any other.
+LIBRARY_FORMAT_VERSION = 1
+#: Smallest d-spacing stored (Å): Cu K-alpha1 reaches d = 1.09 Å at 90 degrees 2theta, 0.87 Å at
+#: 125 degrees. Chosen by measurement (docs/search_match.md).
+DEFAULT_D_MIN = 0.9
+#: Reflections weaker than this fraction of the strongest (at Cu K-alpha1) are dropped: invisible in
+#: a measured pattern and a large share of the file. Chosen by measurement (docs/search_match.md).
+DEFAULT_MIN_INTENSITY = 5e-3
+#: At most this many reflections per structure, the strongest at Cu K-alpha1 (as a powder
+#: diffraction file card lists the strongest lines): the search is as accurate with 64 as with all
+#: (docs/search_match.md), and the 46,627-structure library fits in 22 MB.
+DEFAULT_MAX_PEAKS = 64
+#: The shipped library, relative to the package's ``resources`` folder.
+SHIPPED_LIBRARY = ("library", "mp_experimental.npz")
+#: Reflections whose |g| agree to this relative precision are one peak (equivalent reflections
+#: differ by ~1e-15; pymatgen merges within 1e-5 degrees 2theta, i.e. ~1e-7 relative at 30 degrees).
+_SAME_G = 1e-7
+#: The wavelength at which reflections are computed: any lambda < 2 d_min reaches every d >= d_min.
+#: Intensities are divided by LP at this wavelength, so the stored |F|^2 m do not depend on it.
+_REFERENCE_WAVELENGTH = 1.5406
+_Z_MAX = 98
+#: Mantissa bits of |F|^2 m kept in a saved library (see :meth:`ReferenceLibrary.save`).
+_F2_MASK = 0xFFFFF000
+_ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", "d", "f2", "hkl")
+
+
+# --------------------------------------------------------------------------------------------------
+# one structure
+
+
+def element_mask(numbers: Iterable[int]) -> np.ndarray:
+    """(2,) uint64 bit set of atomic numbers 1..98 (bit z-1 of word (z-1)//64)."""
+    out = np.zeros(2, np.uint64)
+    for z in set(int(z) for z in numbers):
+        if not 1 <= z <= _Z_MAX:
+            raise StructureError(f"atomic number {z} outside 1..{_Z_MAX}")
+        out[(z - 1) // 64] |= np.uint64(1) << np.uint64((z - 1) % 64)
+    return out
+
+
+def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensity: float = DEFAULT_MIN_INTENSITY,
+                          max_peaks: int | None = DEFAULT_MAX_PEAKS):
+    """Merged reflections of one crystal with d >= ``d_min``: ``(d, f2, hkl)``, sorted by decreasing d.
+
+    Computed with :func:`synthxrd.simulate.reflections` at a wavelength that reaches ``d_min``; the
+    intensities ``2 |F|^2 LP`` are divided by the Lorentz-polarisation factor LP at that wavelength
+    and reflections with the same |g| (to :data:`_SAME_G`) summed, so ``f2 = |F|^2 m``. ``f2`` is
+    scaled so that the strongest peak at Cu K-alpha1 (f2 x LP) is 1; peaks below ``min_intensity``
+    of it are dropped, and all but the ``max_peaks`` strongest (None: no limit). ``hkl`` is that of
+    the strongest reflection in each merged peak.
+    """
+    from synthxrd.simulate import reflections
+    from synthxrd.simulate.physics import lorentz_polarization
+    from synthxrd.structure import CrystalBatch
+
+    lam = min(_REFERENCE_WAVELENGTH, 1.9 * d_min)
+    top = math.degrees(2 * math.asin(min(1.0, lam / (2 * d_min))))
+    bottom = math.degrees(2 * math.asin(lam / (2 * 200.0)))  # d <= 200 Å
+    refl = reflections(CrystalBatch.from_crystals([crystal]), wavelength=lam, two_theta_range=(bottom, top))
+    theta = np.radians(refl.two_theta) / 2
+    g = 2 * np.sin(theta) / lam
+    f2 = refl.intensity / lorentz_polarization(theta)
+    order = np.argsort(g, kind="stable")
+    g, f2, hkl = g[order], f2[order], refl.hkl[order]
+    if len(g) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int64)
+    new = np.ones(len(g), bool)
+    new[1:] = np.diff(g) > _SAME_G * g[1:]
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    f2_sum = np.add.reduceat(f2, starts)
+    g_peak = g[starts]
+    # strongest contributor of each group: order within groups by intensity
+    hkl_peak = hkl[np.lexsort((-f2, group))[starts]]  # groups are contiguous: first row = strongest
+    d = 1.0 / g_peak
+    visible = d >= _REFERENCE_WAVELENGTH / 2
+    cu = np.zeros_like(f2_sum)
+    th = np.arcsin(_REFERENCE_WAVELENGTH / (2 * d[visible]))
+    cu[visible] = f2_sum[visible] * lorentz_polarization(th)
+    scale = cu.max() if cu.max() > 0 else f2_sum.max()
+    if not scale > 0:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int64)
+    f2_sum = f2_sum / scale
+    keep = ((cu / scale >= min_intensity) | ~visible) & (f2_sum > 0)
+    if max_peaks is not None and keep.sum() > max_peaks:
+        strongest = np.argsort(-np.where(keep, cu + 1e-30 * f2_sum, -1.0), kind="stable")[:max_peaks]
+        keep = np.zeros_like(keep)
+        keep[strongest] = True
+    order = np.argsort(-d[keep], kind="stable")
+    return d[keep][order], f2_sum[keep][order], hkl_peak[keep][order]
+
+
+def _reduced_formula(numbers: np.ndarray, occupancies: np.ndarray) -> str:
+    from pymatgen.core import Composition, Element
+
+    amounts: dict[Any, float] = {}
+    for z, o in zip(numbers.tolist(), occupancies.tolist()):
+        el = Element.from_Z(int(z))
+        amounts[el] = amounts.get(el, 0.0) + float(o)
+    return Composition(amounts).reduced_formula
+
+
+def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float, min_intensity: float,
+                    max_peaks: int | None):
+    from synthxrd import stats
+    from synthxrd.structure import Crystal
+
+    lattice, positions, species = stats.parse_cif(text)
+    record = stats.analyze_sites(identifier, lattice, positions, species, symprec=symprec)
+    counts = np.array([len(s) for s in species], np.int64)
+    numbers = np.array([z for s in species for z, _ in s], np.int64)
+    occupancies = np.array([o for s in species for _, o in s], np.float64)
+    crystal = Crystal(np.asarray(lattice, np.float64), np.repeat(np.asarray(positions, np.float64), counts, axis=0),
+                      numbers, occupancies)
+    d, f2, hkl = structure_reflections(crystal, d_min=d_min, min_intensity=min_intensity, max_peaks=max_peaks)
+    if len(d) == 0:
+        raise StructureError(f"no reflection with d >= {d_min} Å")
+    return (identifier, _reduced_formula(numbers, occupancies), record.spacegroup, record.lattice,
+            element_mask(numbers), d, f2, hkl)
+
+
+def _entries_chunk(chunk: list[tuple[str, str]], *, symprec: float, d_min: float, min_intensity: float,
+                   max_peaks: int | None):
+    out = []
+    for identifier, text in chunk:
+        try:
+            out.append((identifier, _entry_from_cif(identifier, text, symprec=symprec, d_min=d_min,
+                                                    min_intensity=min_intensity, max_peaks=max_peaks), None))
+        except StructureError as exc:
+            out.append((identifier, None, str(exc)))
+        except Exception as exc:  # never fatal: one bad file must not stop a 50k-file build
+            out.append((identifier, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the library
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """One known structure of a :class:`ReferenceLibrary`.
+
+    Attributes
+    ----------
+    id : str, file stem of its CIF.
+    formula : str, reduced formula (pymatgen's ``reduced_formula``).
+    spacegroup : int, ITA number found by spglib at the library's ``symprec``.
+    lattice : (6,) float64 a, b, c (Å), alpha, beta, gamma (degrees) of the conventional standard cell.
+    d : (P,) float64 d-spacings, Å, decreasing; f2 : (P,) float64 |F|^2 m (strongest Cu peak = 1);
+    hkl : (P, 3) int64 strongest contributor of each peak (indices of the cell as read).
+    """
+
+    id: str
+    formula: str
+    spacegroup: int
+    lattice: np.ndarray
+    d: np.ndarray
+    f2: np.ndarray
+    hkl: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceLibrary:
+    """Known structures with their reflections, searchable by powder pattern (:meth:`search`).
+
+    Build one from a folder or tar archive of CIFs with :meth:`build` (or ``synthxrd library build``);
+    :meth:`load` without a path gives the library shipped with synthxrd (the 46,627 experimentally
+    observed Materials Project structures of ``mp_experimental``, CC-BY 4.0).
+
+    Attributes
+    ----------
+    ids, formulas : (N,) str. spacegroups : (N,) int16. lattices : (N, 6) float32.
+    elements : (N, 2) uint64 element bit sets (:func:`element_mask`).
+    offsets : (N + 1,) int64; entry i owns rows offsets[i]:offsets[i + 1] of:
+    d : (R,) float32 Å, decreasing within an entry; f2 : (R,) float32; hkl : (R, 3) int16.
+    metadata : JSON-compatible dict (format_version, source, symprec, d_min, min_intensity,
+        package_version, failures, ...).
+    """
+
+    ids: np.ndarray
+    formulas: np.ndarray
+    spacegroups: np.ndarray
+    lattices: np.ndarray
+    elements: np.ndarray
+    offsets: np.ndarray
+    d: np.ndarray
+    f2: np.ndarray
+    hkl: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        r = int(self.offsets[-1]) if len(self.offsets) else -1
+        shapes_ok = (len(self.formulas) == n and self.spacegroups.shape == (n,) and self.lattices.shape == (n, 6)
+                     and self.elements.shape == (n, 2) and self.offsets.shape == (n + 1,) and self.d.shape == (r,)
+                     and self.f2.shape == (r,) and self.hkl.shape == (r, 3))
+        if not shapes_ok or (n and (np.any(np.diff(self.offsets) < 1) or self.offsets[0] != 0)):
+            raise DataError(f"{self.label}: inconsistent library arrays (corrupt file?)")
+        if n and (self.spacegroups.min() < 1 or self.spacegroups.max() > 230 or not np.all(self.d > 0)
+                  or not np.all(np.isfinite(self.f2))):
+            raise DataError(f"{self.label}: library values out of range (corrupt file?)")
+
+    # ---- basics ---------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return str(self.metadata.get("path") or self.metadata.get("source") or "library")
+
+    @property
+    def d_min(self) -> float:
+        return float(self.metadata.get("d_min", DEFAULT_D_MIN))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (f"ReferenceLibrary({len(self)} structures, {len(self.d)} reflections, d >= {self.d_min} Å, "
+                f"source={self.metadata.get('source', '')!r})")
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {str(k): i for i, k in enumerate(self.ids)}
+
+    def index(self, id: str) -> int:
+        """Row of the structure ``id``; :class:`KeyError` naming it if absent."""
+        try:
+            return self._index[str(id)]
+        except KeyError:
+            raise KeyError(f"{id!r} is not in {self.label}") from None
+
+    def entry(self, key: int | str) -> LibraryEntry:
+        """The structure at row ``key`` or with id ``key``."""
+        i = self.index(key) if isinstance(key, str) else int(key)
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return LibraryEntry(str(self.ids[i]), str(self.formulas[i]), int(self.spacegroups[i]),
+                            self.lattices[i].astype(np.float64), self.d[a:b].astype(np.float64),
+                            self.f2[a:b].astype(np.float64), self.hkl[a:b].astype(np.int64))
+
+    def peaks(self, key: int | str, *, wavelength: float | str = _REFERENCE_WAVELENGTH,
+              two_theta_range: tuple[float, float] = (5.0, 90.0)) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of one structure at ``wavelength``: (2theta degrees increasing, intensity max 1),
+        as :func:`synthxrd.simulate.peaks` (up to the library's trimming)."""
+        from synthxrd.simulate.common import check_range, resolve_wavelength
+        from synthxrd.simulate.physics import lorentz_polarization
+
+        lam = resolve_wavelength(wavelength)
+        lo, hi = check_range(two_theta_range)
+        e = self.entry(key)
+        s = lam / (2 * e.d)
+        ok = s <= 1
+        tt = np.degrees(2 * np.arcsin(s[ok]))
+        inside = (tt >= lo) & (tt <= hi)
+        tt = tt[inside]
+        intensity = e.f2[ok][inside] * lorentz_polarization(np.radians(tt) / 2)
+        order = np.argsort(tt, kind="stable")
+        tt, intensity = tt[order], intensity[order]
+        if len(intensity):
+            intensity = intensity / intensity.max()
+        return tt, intensity
+
+    def select(self, keep) -> ReferenceLibrary:
+        """A library of the rows ``keep`` (boolean mask or indices), e.g. without some prototypes."""
+        rows = np.arange(len(self))[np.asarray(keep)] if np.asarray(keep).dtype != bool else np.flatnonzero(keep)
+        counts = np.diff(self.offsets)[rows]
+        take = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in rows]) if len(rows) \
+            else np.zeros(0, np.int64)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        offsets[1:] = np.cumsum(counts)
+        meta = dict(self.metadata, n_selected=len(rows))
+        return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
+                                self.elements[rows], offsets, self.d[take], self.f2[take], self.hkl[take], meta)
+
+    def trimmed(self, *, d_min: float | None = None, min_intensity: float | None = None,
+                max_peaks: int | None = None) -> ReferenceLibrary:
+        """The same library with fewer reflections: d >= ``d_min`` and at least ``min_intensity`` of
+        each structure's strongest peak at Cu K-alpha1 (as :meth:`build` with these values would give,
+        when they are no looser than this library's), and at most the ``max_peaks`` strongest (at Cu
+        K-alpha1) per structure. Structures left without reflections are dropped."""
+        from synthxrd.simulate.physics import lorentz_polarization
+
+        d_min = self.d_min if d_min is None else float(d_min)
+        cut = float(self.metadata.get("min_intensity", 0.0)) if min_intensity is None else float(min_intensity)
+        if d_min < self.d_min or cut < float(self.metadata.get("min_intensity", 0.0)):
+            raise ConfigError(f"trimmed: d_min={d_min} and min_intensity={cut} must be no looser than the library's "
+                              f"({self.d_min}, {self.metadata.get('min_intensity')})")
+        d = self.d.astype(np.float64)
+        visible = d >= _REFERENCE_WAVELENGTH / 2
+        cu = np.where(visible, self.f2 * lorentz_polarization(np.arcsin(np.minimum(_REFERENCE_WAVELENGTH / (2 * d), 1))),
+                      0.0)
+        in_range = d >= d_min
+        entry = np.repeat(np.arange(len(self)), np.diff(self.offsets))
+        top = np.zeros(len(self))
+        np.maximum.at(top, entry[in_range], cu[in_range])
+        f2 = self.f2 / np.where(top > 0, top, 1.0)[entry]
+        keep = in_range & ((cu >= cut * top[entry]) | ~visible) & (f2 > 0)
+        if max_peaks is not None:
+            if int(max_peaks) < 1:
+                raise ConfigError(f"trimmed: max_peaks must be >= 1, got {max_peaks}")
+            rank = np.empty(len(keep), np.int64)  # rank of each reflection by Cu intensity within its entry
+            order = np.lexsort((-np.where(keep, cu + 1e-30 * f2, -1.0), entry))
+            rank[order] = np.arange(len(order)) - self.offsets[entry[order]]
+            keep &= rank < int(max_peaks)
+        counts = np.bincount(entry[keep], minlength=len(self))
+        rows = np.flatnonzero(counts > 0)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        offsets[1:] = np.cumsum(counts[rows])
+        meta = dict(self.metadata, d_min=d_min, min_intensity=cut, max_peaks=max_peaks, n_structures=len(rows),
+                    trimmed_from={"d_min": self.d_min, "min_intensity": self.metadata.get("min_intensity"),
+                                  "max_peaks": self.metadata.get("max_peaks")})
+        return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
+                                self.elements[rows], offsets, self.d[keep], f2[keep].astype(np.float32),
+                                self.hkl[keep], meta)
+
+    # ---- build, save, load ----------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, source: str | Path, *, symprec: float = 0.1, d_min: float = DEFAULT_D_MIN,
+              min_intensity: float = DEFAULT_MIN_INTENSITY, max_peaks: int | None = DEFAULT_MAX_PEAKS,
+              workers: int | None = None,
+              ids: Iterable[str] | None = None, progress: bool = True) -> ReferenceLibrary:
+        """Library of every CIF in ``source`` (a folder, searched recursively, a tar archive or one CIF).
+
+        Parallel over ``workers`` processes (default: the cores available), with a progress bar. A CIF
+        that cannot be read or analysed is reported in ``metadata["failures"]`` (id, reason) and
+        skipped, never fatal. :class:`DataError` if no structure at all could be used.
+        """
+        from synthxrd import __version__, stats
+
+        if not (isinstance(d_min, (int, float)) and 0.3 <= d_min <= 10):
+            raise ConfigError(f"d_min must be between 0.3 and 10 Å, got {d_min!r}")
+        if not (isinstance(min_intensity, (int, float)) and 0 <= min_intensity < 1):
+            raise ConfigError(f"min_intensity must be in [0, 1), got {min_intensity!r}")
+        if max_peaks is not None and not (isinstance(max_peaks, int) and max_peaks >= 1):
+            raise ConfigError(f"max_peaks must be a positive integer or None, got {max_peaks!r}")
+        if not (isinstance(symprec, (int, float)) and math.isfinite(symprec) and symprec > 0):
+            raise ConfigError(f"symprec must be a positive number (Å), got {symprec!r}")
+        start = time.perf_counter()
+        work = partial(_entries_chunk, symprec=float(symprec), d_min=float(d_min), min_intensity=float(min_intensity),
+                       max_peaks=max_peaks)
+        results = stats.map_cifs(source, work, workers=workers, ids=ids, progress=progress, desc="library")
+        results.sort(key=lambda r: r[0])
+        entries = [e for _, e, _ in results if e is not None]
+        failures = [[i, reason] for i, e, reason in results if e is None]
+        if not entries:
+            first = f" (first failure: {failures[0][0]}: {failures[0][1]})" if failures else ""
+            raise DataError(f"{source}: no structure could be used for a library{first}")
+        counts = np.array([len(e[5]) for e in entries], np.int64)
+        offsets = np.zeros(len(entries) + 1, np.int64)
+        offsets[1:] = np.cumsum(counts)
+        hkl = np.concatenate([e[7] for e in entries])
+        if np.abs(hkl).max() > np.iinfo(np.int16).max:
+            raise DataError(f"{source}: Miller indices beyond {np.iinfo(np.int16).max} (cell too large)")
+        metadata = {
+            "format_version": LIBRARY_FORMAT_VERSION,
+            "source": str(source),
+            "symprec": float(symprec),
+            "d_min": float(d_min),
+            "min_intensity": float(min_intensity),
+            "max_peaks": max_peaks,
+            "package_version": __version__,
+            "n_structures": len(entries),
+            "n_failures": len(failures),
+            "failures": failures,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+        }
+        return cls(
+            np.array([e[0] for e in entries], dtype=str),
+            np.array([e[1] for e in entries], dtype=str),
+            np.array([e[2] for e in entries], np.int16),
+            np.array([e[3] for e in entries], np.float32),
+            np.array([e[4] for e in entries], np.uint64),
+            offsets,
+            np.concatenate([e[5] for e in entries]).astype(np.float32),
+            np.concatenate([e[6] for e in entries]).astype(np.float32),
+            hkl.astype(np.int16),
+            metadata,
+        )
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the library as a compressed ``.npz`` (atomically; refuses an existing file unless ``overwrite``).
+
+        ``f2`` is stored to 12 significant bits (relative precision 4.9e-4)."""
+        from synthxrd.files import atomic_write, check_new
+
+        path = Path(path)
+        check_new([path], overwrite=overwrite)
+        meta = {k: v for k, v in self.metadata.items() if k != "path"}
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        # |F|^2 m to 12 significant bits (relative 4.9e-4): the zero low bytes compress, the values
+        # stay float32 and exact to what a powder intensity can be compared with
+        arrays["f2"] = (np.asarray(self.f2, np.float32).view(np.uint32) & np.uint32(_F2_MASK)).view(np.float32)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, metadata=np.array(json.dumps(meta)), **arrays)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ReferenceLibrary:
+        """Read a library file; ``None`` gives the library shipped with synthxrd.
+
+        Raises
+        ------
+        DataError
+            Missing, corrupt or foreign file, or a format version this synthxrd does not read.
+        """
+        if path is None:
+            resource = files("synthxrd").joinpath("resources", *SHIPPED_LIBRARY)
+            if not resource.is_file():
+                raise DataError("no reference library is shipped with this installation; "
+                                "build one with `synthxrd library build SOURCE --out FILE`")
+            with as_file(resource) as file:
+                return cls._read(file, "shipped")
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: no such library file")
+        return cls._read(p, str(p))
+
+    @classmethod
+    def _read(cls, file: Path, label: str) -> ReferenceLibrary:
+        import zipfile
+
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                missing = [k for k in ("metadata", *_ARRAYS) if k not in npz.files]
+                if missing:
+                    raise DataError(f"{label}: not a synthxrd reference library (missing {', '.join(missing)})")
+                meta = json.loads(str(npz["metadata"]))
+                arrays = {k: npz[k] for k in _ARRAYS}
+        except DataError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{label}: cannot read the reference library ({reason})") from None
+        if meta.get("format_version") != LIBRARY_FORMAT_VERSION:
+            raise DataError(f"{label}: library format version {meta.get('format_version')!r}; this synthxrd "
+                            f"reads version {LIBRARY_FORMAT_VERSION} (rebuild it with `synthxrd library build`)")
+        meta["path"] = label
+        return cls(metadata=meta, **arrays)
+
+    # ---- search ---------------------------------------------------------------------------------
+
+    def search(self, two_theta, intensities, *, k: int = 10, wavelength: float | str | None = None,
+               elements: Sequence[str] | str | None = None, only_elements: bool = False,
+               settings=None) -> list[list]:
+        """Best-matching structures of each pattern; see :func:`synthxrd.match.search.search`."""
+        from synthxrd.match.search import search
+
+        return search(self, two_theta, intensities, k=k, wavelength=wavelength, elements=elements,
+                      only_elements=only_elements, settings=settings)
