@@ -274,6 +274,8 @@ class Evaluation:
     config : what the report should record (model, inputs, options).
     components : with a reference library, the sources ``probabilities`` fuses:
         ``{"network": (N, 230), "search": (N, 230)}``, scored beside it; empty otherwise.
+    matches : with a reference library (manifest inputs), the best matches of each pattern as dicts
+        (id, formula, spacegroup, score, scale); empty otherwise.
     """
 
     probabilities: np.ndarray
@@ -285,6 +287,7 @@ class Evaluation:
     failures: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    matches: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def known(self) -> np.ndarray:
@@ -362,6 +365,8 @@ class Evaluation:
             out.append({"source": src, "spacegroup": y, "known": bool(y in self.classes),
                         "p_true": float(self.probabilities[i, y - 1]),
                         "top": [[int(j) + 1, float(self.probabilities[i, j])] for j in order[i]]})
+            if self.matches:
+                out[-1]["matches"] = self.matches[i][:3]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -457,7 +462,8 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
                       config={"model": _model_config(predictor), "input": {"manifest": str(manifest),
                               "variant": variant, "wavelength_argument": wavelength,
                               "n_rows": len(entries)}, "statistics": st_name},
-                      components=_components(results))
+                      components=_components(results),
+                      matches=[[m.to_dict() for m in r.matches] for r in results] if predictor.library else [])
 
 
 def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.ndarray | None,

@@ -8,8 +8,8 @@
    like a laboratory measurement (:func:`synthxrd.augment.augmented_patterns` with the ``default``
    realism the networks are trained with), and plot ``n_plot`` of them side by side;
 3. **predict** the space groups of the 17 measured patterns shipped with the package
-   (``resources/measured``, XRED, see its ``SOURCE.md``) with the pretrained model
-   (:class:`synthxrd.predict.Predictor`), and
+   (``resources/measured``, XRED, see its ``SOURCE.md``): search-match against the shipped reference
+   library fused with the pretrained model (:class:`synthxrd.predict.Predictor`), and
 4. **evaluate** those predictions next to the frequency-prior baseline (:mod:`synthxrd.evaluate`:
    metrics, confusion matrices, reliability diagram).
 
@@ -61,6 +61,7 @@ class QuickstartConfig:
     n_plot: int = 6  # of them plotted, ideal vs realistic
     augment: str = "default"  # realism of the "realistic" patterns: synthxrd.augment.augment_config spec
     model: str | None = None  # checkpoint or training run folder; None: the model shipped with the package
+    library: bool = True  # fuse search-match against the shipped reference library (False: network alone)
     overwrite: bool = False  # write into a non-empty folder, replacing files of the same names
 
     def __post_init__(self) -> None:
@@ -137,7 +138,8 @@ def _prediction_rows(evaluation, entries) -> list[dict[str, Any]]:
         sg = p["spacegroup"]
         rows.append({"file": file_of.get(p["source"], p["source"]), "sample": p["source"], "spacegroup": sg,
                      "symbol": hermann_mauguin(sg), "known": p["known"], "p_true": p["p_true"], "top5": top,
-                     "top1_hit": top[0][0] == sg, "top5_hit": any(g == sg for g, _ in top)})
+                     "top1_hit": top[0][0] == sg, "top5_hit": any(g == sg for g, _ in top),
+                     "best_match": (p.get("matches") or [None])[0]})
     return rows
 
 
@@ -147,12 +149,16 @@ def _write_predictions_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file", "sample", "spacegroup", "symbol", "in_model_classes", "p_true",
-                     *[f"top{i}" for i in range(1, 6)], *[f"p{i}" for i in range(1, 6)], "top1_hit", "top5_hit"])
+                     *[f"top{i}" for i in range(1, 6)], *[f"p{i}" for i in range(1, 6)], "top1_hit", "top5_hit",
+                     "match_id", "match_formula", "match_spacegroup", "match_score"])
     for r in rows:
         groups = [g for g, _ in r["top5"]] + [""] * (5 - len(r["top5"]))
         probs = [f"{q:.4f}" for _, q in r["top5"]] + [""] * (5 - len(r["top5"]))
+        m = r.get("best_match") or {}
         writer.writerow([r["file"], r["sample"], r["spacegroup"], r["symbol"], int(r["known"]), f"{r['p_true']:.4f}",
-                         *groups, *probs, int(r["top1_hit"]), int(r["top5_hit"])])
+                         *groups, *probs, int(r["top1_hit"]), int(r["top5_hit"]), m.get("id", ""),
+                         m.get("formula", ""), m.get("spacegroup", ""),
+                         f"{m['score']:.3f}" if m else ""])
     return write_text(path, buffer.getvalue())
 
 
@@ -161,12 +167,16 @@ def format_predictions(rows: list[dict[str, Any]]) -> str:
 
     A true group that is not one of the model's classes is marked ``*`` (it cannot be predicted).
     """
-    lines = [f"{'file':16s} {'true SG':14s} {'top-5 (probability)':64s} top-1 top-5"]
+    matched = any(r.get("best_match") for r in rows)
+    lines = [f"{'file':16s} {'true SG':14s} {'top-5 (probability)':64s} top-1 top-5"
+             + ("  best match (score)" if matched else "")]
     for r in rows:
         true = f"{r['spacegroup']:3d} {r['symbol']}" + ("" if r["known"] else " *")
         top = "  ".join(f"{g:3d} ({q:.2f})" for g, q in r["top5"])
+        m = r.get("best_match")
+        match = f"  {m['id']} {m['formula']} {m['spacegroup']} ({m['score']:.2f})" if m else ""
         lines.append(f"{r['file']:16s} {true:14s} {top:64s} {'yes' if r['top1_hit'] else 'no':>5s} "
-                     f"{'yes' if r['top5_hit'] else 'no':>5s}")
+                     f"{'yes' if r['top5_hit'] else 'no':>5s}{match}")
     return "\n".join(lines)
 
 
@@ -222,7 +232,7 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), *, progress: b
     realism = augment_config(config.augment)
     manifest = measured_manifest()
     say(f"loading the model ({config.model or 'shipped with synthxrd'})")
-    predictor = Predictor.load(config.model, device="cpu")
+    predictor = Predictor.load(config.model, device="cpu", library="default" if config.library else None)
     lap("load_model")
 
     # 1 + 2: crystals and their patterns, chunk by chunk

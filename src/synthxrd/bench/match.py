@@ -1,10 +1,12 @@
 """``synthxrd bench match``: search-match speed and accuracy against the naive baseline, same run.
 
 The **naive baseline** (issue "Identify measured patterns against known structures"): every library
-structure simulated on a 0.05 degree grid with Gaussian peaks of sigma 0.1 degrees, square-root
-intensities, cosine similarity with the measured pattern (resampled onto that grid, square root)
-maximised over 17 isotropic d-spacing scales 0.96-1.04; the space group of the best hit. Its
-17 simulations of the whole library are counted in its time, as the baseline has no index.
+structure simulated on a 0.05 degree grid as Gaussian peaks of sigma 0.1 degrees with square-root
+peak intensities, cosine similarity with the measured pattern (resampled onto that grid, square
+root) maximised over 17 isotropic d-spacing scales 0.96-1.04; the space group of the best hit. Its
+17 simulations of the whole library are counted in its time, as the baseline has no index. (Taking
+the square root of the broadened profile instead of the peak heights gives 27 % instead of 51 %
+top-1 on rruff_dev: the noise floor of the measured pattern then dominates.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics"]
+__all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics", "summary_lines", "default_patterns"]
+
+
+def default_patterns():
+    """rruff_dev of the shared data (``$SYNTHXRD_SHARED_DATA`` or ``../shared/data`` from here)."""
+    import os
+    from pathlib import Path
+
+    from synthxrd.errors import ConfigError
+
+    root = Path(os.environ.get("SYNTHXRD_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
+    path = root / "experimental" / "rruff_dev" / "rruff_dev300.npz"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; give --patterns NPZ (two_theta, patterns, spacegroup)")
+    return path
 
 
 def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406, k: int = 10,
@@ -38,8 +54,8 @@ def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406,
         ok = sin < 1
         tt = np.where(ok, np.degrees(2 * np.arcsin(np.minimum(sin, 1))), -1e3)
         height = np.where(ok, library.f2 * lorentz_polarization(np.radians(np.where(ok, tt, 90)) / 2), 0)
-        rows = render_rows(library.offsets, tt, height, np.full(len(tt), sigma), grid.start, grid.step, grid.n)
-        np.sqrt(rows / np.maximum(rows.max(axis=1, keepdims=True), 1e-30), out=rows)
+        rows = render_rows(library.offsets, tt, np.sqrt(height), np.full(len(tt), sigma), grid.start, grid.step,
+                           grid.n)
         rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         np.maximum(best, (rows @ q.T.astype(np.float32)).T, out=best)
     return [list(np.argsort(-b, kind="stable")[:k]) for b in best]
@@ -74,9 +90,15 @@ def run_bench(*, library_path=None, patterns_path=None, max_patterns: int = 0, n
     from synthxrd.bench.common import machine_info, pin_single_core
     from synthxrd.match import ReferenceLibrary
 
+    from synthxrd.errors import DataError
+
     pinned = pin_single_core()
-    data = np.load(patterns_path, allow_pickle=False)
-    tt, x, labels = data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64), data["spacegroup"]
+    try:
+        with np.load(patterns_path, allow_pickle=False) as data:
+            tt, x, labels = (data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64),
+                             data["spacegroup"])
+    except (KeyError, OSError, ValueError) as exc:
+        raise DataError(f"{patterns_path}: needs arrays two_theta, patterns, spacegroup ({exc})") from None
     if max_patterns:
         x, labels = x[:max_patterns], labels[:max_patterns]
     t0 = time.perf_counter()
@@ -86,10 +108,11 @@ def run_bench(*, library_path=None, patterns_path=None, max_patterns: int = 0, n
     library.search(tt, x[:1], k=1)  # first call renders the library at this wavelength (cached)
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    matches = library.search(tt, x, k=50)
+    matches = library.search(tt, x, k=50)  # patterns are searched in batches, as a user would
     search_s = time.perf_counter() - t0
     result: dict[str, Any] = {
-        "machine": machine_info(), "pinned": pinned, "n_patterns": len(x), "n_structures": len(library),
+        "machine": machine_info(), "pinned": pinned, "patterns": str(patterns_path), "n_patterns": len(x),
+        "n_structures": len(library),
         "library": library.label, "load_s": load_s, "render_s": prepare_s,
         "search_ms_per_pattern": 1e3 * search_s / len(x),
         "search": ranking_metrics([spacegroup_ranking(m.spacegroup for m in ms) for ms in matches], labels),
@@ -101,3 +124,20 @@ def run_bench(*, library_path=None, patterns_path=None, max_patterns: int = 0, n
         result["naive_ms_per_pattern"] = 1e3 * naive_s / len(x)
         result["naive"] = ranking_metrics([spacegroup_ranking(library.spacegroups[r]) for r in rows], labels)
     return result
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The benchmark as a short table."""
+    lines = [f"search-match on {result['n_patterns']} labelled patterns ({result['patterns']}) against "
+             f"{result['n_structures']} structures ({result['library']}), one pinned core",
+             f"library load {result['load_s']:.1f} s, rendering at this wavelength {result['render_s']:.1f} s (once)",
+             f"{'method':<14}{'ms/pattern':>12}{'top-1':>8}{'top-5':>8}{'crystal system':>16}"]
+    rows = [("synthxrd", result["search_ms_per_pattern"], result["search"])]
+    if "naive" in result:
+        rows.append(("naive", result["naive_ms_per_pattern"], result["naive"]))
+    for name, ms, m in rows:
+        lines.append(f"{name:<14}{ms:>12.1f}{m['top1']:>8.3f}{m['top5']:>8.3f}{m['crystal_system']:>16.3f}")
+    if "naive" in result:
+        lines.append(f"speed-up {result['naive_ms_per_pattern'] / result['search_ms_per_pattern']:.1f}x; "
+                     f"top-1 {result['search']['top1'] - result['naive']['top1']:+.3f}")
+    return lines

@@ -4,6 +4,8 @@
   synthxrd bench generate [--json FILE]   pyxtal random_crystal vs Generator.sample/sample_batch,
                                           and generate -> simulate patterns/s
   synthxrd bench train [--json FILE]      trainer steps/s, stream patterns/s, data-wait fraction
+  synthxrd bench match [--json FILE]      search-match ms/pattern and accuracy vs the naive baseline
+                                          (labelled patterns; default rruff_dev of the shared data)
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="trainer and data stream on the CPU (park_big, resnet10)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (default 10)")
+    p = sub.add_parser("match", help="search-match vs the naive nearest-neighbour baseline")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--patterns", metavar="NPZ", default=None,
+                   help="labelled patterns: two_theta, patterns, spacegroup (default: "
+                        "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
+    p.add_argument("--library", metavar="FILE", help="reference library (default: shipped)")
+    p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         from synthxrd.stats import Statistics
 
         result = run_benchmark(n=args.n, seed=args.seed, statistics=Statistics.load(args.statistics))
+    elif args.what == "match":
+        from synthxrd.bench.match import default_patterns, run_bench, summary_lines
+
+        result = run_bench(library_path=args.library, patterns_path=args.patterns or default_patterns(),
+                           max_patterns=args.max_patterns, naive=not args.no_naive)
     else:
         from synthxrd.bench.train import run_benchmark, summary_lines
 

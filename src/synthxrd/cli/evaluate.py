@@ -1,4 +1,5 @@
-"""Evaluate a trained network on labelled patterns, next to the frequency-prior baseline.
+"""Evaluate the predictor on labelled patterns: network alone, search-match alone and fused, next to
+the frequency-prior baseline.
 
 Input (one of):
   --manifest CSV [--variant V]   measured pattern files listed in a CSV with columns pattern_path
@@ -6,6 +7,15 @@ Input (one of):
                                  sample_id, variant (the layout of experimental/manifest.csv)
   --validation-dir DIR --set S   a cached validation set (synthxrd validation build): match, all, ...
   --dataset FILE.h5              any synthxrd dataset file with patterns and space-group labels
+  --patterns FILE.npz            labelled patterns on one 2theta axis: two_theta (M,), patterns (N, M),
+                                 spacegroup (N,) (the layout of experimental/rruff_dev), at --wavelength
+                                 (default Cu K-alpha1)
+
+By default the predictor fuses the network with search-match against the library shipped with
+synthxrd, and the report scores the fused answer ("fused"), the network alone ("network") and the
+search alone ("search") side by side. --no-library evaluates the network alone; --library FILE uses
+another library; --hold-out-test leaves the test part of the split (--split, default the shipped one)
+out of the library, so that validation sets of unseen prototypes stay unseen.
 
 Metrics, on all patterns and on those whose true group is one of the model's classes ("known"):
 top-1 and top-5 space group, crystal system (largest summed probability), extinction group (largest
@@ -21,6 +31,8 @@ A pattern file that cannot be read is reported in one line on stderr and left ou
 Exit status: 0 done, 1 some pattern file failed, 2 bad options, model or existing outputs.
 
 Examples:
+  synthxrd evaluate --patterns ../shared/data/experimental/rruff_dev/rruff_dev300.npz --out eval/rruff
+  synthxrd evaluate --validation-dir validation --set match --hold-out-test --out eval/match
   synthxrd evaluate --model runs/park --manifest data/experimental/manifest.csv --variant raw --out eval/raw
   synthxrd evaluate --model runs/park/best.pt --validation-dir cache/validation --set match --out eval/match
 """
@@ -40,7 +52,8 @@ HELP = "evaluate a trained network on labelled patterns (accuracies, prior basel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="PATH", help="checkpoint file or training run folder")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="checkpoint file or training run folder (default: the model shipped with synthxrd)")
     parser.add_argument("--manifest", metavar="CSV", help="manifest of measured pattern files with space groups")
     parser.add_argument("--variant", help="only manifest rows of this variant (e.g. raw)")
     parser.add_argument("--wavelength", metavar="LAMBDA",
@@ -48,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-dir", metavar="DIR", help="cached validation sets (synthxrd validation build)")
     parser.add_argument("--set", dest="set_name", metavar="NAME", help="validation set name (match, all, ...)")
     parser.add_argument("--dataset", metavar="FILE", help="synthxrd dataset file (.h5) with patterns and labels")
+    parser.add_argument("--patterns", metavar="FILE", help="labelled patterns (.npz: two_theta, patterns, spacegroup)")
+    parser.add_argument("--library", metavar="FILE", help="reference library (default: the one shipped with synthxrd)")
+    parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
+    parser.add_argument("--hold-out-test", action="store_true",
+                        help="leave the structures of the split's test part out of the library")
+    parser.add_argument("--split", metavar="FILE", help="with --hold-out-test: split CSV (default: the shipped split)")
     parser.add_argument("--max-patterns", type=int, default=0, metavar="N",
                         help="validation set / dataset: evaluate a fixed random subsample of N patterns (default all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
@@ -63,26 +82,54 @@ def _fmt(value) -> str:
 
 
 def format_table(summary: dict) -> str:
-    """The compact metrics table: model and prior baseline, on all patterns and on the known classes."""
+    """The compact metrics table, on all patterns and on the known classes: the model (the fused answer
+    where a library was used, then the network and the search alone) and the prior baseline."""
     rows = [("top-1 space group", "top1"), ("top-5 space group", "top5"), ("crystal system", "crystal_system"),
             ("extinction group", "extinction_group"), ("ECE (15 bins)", "ece"), ("mean p(true group)", "mean_p_true")]
     a, k = summary["all"], summary["known"]
+    fused = "network" in a
+    columns = [("model", "fused" if fused else "model")] + (
+        [("network", "network"), ("search", "search")] if fused else []) + [("baseline", "prior")]
+    width = 8 * len(columns)
     all_label = f"all (n={a['model']['n']})"
     known_label = f"known classes (n={k['model']['n']})"
-    groups = f"{all_label:^14s}      {known_label:^14s}"
-    lines = [f"{'':20s}  {groups}", f"{'metric':20s}  {'model':>6s}  {'prior':>6s}      {'model':>6s}  {'prior':>6s}"]
+    head = "".join(f"{name:>8s}" for _, name in columns)
+    lines = [f"{'':20s}{all_label:^{width}s}    {known_label:^{width}s}", f"{'metric':20s}{head}    {head}"]
     for label, key in rows:
-        lines.append(f"{label:20s}  {_fmt(a['model'][key])}  {_fmt(a['baseline'][key])}      "
-                     f"{_fmt(k['model'][key])}  {_fmt(k['baseline'][key])}")
+        cells = "".join(f"  {_fmt(a[c][key])}" for c, _ in columns)
+        known_cells = "".join(f"  {_fmt(k[c][key])}" for c, _ in columns)
+        lines.append(f"{label:20s}{cells}    {known_cells}")
     return "\n".join(lines)
+
+
+def _library(args: argparse.Namespace):
+    """The reference library of the run: shipped or --library, without the split's test part if asked."""
+    import numpy as np
+
+    from synthxrd.match import ReferenceLibrary
+
+    library = ReferenceLibrary.load(args.library)
+    if not args.hold_out_test:
+        return library
+    from synthxrd.split import load_split
+
+    split = load_split(args.split)
+    test = np.isin(library.ids, split.ids_of("test"))
+    held = library.select(~test)
+    held.metadata["held_out"] = {"split": split.path or "shipped", "part": "test", "n_removed": int(test.sum())}
+    return held
 
 
 def run(args: argparse.Namespace) -> int:
     sources = [name for name, given in (("--manifest", args.manifest), ("--validation-dir", args.validation_dir),
-                                         ("--dataset", args.dataset)) if given]
+                                         ("--dataset", args.dataset), ("--patterns", args.patterns)) if given]
     if len(sources) != 1:
-        raise ConfigError("give exactly one input: --manifest CSV, --validation-dir DIR --set NAME, or --dataset FILE"
-                          + (f" (got {' and '.join(sources)})" if sources else ""))
+        raise ConfigError("give exactly one input: --manifest CSV, --validation-dir DIR --set NAME, --dataset FILE "
+                          "or --patterns FILE" + (f" (got {' and '.join(sources)})" if sources else ""))
+    if args.no_library and (args.library or args.hold_out_test):
+        raise ConfigError("--no-library excludes --library and --hold-out-test")
+    if args.split and not args.hold_out_test:
+        raise ConfigError("--split only applies to --hold-out-test")
     if args.validation_dir and not args.set_name:
         raise ConfigError("--validation-dir needs --set NAME (e.g. match)")
     if args.set_name and not args.validation_dir:
@@ -102,14 +149,23 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from synthxrd.evaluate import evaluate_dataset, evaluate_manifest, evaluate_validation_set, write_report
+    from synthxrd.evaluate import (
+        evaluate_dataset,
+        evaluate_manifest,
+        evaluate_patterns,
+        evaluate_validation_set,
+        write_report,
+    )
     from synthxrd.predict import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device)
+    library = None if args.no_library else _library(args)
+    predictor = Predictor.load(args.model, device=args.device, library=library)
     if args.manifest:
         ev = evaluate_manifest(predictor, args.manifest, variant=args.variant, wavelength=wavelength,
                                statistics=args.statistics, progress=True,
                                on_failure=lambda message: tqdm.write(message, file=sys.stderr))
+    elif args.patterns:
+        ev = evaluate_patterns(predictor, args.patterns, wavelength=wavelength, statistics=args.statistics)
     elif args.validation_dir:
         ev = evaluate_validation_set(predictor, args.validation_dir, args.set_name, max_patterns=args.max_patterns,
                                      seed=args.seed, statistics=args.statistics)
@@ -126,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {meta.get('checkpoint', predictor.source)} ({name}, step {meta.get('step')}, "
           f"{len(predictor.classes)} classes); prior: space-group frequencies of the statistics "
           f"({ev.config['statistics']})")
+    if library is not None:
+        held = library.metadata.get("held_out")
+        print(f"library: {library.label}, {len(library)} structures"
+              + (f" ({held['n_removed']} of the split's test part held out)" if held else ""))
     print(format_table(s))
     print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
     return 1 if ev.failures else 0

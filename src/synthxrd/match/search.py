@@ -54,6 +54,9 @@ class SearchSettings:
     scale_max: float = 1.06
     #: Patterns are compared as intensity ** power (0.5: square root, weights weak peaks up).
     power: float = 0.3
+    #: Apply ``power`` to the library's peak heights before broadening (True) or to its broadened
+    #: profile (False); measured patterns always get it on the profile.
+    power_on_peaks: bool = True
     #: Width (degrees) of the rolling minimum that estimates the background; 0 switches it off.
     background_window_deg: float = 3.0
     #: Gaussian sigma (degrees) that smooths the measured pattern (noise); 0 switches it off.
@@ -249,10 +252,12 @@ def _prepare_library(library: ReferenceLibrary, wavelength: float, settings: Sea
     ok = s < 1
     theta = np.arcsin(np.where(ok, s, 0.5))
     height = np.where(ok, library.f2 * lorentz_polarization(theta), 0.0)
+    if settings.power_on_peaks:
+        height = height ** settings.power
     position = -np.log(d)
     screen = _axis(library, theta, settings, settings.screen_q_step, settings.sigma_deg)
     screen.rows = _normalise(render_rows(library.offsets, position, height, screen.sigma, screen.start, screen.step,
-                                         screen.n), settings.power)
+                                         screen.n), 1.0 if settings.power_on_peaks else settings.power)
     fine = [_axis(library, theta, settings, settings.q_step, float(x)) for x in settings.refine_sigmas_deg]
     return _Prepared(wavelength, position, height, screen, fine)
 
@@ -260,7 +265,7 @@ def _prepare_library(library: ReferenceLibrary, wavelength: float, settings: Sea
 def _prepared(library: ReferenceLibrary, wavelength: float, settings: SearchSettings) -> _Prepared:
     """:func:`_prepare_library`, cached on the library for the last wavelength and settings used."""
     key = (round(wavelength, 6), settings.q_step, settings.screen_q_step, settings.sigma_deg, settings.power,
-           settings.d_max, tuple(settings.refine_sigmas_deg))
+           settings.d_max, tuple(settings.refine_sigmas_deg), settings.power_on_peaks)
     cache = library.__dict__.setdefault("_search_cache", {})
     if key not in cache:
         cache.clear()  # one at a time: the screening matrix is N x G float32
@@ -347,7 +352,7 @@ def _refine(prep: _Prepared, library: ReferenceLibrary, candidates: np.ndarray, 
     total = np.zeros((len(candidates), len(shifts)), np.float32)
     for axis in prep.fine:
         rows = _normalise(render_selected(library.offsets, candidates, prep.position, prep.height, axis.sigma,
-                                          axis.start, axis.step, axis.n), power)
+                                          axis.start, axis.step, axis.n), power)  # power 1 if on peaks
         total += (rows @ cols) * _inverse_norms((rows * rows) @ masks.astype(np.float32)) * inv_query[None]
     total /= len(prep.fine)
     best = total.argmax(axis=1)
@@ -411,7 +416,8 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
         for i in range(len(batch)):
             top = np.argpartition(-coarse[i], min(n_candidates, coarse.shape[1]) - 1)[:n_candidates]
             rows = top if rows_of is None else rows_of[top]
-            score, shift = _refine(prep, library, rows, fine_values[i], fine_covered, fine_shifts, settings.power)
+            score, shift = _refine(prep, library, rows, fine_values[i], fine_covered, fine_shifts,
+                                   1.0 if settings.power_on_peaks else settings.power)
             order = np.argsort(-score, kind="stable")[:k]
             out.append([_match(library, int(rows[j]), float(score[j]),
                                math.exp(-fine_shifts[shift[j]] * settings.q_step)) for j in order])
