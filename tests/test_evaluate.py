@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib.resources import files
 import os
 from pathlib import Path
 
@@ -177,8 +178,11 @@ def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
     assert "5 patterns" in stdout and "1 failed" in stdout
     for label in ("top-1 space group", "top-5 space group", "crystal system", "extinction group", "ECE (15 bins)"):
         assert label in stdout
-    assert "model   prior" in stdout
+    assert "fused network  search   prior" in stdout and "library: shipped, 46627 structures" in stdout
     doc = json.loads((out / "evaluation.json").read_text())
+    assert {"model", "network", "search", "baseline"} <= set(doc["summary"]["all"])
+    assert doc["predictions"][0]["matches"][0]["id"].startswith("mp-")
+    assert doc["config"]["model"]["library"]["n_structures"] == 46627 and doc["config"]["model"]["fusion"]
     assert doc["summary"]["n_patterns"] == 5 and len(doc["failures"]) == 1 and len(doc["predictions"]) == 5
     assert len(doc["reliability"]["bins"]) == 15 and len(doc["confusion_crystal_system"]["matrix"]) == 7
     for name in OUTPUT_FILES[1:]:
@@ -186,6 +190,43 @@ def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
     assert main(args) == 2 and "already exists" in capsys.readouterr().err  # no overwrite
     assert main(["evaluate", "--model", str(tiny_run), "--out", str(out)]) == 2  # no input
     assert "exactly one input" in capsys.readouterr().err
+    assert main([*args[:-2], "--no-library", "--overwrite"]) == 1
+    stdout = capsys.readouterr().out
+    assert "model   prior" in stdout and "library:" not in stdout
+    assert main([*args, "--no-library", "--hold-out-test"]) == 2
+    assert "--no-library excludes" in capsys.readouterr().err
+
+
+def test_evaluate_labelled_patterns_npz_with_a_held_out_library(tiny_run, tmp_path, capsys):
+    """--patterns: labelled patterns on one axis; --hold-out-test: the split's test part leaves the library."""
+    from synthxrd import simulate
+    from synthxrd.match import ReferenceLibrary
+    from synthxrd.split import load_split
+    from synthxrd.structure import read_cif
+
+    examples = Path(str(files("synthxrd") / "resources" / "examples"))
+    names = ("NaCl", "Si", "SrTiO3")
+    tt = np.arange(10.0, 85.0, 0.02)
+    patterns = []
+    for name in names:
+        pos, inten = simulate.peaks(read_cif(examples / f"{name}.cif"), 1.5406, (9.0, 86.0))
+        patterns.append(sum(i * np.exp(-0.5 * ((tt - p) / 0.08) ** 2) for p, i in zip(pos, inten)))
+    path = tmp_path / "labelled.npz"
+    np.savez(path, two_theta=tt, patterns=np.array(patterns), spacegroup=np.array([225, 227, 221]))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(tiny_run), "--patterns", str(path), "--out", str(out), "--hold-out-test",
+                 "--device", "cpu"]) == 0
+    stdout = capsys.readouterr().out
+    test_part = len(set(load_split().ids_of("test")) & set(ReferenceLibrary.load().ids.tolist()))
+    assert f"library: shipped, {46627 - test_part} structures ({test_part} of the split's test part held out)" in stdout
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["summary"]["n_patterns"] == 3 and {"network", "search"} <= set(doc["summary"]["all"])
+    # SrTiO3 (mp-5229) is in the statistics part and found; NaCl and Si are in the test part, held out
+    assert doc["predictions"][2]["top"][0][0] == 221 and doc["config"]["model"]["library"]["held_out"]["n_removed"] > 0
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, two_theta=tt)
+    assert main(["evaluate", "--model", str(tiny_run), "--patterns", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert "bad.npz: needs arrays two_theta, patterns and spacegroup" in capsys.readouterr().err
 
 
 # ---- datasets and validation sets -----------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from synthxrd.cli import main  # noqa: E402
-from synthxrd.errors import DataError  # noqa: E402
+from synthxrd.errors import ConfigError, DataError  # noqa: E402
 from synthxrd.predict import (  # noqa: E402
     NO_SHIPPED_MODEL,
     Prediction,
@@ -145,7 +145,7 @@ def test_cli_predict_tables_errors_plots(tiny_run, measured, tmp_path, capsys):
 def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
     target = tmp_path / "pred.json"
     code = main(["predict", str(measured[0]), str(measured[1]), "--model", str(tiny_run / "best.pt"),
-                 "--wavelength", "1.54184", "--json", "--json-file", str(target), "--device", "cpu"])
+                 "--wavelength", "1.54184", "--json", "--json-file", str(target), "--device", "cpu", "--no-library"])
     out, _ = capsys.readouterr()
     assert code == 0
     doc = json.loads(out)
@@ -154,6 +154,47 @@ def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
     first = doc["results"][0]
     assert first["ok"] and len(first["top"]) == 5 and set(first["crystal_systems"]) >= {"cubic", "trigonal"}
     assert first["top"][0]["spacegroup"] in doc["model"]["classes"]
+
+
+def test_fused_predictor(tiny_run, measured):
+    """With the shipped library: one fused distribution, the network's and the search's own, the matches."""
+    fused = Predictor.load(tiny_run, device="cpu")
+    assert fused.library is not None and len(fused.library) == 46627 and "library=46627" in repr(fused)
+    result = fused.predict_file(measured[1], wavelength=1.54184, k=4)  # MnS, Fm-3m
+    for p in (result.probabilities, result.network, result.search):
+        assert p.shape == (230,) and p.sum() == pytest.approx(1.0) and (p >= 0).all()
+    assert len(result.matches) == 4 and result.matches[0].score >= result.matches[-1].score
+    assert result.matches[0].spacegroup == 225 and result.top(1)[0][0] == 225
+    assert 0 <= result.confidence <= 1
+    doc = result.to_dict()
+    assert doc["matches"][0]["id"].startswith("mp-") and "network_top" in doc and json.dumps(doc)
+    # the array API gives the same fused answer as identify, and library=None the network's
+    alone = Predictor.load(tiny_run, device="cpu", library=None)
+    tt = np.linspace(10, 80, 3501)
+    y = _gaussians(tt, [20.0, 35.0, 50.0])
+    both = fused.identify(tt, y)
+    np.testing.assert_allclose(fused.predict(tt, y), both["probabilities"])
+    np.testing.assert_allclose(alone.predict(tt, y), both["network"])
+    only_o = fused.identify(tt, y, elements="O", only_elements=False)["matches"][0]
+    assert all("O" in m.formula for m in only_o)
+    with pytest.raises(ConfigError, match="unknown element"):
+        fused.predict(tt, y, elements="Qq")
+
+
+def test_cli_predict_fused_tables_and_options(tiny_run, measured, capsys):
+    args = ["predict", str(measured[0]), "--model", str(tiny_run), "--wavelength", "1.54184", "--device", "cpu"]
+    assert main([*args, "--matches", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "best matches (p that the best is right:" in out and out.count(" mp-") == 2
+    assert main([*args, "--no-library"]) == 0
+    assert "best matches" not in capsys.readouterr().out
+    assert main([*args, "--elements", "Al,Xx"]) == 2
+    assert "unknown element 'Xx'" in capsys.readouterr().err
+    assert main([*args, "--only-elements"]) == 2
+    assert "--only-elements needs --elements" in capsys.readouterr().err
+    assert main([*args, "--elements", "Al,O", "--only-elements", "--matches", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " mp-" in line]
+    assert len(lines) == 3 and all(set(line.split()[1]) <= set("AlO0123456789") for line in lines)
 
 
 def test_cli_predict_without_model(measured, capsys, monkeypatch):

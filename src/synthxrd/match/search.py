@@ -56,7 +56,7 @@ class SearchSettings:
     power: float = 0.3
     #: Apply ``power`` to the library's peak heights before broadening (True) or to its broadened
     #: profile (False); measured patterns always get it on the profile.
-    power_on_peaks: bool = True
+    power_on_peaks: bool = False
     #: Width (degrees) of the rolling minimum that estimates the background; 0 switches it off.
     background_window_deg: float = 3.0
     #: Gaussian sigma (degrees) that smooths the measured pattern (noise); 0 switches it off.
