@@ -324,3 +324,14 @@ def test_cli_library_build_info_search(cif_folder, tmp_path, capsys):
     assert "rutile" in best.lower() and " 136 P4_2/mnm" in best
     assert main(["library", "search", str(pattern), str(tmp_path / "missing.xy"), "--library", str(out)]) == 1
     assert "missing.xy: no such file" in capsys.readouterr().out
+
+
+def test_match_loads_without_torch_ray_matplotlib_or_training_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, synthxrd.match, synthxrd.match.fusion; "
+            "print(sorted(m for m in ('torch', 'ray', 'matplotlib', 'synthxrd.train', 'synthxrd.data', "
+            "'synthxrd.generate', 'synthxrd.validation') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -24,6 +24,6 @@ __all__ = ["__version__", "simulate", "structure", "errors"]
 
 
 def __getattr__(name: str):
-    if name in {"simulate", "structure", "errors", "generate", "stats", "io"}:
+    if name in {"simulate", "structure", "errors", "generate", "stats", "io", "match"}:
         return importlib.import_module(f"synthxrd.{name}")
     raise AttributeError(f"module 'synthxrd' has no attribute {name!r}")

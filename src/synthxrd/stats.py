@@ -676,21 +676,24 @@ def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None) -> I
                         "(.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2)")
 
 
-_Outcome: TypeAlias = tuple[str, "StructureRecord | None", "str | None"]
+_Outcome: TypeAlias = tuple[str, Any, "str | None"]  # (id, result or None, failure reason or None)
 
 
-def _analyze_chunk(chunk: list[tuple[str, str]], symprec: float, angle_tolerance: float,
-                   volumes: FloatArray) -> list[_Outcome]:
+def _outcomes(chunk: list[tuple[str, str]], analyse: Callable[[str, str], Any]) -> list[_Outcome]:
+    """``(id, analyse(id, text), None)`` per CIF of the chunk, or ``(id, None, reason)`` if it failed."""
     out: list[_Outcome] = []
     for identifier, text in chunk:
         try:
-            out.append((identifier, analyze_cif(text, id=identifier, symprec=symprec,
-                                                angle_tolerance=angle_tolerance, volumes=volumes), None))
+            out.append((identifier, analyse(identifier, text), None))
         except StructureError as exc:
             out.append((identifier, None, str(exc)))
         except Exception as exc:  # never fatal: one bad file must not stop a 50k-file run
             out.append((identifier, None, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+def _analyze_one(identifier: str, text: str, **options) -> StructureRecord:
+    return analyze_cif(text, id=identifier, **options)
 
 
 def _chunks(items: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -720,17 +723,19 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def map_cifs(source: str | Path, work: Callable[[list[tuple[str, str]]], list[Any]], *,
-             workers: int | None = None, ids: Iterable[str] | None = None, progress: bool = True,
-             desc: str = "stats") -> list[Any]:
-    """Apply ``work`` to chunks of ``(id, cif_text)`` of ``source`` (see :func:`iter_cif_texts`) in parallel.
+def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers: int | None = None,
+             ids: Iterable[str] | None = None, progress: bool = True, desc: str = "stats") -> list[_Outcome]:
+    """``analyse(id, cif_text)`` of every CIF of ``source`` (see :func:`iter_cif_texts`), in parallel.
 
     The main process streams the files and sends chunks of :data:`CHUNK_SIZE` CIF texts to
     ``workers`` processes (``workers=1``: everything in this process); at most ``4 * workers`` chunks
-    are in flight, so memory stays bounded for any collection. ``work`` must be picklable (a
-    module-level function or a ``functools.partial`` of one) and return one result per item; the
-    results come back as one list, in completion order.
+    are in flight, so memory stays bounded for any collection. ``analyse`` must be picklable (a
+    module-level function or a ``functools.partial`` of one). Returns ``(id, result, None)`` per CIF,
+    or ``(id, None, reason)`` where ``analyse`` raised (never fatal), in completion order.
     """
+    from functools import partial
+
+    work = partial(_outcomes, analyse=analyse)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -785,8 +790,8 @@ def compute_records(source: str | Path, *, symprec: float = DEFAULT_SYMPREC, ang
     from functools import partial
 
     _check_symprec(symprec)
-    work = partial(_analyze_chunk, symprec=symprec, angle_tolerance=angle_tolerance, volumes=atomic_volumes())
-    results: list[_Outcome] = map_cifs(source, work, workers=workers, ids=ids, progress=progress)
+    analyse = partial(_analyze_one, symprec=symprec, angle_tolerance=angle_tolerance, volumes=atomic_volumes())
+    results = map_cifs(source, analyse, workers=workers, ids=ids, progress=progress)
     results.sort(key=lambda r: r[0])
     records = [r for _, r, _ in results if r is not None]
     failures = [(i, reason) for i, r, reason in results if r is None]

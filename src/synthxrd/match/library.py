@@ -165,20 +165,6 @@ def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float,
             element_mask(numbers), d, f2, hkl)
 
 
-def _entries_chunk(chunk: list[tuple[str, str]], *, symprec: float, d_min: float, min_intensity: float,
-                   max_peaks: int | None):
-    out = []
-    for identifier, text in chunk:
-        try:
-            out.append((identifier, _entry_from_cif(identifier, text, symprec=symprec, d_min=d_min,
-                                                    min_intensity=min_intensity, max_peaks=max_peaks), None))
-        except StructureError as exc:
-            out.append((identifier, None, str(exc)))
-        except Exception as exc:  # never fatal: one bad file must not stop a 50k-file build
-            out.append((identifier, None, f"{type(exc).__name__}: {exc}"))
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # the library
 
@@ -382,9 +368,9 @@ class ReferenceLibrary:
         if not (isinstance(symprec, (int, float)) and math.isfinite(symprec) and symprec > 0):
             raise ConfigError(f"symprec must be a positive number (Å), got {symprec!r}")
         start = time.perf_counter()
-        work = partial(_entries_chunk, symprec=float(symprec), d_min=float(d_min), min_intensity=float(min_intensity),
-                       max_peaks=max_peaks)
-        results = stats.map_cifs(source, work, workers=workers, ids=ids, progress=progress, desc="library")
+        analyse = partial(_entry_from_cif, symprec=float(symprec), d_min=float(d_min),
+                          min_intensity=float(min_intensity), max_peaks=max_peaks)
+        results = stats.map_cifs(source, analyse, workers=workers, ids=ids, progress=progress, desc="library")
         results.sort(key=lambda r: r[0])
         entries = [e for _, e, _ in results if e is not None]
         failures = [[i, reason] for i, e, reason in results if e is None]
