@@ -21,10 +21,12 @@ PY=${PYTHON:-python}
 mkdir -p "$WORKDIR" "$OUTDIR"
 
 start=$(date +%s)
-"$PY" -m synthxrd stats "$SOURCE" --out "$WORKDIR/all.npz" --workers "$WORKERS" --symprec 0.1 --no-progress
+"$PY" -m synthxrd stats "$SOURCE" --out "$WORKDIR/all.npz" --workers "$WORKERS" --symprec 0.1 --no-progress \
+    --overwrite
 echo "stats of the whole collection: $(( $(date +%s) - start )) s wall with $WORKERS workers"
 
-"$PY" -m synthxrd split "$WORKDIR/all.npz" --out "$OUTDIR/default_split.csv.gz" --seed 0 --test-fraction 0.3
+"$PY" -m synthxrd split "$WORKDIR/all.npz" --out "$OUTDIR/default_split.csv.gz" --seed 0 --test-fraction 0.3 \
+    --overwrite
 "$PY" -m synthxrd stats "$WORKDIR/all.npz" --split "$OUTDIR/default_split.csv.gz" --part statistics \
-    --out "$OUTDIR/default.npz"
+    --out "$OUTDIR/default.npz" --overwrite
 ls -l "$OUTDIR"

@@ -155,10 +155,10 @@ def test_structure_type_csv_overrides_proxy(mini, tmp_path):
 
 def test_cli_split_from_stats_file_and_from_cifs(tmp_path, capsys):
     full = tmp_path / "all.npz"
-    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 0
+    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 1
     a, b = tmp_path / "a.csv", tmp_path / "b.csv.gz"
     assert main(["split", str(full), "--out", str(a), "--seed", "7"]) == 0
-    assert main(["split", str(MINI), "--out", str(b), "--seed", "7", "--workers", "1", "--no-progress"]) == 0
+    assert main(["split", str(MINI), "--out", str(b), "--seed", "7", "--workers", "1", "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "1 CIFs could not be analysed" in out and "prototype groups" in out
     sa, sb = read_split(a), read_split(b)
@@ -174,7 +174,7 @@ def test_cli_split_structure_types(tmp_path, capsys):
     types.write_text("id,structure_type\nnacl,NaCl\ncscl,CsCl\n")
     out = tmp_path / "split.csv"
     assert main(["split", str(MINI), "--out", str(out), "--structure-types", str(types), "--workers", "1",
-                 "--no-progress"]) == 0
+                 "--no-progress"]) == 1
     assert "2 of 9 structures named" in capsys.readouterr().out
     split = read_split(out)
     labels = dict(zip(split.ids.tolist(), split.prototypes.tolist()))

@@ -382,7 +382,7 @@ def test_shipped_default_statistics():
 
 def test_cli_stats_folder(tmp_path, capsys):
     out = tmp_path / "mini.npz"
-    assert main(["stats", str(MINI), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert main(["stats", str(MINI), "--out", str(out), "--workers", "1", "--no-progress"]) == 1
     text = capsys.readouterr().out
     assert "9 structures, 1 failures" in text and "failed: broken" in text
     st = Statistics.load(out)
@@ -392,19 +392,39 @@ def test_cli_stats_folder(tmp_path, capsys):
 def test_cli_stats_restricted_to_split_part(tmp_path):
     full = tmp_path / "all.npz"
     split = tmp_path / "split.csv"
-    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 0
+    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 1
     assert main(["split", str(full), "--out", str(split), "--test-fraction", "0.5", "--seed", "3"]) == 0
     restricted = tmp_path / "stats_part.npz"
     assert main(["stats", str(full), "--split", str(split), "--part", "statistics", "--out", str(restricted)]) == 0
     reanalysed = tmp_path / "stats_part2.npz"
     assert main(["stats", str(MINI), "--split", str(split), "--part", "statistics", "--out", str(reanalysed),
-                 "--workers", "1", "--no-progress"]) == 0
+                 "--workers", "1", "--no-progress"]) == 0  # the broken CIF is not in the split
     a, b = Statistics.load(restricted), Statistics.load(reanalysed)
     for name in stats._ARRAYS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     from synthxrd.split import read_split
 
     assert set(a.ids.tolist()) == set(read_split(split).ids_of("statistics").tolist())
+
+
+def test_cli_stats_and_split_never_replace_outputs_or_inputs(tmp_path, capsys):
+    full = tmp_path / "all.npz"
+    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 1
+    before = full.read_bytes()
+    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress"]) == 2
+    assert f"{full} already exists; nothing was written. Use --overwrite" in capsys.readouterr().err
+    # its own input, even with --overwrite: the statistics are never turned into a split
+    assert main(["split", str(full), "--out", str(full), "--overwrite"]) == 2
+    assert f"{full} is also an input of this command; nothing was written" in capsys.readouterr().err
+    split = tmp_path / "split.csv"
+    assert main(["split", str(full), "--out", str(split)]) == 0
+    assert main(["split", str(full), "--out", str(split)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["split", str(full), "--out", str(split), "--seed", "1", "--overwrite"]) == 0
+    assert main(["stats", str(full), "--split", str(split), "--out", str(split), "--overwrite"]) == 2
+    assert "is also an input" in capsys.readouterr().err
+    assert full.read_bytes() == before
+    assert main(["stats", str(MINI), "--out", str(full), "--workers", "1", "--no-progress", "--overwrite"]) == 1
 
 
 def test_cli_stats_errors(tmp_path, capsys):
@@ -421,3 +441,15 @@ def test_cli_stats_errors(tmp_path, capsys):
 
 def test_mini_collection_is_small():
     assert sum(p.stat().st_size for p in MINI.iterdir()) < 20_000
+
+
+def test_cli_stats_with_no_readable_cif_writes_nothing(tmp_path, capsys):
+    (tmp_path / "cifs").mkdir()
+    (tmp_path / "cifs" / "a.cif").write_text("data_a\n_cell_length_a 4\n")
+    out = tmp_path / "stats.npz"
+    assert main(["stats", str(tmp_path / "cifs"), "--out", str(out), "--workers", "1", "--no-progress"]) == 2
+    assert "none of the 1 CIFs could be analysed; nothing was written (first: a:" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["split", str(tmp_path / "cifs"), "--out", str(tmp_path / "s.csv"), "--workers", "1",
+                 "--no-progress"]) == 2
+    assert not (tmp_path / "s.csv").exists()

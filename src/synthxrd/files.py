@@ -11,7 +11,7 @@ from typing import Any
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["atomic_write", "write_text", "write_json", "check_new"]
+__all__ = ["atomic_write", "write_text", "write_json", "check_new", "check_outputs"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -59,3 +59,20 @@ def check_new(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise ConfigError(f"{existing[0]} already exists{more}; nothing was written. "
                           f"Use {option} to replace, or another output path")
+
+
+def check_outputs(outputs: Iterable[str | Path], *, inputs: Iterable[str | Path | None] = (), overwrite: bool,
+                  option: str = "--overwrite") -> None:
+    """The output policy of every command, checked before any work starts: an output is never one of
+    the command's inputs (not even with ``overwrite``), and an existing output is replaced only with
+    ``overwrite`` (:func:`check_new`). :class:`ConfigError` naming the path otherwise."""
+    outputs = [Path(p) for p in outputs]
+    given = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        for source in given:
+            same = (out.exists() and source.exists() and os.path.samefile(out, source)) or \
+                out.resolve() == source.resolve()
+            if same:
+                raise ConfigError(f"{out} is also an input of this command; nothing was written. "
+                                  "Choose another output path")
+    check_new(outputs, overwrite=overwrite, option=option)

@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from synthxrd.files import check_new
+    from synthxrd.files import check_outputs
     from synthxrd.match import ReferenceLibrary
     from synthxrd.stats import default_workers
 
-    check_new([args.out], overwrite=args.overwrite)
+    check_outputs([args.out], inputs=[args.source], overwrite=args.overwrite)
     workers = default_workers() if args.workers is None else args.workers
     print(f"building a reference library from {args.source} with {workers} worker(s)")
     start = time.perf_counter()

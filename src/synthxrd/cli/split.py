@@ -6,7 +6,8 @@
 The prototype of a structure is "<space group>|<anonymized formula>|<sorted Wyckoff letters>" unless
 --structure-types gives a CSV of id,structure_type (e.g. ICSD StructureType) for it. Whole prototype
 groups go to one part; a fraction --test-fraction of the groups goes to `test`. Same input and seed:
-same split. A JSON sidecar <out>.json records seed, fraction, source and counts.
+same split. A JSON sidecar <out>.json records seed, fraction, source and counts. Existing outputs are
+replaced only with --overwrite, and never when one is an input (`split stats.npz --out stats.npz`).
 """
 
 from __future__ import annotations
@@ -29,23 +30,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symprec", type=float, default=0.1,
                         help="when analysing CIFs: spglib tolerance (default 0.1)")
     parser.add_argument("--workers", "-j", type=int, default=None, help="when analysing CIFs: worker processes")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing split (and its .json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from synthxrd import stats as st
     from synthxrd.errors import DataError
+    from synthxrd.files import check_outputs
     from synthxrd.split import read_structure_types, split_statistics
 
+    out_path = Path(args.out)
+    check_outputs([out_path, out_path.with_name(out_path.name + ".json")],
+                  inputs=[args.source, args.structure_types], overwrite=args.overwrite)
     source = Path(args.source)
+    failed = 0  # CIFs this run could not analyse (a stats file's own failures were reported by `stats`)
     if source.is_file() and source.suffix.lower() == ".npz":
         statistics = st.Statistics.load(source)
     else:
         statistics = st.compute(source, symprec=args.symprec, workers=args.workers, progress=not args.no_progress)
-        if statistics.n_structures == 0 and not statistics.failures:
-            raise DataError(f"{source}: no CIF files found")
-        if statistics.failures:
-            print(f"{len(statistics.failures)} CIFs could not be analysed and are not in the split")
+        if statistics.n_structures == 0:
+            raise DataError(f"{source}: no CIF files found" if not statistics.failures else
+                            f"{source}: none of the {len(statistics.failures)} CIFs could be analysed; "
+                            "nothing was written")
+        failed = len(statistics.failures)
+        if failed:
+            print(f"{failed} CIFs could not be analysed and are not in the split")
     types = read_structure_types(args.structure_types) if args.structure_types else None
     split = split_statistics(statistics, test_fraction=args.test_fraction, seed=args.seed, structure_types=types,
                              structure_types_file=args.structure_types)
@@ -56,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
     for part in ("statistics", "test"):
         print(f"{part}: {counts[part]['structures']} structures in {counts[part]['groups']} prototype groups")
     print(f"wrote {out} (and {out.name}.json)")
-    return 0
+    return 1 if failed else 0

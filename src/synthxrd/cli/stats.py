@@ -7,7 +7,9 @@
 SOURCE is a folder of CIFs (searched recursively), a tar archive of CIFs (.tar, .tar.gz, .tar.xz, ...),
 a single CIF, or a statistics file written by this command: then its records are re-used and only
 restricted to the split part. CIFs that cannot be read or analysed are listed in the output's
-metadata ("failures") and counted; they never stop the run.
+metadata ("failures") and counted; they never stop the run. An existing output is replaced only with
+--overwrite, and never when it is one of the inputs. Exit status: 0 all analysed, 1 some CIFs failed
+(listed), 2 usage error or nothing analysed (nothing written).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", metavar="SPLITFILE", help="split CSV from `synthxrd split` (id,prototype,part)")
     parser.add_argument("--part", choices=("statistics", "test"), default=None,
                         help="with --split: keep only this part (default statistics)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--show-failures", type=int, default=10, metavar="N",
                         help="print the first N failures (default 10)")
@@ -37,14 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from synthxrd import stats as st
     from synthxrd.errors import ConfigError, DataError
+    from synthxrd.files import check_outputs
     from synthxrd.split import read_split
 
+    check_outputs([args.out], inputs=[args.source, args.split], overwrite=args.overwrite)
     if args.part is not None and args.split is None:
         raise ConfigError("--part needs --split SPLITFILE")
     split = read_split(args.split) if args.split else None
     part = args.part or "statistics"
     source = Path(args.source)
     start = time.perf_counter()
+    reused = source.is_file() and source.suffix.lower() == ".npz"  # its failures were reported when it was made
     if source.is_file() and source.suffix.lower() == ".npz":
         statistics = st.Statistics.load(source)
         if args.symprec is not None and args.symprec != statistics.symprec:
@@ -61,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
               + (f", {len(ids)} ids of split part {part!r}" if ids is not None else ""))
         statistics = st.compute(source, symprec=symprec, workers=workers, ids=ids,
                                 progress=not args.no_progress, metadata={"workers": workers})
-        if statistics.n_structures == 0 and not statistics.failures:
+        if statistics.n_structures == 0:
             where = f" for the ids of split part {part!r}" if ids is not None else ""
-            raise DataError(f"{source}: no CIF files found{where}")
+            failures = statistics.failures
+            raise DataError(f"{source}: no CIF files found{where}" if not failures else
+                            f"{source}: none of the {len(failures)} CIFs could be analysed; nothing was written "
+                            f"(first: {failures[0]['id']}: {failures[0]['reason']})")
     if split is not None:
         statistics = statistics.restrict(split, part)
     out = statistics.save(args.out)
@@ -78,4 +87,4 @@ def run(args: argparse.Namespace) -> int:
     if len(failures) > args.show_failures > 0:
         print(f"  ... {len(failures) - args.show_failures} more in the metadata of {out}")
     print(f"wrote {out}")
-    return 0
+    return 1 if failures and not reused else 0
