@@ -6,17 +6,20 @@ Two stages, both built from the literature on pattern similarity and search-matc
    ``q = ln(1/d)``. On that axis an isotropic change of the lattice (``d -> s d``: DFT cells 1-3 %
    too large, thermal expansion, solid solutions) is a shift by ``-ln s``, so the correlation
    maximised over shifts in ``[ln 1/s_max, ln 1/s_min]`` is the cosine similarity maximised over
-   isotropic scales, for all structures and patterns at once as one matrix product. Both sides are
-   Gaussian-broadened (a width in 2theta, which absorbs peak-shape differences, K-alpha2, small zero
-   shifts and anisotropic mismatch), square-root scaled (as in de Gelder et al.'s and most
-   search-match programs' weighting of weak peaks) and compared only where the pattern was measured.
-   This is de Gelder's weighted cross-correlation with a Gaussian weight (R. de Gelder, R. Wehrens,
-   J. A. Hageman, J. Comput. Chem. 22, 273 (2001), doi:10.1002/1096-987X(200102)22:3<273::AID-JCC1003>3.0.CO;2-0).
-2. **Refine the best candidates** (``n_refine`` per pattern): the scale finely, a zero shift, and a
-   narrower peak width, on the pattern's own 2theta axis; the final score blends both stages.
+   isotropic scales, for all structures and patterns at once as one matrix product (coarse grid,
+   ``screen_q_step``). Both sides are Gaussian-broadened (a width in 2theta, which absorbs
+   peak-shape differences, K-alpha2, small zero shifts and anisotropic mismatch), raised to a power
+   (0.3: weak peaks weigh more, as in search-match programs' weighting) and compared only where the
+   pattern was measured. This is de Gelder's weighted cross-correlation with a Gaussian weight
+   (R. de Gelder, R. Wehrens, J. A. Hageman, J. Comput. Chem. 22, 273 (2001),
+   doi:10.1002/1096-987X(200102)22:3<273::AID-JCC1003>3.0.CO;2-0).
+2. **Refine the best candidates** (``n_refine`` per pattern): the same cosine on a fine grid
+   (``q_step``), with every shift of the scale range; its maximum is the score of a
+   :class:`Match` and its shift the fitted ``scale``.
 
 Patterns are cleaned once before both stages (:func:`prepare`): a background estimated by a
-rolling minimum and smoothed is subtracted, noise is smoothed, the result normalised to maximum 1.
+rolling minimum and smoothed is subtracted, noise is smoothed, a robust noise floor is subtracted,
+and the result normalised to maximum 1. docs/search_match.md has the measurement behind each choice.
 """
 
 from __future__ import annotations
@@ -168,11 +171,11 @@ def _check_patterns(two_theta, intensities) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(two_theta: np.ndarray, y: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """Cleaned patterns (N, M), maximum 1: background subtracted, noise smoothed, negatives clipped.
+    """Cleaned patterns (N, M), maximum 1: background subtracted, noise smoothed, floor subtracted.
 
     Background: a rolling minimum over ``background_window_deg`` followed by a moving average of
     the same width (an envelope from below, as a rolling-ball filter); noise: a Gaussian filter of
-    ``smooth_deg``. :class:`DataError` for a pattern with no positive intensity left.
+    ``smooth_deg``; floor: median + ``noise_sigmas`` x 1.4826 MAD of each pattern, then clipped at 0. :class:`DataError` for a pattern with no positive intensity left.
     """
     from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
 
