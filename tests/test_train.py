@@ -110,7 +110,9 @@ def test_sigterm_checkpoints_and_resume_continues_exactly(uninterrupted, tmp_pat
         assert proc.returncode == 0, output
         resumed = json.loads((tmp_path / "summary.json").read_text())
         k = stopped["step"]
-        assert losses(resumed) == losses(uninterrupted)[k:]
+        # the same batches and weights; multi-threaded CPU reductions may differ in the last float32
+        # digits between two processes (seen once in CI: 4.404557 against 4.404556), so 1e-5
+        assert losses(resumed) == pytest.approx(losses(uninterrupted)[k:], abs=1e-5)
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
