@@ -90,16 +90,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         check_new([out], overwrite=overwrite)
 
 
-def _formula(crystal) -> str:
-    from pymatgen.core import Composition, Element
-
-    counts: dict[Element, float] = {}
-    for z, occupancy in zip(crystal.numbers.tolist(), crystal.occupancies.tolist()):
-        element = Element.from_Z(z)
-        counts[element] = counts.get(element, 0.0) + occupancy
-    return Composition(counts).reduced_formula
-
-
 def _plot_patterns(path: Path, two_theta: np.ndarray, ideal: np.ndarray, realistic: np.ndarray,
                    titles: list[str]) -> Path:
     """PNG grid: per crystal its ideal pattern and, offset above it, the realistic one."""
@@ -211,7 +201,7 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), *, progress: b
     from synthxrd.generate import Generator
     from synthxrd.predict import Predictor
     from synthxrd.stats import Statistics
-    from synthxrd.structure import CrystalBatch, write_cif
+    from synthxrd.structure import CrystalBatch, reduced_formula, write_cif
     from synthxrd.wyckoff import hermann_mauguin
 
     timings: dict[str, float] = {}
@@ -273,7 +263,7 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), *, progress: b
     n_plot = min(config.n_plot, len(batch))
     figure = None
     if n_plot:
-        titles = [f"#{i}  {_formula(batch[i])}  SG {int(labels[i])} {hermann_mauguin(int(labels[i]))}"
+        titles = [f"#{i}  {reduced_formula(batch[i])}  SG {int(labels[i])} {hermann_mauguin(int(labels[i]))}"
                   for i in range(n_plot)]
         figure = atomic_write(out / "patterns.png", lambda tmp: _plot_patterns(
             tmp, two_theta, ideal_all[:n_plot], realistic_all[:n_plot], titles))

@@ -37,6 +37,7 @@ __all__ = [
     "write_cif",
     "element_z",
     "scattering_table",
+    "reduced_formula",
 ]
 
 StructureLike = Union["Crystal", Any, str, Path]
@@ -323,3 +324,14 @@ def to_crystal(structure: StructureLike, *, source: str | None = None) -> Crysta
         return Crystal(lattice, frac, numbers, occ)
     except StructureError as exc:
         raise StructureError(str(exc).replace("crystal:", f"{label}:", 1)) from None
+
+
+def reduced_formula(crystal: Crystal) -> str:
+    """pymatgen's ``Composition.reduced_formula`` of a crystal's scatterers (occupancies summed)."""
+    from pymatgen.core import Composition, Element
+
+    counts: dict[Element, float] = {}
+    for z, occupancy in zip(crystal.numbers.tolist(), crystal.occupancies.tolist()):
+        element = Element.from_Z(int(z))
+        counts[element] = counts.get(element, 0.0) + occupancy
+    return Composition(counts).reduced_formula

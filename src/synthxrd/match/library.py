@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = [
     "LIBRARY_FORMAT_VERSION",
@@ -61,9 +62,6 @@ SHIPPED_LIBRARY = ("library", "mp_experimental.npz")
 #: Reflections whose |g| agree to this relative precision are one peak (equivalent reflections
 #: differ by ~1e-15; pymatgen merges within 1e-5 degrees 2theta, i.e. ~1e-7 relative at 30 degrees).
 _SAME_G = 1e-7
-#: The wavelength at which reflections are computed: any lambda < 2 d_min reaches every d >= d_min.
-#: Intensities are divided by LP at this wavelength, so the stored |F|^2 m do not depend on it.
-_REFERENCE_WAVELENGTH = 1.5406
 _Z_MAX = 98
 #: Mantissa bits of |F|^2 m kept in a saved library (see :meth:`ReferenceLibrary.save`).
 _F2_MASK = 0xFFFFF000
@@ -84,6 +82,17 @@ def element_mask(numbers: Iterable[int]) -> np.ndarray:
     return out
 
 
+def _cu_intensities(d: np.ndarray, f2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Peak intensities f2 x LP at Cu K-alpha1 (the reference of the trimming) and where they exist
+    (d >= lambda / 2); 0 elsewhere."""
+    from synthxrd.simulate.physics import lorentz_polarization
+
+    visible = d >= DEFAULT_WAVELENGTH / 2
+    cu = np.zeros(len(d))
+    cu[visible] = f2[visible] * lorentz_polarization(np.arcsin(DEFAULT_WAVELENGTH / (2 * d[visible])))
+    return cu, visible
+
+
 def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensity: float = DEFAULT_MIN_INTENSITY,
                           max_peaks: int | None = DEFAULT_MAX_PEAKS):
     """Merged reflections of one crystal with d >= ``d_min``: ``(d, f2, hkl)``, sorted by decreasing d.
@@ -99,7 +108,8 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
     from synthxrd.simulate.physics import lorentz_polarization
     from synthxrd.structure import CrystalBatch
 
-    lam = min(_REFERENCE_WAVELENGTH, 1.9 * d_min)
+    # any lambda < 2 d_min reaches every d >= d_min; dividing by LP at it makes f2 wavelength-free
+    lam = min(DEFAULT_WAVELENGTH, 1.9 * d_min)
     top = math.degrees(2 * math.asin(min(1.0, lam / (2 * d_min))))
     bottom = math.degrees(2 * math.asin(lam / (2 * 200.0)))  # d <= 200 Å
     refl = reflections(CrystalBatch.from_crystals([crystal]), wavelength=lam, two_theta_range=(bottom, top))
@@ -119,10 +129,7 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
     # strongest contributor of each group: order within groups by intensity
     hkl_peak = hkl[np.lexsort((-f2, group))[starts]]  # groups are contiguous: first row = strongest
     d = 1.0 / g_peak
-    visible = d >= _REFERENCE_WAVELENGTH / 2
-    cu = np.zeros_like(f2_sum)
-    th = np.arcsin(_REFERENCE_WAVELENGTH / (2 * d[visible]))
-    cu[visible] = f2_sum[visible] * lorentz_polarization(th)
+    cu, visible = _cu_intensities(d, f2_sum)
     scale = cu.max() if cu.max() > 0 else f2_sum.max()
     if not scale > 0:
         return np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int64)
@@ -136,20 +143,10 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
     return d[keep][order], f2_sum[keep][order], hkl_peak[keep][order]
 
 
-def _reduced_formula(numbers: np.ndarray, occupancies: np.ndarray) -> str:
-    from pymatgen.core import Composition, Element
-
-    amounts: dict[Any, float] = {}
-    for z, o in zip(numbers.tolist(), occupancies.tolist()):
-        el = Element.from_Z(int(z))
-        amounts[el] = amounts.get(el, 0.0) + float(o)
-    return Composition(amounts).reduced_formula
-
-
 def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float, min_intensity: float,
                     max_peaks: int | None):
     from synthxrd import stats
-    from synthxrd.structure import Crystal
+    from synthxrd.structure import Crystal, reduced_formula
 
     lattice, positions, species = stats.parse_cif(text)
     record = stats.analyze_sites(identifier, lattice, positions, species, symprec=symprec)
@@ -161,7 +158,7 @@ def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float,
     d, f2, hkl = structure_reflections(crystal, d_min=d_min, min_intensity=min_intensity, max_peaks=max_peaks)
     if len(d) == 0:
         raise StructureError(f"no reflection with d >= {d_min} Å")
-    return (identifier, _reduced_formula(numbers, occupancies), record.spacegroup, record.lattice,
+    return (identifier, reduced_formula(crystal), record.spacegroup, record.lattice,
             element_mask(numbers), d, f2, hkl)
 
 
@@ -269,7 +266,7 @@ class ReferenceLibrary:
                             self.lattices[i].astype(np.float64), self.d[a:b].astype(np.float64),
                             self.f2[a:b].astype(np.float64), self.hkl[a:b].astype(np.int64))
 
-    def peaks(self, key: int | str, *, wavelength: float | str = _REFERENCE_WAVELENGTH,
+    def peaks(self, key: int | str, *, wavelength: float | str = DEFAULT_WAVELENGTH,
               two_theta_range: tuple[float, float] = (5.0, 90.0)) -> tuple[np.ndarray, np.ndarray]:
         """Peaks of one structure at ``wavelength``: (2theta degrees increasing, intensity max 1),
         as :func:`synthxrd.simulate.peaks` (up to the library's trimming)."""
@@ -309,17 +306,13 @@ class ReferenceLibrary:
         each structure's strongest peak at Cu K-alpha1 (as :meth:`build` with these values would give,
         when they are no looser than this library's), and at most the ``max_peaks`` strongest (at Cu
         K-alpha1) per structure. Structures left without reflections are dropped."""
-        from synthxrd.simulate.physics import lorentz_polarization
-
         d_min = self.d_min if d_min is None else float(d_min)
         cut = float(self.metadata.get("min_intensity", 0.0)) if min_intensity is None else float(min_intensity)
         if d_min < self.d_min or cut < float(self.metadata.get("min_intensity", 0.0)):
             raise ConfigError(f"trimmed: d_min={d_min} and min_intensity={cut} must be no looser than the library's "
                               f"({self.d_min}, {self.metadata.get('min_intensity')})")
         d = self.d.astype(np.float64)
-        visible = d >= _REFERENCE_WAVELENGTH / 2
-        cu = np.where(visible, self.f2 * lorentz_polarization(np.arcsin(np.minimum(_REFERENCE_WAVELENGTH / (2 * d), 1))),
-                      0.0)
+        cu, visible = _cu_intensities(d, self.f2.astype(np.float64))
         in_range = d >= d_min
         entry = np.repeat(np.arange(len(self)), np.diff(self.offsets))
         top = np.zeros(len(self))
