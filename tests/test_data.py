@@ -91,3 +91,42 @@ def test_ray_actors_for_real(reference):
     assert [b.index for b in got] == [4, 5, 6, 7]
     for a, b in zip(got, reference):
         assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)
+
+
+def test_coarse_grid_and_renders_reuse_reflections(monkeypatch):
+    from synthxrd.generate import Generator
+
+    calls = {"n": 0}
+    original = Generator.sample_batch
+
+    def counted(self, n, rng, spacegroups=None):
+        calls["n"] += 1
+        return original(self, n, rng, spacegroups)
+
+    monkeypatch.setattr(Generator, "sample_batch", counted)
+    maker = BatchMaker(StreamConfig(batch_size=10, seed=4, augment="default", grid_step=0.04, renders=4))
+    b = maker(0)
+    assert b.inputs.shape == (10, 2126) and np.allclose(b.inputs.max(axis=1), 1.0)
+    assert calls["n"] - b.replaced == 3  # ceil(10 / 4) crystals, each rendered up to 4 times
+    # renders of one crystal share its label but differ (independent augmentation draws)
+    first = np.arange(10) % 3 == 0
+    assert len(set(b.labels[first].tolist())) == 1
+    assert not np.array_equal(b.inputs[0], b.inputs[3])
+
+
+def test_stream_config_checks():
+    for bad in (dict(renders=0), dict(real_fraction=1.5), dict(real_fraction=0.5), dict(grid_step=0.03),
+                dict(simulate_on="device", renders=2)):
+        with pytest.raises(ConfigError):
+            StreamConfig(**bad)
+
+
+def test_a_slot_without_reflections_after_all_redraws_raises(monkeypatch):
+    from synthxrd.generate import GenerationError
+
+    maker = BatchMaker(StreamConfig(batch_size=3, seed=2))
+    maker.MAX_REPLACEMENTS = 3
+    monkeypatch.setattr(BatchMaker, "_patterns",
+                        lambda self, crystals, rng, renders=1: np.zeros((renders * len(crystals), 8501), np.float32))
+    with pytest.raises(GenerationError, match="no reflection in range"):
+        maker(0)

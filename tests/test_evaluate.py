@@ -288,3 +288,19 @@ def test_manifest_rows_without_a_space_group_are_skipped_with_a_warning(tmp_path
     manifest.write_text("pattern_path,spacegroup\na.xy,\n")
     with pytest.warns(UserWarning), pytest.raises(DataError, match="no row with a space group"):
         read_manifest(manifest)
+
+
+def test_accuracy_against_coverage_by_hand():
+    from synthxrd.evaluate import Evaluation
+
+    p = np.zeros((4, 230))
+    for i, (true, conf) in enumerate([(1, 0.9), (2, 0.6), (3, 0.35), (4, 0.25)]):
+        p[i] = (1 - conf) / 229
+        p[i, true - 1 if i < 2 else true] = conf  # rows 0, 1 right; rows 2, 3 wrong at top-1
+    ev = Evaluation(p, np.array([1, 2, 3, 4]), ["a", "b", "c", "d"], np.arange(1, 231), np.full(230, 1 / 230))
+    rows = {r["threshold"]: r for r in ev.coverage((0.0, 0.3, 0.5, 0.95))}
+    assert rows[0.0]["coverage"] == 1.0 and rows[0.0]["top1"] == 0.5
+    assert rows[0.3]["n"] == 3 and rows[0.3]["top1"] == pytest.approx(2 / 3)
+    assert rows[0.5]["coverage"] == 0.5 and rows[0.5]["top1"] == 1.0
+    assert rows[0.95]["n"] == 0 and rows[0.95]["top1"] is None
+    assert "coverage" in ev.to_dict()

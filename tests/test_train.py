@@ -144,3 +144,33 @@ def test_training_curves_plot(uninterrupted, tmp_path):
     assert [s for s, _ in scalars["val/random/top1"]] == [3, 6]
     png = plot_training(tmp_path / "curves.png", {"tiny": uninterrupted["out"]})
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_val_sets_without_validation_dir_warn_and_calibrate(tmp_path):
+    """The command quickstart prints runs as printed: random set only, one warning; best.pt calibrated."""
+    from synthxrd.models.checkpoint import checkpoint_input, checkpoint_temperature
+    from synthxrd.predict import Predictor
+
+    config = TrainConfig(out=str(tmp_path), max_steps=2, grid_step=0.04, renders=2, augment="default",
+                         **{**TINY, "val_sets": ("random", "match"), "val_every": 2})
+    with pytest.warns(UserWarning, match="random set only"):
+        summary = train(config, progress=False)
+    assert set(summary["validation"]) == {"random"}
+    cal = summary["calibration"]
+    assert cal["fitted_on"] == "random" and cal["temperature"] > 0 and cal["nll_after"] <= cal["nll_before"] + 1e-9
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert checkpoint_temperature(ckpt) == pytest.approx(cal["temperature"])
+    assert checkpoint_input(ckpt).step == 0.04 and ckpt["model_config"]["input_length"] == 2126
+    p = Predictor.load(tmp_path, library=None, device="cpu")
+    assert p.temperature == pytest.approx(cal["temperature"]) and p.spec.n == 2126
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["torch_threads"] >= 1 and run["cores"] >= 1 and run["input"]["step"] == 0.04
+
+
+def test_threads_and_label_smoothing_are_checked():
+    with pytest.raises(ConfigError, match="threads"):
+        TrainConfig(threads=-1)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(ConfigError, match="lr_step_size"):
+        TrainConfig(lr_step_size=0)

@@ -15,6 +15,8 @@ from synthxrd.errors import ConfigError, DataError
 from synthxrd.split import Split, load_split
 from synthxrd.structure import CrystalBatch
 from synthxrd.validation import (
+    DEFAULT_SETS,
+    GAP_SETS,
     MANIFEST,
     SET_NAMES,
     Manifest,
@@ -94,7 +96,7 @@ def built(collection):
 
 def test_sets_and_filters(built, collection):
     out, manifest, sets = built
-    assert set(sets) == set(SET_NAMES)
+    assert set(sets) == set(DEFAULT_SETS) and set(SET_NAMES) == set(DEFAULT_SETS) | set(GAP_SETS)
     assert sets["all"].ids.tolist() == EXPECTED_ALL
     assert sets["match"].ids.tolist() == EXPECTED_MATCH
     assert sets["match_pure"].ids.tolist() == EXPECTED_PURE
@@ -151,7 +153,7 @@ def test_labels_recomputed(built, collection):
 
 def test_patterns_reproducible(built):
     _, _, sets = built
-    for name in SET_NAMES:
+    for name in DEFAULT_SETS:
         s = sets[name]
         assert s.patterns.shape == (len(s.ids), 8501) and s.patterns.dtype == np.float32
         np.testing.assert_allclose(s.patterns.max(axis=1), 1.0, rtol=1e-5)
@@ -208,7 +210,7 @@ def test_manifest(built, collection):
     assert data["filters"]["max_sites"] == 100 and data["filters"]["max_volume"] == 7000.0
     assert data["filters"]["symprec"] == 0.1 and data["filters"]["strict_symprec"] == 1e-3
     assert data["build_time_s"]["total"] > 0 and data["workers"] == 2
-    for name in SET_NAMES:
+    for name in DEFAULT_SETS:
         info = data["sets"][name]
         path = out / info["file"]
         assert path.is_file() and path.stat().st_size == info["bytes"] and len(info["sha256"]) == 64
@@ -233,7 +235,7 @@ def test_cache_reuse_and_rebuild(built, collection, tmp_path):
     assert ensure_validation_sets(out, **kwargs(collection, sets=("match",))).reused
     # built with 1 worker = built with 2 workers (fixture): same crystals, sizes and patterns
     mine, theirs = load_validation_sets(out), built[2]
-    for name in SET_NAMES:
+    for name in DEFAULT_SETS:
         np.testing.assert_array_equal(mine[name].patterns, theirs[name].patterns)
         np.testing.assert_array_equal(mine[name].crystals.frac_coords, theirs[name].crystals.frac_coords)
     changed = ensure_validation_sets(out, **kwargs(collection, seed=1))
@@ -332,3 +334,99 @@ def test_real_collection_subset(mp_experimental_data, tmp_path):
     assert m["mismatch"]["split_prototype"]["n_mismatch"] == 0
     assert len(m.classes) == len(stats.Statistics.load().represented(50))
     assert 0 < m.sets["match"]["count"] <= m.sets["all"]["count"]
+
+
+@pytest.fixture(scope="module")
+def built_gap(collection):
+    out = collection["root"] / "cache_gap"
+    manifest = build_validation_sets(out, **kwargs(collection, sets=SET_NAMES))
+    return out, manifest, load_validation_sets(out)
+
+
+def test_gap_sets_leave_the_other_sets_unchanged(built, built_gap):
+    """Building the gap sets too does not change the content of the default sets."""
+    theirs, mine = built[2], built_gap[2]
+    assert set(mine) == set(SET_NAMES)
+    for name in DEFAULT_SETS:
+        np.testing.assert_array_equal(mine[name].ids, theirs[name].ids)
+        np.testing.assert_array_equal(mine[name].patterns, theirs[name].patterns)
+        for field in ("lattices", "frac_coords", "numbers", "occupancies", "spacegroups"):
+            np.testing.assert_array_equal(getattr(mine[name].crystals, field), getattr(theirs[name].crystals, field))
+        assert mine[name].extra.keys() == theirs[name].extra.keys()
+        for k in mine[name].extra:
+            np.testing.assert_array_equal(mine[name].extra[k], theirs[name].extra[k])
+
+
+def test_gap_sets(built_gap):
+    from synthxrd import gap, wyckoff
+
+    out, manifest, sets = built_gap
+    match = sets["match"]
+    size = dict(zip(match.ids.tolist(), match.extra["crystallite_size_nm"].tolist()))
+    label = dict(zip(match.ids.tolist(), match.crystals.spacegroups.tolist()))
+    for name in GAP_SETS:
+        s, info = sets[name], manifest.sets[name]
+        # every match crystal randomized (no failure here), labelled with its original group
+        assert s.ids.tolist() == EXPECTED_MATCH and info["count"] == len(EXPECTED_MATCH)
+        assert info["failures"] == {"n": 0, "n_match": len(EXPECTED_MATCH), "by_reason": {}, "failures": []}
+        assert s.crystals.spacegroups.tolist() == [label[i] for i in s.ids.tolist()]
+        assert s.extra["crystallite_size_nm"].tolist() == [size[i] for i in s.ids.tolist()]
+        assert s.patterns.shape == (len(s.ids), 8501) and s.patterns.dtype == np.float32
+        np.testing.assert_allclose(s.patterns.max(axis=1), 1.0, rtol=1e-5)
+        assert s.metadata["set"] == name and s.metadata["from_set"] == "match"
+        mism = info["mismatch"]["intended_vs_spglib"]
+        assert mism["symprec"] == 0.1 and mism["n"] == len(EXPECTED_MATCH)
+        assert mism["n_mismatch"] == int(np.count_nonzero(s.extra["spacegroups_found"] != s.crystals.spacegroups))
+        assert mism["n_mismatch"] <= 1
+        for i in range(len(s)):
+            c = s.crystals[i]
+            # spglib finds the label or a supergroup: the label's operations leave the crystal invariant
+            pos, species = gap.crystal_sites(c)
+            types = gap.site_types(species)
+            sg = wyckoff.space_group(int(s.crystals.spacegroups[i]))
+            for rot, trans in zip(sg.rotations, sg.translations):
+                d = (pos @ rot.T + trans)[:, None] - pos[None]
+                assert ((np.abs(d - np.round(d)).max(-1) < 1e-6) & (types[:, None] == types[None])).any(1).all()
+        np.testing.assert_allclose(s.extra["cell_volume"], np.abs(np.linalg.det(s.crystals.lattices)))
+    coords, lattice = sets["match_random_coords"], sets["match_random_lattice"]
+    # random coordinates keep the (conventional) cell, random lattices draw a new volume
+    np.testing.assert_allclose(coords.extra["cell_volume"], coords.extra["conventional_volume"], rtol=1e-6)
+    assert not np.allclose(lattice.extra["cell_volume"], lattice.extra["conventional_volume"], rtol=1e-3)
+    k = EXPECTED_MATCH.index("p1_small")  # P1: every coordinate is free
+    assert not np.allclose(np.sort(coords.crystals[k].frac_coords, 0), np.sort(match.crystals[k].frac_coords, 0))
+    k = EXPECTED_MATCH.index("cuau_disordered")  # partial occupancies kept
+    assert sorted(set(lattice.crystals[k].occupancies.tolist())) == sorted(set(match.crystals[k].occupancies.tolist()))
+
+
+def test_gap_sets_reproducible_and_cli(built_gap, collection, tmp_path, capsys):
+    out = tmp_path / "cli_gap"
+    argv = ["validation", "build", "--out", str(out), "--source", str(collection["source"]), "--split",
+            str(collection["split"]), "--statistics", str(collection["statistics"]), "--classes",
+            *map(str, CLASSES), "--workers", "2", "--no-progress", "--sets", *GAP_SETS]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "match_random_coords" in text and "match_random_lattice" in text and "!= intended" in text
+    assert sorted(Manifest.load(out).sets) == sorted(GAP_SETS)
+    mine, theirs = load_validation_sets(out), built_gap[2]
+    for name in GAP_SETS:  # with 2 workers and without the other sets: the same crystals and patterns
+        np.testing.assert_array_equal(mine[name].ids, theirs[name].ids)
+        np.testing.assert_array_equal(mine[name].crystals.frac_coords, theirs[name].crystals.frac_coords)
+        np.testing.assert_array_equal(mine[name].crystals.lattices, theirs[name].crystals.lattices)
+        np.testing.assert_array_equal(mine[name].patterns, theirs[name].patterns)
+    # the gap sets are opt-in: a default request is not served by this cache
+    assert not (out / "match.h5").exists()
+    with pytest.raises(SystemExit):
+        main(["validation", "build", "--out", str(out), "--source", str(collection["source"]), "--sets", "nope"])
+
+
+def test_trainer_reads_gap_sets(built_gap):
+    """train._validation_sets loads the gap sets by name, unchanged."""
+    from synthxrd.train import TrainConfig, _validation_sets
+
+    out, manifest, sets = built_gap
+    config = TrainConfig(validation_dir=str(out), val_sets=tuple(GAP_SETS))
+    got = _validation_sets(config, np.array(CLASSES))
+    assert sorted(got) == sorted(GAP_SETS)
+    for name, (x, y) in got.items():
+        assert x.shape == (manifest.sets[name]["count"], 8501) and x.dtype == np.float32
+        np.testing.assert_array_equal(np.array(CLASSES)[y], sets[name].crystals.spacegroups)

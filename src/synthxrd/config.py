@@ -8,6 +8,7 @@ file (or ``command line``) and the key. The resolved config is written next to a
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -16,9 +17,18 @@ from typing import Any, TypeVar
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["load_toml", "merge", "from_dict", "to_dict", "to_toml", "parse_override"]
+__all__ = ["load_toml", "merge", "from_dict", "to_dict", "to_toml", "parse_override", "available_cores"]
 
 T = TypeVar("T")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (``os.sched_getaffinity``, so a taskset or a container's
+    CPU set counts; ``os.cpu_count`` where the call does not exist)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -12,21 +12,31 @@ Every batch is a pure function of ``(seed, index)``: batch ``t`` uses the random
 A batch holds ``batch_size`` crystals, labels drawn from the space-group prior of the statistics
 (or uniform over the classes). A crystal that cannot be generated or has no reflection in range is
 replaced by a new draw from the same generator (never silently dropped; replacements are counted).
-Patterns are returned as the network input sqrt(pattern) (Schopmans et al. 2023), or, with
-``simulate_on="device"``, the crystals themselves so that the GPU simulates them.
+Patterns are returned as network inputs (:meth:`synthxrd.models.checkpoint.InputSpec.apply`: the
+fine-grid pattern averaged onto the model grid of step ``grid_step``, normalised, square root;
+Schopmans et al. 2023), or, with ``simulate_on="device"``, the crystals themselves so that the GPU
+simulates them.
+
+Real crystals: with ``real`` (a :mod:`synthxrd.real` set of the statistics part of a split) a share
+``real_fraction`` of every batch are real structures, drawn uniformly among those whose space group
+is a class and perturbed (:func:`synthxrd.real.perturb`: lattice strain, coordinate jitter,
+substitution) before simulation; ``real_fraction = 1`` is the reference's "direct" baseline.
+``renders > 1`` renders each crystal's reflections that many times with independent augmentation
+parameters (rendering costs about half of generating and simulating a crystal).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from synthxrd.errors import ConfigError
 from synthxrd.generate import GenerationError, Generator, GeneratorConfig
+from synthxrd.models.checkpoint import InputSpec
 
 __all__ = ["StreamConfig", "BatchMaker", "Batch", "batch_rng", "local_loader", "RayStream", "make_stream"]
 
@@ -47,10 +57,36 @@ class StreamConfig:
     simulate_on: str = "worker"
     #: Experimental realism (synthxrd.augment): "none", "default" or a TOML file.
     augment: str = "none"
+    #: Step of the model grid in degrees (a multiple of the 0.01 degree pattern grid).
+    grid_step: float = 0.01
+    #: Augmented renderings of each simulated crystal (reuse of its reflections).
+    renders: int = 1
+    #: Real crystal set (synthxrd.real, HDF5) mixed into the batches; None = synthetic only.
+    real: str | None = None
+    #: Share of each batch taken from ``real``.
+    real_fraction: float = 0.0
+    #: Options of synthxrd.real.PerturbConfig for the real crystals ({} = its defaults).
+    perturb: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.renders, bool) or not isinstance(self.renders, int) or self.renders < 1:
+            raise ConfigError(f"renders must be an integer >= 1, got {self.renders!r}")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ConfigError(f"real_fraction must lie in [0, 1], got {self.real_fraction!r}")
+        if self.real_fraction > 0 and not self.real:
+            raise ConfigError("real_fraction > 0 needs a real crystal set (build one with `synthxrd real build`)")
+        if self.simulate_on == "device" and (self.real_fraction > 0 or self.renders > 1):
+            raise ConfigError("real crystals and renders > 1 need simulate_on = 'worker'")
+        InputSpec(step=self.grid_step)  # validates the step
+        if self.perturb:
+            from synthxrd.real import PerturbConfig
+
+            try:
+                PerturbConfig(**self.perturb)
+            except TypeError as exc:
+                raise ConfigError(f"perturb: {exc}") from None
         if self.simulate_on not in ("worker", "device"):
             raise ConfigError(f"simulate_on must be 'worker' or 'device', got {self.simulate_on!r}")
         if self.simulate_on == "device" and self.augment != "none":
@@ -92,22 +128,33 @@ class BatchMaker:
 
     def __init__(self, config: StreamConfig):
         self.config = config
+        self.spec = InputSpec(step=config.grid_step)
         self._generator: Generator | None = None
+        self._real: Any = None
         self._augment: Any = None
         if config.augment != "none":
             from synthxrd.augment import augment_config
 
             self._augment = augment_config(config.augment)
+        if config.real_fraction > 0:
+            from synthxrd.real import PerturbConfig
 
-    def _patterns(self, crystals, rng: np.random.Generator) -> np.ndarray:
-        """Ideal Gaussian-Scherrer patterns, or with the experimental effects of the augment config."""
+            self._perturb = PerturbConfig(**config.perturb)
+
+    def _patterns(self, crystals, rng: np.random.Generator, renders: int = 1) -> np.ndarray:
+        """Ideal Gaussian-Scherrer patterns, or with the experimental effects of the augment config.
+
+        ``renders`` > 1 renders the reflections of each crystal that many times with independent
+        parameters (rows ``r * N + c``), computing the reflections once.
+        """
         from synthxrd import simulate
 
         if self._augment is None:
-            return simulate.patterns(crystals, rng=rng, allow_empty=True)
-        from synthxrd.augment import augmented_patterns
+            return np.concatenate([simulate.patterns(crystals, rng=rng, allow_empty=True) for _ in range(renders)])
+        from synthxrd.augment import reflection_window, render
 
-        return augmented_patterns(crystals, self._augment, rng)
+        refl = simulate.reflections(crystals, two_theta_range=reflection_window(self._augment))
+        return np.concatenate([render(crystals, refl, self._augment, rng) for _ in range(renders)])
 
     @property
     def generator(self) -> Generator:
@@ -119,6 +166,17 @@ class BatchMaker:
         return self._generator
 
     @property
+    def real(self):
+        """The real crystal set restricted to the classes (loaded on first use), or None."""
+        if self._real is None and self.config.real_fraction > 0:
+            from synthxrd.real import RealCrystals
+
+            self._real = RealCrystals.load(self.config.real)
+            if not np.isin(self._real.classes, self.classes).any():
+                raise ConfigError(f"{self.config.real}: none of its crystals has a space group among the classes")
+        return self._real
+
+    @property
     def classes(self) -> np.ndarray:
         """ITA numbers of the classes, in logit order."""
         return self.generator.classes
@@ -127,52 +185,86 @@ class BatchMaker:
         """Batch ``index`` (the method Ray actors expose)."""
         return self(index)
 
+    def _synthetic(self, group: int, rng: np.random.Generator, what: str):
+        """One generated crystal of ``group``: (CrystalBatch of 1, redraws needed)."""
+        for replaced in range(self.MAX_REPLACEMENTS):
+            try:
+                return self.generator.sample_batch(1, rng, group), replaced
+            except GenerationError:
+                pass
+        raise GenerationError(f"{what} (space group {group}) failed {self.MAX_REPLACEMENTS} times")
+
+    def _real_crystals(self, n: int, rng: np.random.Generator):
+        """``n`` perturbed real crystals and their class indices."""
+        from synthxrd.real import perturb
+
+        crystals, groups = self.real.sample(n, rng, classes=self.classes)
+        index = np.searchsorted(self.classes, groups)
+        return perturb(crystals, groups, rng, self._perturb), index.astype(np.int64)
+
     def __call__(self, index: int) -> Batch:
         from synthxrd import simulate
         from synthxrd.structure import CrystalBatch
 
         start = time.perf_counter()
-        rng = batch_rng(self.config.seed, index)
-        gen = self.generator
-        groups, probs = gen.prior()
+        cfg = self.config
+        rng = batch_rng(cfg.seed, index)
+        groups, probs = self.generator.prior()
         cdf = np.cumsum(probs) / probs.sum()
-        labels = np.minimum(np.searchsorted(cdf, rng.random(self.config.batch_size), side="right"), len(groups) - 1)
+        n_real = round(cfg.batch_size * cfg.real_fraction)
+        n_syn = cfg.batch_size - n_real
+        renders = cfg.renders
+        labels = np.minimum(np.searchsorted(cdf, rng.random(-(-n_syn // renders)), side="right"), len(groups) - 1)
         parts, replaced = [], 0
         for i, label in enumerate(labels):
-            for _ in range(self.MAX_REPLACEMENTS):
-                try:
-                    parts.append(gen.sample_batch(1, rng, int(groups[label])))
-                    break
-                except GenerationError:
-                    replaced += 1
-            else:
-                raise GenerationError(f"batch {index}: crystal {i} (space group {groups[label]}) failed "
-                                      f"{self.MAX_REPLACEMENTS} times")
-        crystals = CrystalBatch.concatenate(parts)
-        if self.config.simulate_on == "device":
+            one, k = self._synthetic(int(groups[label]), rng, f"batch {index}: crystal {i}")
+            parts.append(one)
+            replaced += k
+        if cfg.simulate_on == "device":
+            crystals = CrystalBatch.concatenate(parts)
             for i in np.flatnonzero(~_has_reflection(crystals.lattices)):  # the device cannot redraw: do it here
                 for _ in range(self.MAX_REPLACEMENTS):
                     replaced += 1
-                    one = gen.sample_batch(1, rng, int(groups[labels[i]]))
+                    one = self.generator.sample_batch(1, rng, int(groups[labels[i]]))
                     if _has_reflection(one.lattices)[0]:
                         parts[i] = one
                         break
+                else:
+                    raise GenerationError(f"batch {index}: crystal {i} (space group {groups[labels[i]]}) has no "
+                                          f"reflection in range after {self.MAX_REPLACEMENTS} redraws")
             crystals = CrystalBatch.concatenate(parts)
             arrays = {k: getattr(crystals, k) for k in ("lattices", "frac_coords", "numbers", "occupancies", "offsets")}
             arrays["crystallite_size_nm"] = rng.uniform(*simulate.DEFAULT_SIZE_RANGE_NM, size=len(labels))
             return Batch(index, labels.astype(np.int64), crystals=arrays, replaced=replaced,
                          seconds=time.perf_counter() - start)
-        patterns = self._patterns(crystals, rng)
-        empty = np.flatnonzero(patterns.max(axis=1) <= 0)
-        for i in empty:  # no reflection in range: redraw this slot (same space group)
+        is_real = np.zeros(len(labels), bool)
+        if n_real:
+            real, real_labels = self._real_crystals(-(-n_real // renders), rng)
+            parts.append(real)
+            labels = np.concatenate([labels, real_labels])
+            is_real = np.concatenate([is_real, np.ones(len(real_labels), bool)])
+        crystals = CrystalBatch.concatenate(parts)
+        patterns = self._patterns(crystals, rng, renders)
+        rows = np.arange(len(patterns)) % len(labels)  # render r of crystal c is row r * n + c
+        keep = np.concatenate([np.flatnonzero(~is_real[rows])[:n_syn], np.flatnonzero(is_real[rows])[:n_real]])
+        patterns, rows = patterns[keep], rows[keep]
+        labels, is_real = labels[rows], is_real[rows]
+        for i in np.flatnonzero(patterns.max(axis=1) <= 0):  # no reflection in range: redraw this slot
             for _ in range(self.MAX_REPLACEMENTS):
                 replaced += 1
-                one = gen.sample_batch(1, rng, int(groups[labels[i]]))
+                if is_real[i]:
+                    one, new_label = self._real_crystals(1, rng)
+                    labels[i] = new_label[0]
+                else:
+                    one = self._synthetic(int(groups[labels[i]]), rng, f"batch {index}: crystal {i}")[0]
                 row = self._patterns(one, rng)[0]
                 if row.max() > 0:
                     patterns[i] = row
                     break
-        return Batch(index, labels.astype(np.int64), inputs=np.sqrt(patterns, dtype=np.float32), replaced=replaced,
+            else:
+                raise GenerationError(f"batch {index}: slot {i} has no reflection in range after "
+                                      f"{self.MAX_REPLACEMENTS} redraws")
+        return Batch(index, labels.astype(np.int64), inputs=self.spec.apply(patterns), replaced=replaced,
                      seconds=time.perf_counter() - start)
 
 
@@ -195,6 +287,15 @@ def _indices(start: int, step: int, offset: int):
         t += step
 
 
+def _single_threaded(_worker_id: int = 0) -> None:
+    """A data worker computes one batch at a time on one core: torch and BLAS/OpenMP pools limited to 1 thread."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)
+
+
 def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: int = 0, world_size: int = 1,
                  prefetch: int = 2):
     """A ``torch.utils.data.DataLoader`` over the stream, from global index ``start`` (per rank).
@@ -202,7 +303,6 @@ def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: in
     ``workers=0`` makes batches in the training process. Rank ``r`` of ``R`` sees batch indices
     ``(start + i) R + r`` for i = 0, 1, ...
     """
-    import torch
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
     class _Stream(IterableDataset):
@@ -215,8 +315,7 @@ def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: in
 
     kwargs: dict[str, Any] = {"batch_size": None, "num_workers": workers, "collate_fn": lambda b: b}
     if workers > 0:
-        kwargs.update(prefetch_factor=prefetch, persistent_workers=False,
-                      worker_init_fn=lambda _: torch.set_num_threads(1))
+        kwargs.update(prefetch_factor=prefetch, persistent_workers=False, worker_init_fn=_single_threaded)
     return DataLoader(_Stream(), **kwargs)
 
 

@@ -23,6 +23,10 @@ classes ("known"; the others cannot be right at the space-group level, and are c
     expected calibration error of the top-1 confidence, 15 equal-width bins on [0, 1]:
     ``sum_b n_b / N * |accuracy_b - mean confidence_b|`` (Guo et al., ICML 2017, arXiv 1706.04599).
 
+Accuracy against coverage (:meth:`Evaluation.coverage`, abstention): for each confidence threshold
+t, the share of patterns whose top probability is >= t and the top-1 / top-5 accuracy among them;
+``synthxrd predict`` flags the others as uncertain.
+
 The **baseline** is the frequency prior: the statistics' space-group prior over the model's classes
 (``Statistics.spacegroup_prior(classes)``), the same ranking for every pattern. It is scored with
 the same functions.
@@ -79,6 +83,8 @@ __all__ = [
 N_BINS = 15
 #: Space groups shown in the space-group confusion matrix (the most frequent true groups).
 N_CONFUSION_GROUPS = 20
+#: Confidence thresholds of the accuracy-against-coverage table.
+COVERAGE_THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 OUTPUT_FILES = ("evaluation.json", "confusion_crystal_system.png", "confusion_spacegroups.png", "reliability.png")
 #: Patterns per forward pass chunk when evaluating datasets.
 _CHUNK = 1024
@@ -356,6 +362,19 @@ class Evaluation:
         ece, bins = expected_calibration_error(conf, topk_hits(self.probabilities, self.labels, 1), n_bins)
         return {"n_bins": n_bins, "ece": ece if len(self.labels) else None, "bins": bins}
 
+    def coverage(self, thresholds: Sequence[float] = COVERAGE_THRESHOLDS) -> list[dict[str, Any]]:
+        """Accuracy against coverage: per threshold t, the patterns with top probability >= t (coverage,
+        their count) and their top-1/top-5 accuracy (None when none is kept)."""
+        conf = self.probabilities.max(axis=1) if len(self.labels) else np.zeros(0)
+        hits = {k: topk_hits(self.probabilities, self.labels, k) for k in (1, 5)}
+        rows = []
+        for t in thresholds:
+            keep = conf >= t
+            rows.append({"threshold": float(t), "n": int(keep.sum()),
+                         "coverage": float(keep.mean()) if len(conf) else None,
+                         **{f"top{k}": float(h[keep].mean()) if keep.any() else None for k, h in hits.items()}})
+        return rows
+
     def predictions(self, k: int = 5) -> list[dict[str, Any]]:
         """Per pattern: source, true group, top-k groups with probabilities, probability of the true group."""
         order = _ranking(self.probabilities, k)
@@ -386,6 +405,7 @@ class Evaluation:
             "confusion_spacegroups": {"labels": chosen, "columns": [*chosen, "other"], "rows": "true",
                                       "matrix": sg_matrix.tolist()},
             "reliability": self.reliability(),
+            "coverage": self.coverage(),
             "failures": list(self.failures),
             "predictions": self.predictions(),
         }

@@ -362,6 +362,16 @@ class Generator:
     def _density(self) -> _DensitySampler:
         return _DensitySampler(self.statistics.density_samples(), np.random.default_rng(0))
 
+    def draw_volume(self, v_atoms: float, rng: np.random.Generator) -> float:
+        """A cell volume V = f V_atoms, the denseness f drawn from p(f | V_atoms) of the statistics
+        (one draw; the caller applies the volume limits)."""
+        return self._density.draw(v_atoms, rng) * v_atoms
+
+    def draw_lattice_parameters(self, crystal_system: str, rng: np.random.Generator) -> np.ndarray:
+        """Lattice-shape parameters of ``crystal_system`` from the statistics' KDE, for
+        :func:`lattice_matrix` (which scales them to a volume)."""
+        return self._lattice_sampler(crystal_system).draw(rng)
+
     # -- sampling -------------------------------------------------------------------------------
     def _draw_sites(self, t: _GroupTables, rng: np.random.Generator) -> list[tuple[int, int]]:
         """(Z, site index) of the asymmetric unit; bounded by the element pool and the site limit."""
@@ -391,10 +401,10 @@ class Generator:
         v_atoms = float(np.dot(mult, self._atom_volume[zs]))
         if not v_atoms > 0:
             return None
-        volume = self._density.draw(v_atoms, rng) * v_atoms
+        volume = self.draw_volume(v_atoms, rng)
         if volume > self.config.max_volume or volume < self.config.min_volume_per_atom * n_atoms:
             return None
-        lattice = lattice_matrix(self._lattice_sampler(t.crystal_system).draw(rng), volume)
+        lattice = lattice_matrix(self.draw_lattice_parameters(t.crystal_system, rng), volume)
         coords = np.empty((n_atoms, 3))
         numbers = np.empty(n_atoms, np.int64)
         start = 0

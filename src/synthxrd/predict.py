@@ -3,9 +3,13 @@
 :class:`Predictor` wraps a checkpoint of :mod:`synthxrd.train` (or the model shipped with the package)
 and turns patterns into probabilities over the 230 space groups: column ``i`` is ITA number
 ``i + 1``; groups the network has no class for get probability 0. Inputs go through the steps the
-network was trained on: onto the model's 2theta grid (5-90 degrees, 8501 points, Cu K-alpha1) with
-:func:`synthxrd.io.resample`, negative values clipped, normalised to maximum 1, square root; the
-logits are turned into probabilities with a softmax.
+network was trained on, as its checkpoint states them (:mod:`synthxrd.models.checkpoint`): onto the
+pattern grid (5-90 degrees at 0.01 degrees, at the model's wavelength) with
+:func:`synthxrd.io.resample`, then :meth:`~synthxrd.models.checkpoint.InputSpec.apply` (averaged onto
+the model grid, negative values clipped, normalised to maximum 1, square root); the logits are
+divided by the checkpoint's calibrated temperature and turned into probabilities with a softmax.
+A prediction whose top probability is below ``threshold`` is flagged ``uncertain`` (abstention:
+``synthxrd evaluate`` reports accuracy against coverage for these thresholds).
 
 Coarser answers that a powder pattern can decide more reliably are sums of these probabilities:
 :func:`crystal_system_probabilities` (7 crystal systems) and :func:`extinction_group_probabilities`
@@ -39,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.simulate.pattern import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
+from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input, checkpoint_temperature, load_model
+from synthxrd.simulate.pattern import Grid, resolve_wavelength
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
 from synthxrd.wyckoff import hermann_mauguin
 
@@ -66,6 +71,8 @@ NO_SHIPPED_MODEL = "no pretrained model is shipped yet; pass a checkpoint (synth
 BATCH_SIZE = 64
 #: Matches per pattern that the fusion weighs (p_match, margin); more than any user asks to see.
 FUSION_MATCHES = 50
+#: Top probability below which a prediction is flagged uncertain (see docs/search_match.md, coverage).
+DEFAULT_THRESHOLD = 0.5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,7 +139,8 @@ class Prediction:
     ----------
     source : file name (or a label) of the pattern.
     probabilities : (230,) float64 over ITA numbers 1..230, sums to 1, 0 for groups the model lacks.
-    pattern : (G,) float32 the pattern on the model grid, maximum 1 (before the square root), or None.
+    pattern : (8501,) float32 the pattern on the pattern grid (5-90 degrees, 0.01 degree step, the
+        model's wavelength), maximum 1, or None.
     info : what :func:`synthxrd.io.load_for_model` reported (coverage, wavelength, warnings, ...),
         JSON-compatible.
     matches : best-matching library structures (:class:`synthxrd.match.Match`), best first; empty
@@ -140,6 +148,7 @@ class Prediction:
     network, search : (230,) the network's and the search's own probabilities (``probabilities`` is
         their fusion), or None without a library.
     confidence : probability that the best match's space group is right (fusion weight), or None.
+    uncertain : the top probability is below the predictor's threshold (abstain from this answer).
     """
 
     source: str
@@ -150,6 +159,7 @@ class Prediction:
     network: np.ndarray | None = field(default=None, repr=False)
     search: np.ndarray | None = field(default=None, repr=False)
     confidence: float | None = None
+    uncertain: bool = False
 
     ok = True
 
@@ -174,6 +184,7 @@ class Prediction:
         out = {
             "source": self.source,
             "ok": True,
+            "uncertain": self.uncertain,
             "top": [{"spacegroup": n, "symbol": s, "probability": p} for n, s, p in self.top(k)],
             "crystal_systems": self.crystal_systems(),
             "extinction_groups": [{"id": g, "spacegroups": list(m), "probability": p}
@@ -259,14 +270,17 @@ class Predictor:
     metadata : checkpoint metadata (step, config, versions), JSON-compatible.
     source : where the model came from (path, or ``"shipped"``).
     device : torch device name (``auto``: CUDA if available).
-    grid : the model's 2theta grid (Cu K-alpha1).
+    spec : the model's input (:class:`~synthxrd.models.checkpoint.InputSpec`: grid, wavelength, transform).
+    temperature : softmax temperature (calibration; 1 = none).
+    threshold : top probability below which a prediction is flagged uncertain.
     library : a :class:`~synthxrd.match.ReferenceLibrary` whose search-match evidence is fused with
         the network's probabilities (:mod:`synthxrd.match.fusion`), or None for the network alone.
     fusion : the :class:`~synthxrd.match.fusion.FusionRule` (default: the shipped one).
     """
 
     def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
-                 device: str = "cpu", grid: Grid = Grid(), library=None, fusion=None) -> None:
+                 device: str = "cpu", spec: InputSpec = InputSpec(), temperature: float = 1.0,
+                 threshold: float = DEFAULT_THRESHOLD, library=None, fusion=None) -> None:
         classes = np.asarray(classes, np.int64)
         if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
                 or len(np.unique(classes)) != len(classes):
@@ -277,8 +291,15 @@ class Predictor:
         self.classes = classes
         self.metadata = dict(metadata or {})
         self.source = source
-        self.grid = grid
-        self.wavelength = DEFAULT_WAVELENGTH
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must lie in [0, 1], got {threshold!r}")
+        self.spec = spec
+        self.temperature = float(temperature)
+        self.threshold = float(threshold)
+        self.grid = Grid()  # the pattern grid: measured patterns are resampled onto it, the library searches on it
+        self.wavelength = spec.wavelength
         self.library = library
         if library is not None and fusion is None:
             from synthxrd.match.fusion import FusionRule
@@ -293,7 +314,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, library="default", device: str = "auto",
-             fusion=None) -> Predictor:
+             fusion=None, threshold: float = DEFAULT_THRESHOLD) -> Predictor:
         """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
 
         Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
@@ -316,8 +337,6 @@ class Predictor:
             library = ReferenceLibrary.load(None if str(library) == "default" else library)
         if fusion is not None and not isinstance(fusion, FusionRule):
             fusion = FusionRule.load(fusion)
-        from synthxrd.train import EXPORT_KEYS, load_model
-
         with ExitStack() as stack:
             file = resolve_checkpoint(path)
             source = str(path)
@@ -327,47 +346,36 @@ class Predictor:
                     raise DataError(NO_SHIPPED_MODEL)
                 file = stack.enter_context(as_file(resource))
                 source = "shipped"
-            try:
-                model, classes, meta = load_model(file)
-            except (KeyError, TypeError, RuntimeError) as exc:  # a loadable file that is no synthxrd checkpoint
-                raise DataError(f"{file}: not a synthxrd checkpoint ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        grid = Grid()
-        length = meta.get("model_config", {}).get("input_length", grid.n)
-        if length != grid.n:
-            raise DataError(f"{file}: the model takes {length} input points; this synthxrd predicts on the "
-                            f"{grid.n}-point grid {grid.start}-{grid.stop} degrees")
+            model, classes, meta = load_model(file)
         metadata = {k: meta[k] for k in (*EXPORT_KEYS, "export") if k in meta}
         metadata["checkpoint"] = str(file) if source != "shipped" else SHIPPED_MODEL
-        return cls(model, classes, metadata=metadata, source=source, device=device, grid=grid, library=library,
-                   fusion=fusion)
+        return cls(model, classes, metadata=metadata, source=source, device=device, spec=checkpoint_input(meta),
+                   temperature=checkpoint_temperature(meta), threshold=threshold, library=library, fusion=fusion)
 
     # ---- arrays ---------------------------------------------------------------------------------
 
     def predict_grid(self, patterns, *, batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """Probabilities (N, 230) of patterns already on the model grid ((G,) or (N, G)).
+        """Probabilities (N, 230) of patterns on the pattern grid ((8501,) or (N, 8501), 5-90 degrees at 0.01).
 
-        Each row is clipped at 0 and divided by its maximum before the square root (a no-op for
-        simulated patterns, which have maximum 1).
+        Each row goes through the checkpoint's :meth:`~synthxrd.models.checkpoint.InputSpec.apply`
+        (the training stream's preprocessing); the logits are divided by the temperature.
         """
         import torch
 
         x = np.atleast_2d(np.asarray(patterns, np.float64))
         if x.ndim != 2 or x.shape[1] != self.grid.n:
-            raise DataError(f"patterns on the model grid need {self.grid.n} points per row, got shape {x.shape}")
+            raise DataError(f"patterns on the pattern grid need {self.grid.n} points per row, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise DataError("patterns hold NaN or infinite values")
-        x = np.clip(x, 0.0, None)
-        peak = x.max(axis=1)
-        if (bad := np.flatnonzero(~(peak > 0))).size:
+        if (bad := np.flatnonzero(~(x.max(axis=1) > 0))).size:
             raise DataError(f"pattern {int(bad[0])}: no positive intensity within the model grid "
                             f"{self.grid.start}-{self.grid.stop} degrees")
-        inputs = np.sqrt(x / peak[:, None]).astype(np.float32)
+        inputs = self.spec.apply(x)
         out = []
         with torch.no_grad():
             for i in range(0, len(inputs), batch_size):
                 logits = self.model(torch.as_tensor(inputs[i:i + batch_size], device=self.device))
-                out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+                out.append(torch.softmax(logits.double() / self.temperature, dim=1).cpu().numpy())
         return to_full(np.concatenate(out), self.classes)
 
     def predict(self, two_theta, intensities, *, wavelength: float | str | None = None,
@@ -464,11 +472,13 @@ class Predictor:
                                 only_elements, k)
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
+        probabilities = result["probabilities"][0]
+        uncertain = bool(probabilities.max() < self.threshold)
         if self.library is None:
-            return Prediction(str(path), network[0], pattern, _jsonable_info(info))
-        return Prediction(str(path), result["probabilities"][0], pattern, _jsonable_info(info),
-                          matches=result["matches"][0], network=network[0], search=result["search"][0],
-                          confidence=float(result["confidence"][0]))
+            return Prediction(str(path), probabilities, pattern, _jsonable_info(info), uncertain=uncertain)
+        return Prediction(str(path), probabilities, pattern, _jsonable_info(info), matches=result["matches"][0],
+                          network=network[0], search=result["search"][0], confidence=float(result["confidence"][0]),
+                          uncertain=uncertain)
 
     def predict_files(self, paths: Iterable[str | Path], *, wavelength: float | str | None = None,
                       errors: str = "raise", elements=None, only_elements: bool = False,
@@ -507,7 +517,7 @@ def failure_message(name: str, exc: BaseException) -> str:
 
 
 def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(), *, k: int = 10,
-                    title: str = "", dpi: int = 110) -> Path:
+                    title: str = "", dpi: int = 110, wavelength: float = 1.5406) -> Path:
     """PNG of a prediction: the pattern as the model saw it, the top-``k`` groups and the crystal systems.
 
     matplotlib is imported here and draws on its own Agg canvas (no pyplot state). ``path`` is
@@ -523,7 +533,7 @@ def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(
     if prediction.pattern is not None:
         ax.plot(grid.values(), prediction.pattern, color="tab:blue", lw=0.8)
     ax.set_xlim(grid.start, grid.stop)
-    ax.set_xlabel(f"2θ (°) at λ = {DEFAULT_WAVELENGTH:.5g} Å (model grid)")
+    ax.set_xlabel(f"2θ (°) at λ = {wavelength:.5g} Å")
     ax.set_ylabel("intensity (max 1)")
     src = Path(prediction.source)
     ax.set_title(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name), fontsize=10)

@@ -716,11 +716,10 @@ def _init_worker() -> None:
 
 
 def default_workers() -> int:
-    """CPU cores available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """CPU cores available to this process (:func:`synthxrd.config.available_cores`)."""
+    from synthxrd.config import available_cores
+
+    return available_cores()
 
 
 def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers: int | None = None,

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from synthxrd import __version__
-from synthxrd.config import merge, to_dict, to_toml
+from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.files import atomic_write, write_json, write_text
+from synthxrd.files import write_json, write_text
+from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, save_checkpoint
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
-           "topk_accuracy", "lr_factor"]
+           "topk_accuracy", "lr_factor", "predict_logits"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -58,6 +59,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # 0 = off
     seed: int = 0
     workers: int = -1  # data worker processes (or Ray actors); -1 = cores - 1 (at least 1)
+    threads: int = 0  # torch threads on a CPU; 0 = every available core (the workers' cores too: they idle when ahead)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 autocast on CUDA) | on | off
     prior: str = "statistics"  # label prior: statistics | uniform
@@ -66,6 +68,13 @@ class TrainConfig:
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
     augment: str = "none"  # experimental realism: none | default | path of a TOML file (synthxrd.augment)
+    grid_step: float = 0.01  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
+    renders: int = 1  # augmented renderings per simulated crystal
+    real: str | None = None  # real crystal set (`synthxrd real build`) mixed into the batches
+    real_fraction: float = 0.0  # share of each batch from `real` (1 = the reference's "direct" baseline)
+    perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals
+    label_smoothing: float = 0.0
+    calibrate: bool = True  # fit a softmax temperature on the best validation set at the end (best.pt)
     val_every: int = 1000
     val_sets: tuple[str, ...] = ("random", "match")
     n_val_random: int = 1000
@@ -88,6 +97,9 @@ class TrainConfig:
             "val_every": self.val_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 1,
             "log_every": self.log_every >= 1,
+            "threads": self.threads >= 0,
+            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "lr_step_size": self.lr_step_size >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -124,39 +136,84 @@ def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[int, float]:
     return {k: float(hits[:, :k].any(dim=1).float().mean()) for k in ks}
 
 
-def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, batch_size: int = 256) -> dict[str, float]:
-    """Loss, top-1 and top-5 of ``model`` on (sqrt-pattern inputs, class-index labels)."""
+def predict_logits(model, inputs: np.ndarray, *, device, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, C) float32 of ``model`` in eval mode on network inputs (N, G)."""
     import torch
 
     model.eval()
-    total, loss_sum, hits1, hits5 = 0, 0.0, 0.0, 0.0
+    out = []
     with torch.no_grad():
-        for i in range(0, len(labels), batch_size):
-            x = torch.as_tensor(inputs[i:i + batch_size], device=device)
-            y = torch.as_tensor(labels[i:i + batch_size], device=device)
-            logits = model(x).float()
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-            acc = topk_accuracy(logits, y, ks=(1, min(5, logits.shape[1])))
-            n = len(y)
-            hits1 += acc[1] * n
-            hits5 += acc[min(5, logits.shape[1])] * n
-            total += n
+        for i in range(0, len(inputs), batch_size):
+            out.append(model(torch.as_tensor(inputs[i:i + batch_size], device=device)).float().cpu().numpy())
     model.train()
-    return {"loss": loss_sum / max(total, 1), "top1": hits1 / max(total, 1), "top5": hits5 / max(total, 1), "n": total}
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, batch_size: int = 256) -> dict[str, float]:
+    """Loss, top-1 and top-5 of ``model`` on (network inputs, class-index labels)."""
+    import torch
+
+    logits = torch.as_tensor(predict_logits(model, inputs, device=device, batch_size=batch_size))
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    n = len(y)
+    if n == 0:
+        return {"loss": 0.0, "top1": 0.0, "top5": 0.0, "n": 0}
+    acc = topk_accuracy(logits, y, ks=(1, min(5, logits.shape[1])))
+    return {"loss": float(torch.nn.functional.cross_entropy(logits, y)), "top1": acc[1],
+            "top5": acc[min(5, logits.shape[1])], "n": n}
+
+
+def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, device
+               ) -> dict[str, Any] | None:
+    """Fit the softmax temperature (:mod:`synthxrd.models.calibration`) of the weights in ``path`` on
+    the validation set that selects them (``match``, else ``random``) and store it in that file."""
+    from synthxrd.evaluate import expected_calibration_error
+    from synthxrd.models.calibration import fit_temperature, nll, softmax
+
+    name = "match" if "match" in val_sets else "random" if "random" in val_sets else None
+    if name is None or not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    x, y = val_sets[name]
+    logits = predict_logits(model, x, device=device)
+    t = fit_temperature(logits, y)
+    info = {"temperature": t, "fitted_on": name, "n": int(len(y)), "step": int(ckpt["step"]),
+            "nll_before": nll(logits, y), "nll_after": nll(logits, y, t),
+            **{f"ece_{when}": expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)[0]
+               for when, p in (("before", softmax(logits)), ("after", softmax(logits, t)))}}
+    info["file"] = path.name
+    ckpt["calibration"] = info
+    save_checkpoint(path, ckpt)
+    return info
+
+
+def _stream_config(config: TrainConfig, **changes: Any) -> StreamConfig:
+    """The training stream of ``config`` (with ``changes``, e.g. another seed)."""
+    fields = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
+              "renders", "real", "real_fraction", "perturb")
+    return StreamConfig(**{**{k: getattr(config, k) for k in fields}, **changes})
 
 
 def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Validation inputs (sqrt pattern) and class indices; ``random`` from a separate synthetic stream."""
+    """Validation inputs (:meth:`InputSpec.apply`) and class indices; ``random`` from a separate synthetic stream."""
+    import warnings
+
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     names = list(config.val_sets)
-    if "random" in names:
-        maker = BatchMaker(StreamConfig(batch_size=min(250, config.n_val_random), seed=config.seed + 1_000_003,
-                                        prior=config.prior, min_count=config.min_count, statistics=config.statistics,
-                                        augment=config.augment))
+    if names != ["random"] and not config.validation_dir and "random" in names:
+        warnings.warn(f"no validation_dir: validating on the random set only (skipping {[n for n in names if n != 'random']}; "
+                      "build real-crystal sets with `synthxrd validation build`)", stacklevel=3)
+        names = ["random"]
+    spec = InputSpec(step=config.grid_step)
+    if "random" in names and config.n_val_random > 0:
+        maker = BatchMaker(_stream_config(config, batch_size=min(250, config.n_val_random),
+                                          seed=config.seed + 1_000_003, simulate_on="worker", real_fraction=0.0,
+                                          renders=1))
         batches = [maker(i) for i in range(math.ceil(config.n_val_random / maker.config.batch_size))]
         sets["random"] = (np.concatenate([b.inputs for b in batches])[:config.n_val_random],
                           np.concatenate([b.labels for b in batches])[:config.n_val_random])
-        names.remove("random")
+    names = [n for n in names if n != "random"]
     if names:
         if not config.validation_dir:
             raise ConfigError(f"val_sets {names} need validation_dir (build it with `synthxrd validation build`)")
@@ -171,7 +228,7 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
             rows = np.flatnonzero(keep)
             if 0 < config.val_max_patterns < len(rows):
                 rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.val_max_patterns, replace=False))
-            sets[name] = (np.sqrt(np.clip(ds.patterns[rows], 0, None)).astype(np.float32), labels[rows])
+            sets[name] = (spec.apply(ds.patterns[rows]), labels[rows])
     return sets
 
 
@@ -198,60 +255,6 @@ def _device(name: str, rank: int):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``torch.load(weights_only=True)``); DataError naming the file otherwise."""
-    import torch
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-
-
-def load_model(path: str | Path):
-    """(model in eval mode, classes as ITA numbers, checkpoint metadata) from a checkpoint alone."""
-    from synthxrd.models import build
-
-    ckpt = load_checkpoint(path)
-    model = build(**ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, np.asarray(ckpt["classes"], np.int64), {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
-
-
-#: What an exported model keeps of a checkpoint besides the weights.
-EXPORT_KEYS = ("step", "best", "config", "classes", "model_config", "synthxrd_version", "statistics_version")
-
-
-def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float16") -> dict[str, Any]:
-    """Write the inference part of a checkpoint (weights + metadata, no optimizer) to ``out``.
-
-    ``dtype="float16"`` halves the file (the weights are cast back to float32 on loading, so
-    predictions differ from the float32 model only by the rounding of the weights, relative
-    2**-11). The file is a plain ``torch.save`` of tensors, numbers and strings, loadable with
-    ``weights_only=True``. Returns the written payload without the weights.
-    """
-    import torch
-
-    if dtype not in ("float16", "float32"):
-        raise ConfigError(f"export dtype must be 'float16' or 'float32', got {dtype!r}")
-    ckpt = load_checkpoint(checkpoint)
-    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
-    if missing:
-        raise DataError(f"{checkpoint}: not a synthxrd checkpoint (no {missing[0]!r})")
-    cast = getattr(torch, dtype)
-    weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    meta = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
-    meta["export"] = {"dtype": dtype, "source": str(checkpoint)}
-    atomic_write(Path(out), lambda tmp: torch.save({"model": weights, **meta}, tmp))
-    return meta
 
 
 def _agreed_stop(local: bool, world: int, device) -> bool:
@@ -308,20 +311,19 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         import torch.distributed as dist
 
         dist.barrier()
-    workers = config.workers if config.workers >= 0 else max(1, (os.cpu_count() or 2) - 1)
-    if device.type == "cpu" and not config.ray_address:  # leave the data workers their cores
-        torch.set_num_threads(max(1, ((os.cpu_count() or 1) - workers) // world))
+    cores = available_cores()
+    workers = config.workers if config.workers >= 0 else max(1, cores - 1)
+    threads = 0
+    if device.type == "cpu":  # the workers sleep once their prefetch queue is full: give torch every core
+        threads = config.threads or max(1, cores // world)
+        torch.set_num_threads(threads)
     torch.manual_seed(config.seed * 1000 + rank)
 
-    stream_config = StreamConfig(batch_size=config.batch_size, seed=config.seed, prior=config.prior,
-                                 min_count=config.min_count, statistics=config.statistics, simulate_on=config.simulate_on,
-                                 augment=config.augment)
+    stream_config = _stream_config(config)
     maker = BatchMaker(stream_config)
     classes = maker.classes
-    from synthxrd.simulate import Grid
-
-    grid = Grid()
-    model = build(config.model, num_classes=len(classes), input_length=grid.n, **config.model_kwargs).to(device)
+    spec = maker.spec
+    model = build(config.model, num_classes=len(classes), input_length=spec.n, **config.model_kwargs).to(device)
     model_config = dict(model.config)
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -356,6 +358,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             "synthxrd_version": __version__, "torch_version": torch.__version__, "config": to_dict(config),
             "classes": [int(c) for c in classes], "model": model_config,
             "parameters": sum(p.numel() for p in core.parameters()), "world_size": world, "device": str(device),
+            "cores": cores, "torch_threads": threads, "workers": workers, "input": spec.to_dict(),
             "statistics": {"path": config.statistics or "shipped", "version": maker.generator.statistics.version,
                            "n_structures": maker.generator.statistics.n_structures},
             "validation_sets": {k: len(v[1]) for k, v in val_sets.items()}, "resumed_at_step": step if resume else None,
@@ -365,10 +368,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         payload = {
             "model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "torch_rng": torch.get_rng_state(), "best": best, "config": to_dict(config),
-            "classes": [int(c) for c in classes], "model_config": model_config, "synthxrd_version": __version__,
-            "statistics_version": maker.generator.statistics.version,
+            "classes": [int(c) for c in classes], "model_config": model_config, "input": spec.to_dict(),
+            "synthxrd_version": __version__, "statistics_version": maker.generator.statistics.version,
         }
-        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        save_checkpoint(path, payload)
 
     def validate() -> dict[str, dict[str, float]]:
         results = {name: evaluate_arrays(core, x, y, device=device) for name, (x, y) in val_sets.items()}
@@ -385,10 +388,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
     stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
                          ray_address=config.ray_address)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     last_val: dict[str, dict[str, float]] = {}
     history: list[dict[str, float]] = []
-    window = {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0}
+    def new_window() -> dict[str, float]:
+        return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
+
+    window = new_window()
     bar = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
     deadline = time.time() + 3600.0 * config.max_hours if config.max_hours > 0 else math.inf
     model.train()
@@ -409,13 +415,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
                 arrays = dict(batch.crystals)
                 sizes = arrays.pop("crystallite_size_nm")
-                x = torch.sqrt(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
-                                              allow_empty=True).clamp_min(0))
+                x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
+                                                   allow_empty=True))
                 has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
                 if not bool(has_peaks.all()):
                     window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
                     x, y = x[has_peaks], y[has_peaks]
             window["wait"] += time.perf_counter() - t_wait
+            window["replaced"] += batch.replaced
             with autocast():
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
@@ -444,10 +451,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
                 writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
                 writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
+                writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
                 if window.get("empty"):
                     writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
-                window = {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0}
+                window = new_window()
             if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
                 last_val = validate()
                 bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
@@ -455,14 +463,19 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             if rank == 0 and step % config.checkpoint_every == 0:
                 save(ckpt_path)
         bar.close()
+        if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
+            last_val = validate()  # a time-limited run ends validated, like one that reaches max_steps
         if rank == 0:
             save(ckpt_path)
             writer.flush()
             writer.close()
     if hasattr(stream, "close"):
         stream.close()
+    calibration = None
+    if rank == 0 and config.calibrate and stop.raised in (None, "max_hours"):  # the weights predict uses
+        calibration = _calibrate(core, val_sets, out / BEST if (out / BEST).is_file() else ckpt_path, device=device)
     summary = {"step": step, "stopped_by": stop.raised, "history": history, "validation": last_val, "best": best,
-               "out": str(out)}
+               "calibration": calibration, "out": str(out)}
     if rank == 0:
         write_json(out / "summary.json", summary)
     if world > 1:

@@ -2,9 +2,10 @@
 
 The reference method (Schopmans et al. 2023, DESIGN.md) validates every epoch on crystals of the
 test part of a prototype split, i.e. of structure types the generator's statistics never saw, and on
-synthetic crystals drawn like the training data. Four sets are built from a structure collection
+synthetic crystals drawn like the training data. Six sets can be built from a structure collection
 (folder or tar of CIFs), the split (:mod:`synthxrd.split`) and the class list (the space groups
-represented in the statistics, ``Statistics.represented(50)``):
+represented in the statistics, ``Statistics.represented(50)``); the first four are built by default
+(:data:`DEFAULT_SETS`), the two gap sets on request:
 
 ``random``
     ``n_random`` crystals of :class:`~synthxrd.generate.Generator` on the statistics, prior restricted
@@ -16,19 +17,34 @@ represented in the statistics, ``Statistics.represented(50)``):
     Every test-part crystal whose label is a class.
 ``match_pure``
     ``match`` without partially occupied sites (every occupancy >= 1 - 1e-3).
+``match_random_coords``
+    Every ``match`` crystal with the free coordinates of its Wyckoff positions redrawn uniformly, as
+    the generator places atoms; lattice, space group and the occupation of the Wyckoff positions
+    (letter, element, occupancy per asymmetric-unit site) kept (:func:`synthxrd.gap.randomize_coordinates`).
+``match_random_lattice``
+    Every ``match`` crystal with its lattice redrawn as the generator draws lattices of its space group
+    (volume from the generator's volume model for its atoms, parameters from its lattice KDE, the
+    crystal-system constraints kept); fractional coordinates kept (:func:`synthxrd.gap.randomize_lattice`).
+
+The two gap sets reproduce the analysis of the gap between synthetic and ICSD accuracy of the
+reference (:mod:`synthxrd.gap`). They work on spglib's conventional standard cell of the crystal at
+``symprec`` (idealised), draw from a generator seeded with ``(seed, hash of the id, set)`` and use the
+generator of the statistics (default config). A crystal whose randomization fails stays in ``match``
+and is missing from that set; the manifest counts the failures by reason.
 
 Labels of real crystals are recomputed with spglib at ``symprec`` 0.1 (the tolerance of the
 statistics, :data:`synthxrd.stats.DEFAULT_SYMPREC`) on the cell as read. The manifest records how often
 that label differs from (a) spglib at a strict tolerance (``strict_symprec``, 1e-3), (b) the
 ``spacegroup`` column of the collection's ``index.csv`` when there is one next to the source, and
-(c) the space group encoded in the split's prototype (``"<sg>|<formula>|<wyckoff>"``); for ``random``,
-how often spglib (0.1) finds another group than the intended one.
+(c) the space group encoded in the split's prototype (``"<sg>|<formula>|<wyckoff>"``); for ``random``
+and the gap sets (labelled with the original crystal's group, the intended one), how often spglib
+(0.1) finds another group than the intended one.
 
 Patterns: :func:`synthxrd.simulate.patterns` of the crystals as read (the original cell, all atoms),
 default grid (5-90 deg, 8501 points) and Cu Ka1; the crystallite size of a real crystal is drawn from
 U(20, 100) nm by a generator seeded with ``(seed, hash of its id)``, so it does not depend on the number
-of workers or on which sets are built; the random set uses one seeded stream per chunk of
-:data:`RANDOM_CHUNK` crystals.
+of workers or on which sets are built (a gap crystal has the size of its original); the random set uses
+one seeded stream per chunk of :data:`RANDOM_CHUNK` crystals.
 
 Files in the cache folder::
 
@@ -52,6 +68,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -71,6 +88,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SET_NAMES",
+    "DEFAULT_SETS",
+    "GAP_SETS",
     "MANIFEST",
     "FORMAT_VERSION",
     "DEFAULT_N_RANDOM",
@@ -86,7 +105,11 @@ __all__ = [
 ]
 
 #: The sets, in build order.
-SET_NAMES = ("random", "match", "all", "match_pure")
+SET_NAMES = ("random", "match", "all", "match_pure", "match_random_coords", "match_random_lattice")
+#: The sets built when none are named (the gap sets cost two more patterns per ``match`` crystal).
+DEFAULT_SETS = SET_NAMES[:4]
+#: The gap sets (:mod:`synthxrd.gap`), built from the ``match`` crystals: name -> seed tag of their stream.
+GAP_SETS = {"match_random_coords": 0x636F, "match_random_lattice": 0x6C61}
 MANIFEST = "manifest.json"
 #: Layout of the cache folder; a manifest of another version is rebuilt.
 FORMAT_VERSION = 1
@@ -111,6 +134,10 @@ _DESCRIPTIONS = {
     "match": "test-part crystals with <= {max_sites} asymmetric-unit sites, V <= {max_volume:g} A^3 and a class label",
     "all": "every test-part crystal with a class label",
     "match_pure": "match without partially occupied sites",
+    "match_random_coords": "match with the free Wyckoff coordinates redrawn uniformly (lattice, space group, "
+                           "Wyckoff occupation kept); label: the original space group",
+    "match_random_lattice": "match with the lattice redrawn by the generator for its space group (volume model, "
+                            "lattice KDE; fractional coordinates kept); label: the original space group",
 }
 
 
@@ -164,12 +191,20 @@ def _spglib_number(lattice, positions, types, symprec: float) -> int:
     return 0 if ds is None else int(ds.number)
 
 
+def _id_key(identifier: str) -> int:
+    return int.from_bytes(hashlib.sha256(identifier.encode()).digest()[:8], "little")
+
+
 def _crystallite_size(seed: int, identifier: str) -> float:
     """Crystallite size (nm) of a real crystal: U(20, 100) from a generator seeded by (seed, id)."""
     from synthxrd.simulate import DEFAULT_SIZE_RANGE_NM
 
-    key = int.from_bytes(hashlib.sha256(identifier.encode()).digest()[:8], "little")
-    return float(np.random.default_rng([int(seed), key]).uniform(*DEFAULT_SIZE_RANGE_NM))
+    return float(np.random.default_rng([int(seed), _id_key(identifier)]).uniform(*DEFAULT_SIZE_RANGE_NM))
+
+
+def _gap_rng(seed: int, identifier: str, name: str) -> np.random.Generator:
+    """The stream of one crystal of gap set ``name``: seeded by (seed, id, set), independent of the size's."""
+    return np.random.default_rng([int(seed), _id_key(identifier), GAP_SETS[name]])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,6 +223,21 @@ class _Context:
     want_match: bool
     want_pure: bool
     statistics_path: str | None  # None: shipped statistics
+    gap: tuple[str, ...] = ()  # gap sets to build (from the match crystals)
+
+
+class _Variant(NamedTuple):
+    """A randomized ``match`` crystal of a gap set (or why there is none)."""
+
+    set: str
+    error: str | None
+    size_nm: float = math.nan
+    found: int = 0  # spglib (symprec) space group of the new crystal, 0 = none
+    lattice: np.ndarray | None = None
+    frac: np.ndarray | None = None
+    numbers: np.ndarray | None = None
+    occupancies: np.ndarray | None = None
+    pattern: np.ndarray | None = None
 
 
 class _Item(NamedTuple):
@@ -209,6 +259,7 @@ class _Item(NamedTuple):
     numbers: np.ndarray | None = None
     occupancies: np.ndarray | None = None
     pattern: np.ndarray | None = None
+    variants: tuple[_Variant, ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -237,13 +288,50 @@ def _analyze_one(ctx: _Context, identifier: str, text: str) -> _Item:
     in_all = record.spacegroup in ctx.classes
     in_match = in_all and record.n_sites <= ctx.max_sites and record.volume <= ctx.max_volume
     in_pure = in_match and ordered
-    keep = (ctx.want_all and in_all) or (ctx.want_match and in_match) or (ctx.want_pure and in_pure)
+    # gap sets: the match crystals with a pattern, so the original's pattern is made for them too
+    keep = (ctx.want_all and in_all) or ((ctx.want_match or bool(ctx.gap)) and in_match) or (ctx.want_pure and in_pure)
     item = _Item(identifier, None, record.spacegroup, strict, record.n_sites, record.volume, ordered,
                  in_all, in_match, in_pure)
     if keep:
         item = item._replace(size_nm=_crystallite_size(ctx.seed, identifier), lattice=crystal.lattice,
                              frac=crystal.frac_coords, numbers=crystal.numbers, occupancies=crystal.occupancies)
+    if in_match and ctx.gap:
+        item = item._replace(variants=_gap_variants(ctx, identifier, crystal, record.spacegroup,
+                                                    _crystallite_size(ctx.seed, identifier)))
     return item
+
+
+def _gap_variants(ctx: _Context, identifier: str, crystal, label: int, size_nm: float) -> tuple[_Variant, ...]:
+    """The randomized crystals of the requested gap sets (one variant per set, an error instead on failure)."""
+    from synthxrd import gap
+
+    try:
+        analysed = gap.wyckoff_crystal(crystal, symprec=ctx.symprec)
+        if analysed.spacegroup != label:
+            raise StructureError(f"spglib: space group {analysed.spacegroup} on the sites as grouped, "
+                                 f"label {label}")
+    except Exception as exc:  # noqa: BLE001 - a failed randomization must not drop the crystal from match
+        return tuple(_Variant(name, _reason(exc)) for name in ctx.gap)
+    out = []
+    for name in ctx.gap:
+        rng = _gap_rng(ctx.seed, identifier, name)
+        try:
+            if name == "match_random_coords":
+                new = gap.randomize_coordinates(analysed, label, rng, symprec=ctx.symprec)
+            else:
+                new = gap.randomize_lattice(analysed, label, rng, generator=_generator(ctx.statistics_path),
+                                            symprec=ctx.symprec)
+        except Exception as exc:  # noqa: BLE001 - as above
+            out.append(_Variant(name, _reason(exc)))
+            continue
+        positions, species = gap.crystal_sites(new)
+        found = _spglib_number(new.lattice, positions, gap.site_types(species), ctx.symprec)
+        out.append(_Variant(name, None, size_nm, found, new.lattice, new.frac_coords, new.numbers, new.occupancies))
+    return tuple(out)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, StructureError) else f"{type(exc).__name__}: {exc}"
 
 
 def _process_cifs(ctx: _Context, chunk: list[tuple[str, str]]) -> list[_Item]:
@@ -266,6 +354,22 @@ def _process_cifs(ctx: _Context, chunk: list[tuple[str, str]]) -> list[_Item]:
                 items[k] = _Item(items[k].id, pattern)
             else:
                 items[k] = items[k]._replace(pattern=pattern)
+    # the gap variants of the crystals that are in match and have a pattern
+    slots = [(k, j) for k, it in enumerate(items) if it.error is None
+             for j, v in enumerate(it.variants) if v.error is None]
+    if slots:
+        patterns = _patterns_of([items[k].variants[j] for k, j in slots])
+        for (k, j), pattern in zip(slots, patterns):
+            v = items[k].variants[j]
+            if pattern is None:
+                v = _Variant(v.set, "no pattern: no reflection between 5 and 90 deg 2theta")
+            elif isinstance(pattern, str):
+                v = _Variant(v.set, pattern)
+            else:
+                v = v._replace(pattern=pattern)
+            variants = list(items[k].variants)
+            variants[j] = v
+            items[k] = items[k]._replace(variants=tuple(variants))
     return items
 
 
@@ -409,8 +513,9 @@ class Manifest:
     format_version, sha256, n_structures, created, split_sha256), ``classes``, ``seed``, ``n_random``,
     ``filters`` (symprec, strict_symprec, max_sites, max_volume, occupancy_tol, grid, wavelength,
     crystallite sizes), ``sets`` (per set: file, count, bytes, sha256, description, n_classes_present,
-    mismatch), ``test_part`` (counts, failures), ``mismatch`` (over the analysed test part),
-    ``build_time_s``, ``workers``.
+    class_counts, mismatch; gap sets also ``failures``: n, n_match, by_reason, the first failures),
+    ``test_part`` (counts, failures), ``mismatch`` (over the analysed test part), ``build_time_s``,
+    ``workers``.
 
     Attributes
     ----------
@@ -478,11 +583,14 @@ class ValidationSet(Dataset):
 
     Attributes
     ----------
-    name : set name (``random``, ``match``, ``all``, ``match_pure``).
-    ids : (N,) str structure ids (``random-000000``... for the random set).
+    name : set name (one of :data:`SET_NAMES`).
+    ids : (N,) str structure ids (``random-000000``... for the random set; a gap crystal has the id of
+        the ``match`` crystal it was made from).
     extra : per-crystal arrays: ``crystallite_size_nm``; real sets: ``n_sites``,
         ``conventional_volume``, ``spacegroups_strict`` (spglib at the strict tolerance, 0 = none),
-        ``ordered``; random set: ``spacegroups_found`` (spglib at symprec, 0 = none).
+        ``ordered``; random set: ``spacegroups_found`` (spglib at symprec, 0 = none); gap sets:
+        ``spacegroups_found``, ``n_sites``, ``conventional_volume`` (of the original),
+        ``cell_volume`` (of the randomized cell), ``ordered``.
     """
 
     name: str = ""
@@ -740,7 +848,7 @@ def build_validation_sets(out_dir: str | Path, *, source: str | Path | None = No
                           split: str | Path | Split | None = None,
                           statistics: str | Path | Statistics | None = None,
                           classes: Iterable[int] | None = None, n_random: int = DEFAULT_N_RANDOM, seed: int = 0,
-                          sets: Sequence[str] = SET_NAMES, workers: int | None = None, progress: bool = True,
+                          sets: Sequence[str] = DEFAULT_SETS, workers: int | None = None, progress: bool = True,
                           symprec: float | None = None, strict_symprec: float = STRICT_SYMPREC,
                           max_sites: int = MAX_SITES, max_volume: float = MAX_VOLUME,
                           min_count: int | None = None) -> Manifest:
@@ -757,7 +865,7 @@ def build_validation_sets(out_dir: str | Path, *, source: str | Path | None = No
     classes : space groups (labels) to keep; default ``statistics.represented(min_count)``.
     n_random : crystals of the random set.
     seed : seed of the random set and of the crystallite sizes.
-    sets : which of :data:`SET_NAMES` to build.
+    sets : which of :data:`SET_NAMES` to build (default :data:`DEFAULT_SETS`; the gap sets on request).
     workers : processes (default: all available cores; 1 = no subprocesses).
     progress : tqdm bars on stderr.
     symprec : spglib tolerance of the labels (default that of the statistics, 0.1).
@@ -822,9 +930,11 @@ def _build(out: Path, req: _Request, workers: int | None, progress: bool) -> Man
                           "statistics part (Statistics.restrict(split))")
     real = [s for s in req.sets if s != "random"]
     ctx = _Context(req.seed, req.classes, req.symprec, req.strict_symprec, req.max_sites, req.max_volume,
-                   "all" in real, "match" in real, "match_pure" in real, req.statistics_path)
+                   "all" in real, "match" in real, "match_pure" in real, req.statistics_path,
+                   tuple(s for s in req.sets if s in GAP_SETS))
     tmp_stats = None
-    if "random" in req.sets and req.statistics_path == "":  # a Statistics object: hand workers a file
+    needs_generator = "random" in req.sets or "match_random_lattice" in req.sets
+    if needs_generator and req.statistics_path == "":  # a Statistics object: hand workers a file
         tmp_stats = tempfile.TemporaryDirectory(prefix=".synthxrd-validation-")
         path = req.statistics.save(Path(tmp_stats.name) / "statistics.npz")
         ctx = replace(ctx, statistics_path=str(path))
@@ -886,6 +996,7 @@ def _build(out: Path, req: _Request, workers: int | None, progress: bool) -> Man
         return res
 
     set_info: dict[str, dict[str, Any]] = {}
+    gap_failures: dict[str, dict[str, Any]] = {}
     for name in req.sets:
         path = out / f"{name}.h5"
         description = _DESCRIPTIONS[name].format(max_sites=req.max_sites, max_volume=req.max_volume)
@@ -902,6 +1013,35 @@ def _build(out: Path, req: _Request, workers: int | None, progress: bool) -> Man
             meta.update({"n_random": req.n_random, "generator": "synthxrd.generate.Generator (default config), "
                          "prior restricted to the classes", "random_chunk": RANDOM_CHUNK})
             mism = {"intended_vs_spglib": {"symprec": req.symprec, **_rate(batch.spacegroups, found)}}
+        elif name in GAP_SETS:
+            pairs = [(it, next(v for v in it.variants if v.set == name)) for it in ok if it.in_match]
+            sel = [(it, v) for it, v in pairs if v.error is None]
+            ids = np.array([it.id for it, _ in sel], dtype=str) if sel else np.zeros(0, "<U1")
+            labels = np.array([it.label for it, _ in sel], np.int64)
+            found = np.array([v.found for _, v in sel], np.int64)
+            if sel:
+                crystals = _batch([v for _, v in sel])
+                batch = CrystalBatch(crystals.lattices, crystals.frac_coords, crystals.numbers, crystals.occupancies,
+                                     crystals.offsets, spacegroups=labels)
+                patterns = np.stack([v.pattern for _, v in sel])
+            else:
+                batch = _empty_batch()
+                patterns = np.zeros((0, len(two_theta)), np.float32)
+            extra = {"crystallite_size_nm": np.array([v.size_nm for _, v in sel], np.float64),
+                     "spacegroups_found": found,
+                     "n_sites": np.array([it.n_sites for it, _ in sel], np.int64),
+                     "conventional_volume": np.array([it.volume for it, _ in sel], np.float64),
+                     "cell_volume": np.abs(np.linalg.det(batch.lattices)) if sel else np.zeros(0),
+                     "ordered": np.array([it.ordered for it, _ in sel], bool)}
+            meta.update({"from_set": "match", "generator": "synthxrd.generate.Generator (default config)",
+                         "function": "synthxrd.gap." + ("randomize_coordinates" if name == "match_random_coords"
+                                                        else "randomize_lattice")})
+            mism = {"intended_vs_spglib": {"symprec": req.symprec, **_rate(labels, found)}}
+            failed = [{"id": it.id, "reason": v.error} for it, v in pairs if v.error is not None]
+            gap_failures[name] = {"n": len(failed), "n_match": len(pairs),
+                                  "by_reason": dict(Counter(f["reason"].split(":", 1)[0] for f in failed)
+                                                    .most_common()),
+                                  "failures": failed[:_MAX_LISTED_FAILURES]}
         else:
             flag = {"all": "in_all", "match": "in_match", "match_pure": "in_pure"}[name]
             sel = [it for it in ok if getattr(it, flag)]
@@ -935,6 +1075,8 @@ def _build(out: Path, req: _Request, workers: int | None, progress: bool) -> Man
             "class_counts": {str(int(g)): int(c) for g, c in zip(groups, group_counts)},
             "mismatch": mism,
         }
+        if name in gap_failures:
+            set_info[name]["failures"] = gap_failures[name]
     # files of sets that an earlier build made but this one does not: removed (not in the manifest)
     for name in SET_NAMES:
         if name not in req.sets:
@@ -1059,7 +1201,7 @@ def ensure_validation_sets(out_dir: str | Path, *, source: str | Path | None = N
                            split: str | Path | Split | None = None,
                            statistics: str | Path | Statistics | None = None,
                            classes: Iterable[int] | None = None, n_random: int = DEFAULT_N_RANDOM, seed: int = 0,
-                           sets: Sequence[str] = SET_NAMES, workers: int | None = None, progress: bool = True,
+                           sets: Sequence[str] = DEFAULT_SETS, workers: int | None = None, progress: bool = True,
                            symprec: float | None = None, strict_symprec: float = STRICT_SYMPREC,
                            max_sites: int = MAX_SITES, max_volume: float = MAX_VOLUME,
                            min_count: int | None = None) -> Manifest:

@@ -5,13 +5,13 @@ on the CPU. (No reference implementation runs here: ML4pXRDs needs TensorFlow 2.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 
 import numpy as np
 
 from synthxrd.bench.common import machine_info
+from synthxrd.config import available_cores
 
 __all__ = ["run_benchmark", "summary_lines"]
 
@@ -56,7 +56,7 @@ def _wait_fraction(name: str, config, n_classes: int, steps: int, workers: int) 
     from synthxrd.data import make_stream
     from synthxrd.models import build
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
+    torch.set_num_threads(available_cores())  # as the trainer: the worker sleeps once it is ahead
     model = build(name, num_classes=n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     stream = make_stream(config, workers=workers, start=2000)
@@ -88,7 +88,7 @@ def run_benchmark(*, models=("park_big", "resnet10"), batch_size: int = 145, ste
         res["stream"][f"{workers}_workers_patterns_per_s"] = _stream_patterns_per_s(config, workers, stream_batches)
         if progress:
             print(f"stream, {workers} worker(s): {res['stream'][f'{workers}_workers_patterns_per_s']:.0f} patterns/s")
-    cores = os.cpu_count() or 2
+    cores = available_cores()
     for name in models:
         r = {
             "steps_per_s_cached_1_thread": _trainer_steps_per_s(name, cached, n_classes, steps, 1),

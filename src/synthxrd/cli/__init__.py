@@ -25,6 +25,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("split", "synthxrd.cli.split"),
     ("generate", "synthxrd.cli.generate"),
     ("validation", "synthxrd.cli.validation"),
+    ("realism", "synthxrd.cli.realism"),
+    ("real", "synthxrd.cli.real"),
     ("library", "synthxrd.cli.library"),
     ("train", "synthxrd.cli.train"),
     ("export", "synthxrd.cli.export"),

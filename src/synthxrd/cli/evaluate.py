@@ -102,6 +102,14 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def format_coverage(rows: list[dict]) -> str:
+    """Accuracy against coverage (abstention below each confidence threshold)."""
+    lines = ["top probability >=   coverage    top-1    top-5"]
+    for r in rows:
+        lines.append(f"{r['threshold']:>19.2f}   {_fmt(r['coverage'])}   {_fmt(r['top1'])}   {_fmt(r['top5'])}")
+    return "\n".join(lines)
+
+
 def _library(args: argparse.Namespace):
     """The reference library of the run: shipped or --library, without the split's test part if asked."""
     import numpy as np
@@ -187,5 +195,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"library: {library.label}, {len(library)} structures"
               + (f" ({held['n_removed']} of the split's test part held out)" if held else ""))
     print(format_table(s))
+    print(format_coverage(ev.coverage()))
     print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
     return 1 if ev.failures else 0

@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --elements: only structures made of these elements alone")
     parser.add_argument("--matches", type=int, default=5, metavar="N",
                         help="best-matching known structures listed per file (default 5)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="flag a result as uncertain when its top probability is below P (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -101,9 +103,11 @@ def _table(result, k: int, n_matches: int = 5) -> str:
     if info.get("coverage") is not None:
         details.append(f"coverage {100 * info['coverage']:.0f} %")
     if lam is not None:
-        details.append(f"λ {lam:.5g} Å" + (" → 1.5406 Å" if info.get("converted") else ""))
+        details.append(f"λ {lam:.5g} Å" + (f" → {info['model_wavelength']:.5g} Å" if info.get("converted") else ""))
     if details:
         head += "  (" + ", ".join(details) + ")"
+    if result.uncertain:
+        head += "  UNCERTAIN: top probability below the threshold"
     lines = [head, "  rank   SG  symbol        probability"]
     for rank, (number, symbol, p) in enumerate(result.top(k), 1):
         lines.append(f"  {rank:>4}  {number:>3}  {symbol:<12}  {p:>11.4f}")
@@ -132,6 +136,11 @@ def run(args: argparse.Namespace) -> int:
     if args.only_elements and not args.elements:
         raise ConfigError("--only-elements needs --elements")
     wavelength = wavelength_option(args.wavelength)
+    from synthxrd.predict import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
     from synthxrd.files import atomic_write, check_new, write_json
 
     plot_dir = Path(args.plot) if args.plot else None
@@ -152,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         from synthxrd.match.search import parse_elements
 
         parse_elements(args.elements)  # an unknown element is a usage error before any work
-    predictor = Predictor.load(args.model, device=args.device,
+    predictor = Predictor.load(args.model, device=args.device, threshold=threshold,
                                library=None if args.no_library else (args.library or "default"))
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
             entry = result.to_dict(args.top)
             if plot_dir is not None:
                 target = plot_dir / names[i]
-                atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5)))
+                atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5),
+                                                                    wavelength=predictor.wavelength))
                 entry["plot"] = str(target)
             if not args.json:
                 tqdm.write(_table(result, args.top, args.matches), file=sys.stdout)

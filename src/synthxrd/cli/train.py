@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
     parser.add_argument("--augment", metavar="default|none|FILE",
                         help="experimental realism of the training patterns (synthxrd.augment; default none)")
+    parser.add_argument("--grid-step", type=float, metavar="DEG",
+                        help="model grid step in degrees: 0.01, 0.02, 0.04, ... (default 0.01)")
+    parser.add_argument("--renders", type=int, metavar="R", help="augmented renderings per simulated crystal (default 1)")
+    parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
+    parser.add_argument("--real-fraction", type=float, metavar="F",
+                        help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
+    parser.add_argument("--threads", type=int, help="torch threads on a CPU (default 0 = every available core)")
+    parser.add_argument("--max-hours", type=float, help="stop (checkpointed, resumable) after this wall time")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any TrainConfig key, TOML value (e.g. --set schedule=\"cosine\" --set warmup_steps=500)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,13 +55,20 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"model": args.model, "batch_size": args.batch_size, "max_steps": args.max_steps, "lr": args.lr,
                  "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
-                 "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment}
+                 "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment,
+                 "grid_step": args.grid_step, "renders": args.renders, "real": args.real,
+                 "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:
         config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})
     else:
         config = TrainConfig.load(args.config, **overrides)
-    summary = train(config, resume=bool(args.resume), progress=not args.no_progress)
+    import sys
+    import warnings
+
+    with warnings.catch_warnings():  # restores showwarning on exit
+        warnings.showwarning = lambda message, *a, **k: print(f"synthxrd train: warning: {message}", file=sys.stderr)
+        summary = train(config, resume=bool(args.resume), progress=not args.no_progress)
     val = ", ".join(f"{k}: top1 {v['top1']:.3f} top5 {v['top5']:.3f}" for k, v in summary["validation"].items())
     last = summary["history"][-1] if summary["history"] else {}
     print(f"stopped at step {summary['step']}" + (f" ({summary['stopped_by']})" if summary["stopped_by"] else "")

@@ -1,0 +1,259 @@
+"""The self-describing model contract: what a checkpoint holds and how a pattern becomes network input.
+
+Training and inference meet only here (DESIGN.md, layout). A checkpoint is a plain ``torch.save``
+dict of tensors, numbers and strings, read with ``torch.load(weights_only=True)``:
+
+=================  ===================================================================================
+key                meaning
+=================  ===================================================================================
+model              state dict (float32 in a run; float16 or float32 in an export)
+model_config       ``model.config`` of :func:`synthxrd.models.build` (rebuilds the architecture)
+classes            ITA numbers of the logits, in order
+input              :class:`InputSpec` as a dict: the model grid, wavelength, transform
+calibration        ``{"temperature": T, ...}`` (:mod:`synthxrd.models.calibration`); T = 1 when absent
+step, best, config, synthxrd_version, statistics_version
+                   provenance (a training run adds optimizer, scheduler and RNG state)
+=================  ===================================================================================
+
+Checkpoints written before ``input`` existed are read as the legacy contract (5-90 degrees at
+0.01 degrees, Cu K-alpha1, square root), which is what they were trained on.
+
+:meth:`InputSpec.apply` is the one preprocessing function: patterns on the fine pattern grid
+(:class:`synthxrd.simulate.Grid`, 5-90 degrees at 0.01 degrees) are averaged onto the model grid
+(:func:`bin_patterns`), clipped at 0, divided by their maximum and square-rooted. The training
+stream applies it to simulated patterns and :class:`synthxrd.predict.Predictor` to measured ones
+after :func:`synthxrd.io.resample` onto the fine grid, so both sides see identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthxrd.errors import ConfigError, DataError
+from synthxrd.files import atomic_write
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid
+
+__all__ = ["InputSpec", "bin_patterns", "bin_weights", "load_checkpoint", "load_model", "save_checkpoint",
+           "export_model", "checkpoint_input", "checkpoint_temperature", "EXPORT_KEYS", "TRANSFORMS"]
+
+#: Input transforms of the max-normalised pattern: Schopmans et al. 2023 feed sqrt(I).
+TRANSFORMS = ("sqrt", "linear")
+
+#: What an exported model keeps of a checkpoint besides the weights.
+EXPORT_KEYS = ("step", "best", "config", "classes", "model_config", "input", "calibration", "synthxrd_version",
+               "statistics_version")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's input: ``step``-degree grid from ``start`` to ``stop`` at ``wavelength``, then ``transform``.
+
+    The model grid is a subsample of the fine pattern grid :class:`~synthxrd.simulate.Grid`
+    (same start and stop, 0.01 degree step): ``step`` must be a whole multiple of the fine step
+    that divides the range, e.g. 0.01 (8501 points), 0.02 (4251) or 0.04 (2126).
+    """
+
+    start: float = 5.0
+    stop: float = 90.0
+    step: float = 0.01
+    wavelength: float = DEFAULT_WAVELENGTH
+    transform: str = "sqrt"
+
+    def __post_init__(self) -> None:
+        fine = Grid()
+        if not (math.isclose(self.start, fine.start) and math.isclose(self.stop, fine.stop)):
+            raise ConfigError(f"input grid: start/stop must be those of the pattern grid ({fine.start}-{fine.stop} "
+                              f"degrees), got {self.start}-{self.stop}")
+        factor = self.step / fine.step
+        cells = (fine.n - 1) / max(round(factor), 1)
+        if not (self.step > 0 and math.isclose(factor, round(factor), abs_tol=1e-6) and round(factor) >= 1
+                and math.isclose(cells, round(cells), abs_tol=1e-6)):
+            raise ConfigError(f"input grid: step must be a multiple of {fine.step} degrees that divides "
+                              f"{fine.start}-{fine.stop}, e.g. 0.01, 0.02, 0.04 or 0.05; got {self.step!r}")
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(f"input transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        if not (math.isfinite(self.wavelength) and 0.1 < self.wavelength < 5.0):
+            raise ConfigError(f"input wavelength must be in (0.1, 5) Angstrom, got {self.wavelength!r}")
+
+    @property
+    def factor(self) -> int:
+        """Fine-grid points per model-grid step."""
+        return round(self.step / Grid().step)
+
+    @property
+    def grid(self) -> Grid:
+        """The model grid."""
+        return Grid(self.start, self.stop, (Grid().n - 1) // self.factor + 1)
+
+    @property
+    def n(self) -> int:
+        return self.grid.n
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InputSpec:
+        """From a checkpoint's ``input`` entry; None (a checkpoint older than the entry) gives the legacy spec."""
+        if not data:
+            return cls()
+        try:
+            return cls(**{k: data[k] for k in ("start", "stop", "step", "wavelength", "transform") if k in data})
+        except TypeError as exc:
+            raise DataError(f"checkpoint input spec {data!r}: {exc}") from None
+
+    def apply(self, patterns: np.ndarray) -> np.ndarray:
+        """Network inputs (N, n) float32 from patterns on the fine grid ((N, 8501) or (8501,)).
+
+        x = T(b / max b), b = :func:`bin_patterns` (clipped at 0), T = sqrt or identity. A row without
+        positive intensity stays 0.
+        """
+        y = np.atleast_2d(np.asarray(patterns, np.float64))
+        if y.shape[1] != Grid().n:
+            raise DataError(f"patterns on the pattern grid need {Grid().n} points per row, got shape {y.shape}")
+        b = np.clip(bin_patterns(y, self.factor), 0.0, None)
+        peak = b.max(axis=1, keepdims=True)
+        b = np.divide(b, peak, out=np.zeros_like(b), where=peak > 0)
+        return (np.sqrt(b) if self.transform == "sqrt" else b).astype(np.float32)
+
+    def apply_torch(self, patterns):
+        """:meth:`apply` on a (N, 8501) torch tensor, on its device (the GPU-simulation path)."""
+        import torch
+        import torch.nn.functional as F
+
+        y = patterns.float()
+        if self.factor > 1:
+            w = torch.as_tensor(bin_weights(self.factor), dtype=y.dtype, device=y.device)[None, None]
+            pad = w.shape[-1] // 2
+            num = F.conv1d(y[:, None], w, padding=pad)[:, 0, ::self.factor]
+            den = F.conv1d(torch.ones_like(y[:1, None]), w, padding=pad)[0, 0, ::self.factor]
+            y = num / den
+        y = y.clamp_min(0)
+        peak = y.amax(dim=1, keepdim=True)
+        y = torch.where(peak > 0, y / peak.clamp_min(torch.finfo(y.dtype).tiny), torch.zeros_like(y))
+        return y.sqrt() if self.transform == "sqrt" else y
+
+
+def bin_weights(factor: int) -> np.ndarray:
+    """Weights (2 ceil(factor/2) + 1,) of the cell average of a piecewise-linear signal.
+
+    w_j = (1/k) integral_{-k/2}^{k/2} hat(x - j) dx with hat(t) = max(0, 1 - |t|): the average over
+    a model cell of width k fine steps of the linear interpolant of the fine samples, exactly the
+    box filter :func:`synthxrd.io.resample` applies to measured patterns finer than the grid.
+    """
+
+    def F(t):  # antiderivative of the hat function, 0 at -inf
+        t = np.clip(t, -1.0, 1.0)
+        return np.where(t <= 0, 0.5 * (t + 1.0) ** 2, 1.0 - 0.5 * (1.0 - t) ** 2)
+
+    half = math.ceil(factor / 2)
+    j = np.arange(-half, half + 1, dtype=np.float64)
+    return (F(factor / 2 - j) - F(-factor / 2 - j)) / factor
+
+
+def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
+    """Cell averages (:func:`bin_weights`) of rows of fine-grid patterns at every ``factor``-th point.
+
+    ``factor = 1`` returns the input. At the two end points the half cell outside the grid is left
+    out and the weights renormalised.
+    """
+    if factor == 1:
+        return patterns
+    from scipy.ndimage import correlate1d
+
+    w = bin_weights(factor).astype(patterns.dtype)
+    out = correlate1d(patterns, w, axis=1, mode="constant")[:, ::factor]
+    inside = correlate1d(np.ones(patterns.shape[1], patterns.dtype), w, mode="constant")[::factor]
+    return out / inside
+
+
+def checkpoint_input(meta: dict[str, Any]) -> InputSpec:
+    """The :class:`InputSpec` of a checkpoint's metadata (legacy default when absent)."""
+    return InputSpec.from_dict(meta.get("input"))
+
+
+def checkpoint_temperature(meta: dict[str, Any]) -> float:
+    """The softmax temperature of a checkpoint (1 when it was never calibrated)."""
+    t = float((meta.get("calibration") or {}).get("temperature", 1.0))
+    if not (math.isfinite(t) and t > 0):
+        raise DataError(f"checkpoint calibration temperature must be a positive number, got {t!r}")
+    return t
+
+
+def load_checkpoint(path: str | Path, *, default_name: str = "checkpoint.pt") -> dict[str, Any]:
+    """Read a checkpoint safely (``torch.load(weights_only=True)``); DataError naming the file otherwise.
+
+    A folder means its ``default_name`` file.
+    """
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / default_name
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically (temporary file, then rename)."""
+    import torch
+
+    return atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_model(path: str | Path):
+    """(model in eval mode, classes as ITA numbers, checkpoint metadata without weights) from a checkpoint alone."""
+    from synthxrd.models import build
+
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: not a synthxrd checkpoint (no {missing[0]!r})")
+    try:
+        model = build(**ckpt["model_config"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
+        raise DataError(f"{path}: not a usable synthxrd checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "torch_rng")}
+    spec = checkpoint_input(meta)
+    length = ckpt["model_config"].get("input_length", spec.n)
+    if length != spec.n:
+        raise DataError(f"{path}: the model takes {length} input points but its input grid "
+                        f"({spec.start}-{spec.stop} degrees at {spec.step}) has {spec.n}")
+    return model, np.asarray(ckpt["classes"], np.int64), meta
+
+
+def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float16") -> dict[str, Any]:
+    """Write the inference part of a checkpoint (weights + :data:`EXPORT_KEYS`, no optimizer) to ``out``.
+
+    ``dtype="float16"`` halves the file (the weights are cast back to float32 on loading, so
+    predictions differ from the float32 model only by the rounding of the weights, relative
+    2**-11). The input spec is written explicitly (the legacy one for old checkpoints). Returns the
+    written payload without the weights.
+    """
+    import torch
+
+    if dtype not in ("float16", "float32"):
+        raise ConfigError(f"export dtype must be 'float16' or 'float32', got {dtype!r}")
+    ckpt = load_checkpoint(checkpoint)
+    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
+    if missing:
+        raise DataError(f"{checkpoint}: not a synthxrd checkpoint (no {missing[0]!r})")
+    cast = getattr(torch, dtype)
+    weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    meta = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    meta["input"] = checkpoint_input(ckpt).to_dict()
+    meta["export"] = {"dtype": dtype, "source": str(checkpoint)}
+    save_checkpoint(out, {"model": weights, **meta})
+    return meta
