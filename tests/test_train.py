@@ -174,3 +174,18 @@ def test_threads_and_label_smoothing_are_checked():
         TrainConfig(label_smoothing=1.0)
     with pytest.raises(ConfigError, match="lr_step_size"):
         TrainConfig(lr_step_size=0)
+
+
+def test_the_train_command_quickstart_prints_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """No --validation-dir: the random set only, one warning; the CPU defaults (park_big, 0.04 deg grid)."""
+    from synthxrd.cli import main
+    from synthxrd.cli.quickstart import TRAIN_COMMAND
+
+    monkeypatch.chdir(tmp_path)
+    args = TRAIN_COMMAND.split()[1:]
+    assert main([*args, "--max-steps", "1", "--batch-size", "4", "--workers", "0", "--no-progress",
+                 "--set", "n_val_random=8", "--set", "val_every=1"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("synthxrd train: warning: no validation_dir") == 1 and "stopped at step 1" in out
+    ckpt = load_checkpoint(tmp_path / "runs" / "mine" / "best.pt")
+    assert ckpt["model_config"]["name"] == "park_big" and ckpt["input"]["step"] == 0.04

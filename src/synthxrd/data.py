@@ -53,7 +53,7 @@ class StreamConfig:
     min_count: int = 50
     #: Statistics file; None = shipped statistics.
     statistics: str | None = None
-    #: "worker": workers return sqrt(patterns); "device": workers return crystals, the trainer simulates.
+    #: "worker": workers return network inputs; "device": workers return crystals, the trainer simulates.
     simulate_on: str = "worker"
     #: Experimental realism (synthxrd.augment): "none", "default" or a TOML file.
     augment: str = "none"
@@ -101,7 +101,8 @@ class Batch:
     ----------
     index : global batch index t.
     labels : (B,) int64 class indices (positions in ``classes``, not ITA numbers).
-    inputs : (B, n_grid) float32 sqrt(pattern), or None with ``simulate_on="device"``.
+    inputs : (B, n) float32 network inputs (:meth:`~synthxrd.models.checkpoint.InputSpec.apply`), or None with
+        ``simulate_on="device"``.
     crystals : dict of the CrystalBatch arrays with ``simulate_on="device"``, else None.
     replaced : crystals that failed and were replaced by a new draw.
     seconds : wall time spent making the batch.

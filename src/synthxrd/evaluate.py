@@ -422,7 +422,8 @@ def _model_config(predictor: Predictor) -> dict[str, Any]:
     lib = predictor.library
     return {"source": predictor.source, "checkpoint": meta.get("checkpoint"), "step": meta.get("step"),
             "name": (meta.get("model_config") or {}).get("name"), "n_classes": len(predictor.classes),
-            "classes": [int(c) for c in predictor.classes],
+            "classes": [int(c) for c in predictor.classes], "input": predictor.spec.to_dict(),
+            "temperature": predictor.temperature, "threshold": predictor.threshold,
             "library": None if lib is None else {"source": lib.label, "n_structures": len(lib),
                                                  "held_out": lib.metadata.get("held_out")},
             "fusion": None if predictor.fusion is None else predictor.fusion.to_dict()}

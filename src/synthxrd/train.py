@@ -1,8 +1,15 @@
 """On-the-fly training: fresh synthetic crystals every step, validation on unseen structure types.
 
-Defaults follow the reference (Schopmans, Reiser & Friederich 2023): Adam, lr 1e-4 halved every
-500 x 900 steps, batch 145, sparse categorical cross-entropy on sqrt(pattern) inputs. Options:
-AdamW, linear warm-up + cosine decay, gradient clipping, bf16 autocast on CUDA, DDP with torchrun.
+Optimisation follows the reference (Schopmans, Reiser & Friederich 2023): Adam, lr 1e-4 halved
+every 500 x 900 steps, batch 145, sparse categorical cross-entropy on sqrt(pattern) inputs. Options:
+AdamW, linear warm-up + cosine decay, gradient clipping, label smoothing, bf16 autocast on CUDA, DDP
+with torchrun. What the network sees is the checkpoint's input spec
+(:class:`synthxrd.models.checkpoint.InputSpec`: ``grid_step``), the data the stream of
+:mod:`synthxrd.data` (synthetic and, with ``real``, perturbed real crystals; ``renders`` augmented
+renderings per crystal). On a CPU torch gets every available core (``threads``): the data workers
+sleep whenever their prefetch queue is full. At the end (also after ``max_hours``) the softmax
+temperature is fitted on the validation set that selects ``best.pt`` and stored in it
+(:mod:`synthxrd.models.calibration`).
 
 A run folder holds ``config.toml`` (the resolved config), ``run.json`` (versions, classes, seed,
 statistics version), TensorBoard event files, ``checkpoint.pt`` (written atomically every
@@ -44,7 +51,7 @@ class TrainConfig:
     """Everything a training run needs; written to ``<out>/config.toml``."""
 
     out: str = "runs/train"
-    model: str = "resnet10"  # see synthxrd.models.list_models()
+    model: str = "park_big"  # see synthxrd.models.list_models(); chosen by the CPU comparison of docs/training.md
     model_kwargs: dict = field(default_factory=dict)
     batch_size: int = 145  # reference: 145
     max_steps: int = 100_000
@@ -68,8 +75,8 @@ class TrainConfig:
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
     augment: str = "none"  # experimental realism: none | default | path of a TOML file (synthxrd.augment)
-    grid_step: float = 0.01  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
-    renders: int = 1  # augmented renderings per simulated crystal
+    grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
+    renders: int = 4  # augmented renderings per simulated crystal
     real: str | None = None  # real crystal set (`synthxrd real build`) mixed into the batches
     real_fraction: float = 0.0  # share of each batch from `real` (1 = the reference's "direct" baseline)
     perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals

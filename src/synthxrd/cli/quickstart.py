@@ -25,6 +25,8 @@ from pathlib import Path
 
 __all__ = ["HELP", "add_arguments", "run"]
 
+#: The next step printed for training one's own model (tested to run as printed).
+TRAIN_COMMAND = "synthxrd train --augment default --out runs/mine"
 HELP = "the whole method end to end in a minute: generate, simulate, plot, predict and evaluate"
 
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nNext:")
     for command, comment in (
             ("synthxrd predict my_pattern.xy --elements Fe,O", "your own measurement (Cu K-alpha unless --wavelength)"),
-            ("synthxrd train --model park_big --augment default --out runs/mine", "train your own (GPU: --device cuda)"),
+            (TRAIN_COMMAND, "train your own (GPU: --device cuda)"),
             ("tensorboard --logdir runs/mine", "watch it train"),
             (f"synthxrd evaluate --model runs/mine --manifest {measured}/manifest.csv --out eval-mine",
              "evaluate it on the measured patterns"),

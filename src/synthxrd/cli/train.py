@@ -24,7 +24,7 @@ HELP = "train a network on freshly generated crystals (TensorBoard, checkpoints,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with TrainConfig keys")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly")
-    parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default resnet10)")
+    parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default park_big)")
     parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")
     parser.add_argument("--max-steps", type=int, help="total optimisation steps (default 100000)")
     parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", metavar="default|none|FILE",
                         help="experimental realism of the training patterns (synthxrd.augment; default none)")
     parser.add_argument("--grid-step", type=float, metavar="DEG",
-                        help="model grid step in degrees: 0.01, 0.02, 0.04, ... (default 0.01)")
-    parser.add_argument("--renders", type=int, metavar="R", help="augmented renderings per simulated crystal (default 1)")
+                        help="model grid step in degrees: 0.01, 0.02, 0.04, ... (default 0.04)")
+    parser.add_argument("--renders", type=int, metavar="R", help="augmented renderings per simulated crystal (default 4)")
     parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
     parser.add_argument("--real-fraction", type=float, metavar="F",
                         help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
