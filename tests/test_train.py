@@ -41,7 +41,7 @@ def test_outputs(uninterrupted):
     ckpt = load_checkpoint(out)  # weights_only=True
     assert ckpt["step"] == 6 and ckpt["model_config"]["name"] == "park_small"
     model, classes, meta = load_model(out / "checkpoint.pt")
-    assert model(torch.zeros(2, 8501)).shape == (2, len(classes))
+    assert model(torch.zeros(2, ckpt["model_config"]["input_length"])).shape == (2, len(classes))
 
 
 def test_tensorboard_scalars(uninterrupted):
@@ -131,7 +131,7 @@ def test_ddp_gloo_two_processes(tmp_path):
 
 def test_device_simulation_path_matches_worker_path(tmp_path):
     """simulate_on="device": workers only generate, the trainer simulates with torch (here on the CPU)."""
-    cfg = dict(TINY, val_sets=(), max_steps=2)
+    cfg = dict(TINY, val_sets=(), max_steps=2, renders=1)  # the device path renders each crystal once
     worker = train(TrainConfig(out=str(tmp_path / "w"), **cfg), progress=False)
     device = train(TrainConfig(out=str(tmp_path / "d"), simulate_on="device", **cfg), progress=False)
     assert [h["loss"] for h in device["history"]] == pytest.approx([h["loss"] for h in worker["history"]], abs=1e-4)
