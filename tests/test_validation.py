@@ -421,12 +421,15 @@ def test_gap_sets_reproducible_and_cli(built_gap, collection, tmp_path, capsys):
 
 def test_trainer_reads_gap_sets(built_gap):
     """train._validation_sets loads the gap sets by name, unchanged."""
+    from synthxrd.models.checkpoint import InputSpec
     from synthxrd.train import TrainConfig, _validation_sets
 
     out, manifest, sets = built_gap
     config = TrainConfig(validation_dir=str(out), val_sets=tuple(GAP_SETS))
     got = _validation_sets(config, np.array(CLASSES))
     assert sorted(got) == sorted(GAP_SETS)
+    spec = InputSpec(step=config.grid_step)
     for name, (x, y) in got.items():
-        assert x.shape == (manifest.sets[name]["count"], 8501) and x.dtype == np.float32
+        assert x.shape == (manifest.sets[name]["count"], spec.n) and x.dtype == np.float32
+        np.testing.assert_allclose(x, spec.apply(sets[name].patterns), atol=1e-6)
         np.testing.assert_array_equal(np.array(CLASSES)[y], sets[name].crystals.spacegroups)
