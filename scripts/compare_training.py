@@ -33,6 +33,12 @@ CONFIGS = {
     "park_big_0.04_r4_real100": ("as above, real crystals only (the reference's 'direct' baseline)",
                                  ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
                                   "--real-fraction", "1.0"]),
+    "park_big_0.04_r4_clean50": ("park_big, 0.04 deg grid, 4 renders, half of the renderings ideal",
+                                 ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
+                                  "--clean-fraction", "0.5"]),
+    "park_big_0.04_r4_clean50_lr1e-3": ("as above, Adam lr 1e-3",
+                                        ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
+                                         "--clean-fraction", "0.5", "--lr", "1e-3"]),
 }
 
 
@@ -96,19 +102,21 @@ def main() -> None:
         hist = summary["history"]
         seen = summary["step"] * 145
         rate = sum(h["patterns_per_s"] for h in hist[len(hist) // 5:]) / max(1, len(hist) - len(hist) // 5)
+        wall = seen / (3600.0 * args.hours)  # validations and checkpoints included
         ev_dir = args.out / f"{name}_rruff"
         if not (ev_dir / "evaluation.json").is_file():
             run(["synthxrd", "evaluate", "--patterns", args.rruff, "--model", str(run_dir), "--no-library",
                  "--out", str(ev_dir), "--overwrite"])
         ev = json.loads((ev_dir / "evaluation.json").read_text())["summary"]["all"]
         results[name] = {"description": description, "options": options, "steps": summary["step"],
-                         "patterns_seen": seen, "patterns_per_s": rate, "best": summary["best"],
+                         "patterns_seen": seen, "patterns_per_s": rate,
+                         "patterns_per_wall_s": wall, "best": summary["best"],
                          "validation_last": summary["validation"], "calibration": summary.get("calibration"),
                          "rruff": {k: ev["model"][k] for k in ("top1", "top5", "crystal_system")},
                          "rruff_prior": {k: ev["baseline"][k] for k in ("top1", "top5", "crystal_system")}}
     priors = set_priors(args.validation_dir, [s for s in sets if s != "random"], results)
     (args.out / "comparison.json").write_text(json.dumps({"runs": results, "priors": priors}, indent=1))
-    head = "| configuration | patterns/s | patterns seen | " + " | ".join(f"{s} top-1/top-5" for s in sets) + \
+    head = "| configuration | patterns/s (training / wall) | patterns seen | " + " | ".join(f"{s} top-1/top-5" for s in sets) + \
            " | rruff_dev top-1/top-5/CS |"
     print(head)
     print("|" + "---|" * (4 + len(sets)))
@@ -118,7 +126,7 @@ def main() -> None:
         cells = [f"{r['validation_last'][s]['top1']:.3f} / {r['validation_last'][s]['top5']:.3f}"
                  if s in r["validation_last"] else "-" for s in sets]
         rr, pr = r["rruff"], r["rruff_prior"]
-        print(f"| {name} | {r['patterns_per_s']:.0f} | {r['patterns_seen']:,} | " + " | ".join(cells)
+        print(f"| {name} | {r['patterns_per_s']:.0f} / {r['patterns_per_wall_s']:.0f} | {r['patterns_seen']:,} | " + " | ".join(cells)
               + f" | {rr['top1']:.3f} / {rr['top5']:.3f} / {rr['crystal_system']:.3f} "
                 f"(prior {pr['top1']:.3f} / {pr['top5']:.3f} / {pr['crystal_system']:.3f}) |")
 

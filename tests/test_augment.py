@@ -421,3 +421,16 @@ def test_reflection_window_covers_shifts_and_tails():
     assert lo == 0.0 and 90.0 + shift < hi <= 90.0 + shift + augment.TAIL_MARGIN_CAP_DEG + 1e-9
     lo_off, hi_off = augment.reflection_window(OFF)
     assert 4.0 < lo_off < 5.0 and 90.0 < hi_off < 91.0  # Gaussian-Scherrer lines of 50 nm end at 7 sigma
+
+
+def test_ideal_config_is_the_base_simulator_from_the_same_reflections():
+    """The clean share of a stream: every effect off, the base simulator's sizes and profile."""
+    ideal = augment.ideal_config(AugmentConfig())
+    assert ideal.size_nm == simulate.DEFAULT_SIZE_RANGE_NM
+    switches = [f.name for f in dataclasses.fields(AugmentConfig) if f.type in ("bool", bool)]
+    assert "crop" in switches and "noise" in switches and not any(getattr(ideal, s) for s in switches)
+    batch = small_batch()
+    fixed = dataclasses.replace(ideal, size_nm=(50.0, 50.0))
+    refl = simulate.reflections(batch, two_theta_range=augment.reflection_window(AugmentConfig()))
+    ours = augment.render(batch, refl, fixed, np.random.default_rng(0))
+    assert np.abs(ours - simulate.patterns(batch, crystallite_size_nm=50.0)).max() < 1e-4

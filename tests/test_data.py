@@ -115,7 +115,7 @@ def test_coarse_grid_and_renders_reuse_reflections(monkeypatch):
 
 
 def test_stream_config_checks():
-    for bad in (dict(renders=0), dict(real_fraction=1.5), dict(real_fraction=0.5), dict(grid_step=0.03),
+    for bad in (dict(renders=0), dict(real_fraction=1.5), dict(clean_fraction=-0.1), dict(clean_fraction=1.5), dict(real_fraction=0.5), dict(grid_step=0.03),
                 dict(simulate_on="device", renders=2)):
         with pytest.raises(ConfigError):
             StreamConfig(**bad)
@@ -130,3 +130,30 @@ def test_a_slot_without_reflections_after_all_redraws_raises(monkeypatch):
                         lambda self, crystals, rng, renders=1: np.zeros((renders * len(crystals), 8501), np.float32))
     with pytest.raises(GenerationError, match="no reflection in range"):
         maker(0)
+
+
+@pytest.mark.parametrize("renders, fraction, batches", [(4, 0.5, 3), (1, 0.5, 40), (2, 0.0, 3), (2, 1.0, 3)])
+def test_clean_fraction_renders_that_share_ideal(monkeypatch, renders, fraction, batches):
+    """The last k of R renderings use augment.ideal_config, E[k] = fraction * R (exactly, when integral)."""
+    from synthxrd import augment
+
+    seen = []
+    original = augment.render
+
+    def recording(crystals, refl, config, rng, **kw):
+        seen.append(config.noise)  # False only for the ideal config
+        return original(crystals, refl, config, rng, **kw)
+
+    monkeypatch.setattr(augment, "render", recording)
+    maker = BatchMaker(StreamConfig(batch_size=8, seed=2, augment="default", renders=renders,
+                                    clean_fraction=fraction))
+    for i in range(batches):
+        before = len(seen)
+        b = maker(i)
+        assert b.inputs.shape == (8, 8501) and np.isfinite(b.inputs).all()
+        calls = seen[before:before + renders]  # the batch's renders (redraws may add calls after)
+        assert calls == sorted(calls, reverse=True)  # augmented first, ideal last
+        if (fraction * renders).is_integer():
+            assert calls.count(False) == fraction * renders
+    share = seen.count(False) / len(seen)
+    assert (0.2 < share < 0.8) if renders == 1 else share == pytest.approx(fraction, abs=0.1)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -189,3 +190,30 @@ def test_the_train_command_quickstart_prints_runs_as_printed(tmp_path, monkeypat
     assert err.count("synthxrd train: warning: no validation_dir") == 1 and "stopped at step 1" in out
     ckpt = load_checkpoint(tmp_path / "runs" / "mine" / "best.pt")
     assert ckpt["model_config"]["name"] == "park_big" and ckpt["input"]["step"] == 0.04
+
+
+def test_marginal_loss_is_the_cross_entropy_of_the_group_marginals():
+    """By hand: -log Σ_{c in the true group} softmax_c, per level, against numpy."""
+    from synthxrd.train import group_tables, marginal_loss
+
+    classes = np.array([2, 14, 15, 62, 225])  # triclinic, monoclinic ×2, orthorhombic, cubic
+    tables = group_tables(classes)
+    np.testing.assert_array_equal(tables[0], [0, 1, 1, 2, 6])
+    assert tables[1][1] != tables[1][2]  # P2_1/c and C2/c: one crystal system, two extinction groups
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 5))
+    labels = np.array([0, 1, 2, 3, 4, 2])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    expected = sum(-np.mean([np.log(p[i, t == t[y]].sum()) for i, y in enumerate(labels)]) for t in tables)
+    got = marginal_loss(torch.tensor(logits), torch.tensor(labels), torch.tensor(tables))
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+    # a class alone in its groups: the marginal loss is twice its cross-entropy
+    one = marginal_loss(torch.tensor(logits[:1]), torch.tensor([4]), torch.tensor(tables))
+    assert float(one) == pytest.approx(-2 * np.log(p[0, 4]), rel=1e-6)
+
+
+def test_aux_weight_trains_and_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="aux_weight"):
+        TrainConfig(aux_weight=-1.0)
+    summary = train(TrainConfig(out=str(tmp_path), max_steps=2, aux_weight=0.5, **TINY), progress=False)
+    assert summary["step"] == 2 and all(np.isfinite(h["loss"]) for h in summary["history"])

@@ -144,7 +144,7 @@ and key. A range is ``[low, high]`` (equal values fix it)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,7 @@ __all__ = [
     "AugmentParameters",
     "LineList",
     "augment_config",
+    "ideal_config",
     "draw_parameters",
     "line_list",
     "render",
@@ -706,6 +707,17 @@ def render(
     _check_inputs(crystals, refl)
     params = draw_parameters(config, len(crystals), rng, grid=grid, wavelength=wavelength)
     return render_with(crystals, refl, params, rng, grid=grid, wavelength=wavelength)
+
+
+def ideal_config(config: AugmentConfig) -> AugmentConfig:
+    """``config`` with every experimental effect off: Gaussian Scherrer peaks of crystallites of
+    :data:`synthxrd.simulate.DEFAULT_SIZE_RANGE_NM` on the full grid, like :func:`synthxrd.simulate.patterns`
+    (the "clean" share of a training stream, ``clean_fraction``), rendered from the same reflections.
+    """
+    from synthxrd.simulate.common import DEFAULT_SIZE_RANGE_NM
+
+    switches = {f.name: False for f in fields(AugmentConfig) if f.type in ("bool", bool)}
+    return replace(config, size_nm=DEFAULT_SIZE_RANGE_NM, **switches)
 
 
 def reflection_window(config: AugmentConfig, grid: Grid = Grid(), wavelength: float | str = DEFAULT_WAVELENGTH

@@ -61,6 +61,9 @@ class StreamConfig:
     grid_step: float = 0.01
     #: Augmented renderings of each simulated crystal (reuse of its reflections).
     renders: int = 1
+    #: With ``augment``: share of the renderings drawn ideal (every experimental effect off,
+    #: synthxrd.augment.ideal_config) -- clean patterns teach the symmetry first (docs/training.md).
+    clean_fraction: float = 0.0
     #: Real crystal set (synthxrd.real, HDF5) mixed into the batches; None = synthetic only.
     real: str | None = None
     #: Share of each batch taken from ``real``.
@@ -73,6 +76,8 @@ class StreamConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if isinstance(self.renders, bool) or not isinstance(self.renders, int) or self.renders < 1:
             raise ConfigError(f"renders must be an integer >= 1, got {self.renders!r}")
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise ConfigError(f"clean_fraction must lie in [0, 1], got {self.clean_fraction!r}")
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ConfigError(f"real_fraction must lie in [0, 1], got {self.real_fraction!r}")
         if self.real_fraction > 0 and not self.real:
@@ -133,10 +138,12 @@ class BatchMaker:
         self._generator: Generator | None = None
         self._real: Any = None
         self._augment: Any = None
+        self._ideal: Any = None
         if config.augment != "none":
-            from synthxrd.augment import augment_config
+            from synthxrd.augment import augment_config, ideal_config
 
             self._augment = augment_config(config.augment)
+            self._ideal = ideal_config(self._augment)
         if config.real_fraction > 0:
             from synthxrd.real import PerturbConfig
 
@@ -146,7 +153,9 @@ class BatchMaker:
         """Ideal Gaussian-Scherrer patterns, or with the experimental effects of the augment config.
 
         ``renders`` > 1 renders the reflections of each crystal that many times with independent
-        parameters (rows ``r * N + c``), computing the reflections once.
+        parameters (rows ``r * N + c``), computing the reflections once. With ``clean_fraction`` c,
+        the last ``k`` renderings are ideal, ``k = floor(c R) + [u < frac(c R)]`` (u uniform), so that
+        the expected share of ideal patterns is c.
         """
         from synthxrd import simulate
 
@@ -155,7 +164,10 @@ class BatchMaker:
         from synthxrd.augment import reflection_window, render
 
         refl = simulate.reflections(crystals, two_theta_range=reflection_window(self._augment))
-        return np.concatenate([render(crystals, refl, self._augment, rng) for _ in range(renders)])
+        share = self.config.clean_fraction * renders
+        ideal = renders - int(share) - int(rng.random() < share - int(share)) if share > 0 else renders
+        return np.concatenate([render(crystals, refl, self._augment if r < ideal else self._ideal, rng)
+                               for r in range(renders)])
 
     @property
     def generator(self) -> Generator:

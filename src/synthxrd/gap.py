@@ -49,7 +49,6 @@ Examples
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,7 +56,7 @@ import numpy as np
 
 from synthxrd import wyckoff
 from synthxrd.errors import StructureError
-from synthxrd.stats import DEFAULT_SYMPREC
+from synthxrd.stats import DEFAULT_SYMPREC, spglib_dataset
 from synthxrd.structure import Crystal, to_crystal
 
 if TYPE_CHECKING:
@@ -189,21 +188,6 @@ def _rows(lattice: np.ndarray, positions: np.ndarray, species: Sequence[Species]
                    np.array([o for s in species for _, o in s], np.float64))
 
 
-def _dataset(lattice, positions, types, symprec: float, angle_tolerance: float):
-    import spglib
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # spglib 2.x deprecation chatter about its error handling
-        try:
-            ds = spglib.get_symmetry_dataset((lattice, positions, types), symprec=symprec,
-                                             angle_tolerance=angle_tolerance)
-        except Exception as exc:  # noqa: BLE001 - SpglibError with the new error handling
-            raise StructureError(f"spglib: {exc}") from None
-    if ds is None:
-        raise StructureError(f"spglib: no symmetry found at symprec {symprec:g}")
-    return ds
-
-
 def wyckoff_crystal(crystal: StructureLike, *, symprec: float = DEFAULT_SYMPREC,
                     angle_tolerance: float = -1.0) -> WyckoffCrystal:
     """The Wyckoff positions of a crystal, from spglib's dataset of the crystal as given.
@@ -229,7 +213,7 @@ def wyckoff_crystal(crystal: StructureLike, *, symprec: float = DEFAULT_SYMPREC,
     kinds = {}
     for t, s in zip(types.tolist(), species):
         kinds.setdefault(t, _kind(s))
-    ds = _dataset(crystal.lattice, positions, types, symprec, angle_tolerance)
+    ds = spglib_dataset(crystal.lattice, positions, types, symprec, angle_tolerance)
     # conventional-cell atom -> input atom representing it -> its orbit (as synthxrd.stats maps them)
     mapping = np.asarray(ds.mapping_to_primitive)
     first_input = np.full(mapping.max() + 1, -1, np.int64)

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import warnings
 from collections import Counter, OrderedDict
@@ -70,7 +69,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.errors import ConfigError, DataError
+from synthxrd.pool import chunked, imap_bounded, outcomes, quiet_worker
 from synthxrd.structure import CrystalBatch
 
 if TYPE_CHECKING:
@@ -627,15 +627,9 @@ def _analyze(ctx: _Context, identifier: str, text: str) -> _Item:
 
 
 def _process(ctx: _Context, chunk: list[tuple[str, str]]) -> list[_Item]:
-    items = []
-    for identifier, text in chunk:
-        try:
-            items.append(_analyze(ctx, identifier, text))
-        except StructureError as exc:
-            items.append(_Item(identifier, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a 30k-file build
-            items.append(_Item(identifier, f"{type(exc).__name__}: {exc}"))
-    return items
+    from functools import partial
+
+    return [item if reason is None else _Item(i, reason) for i, item, reason in outcomes(chunk, partial(_analyze, ctx))]
 
 
 _CONTEXT: _Context | None = None
@@ -643,9 +637,7 @@ _CONTEXT: _Context | None = None
 
 def _init_worker(ctx: _Context) -> None:
     global _CONTEXT
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")
+    quiet_worker()
     _CONTEXT = ctx
 
 
@@ -655,36 +647,13 @@ def _task(chunk: list[tuple[str, str]]) -> list[_Item]:
 
 def _iter_results(source: Path, ids: list[str], ctx: _Context, workers: int) -> Iterator[list[_Item]]:
     """Results per chunk of CIFs (completion order), as synthxrd.validation builds its sets."""
+    from functools import partial
+
     from synthxrd.stats import iter_cif_texts
 
-    def chunks():
-        chunk: list[tuple[str, str]] = []
-        for item in iter_cif_texts(source, ids=ids):
-            chunk.append(item)
-            if len(chunk) == CIF_CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
-    if workers == 1:
-        for chunk in chunks():
-            yield _process(ctx, chunk)
-        return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(ctx,)) as pool:
-        pending = set()
-        for chunk in chunks():
-            pending.add(pool.submit(_task, chunk))
-            if len(pending) >= 4 * workers:  # bounded memory: do not read ahead of the workers
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
+    tasks = ((chunk,) for chunk in chunked(iter_cif_texts(source, ids=ids), CIF_CHUNK))
+    yield from imap_bounded(_task, tasks, workers=workers, initializer=_init_worker, initargs=(ctx,),
+                            local=partial(_process, ctx))
 
 
 def _reason_category(reason: str) -> str:

@@ -77,6 +77,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.pool import chunked, imap_bounded, outcomes
 
 if TYPE_CHECKING:
     from synthxrd.split import Split
@@ -279,7 +280,8 @@ def _lattice_from_parameters(a, b, c, alpha, beta, gamma) -> FloatArray:
     return np.array([[a, 0.0, 0.0], [b * cg, b * sg, 0.0], [c * cb, c * cy, c * math.sqrt(cz2)]])
 
 
-def _spglib_dataset(lattice, positions, types, symprec: float, angle_tolerance: float):
+def spglib_dataset(lattice, positions, types, symprec: float, angle_tolerance: float):
+    """spglib's symmetry dataset of a cell; :class:`StructureError` where spglib fails or finds none."""
     import spglib
 
     with warnings.catch_warnings():
@@ -314,7 +316,7 @@ def analyze_sites(identifier: str, lattice: FloatArray, positions: FloatArray,
         for z, _ in sp:
             if not 1 <= z <= Z_MAX or not np.isfinite(volumes[z]):
                 raise StructureError(f"element Z={z} has no atomic radius (covered: H..Cf, Z = 1-{Z_MAX})")
-    ds = _spglib_dataset(lattice, positions, types, symprec, angle_tolerance)
+    ds = spglib_dataset(lattice, positions, types, symprec, angle_tolerance)
 
     n_input = len(types)
     mapping = np.asarray(ds.mapping_to_primitive)
@@ -679,40 +681,8 @@ def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None) -> I
 _Outcome: TypeAlias = tuple[str, Any, "str | None"]  # (id, result or None, failure reason or None)
 
 
-def _outcomes(chunk: list[tuple[str, str]], analyse: Callable[[str, str], Any]) -> list[_Outcome]:
-    """``(id, analyse(id, text), None)`` per CIF of the chunk, or ``(id, None, reason)`` if it failed."""
-    out: list[_Outcome] = []
-    for identifier, text in chunk:
-        try:
-            out.append((identifier, analyse(identifier, text), None))
-        except StructureError as exc:
-            out.append((identifier, None, str(exc)))
-        except Exception as exc:  # never fatal: one bad file must not stop a 50k-file run
-            out.append((identifier, None, f"{type(exc).__name__}: {exc}"))
-    return out
-
-
 def _analyze_one(identifier: str, text: str, **options) -> StructureRecord:
     return analyze_cif(text, id=identifier, **options)
-
-
-def _chunks(items: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _init_worker() -> None:
-    """Worker initialiser: one BLAS thread per process (the work is per-structure Python/spglib), and
-    no spglib C-level warnings on stderr (failures are reported per structure instead)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")
 
 
 def default_workers() -> int:
@@ -734,7 +704,7 @@ def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers:
     """
     from functools import partial
 
-    work = partial(_outcomes, analyse=analyse)
+    work = partial(outcomes, analyse=analyse)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -748,27 +718,9 @@ def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers:
     bar = _progress(total, progress, desc)
     results: list[Any] = []
     try:
-        if workers == 1:
-            for chunk in _chunks(texts, CHUNK_SIZE):
-                results.extend(work(chunk))
-                bar.update(len(chunk))
-        else:
-            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-                pending = set()
-                for chunk in _chunks(texts, CHUNK_SIZE):
-                    pending.add(pool.submit(work, chunk))
-                    if len(pending) >= 4 * workers:  # bounded memory: do not read ahead of the workers
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            out = fut.result()
-                            results.extend(out)
-                            bar.update(len(out))
-                for fut in pending:
-                    out = fut.result()
-                    results.extend(out)
-                    bar.update(len(out))
+        for out in imap_bounded(work, ((chunk,) for chunk in chunked(texts, CHUNK_SIZE)), workers=workers):
+            results.extend(out)
+            bar.update(len(out))
     finally:
         bar.close()
     return results

@@ -77,10 +77,12 @@ class TrainConfig:
     augment: str = "none"  # experimental realism: none | default | path of a TOML file (synthxrd.augment)
     grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
     renders: int = 4  # augmented renderings per simulated crystal
+    clean_fraction: float = 0.0  # with augment: share of the renderings drawn ideal (synthxrd.data)
     real: str | None = None  # real crystal set (`synthxrd real build`) mixed into the batches
     real_fraction: float = 0.0  # share of each batch from `real` (1 = the reference's "direct" baseline)
     perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals
     label_smoothing: float = 0.0
+    aux_weight: float = 0.0  # weight of the crystal-system and extinction-group losses (marginal_loss)
     calibrate: bool = True  # fit a softmax temperature on the best validation set at the end (best.pt)
     val_every: int = 1000
     val_sets: tuple[str, ...] = ("random", "match")
@@ -106,11 +108,15 @@ class TrainConfig:
             "log_every": self.log_every >= 1,
             "threads": self.threads >= 0,
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "aux_weight": self.aux_weight >= 0.0,
             "lr_step_size": self.lr_step_size >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"train config: invalid {bad[0]} = {getattr(self, bad[0])!r}")
+        step = self.model_kwargs.get("input_step", self.grid_step)
+        if not math.isclose(step, self.grid_step):
+            raise ConfigError(f"train config: model_kwargs input_step = {step} is not grid_step = {self.grid_step}")
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -132,6 +138,34 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         span = max(1, config.max_steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
     return 1.0
+
+
+def group_tables(classes: np.ndarray) -> np.ndarray:
+    """(2, n_classes) int64: crystal-system index and extinction-group id of each class (an ITA number)."""
+    from synthxrd.symmetry import crystal_system_table, extinction_group_table
+
+    classes = np.asarray(classes, dtype=np.int64)
+    return np.stack([crystal_system_table()[classes], extinction_group_table()[classes]])
+
+
+def marginal_loss(logits, labels, groups):
+    """Mean cross-entropy of the group marginals of the class softmax, summed over the rows of ``groups``.
+
+    With ``p = softmax(logits)`` over the space groups and a partition ``g`` of the classes (a row of
+    :func:`group_tables`: crystal system, extinction group), the probability of the true group is
+    ``P(g(y)) = Σ_{c: g(c) = g(y)} p_c`` and the loss is ``-log P(g(y)) = -logsumexp_{c: g(c)=g(y)} log p_c``.
+    It is a multi-task objective (space group + crystal system + extinction group, the three labels
+    of Park et al. 2017, IUCrJ 4, 520) whose heads are the one space-group head, so predictions stay
+    consistent across the levels and the checkpoint contract is unchanged.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=1)
+    total = logp.new_zeros(())
+    for table in groups:  # (n_classes,) long tensor per level
+        same = table[None, :] == table[labels][:, None]
+        total = total - torch.logsumexp(logp.masked_fill(~same, -math.inf), dim=1).mean()
+    return total
 
 
 def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[int, float]:
@@ -198,7 +232,7 @@ def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: 
 def _stream_config(config: TrainConfig, **changes: Any) -> StreamConfig:
     """The training stream of ``config`` (with ``changes``, e.g. another seed)."""
     fields = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
-              "renders", "real", "real_fraction", "perturb")
+              "renders", "clean_fraction", "real", "real_fraction", "perturb")
     return StreamConfig(**{**{k: getattr(config, k) for k in fields}, **changes})
 
 
@@ -216,7 +250,7 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
     if "random" in names and config.n_val_random > 0:
         maker = BatchMaker(_stream_config(config, batch_size=min(250, config.n_val_random),
                                           seed=config.seed + 1_000_003, simulate_on="worker", real_fraction=0.0,
-                                          renders=1))
+                                          renders=1, clean_fraction=0.0))
         batches = [maker(i) for i in range(math.ceil(config.n_val_random / maker.config.batch_size))]
         sets["random"] = (np.concatenate([b.inputs for b in batches])[:config.n_val_random],
                           np.concatenate([b.labels for b in batches])[:config.n_val_random])
@@ -396,6 +430,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
                          ray_address=config.ray_address)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
     last_val: dict[str, dict[str, float]] = {}
     history: list[dict[str, float]] = []
     def new_window() -> dict[str, float]:
@@ -433,6 +468,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             with autocast():
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
+                if groups is not None:
+                    loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:

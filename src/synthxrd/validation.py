@@ -81,6 +81,7 @@ import numpy as np
 from synthxrd.dataset import Dataset, load_dataset, save_dataset
 from synthxrd.errors import ConfigError, DataError, StructureError
 from synthxrd.files import atomic_write, write_json
+from synthxrd.pool import chunked, imap_bounded, outcomes, quiet_worker
 
 if TYPE_CHECKING:
     from synthxrd.split import Split
@@ -336,14 +337,10 @@ def _reason(exc: Exception) -> str:
 
 def _process_cifs(ctx: _Context, chunk: list[tuple[str, str]]) -> list[_Item]:
     """Analyse a chunk of CIFs and simulate the patterns of the selected ones (never raises per CIF)."""
-    items: list[_Item] = []
-    for identifier, text in chunk:
-        try:
-            items.append(_analyze_one(ctx, identifier, text))
-        except StructureError as exc:
-            items.append(_Item(identifier, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a 14k-file build
-            items.append(_Item(identifier, f"{type(exc).__name__}: {exc}"))
+    from functools import partial
+
+    items = [item if reason is None else _Item(i, reason)
+             for i, item, reason in outcomes(chunk, partial(_analyze_one, ctx))]
     keep = [k for k, it in enumerate(items) if it.lattice is not None]
     if keep:
         patterns = _patterns_of([items[k] for k in keep])
@@ -486,18 +483,17 @@ _CONTEXT: _Context | None = None
 
 def _init_worker(ctx: _Context) -> None:
     global _CONTEXT
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")
+    quiet_worker()
     _CONTEXT = ctx
 
 
-def _task_cifs(chunk):
-    return _process_cifs(_CONTEXT, chunk)
+def _run(ctx: _Context, kind: str, *args):
+    """One task: ``("random", chunk, n)`` or ``("cifs", chunk)``."""
+    return _process_random(ctx, *args) if kind == "random" else _process_cifs(ctx, *args)
 
 
-def _task_random(chunk: int, n: int):
-    return _process_random(_CONTEXT, chunk, n)
+def _task(kind: str, *args):
+    return _run(_CONTEXT, kind, *args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -787,38 +783,15 @@ def _progress(total: int | None, desc: str, unit: str, enabled: bool, position: 
 def _iter_results(req: _Request, ctx: _Context, workers: int, test_ids: np.ndarray,
                   random_chunks: list[tuple[int, int]]) -> Iterator[Any]:
     """Yield the results of all random chunks and CIF chunks (in completion order)."""
+    from functools import partial
+    from itertools import chain
+
     from synthxrd.stats import iter_cif_texts
 
-    def cif_chunks():
-        chunk: list[tuple[str, str]] = []
-        for item in iter_cif_texts(req.source, ids=test_ids.tolist()):
-            chunk.append(item)
-            if len(chunk) == CIF_CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
-    if workers == 1:
-        for k, n in random_chunks:
-            yield _process_random(ctx, k, n)
-        for chunk in cif_chunks():
-            yield _process_cifs(ctx, chunk)
-        return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(ctx,)) as pool:
-        pending = {pool.submit(_task_random, k, n) for k, n in random_chunks}
-        for chunk in cif_chunks():
-            pending.add(pool.submit(_task_cifs, chunk))
-            if len(pending) >= 4 * workers:  # bounded memory: do not read ahead of the workers
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
+    cifs = chunked(iter_cif_texts(req.source, ids=test_ids.tolist()), CIF_CHUNK)
+    tasks = chain((("random", k, n) for k, n in random_chunks), (("cifs", chunk) for chunk in cifs))
+    yield from imap_bounded(_task, tasks, workers=workers, initializer=_init_worker, initargs=(ctx,),
+                            local=partial(_run, ctx))
 
 
 def _save_set(path: Path, dataset: Dataset, ids: np.ndarray, extra: Mapping[str, np.ndarray]) -> None:

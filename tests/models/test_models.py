@@ -250,6 +250,28 @@ def test_park_parameter_counts():
         assert _count(name) == n, name
 
 
+def test_park_sized_for_a_coarser_grid():
+    """input_step resizes kernels and strides to keep their widths in degrees (scale_convs).
+
+    0.04 deg: (100, 5), (50, 5), (25, 2) -> (25, 1), (62, 6), (26, 2); the feature map of 2126 points
+    is 80 x 10 (8.64 deg per position against 9 deg at 0.01 deg), so park_big keeps its dense head.
+    """
+    from synthxrd.models.park import PARK_CONVS, PARK_POOLS, scale_convs
+
+    assert scale_convs(PARK_CONVS, PARK_POOLS, 1) == PARK_CONVS
+    coarse = scale_convs(PARK_CONVS, PARK_POOLS, 4)
+    assert coarse == ((80, 25, 1), (80, 62, 6), (80, 26, 2))
+    span = 4 * math.prod(s for _, _, s in coarse) * math.prod(s for _, s in PARK_POOLS)
+    assert span == 864 and abs(span - 900) / 900 < 0.05  # in 0.01 deg points
+    model = models.build("park_big", 145, input_length=2126, input_step=0.04)
+    assert model.feature_length == 10 and model.config["kwargs"]["input_step"] == 0.04
+    assert models.count_parameters(model) == _park_count(list(coarse), list(PARK_POOLS), (2300, 1150), length=2126)
+    assert model(torch.rand(2, 2126)).shape == (2, 145)
+    assert models.build("park_big", 145).config["kwargs"]["input_step"] == 0.01  # the reference network
+    with pytest.raises(ValueError, match="input_step"):
+        models.build("park_big", 145, input_step=0)
+
+
 # ------------------------------------------------------------------------------------ config
 
 

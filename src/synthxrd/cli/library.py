@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from synthxrd.cli.options import print_failures
+
 HELP = "build, inspect and search reference libraries of known structures (search-match)"
 
 
@@ -77,10 +79,7 @@ def _build(args: argparse.Namespace) -> int:
     failures = library.metadata["failures"]
     print(f"{len(library)} structures, {len(library.d)} reflections, {len(failures)} failures; "
           f"{time.perf_counter() - start:.1f} s")
-    for ident, reason in failures[: max(0, args.show_failures)]:
-        print(f"  failed: {ident}: {reason}")
-    if len(failures) > args.show_failures > 0:
-        print(f"  ... {len(failures) - args.show_failures} more in the metadata of {out}")
+    print_failures(failures, args.show_failures, f"the metadata of {out}")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 1 if failures else 0
 

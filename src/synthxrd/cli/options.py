@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["wavelength_option"]
+__all__ = ["wavelength_option", "print_failures"]
 
 
 def wavelength_option(value: str | None) -> float | None:
@@ -17,3 +17,13 @@ def wavelength_option(value: str | None) -> float | None:
         return resolve_wavelength(value)
     except ConfigError as exc:
         raise ConfigError(f"--wavelength: {exc}") from None
+
+
+def print_failures(failures, show: int, where: str) -> None:
+    """The first ``show`` failures (``(id, reason)`` pairs or ``{"id", "reason"}`` dicts), then how many
+    more there are and ``where`` they are kept."""
+    for f in failures[: max(0, show)]:
+        ident, reason = (f["id"], f["reason"]) if isinstance(f, dict) else f
+        print(f"  failed: {ident}: {reason}")
+    if len(failures) > show > 0:
+        print(f"  ... {len(failures) - show} more in {where}")

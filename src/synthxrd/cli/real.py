@@ -24,6 +24,8 @@ import argparse
 import time
 from pathlib import Path
 
+from synthxrd.cli.options import print_failures
+
 HELP = "real crystals of the statistics part (training data mixed with synthetic crystals)"
 
 
@@ -79,10 +81,7 @@ def _build(args: argparse.Namespace) -> int:
           f"({c['n_label_not_a_class']} not a class, {c['n_too_many_sites']} > {args.max_sites} sites, "
           f"{c['n_volume_too_large']} > {args.max_volume:g} Å^3); {len(failures)} failures, "
           f"{c['n_not_found']} ids of the statistics part not found; {time.perf_counter() - start:.1f} s")
-    for f in failures[: max(0, args.show_failures)]:
-        print(f"  failed: {f['id']}: {f['reason']}")
-    if len(failures) > args.show_failures > 0:
-        print(f"  ... {len(failures) - args.show_failures} more in {args.out} (/real/failure_ids, failure_reasons)")
+    print_failures(failures, args.show_failures, f"{args.out} (/real/failure_ids, failure_reasons)")
     print(f"wrote {args.out} ({info['bytes'] / 2**20:.1f} MiB)")
     return 1 if failures else 0
 

@@ -18,6 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
+from synthxrd.cli.options import print_failures
+
 HELP = "per-space-group statistics of a CIF collection (folder or tar) for the generator"
 
 
@@ -82,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['n_structures']} structures, {len(failures)} failures, {summary['n_spacegroups']} space groups, "
           f"{summary['n_represented']} with >= {st.REPRESENTED_MIN_COUNT} structures; {elapsed:.1f} s")
     print("top space groups: " + ", ".join(f"{sg} ({n})" for sg, n in summary["top_spacegroups"]))
-    for f in failures[: max(0, args.show_failures)]:
-        print(f"  failed: {f['id']}: {f['reason']}")
-    if len(failures) > args.show_failures > 0:
-        print(f"  ... {len(failures) - args.show_failures} more in the metadata of {out}")
+    print_failures(failures, args.show_failures, f"the metadata of {out}")
     print(f"wrote {out}")
     return 1 if failures and not reused else 0

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-step", type=float, metavar="DEG",
                         help="model grid step in degrees: 0.01, 0.02, 0.04, ... (default 0.04)")
     parser.add_argument("--renders", type=int, metavar="R", help="augmented renderings per simulated crystal (default 4)")
+    parser.add_argument("--clean-fraction", type=float, metavar="F",
+                        help="with --augment: share of the patterns rendered ideal (default 0)")
     parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
     parser.add_argument("--real-fraction", type=float, metavar="F",
                         help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "batch_size": args.batch_size, "max_steps": args.max_steps, "lr": args.lr,
                  "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
                  "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment,
-                 "grid_step": args.grid_step, "renders": args.renders, "real": args.real,
+                 "grid_step": args.grid_step, "renders": args.renders, "clean_fraction": args.clean_fraction, "real": args.real,
                  "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:

@@ -39,7 +39,7 @@ from synthxrd.errors import ConfigError
 from synthxrd.models.registry import register_model
 from synthxrd.models.resnet1d import Conv1dSame, as_batch
 
-__all__ = ["ParkCNN", "park_small", "park_medium", "park_big", "park_extended"]
+__all__ = ["ParkCNN", "park_small", "park_medium", "park_big", "park_extended", "scale_convs"]
 
 #: (channels, kernel, stride) of the three convolutions of Park et al.
 PARK_CONVS = ((80, 100, 5), (80, 50, 5), (80, 25, 2))
@@ -48,6 +48,8 @@ PARK_POOLS = ((3, 2), (3, 3), (3, 3))
 #: Extended variant of the reference: one more convolution, 120 channels, stride 2 throughout.
 EXTENDED_CONVS = ((120, 100, 2), (120, 75, 2), (120, 50, 2), (120, 25, 2))
 EXTENDED_POOLS = ((2, 2), (2, 2), (2, 2), (2, 2))
+#: The grid step (degrees) the layer sizes above were designed for.
+REFERENCE_STEP = 0.01
 
 
 class ParkCNN(nn.Module):
@@ -138,33 +140,70 @@ def _check_int(what: str, value: object) -> None:
 
 
 @register_model
-def park_small(num_classes: int, *, input_length: int = 8501, conv_dropout: float = 0.0,
+def park_small(num_classes: int, *, input_length: int = 8501, input_step: float = 0.01, conv_dropout: float = 0.0,
                dense_dropout: float = 0.0) -> ParkCNN:
     """Park et al. 2017 (IUCrJ 4, 520) 7-label network: dense 700-70 (reference ``park_small``)."""
-    return ParkCNN(num_classes, input_length, dense=(700, 70), conv_dropout=conv_dropout,
-                   dense_dropout=dense_dropout)
+    return _park(num_classes, input_length, input_step, PARK_CONVS, PARK_POOLS, (700, 70), conv_dropout, dense_dropout)
 
 
 @register_model
-def park_medium(num_classes: int, *, input_length: int = 8501, conv_dropout: float = 0.0,
+def park_medium(num_classes: int, *, input_length: int = 8501, input_step: float = 0.01, conv_dropout: float = 0.0,
                 dense_dropout: float = 0.0) -> ParkCNN:
     """Park et al. 2017 101-label network: dense 4040-202 (reference ``park_medium``)."""
-    return ParkCNN(num_classes, input_length, dense=(4040, 202), conv_dropout=conv_dropout,
-                   dense_dropout=dense_dropout)
+    return _park(num_classes, input_length, input_step, PARK_CONVS, PARK_POOLS, (4040, 202), conv_dropout,
+                 dense_dropout)
 
 
 @register_model
-def park_big(num_classes: int, *, input_length: int = 8501, conv_dropout: float = 0.0,
+def park_big(num_classes: int, *, input_length: int = 8501, input_step: float = 0.01, conv_dropout: float = 0.0,
              dense_dropout: float = 0.0) -> ParkCNN:
     """Park et al. 2017 230-label network: dense 2300-1150 (reference ``park_big``)."""
-    return ParkCNN(num_classes, input_length, dense=(2300, 1150), conv_dropout=conv_dropout,
-                   dense_dropout=dense_dropout)
+    return _park(num_classes, input_length, input_step, PARK_CONVS, PARK_POOLS, (2300, 1150), conv_dropout,
+                 dense_dropout)
 
 
 @register_model
-def park_extended(num_classes: int, *, input_length: int = 8501, conv_dropout: float = 0.0,
-                  dense_dropout: float = 0.0) -> ParkCNN:
+def park_extended(num_classes: int, *, input_length: int = 8501, input_step: float = 0.01,
+                  conv_dropout: float = 0.0, dense_dropout: float = 0.0) -> ParkCNN:
     """Extended Park CNN of Schopmans et al. 2023 (reference ``build_model_park_extended``): four
     convolutions of 120 channels (kernels 100/75/50/25, stride 2, avg-pool 2), dense 3000-2000-1000."""
-    return ParkCNN(num_classes, input_length, convs=EXTENDED_CONVS, pools=EXTENDED_POOLS,
-                   dense=(3000, 2000, 1000), conv_dropout=conv_dropout, dense_dropout=dense_dropout)
+    return _park(num_classes, input_length, input_step, EXTENDED_CONVS, EXTENDED_POOLS, (3000, 2000, 1000),
+                 conv_dropout, dense_dropout)
+
+
+def _park(num_classes: int, input_length: int, input_step: float, convs, pools, dense, conv_dropout: float,
+          dense_dropout: float) -> ParkCNN:
+    convs = scale_convs(convs, pools, _step_factor(input_step))
+    return ParkCNN(num_classes, input_length, convs=convs, pools=pools, dense=dense, conv_dropout=conv_dropout,
+                   dense_dropout=dense_dropout)
+
+
+def _step_factor(input_step: float) -> float:
+    if not (isinstance(input_step, (int, float)) and input_step > 0):
+        raise ConfigError(f"input_step must be a positive step in degrees, got {input_step!r}")
+    return float(input_step) / REFERENCE_STEP
+
+
+def scale_convs(convs: Sequence[tuple[int, int, int]], pools: Sequence[tuple[int, int]],
+                factor: float) -> tuple[tuple[int, int, int], ...]:
+    """The convolutions of a network designed for the 0.01° grid, resized for a grid ``factor`` times coarser.
+
+    Each layer keeps, as nearly as integers allow, its kernel's width and its output spacing in
+    degrees: with ``c`` the cumulative stride (in 0.01° points) before a convolution in the original
+    network and ``c'`` the one in the resized network (``c'`` starts at ``factor``),
+
+        kernel' = max(1, round(kernel · c / c')),   stride' = max(1, round(c · stride / c')),
+
+    pooling layers unchanged. ``factor = 1`` returns the layers as given; e.g. park's
+    (100, 5), (50, 5), (25, 2) become (25, 1), (62, 6), (26, 2) for the 0.04° grid (factor 4),
+    whose feature map then spans 8.64° per position instead of 9°.
+    """
+    if factor == 1:
+        return tuple(tuple(c) for c in convs)
+    out, orig, new = [], 1.0, float(factor)
+    for (channels, kernel, stride), (_, pool_stride) in zip(convs, pools):
+        k = max(1, round(kernel * orig / new))
+        s = max(1, round(orig * stride / new))
+        out.append((channels, k, s))
+        orig, new = orig * stride * pool_stride, new * s * pool_stride
+    return tuple(out)
