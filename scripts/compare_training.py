@@ -6,9 +6,13 @@ patterns (rruff_dev, network alone, no library). The table (configuration, patte
 best validation top-1/top-5 per set, rruff_dev top-1/top-5/crystal system, each with the prior) is
 printed as Markdown and written with all figures as JSON.
 
-  python scripts/compare_training.py --hours 0.25 --out /work/tmp/compare \
+  python scripts/compare_training.py --hours 0.5 --out /work/tmp/compare30 \
       --validation-dir /work/tmp/validation_gap --real /work/tmp/real/stats_part.h5 \
-      --rruff ../shared/data/experimental/rruff_dev/rruff_dev300.npz
+      --rruff ../shared/data/experimental/rruff_dev/rruff_dev300.npz --val-max-patterns 2000 \
+      --configs park_big_0.04_r4_clean50_lr1e-3,park_big_0.04_r4,park_big_0.04_r4_clean50_lr1e-3_real50
+
+Every configuration states all the options it depends on, so changing the trainer's defaults does not
+change what a configuration means.
 
 Runs that already finished (a summary.json in their folder) are not repeated.
 """
@@ -24,21 +28,26 @@ from pathlib import Path
 #: name -> (description, train options). All use --augment default.
 CONFIGS = {
     "park_big_0.01": ("park_big, 0.01 deg grid, 1 render, 1 torch thread (the trainer before issue 12)",
-                      ["--model", "park_big", "--threads", "1"]),
+                      ["--model", "park_big", "--grid-step", "0.01", "--renders", "1", "--threads", "1",
+                       "--lr", "1e-4", "--clean-fraction", "0"]),
     "park_big_0.04_r4": ("park_big, 0.04 deg grid, 4 renders per crystal, all cores",
-                         ["--model", "park_big", "--grid-step", "0.04", "--renders", "4"]),
+                         ["--model", "park_big", "--grid-step", "0.04", "--renders", "4", "--lr", "1e-4",
+                          "--clean-fraction", "0"]),
     "park_big_0.04_r4_real50": ("as above, half of each batch perturbed real crystals (statistics part)",
                                 ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
-                                 "--real-fraction", "0.5"]),
+                                 "--real-fraction", "0.5", "--lr", "1e-4", "--clean-fraction", "0"]),
     "park_big_0.04_r4_real100": ("as above, real crystals only (the reference's 'direct' baseline)",
                                  ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
-                                  "--real-fraction", "1.0"]),
+                                  "--real-fraction", "1.0", "--lr", "1e-4", "--clean-fraction", "0"]),
     "park_big_0.04_r4_clean50": ("park_big, 0.04 deg grid, 4 renders, half of the renderings ideal",
                                  ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
-                                  "--clean-fraction", "0.5"]),
+                                  "--clean-fraction", "0.5", "--lr", "1e-4"]),
     "park_big_0.04_r4_clean50_lr1e-3": ("as above, Adam lr 1e-3",
                                         ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
                                          "--clean-fraction", "0.5", "--lr", "1e-3"]),
+    "park_big_0.04_r4_clean50_lr1e-3_real50": ("as above, half of each batch perturbed real crystals",
+                                               ["--model", "park_big", "--grid-step", "0.04", "--renders", "4",
+                                                "--clean-fraction", "0.5", "--lr", "1e-3", "--real-fraction", "0.5"]),
 }
 
 

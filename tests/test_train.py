@@ -175,6 +175,9 @@ def test_threads_and_label_smoothing_are_checked():
         TrainConfig(label_smoothing=1.0)
     with pytest.raises(ConfigError, match="lr_step_size"):
         TrainConfig(lr_step_size=0)
+    with pytest.raises(ConfigError, match="input_step"):  # a Park network sized for another grid
+        TrainConfig(grid_step=0.04, model_kwargs={"input_step": 0.02})
+    assert TrainConfig(grid_step=0.02, model_kwargs={"input_step": 0.02}).grid_step == 0.02
 
 
 def test_the_train_command_quickstart_prints_runs_as_printed(tmp_path, monkeypatch, capsys):

@@ -114,8 +114,8 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"train config: invalid {bad[0]} = {getattr(self, bad[0])!r}")
-        step = self.model_kwargs.get("input_step", self.grid_step)
-        if not math.isclose(step, self.grid_step):
+        step = self.model_kwargs.get("input_step", self.grid_step) if isinstance(self.model_kwargs, dict) else None
+        if isinstance(step, (int, float)) and not math.isclose(step, self.grid_step):
             raise ConfigError(f"train config: model_kwargs input_step = {step} is not grid_step = {self.grid_step}")
 
     @classmethod

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 import warnings
 
-import numpy as np
 
 from synthxrd.bench.common import machine_info
 from synthxrd.config import available_cores

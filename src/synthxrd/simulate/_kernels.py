@@ -214,7 +214,6 @@ def _reflections_impl(lattice, frac, z, occ, ff_a, ff_b, dw, wavelength, g_min, 
     el_start[n_el] = n_atoms
 
     # phase tables e^{2 pi i n x}: x for h in [0, hmax], y for k, z for l in [-max, max]
-    two_pi = 2.0 * math.pi
     ex_re = np.empty((hmax + 1, n_atoms))
     ex_im = np.empty((hmax + 1, n_atoms))
     ey_re = np.empty((2 * kmax + 1, n_atoms))
