@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 from synthxrd.errors import StructureError
 
-__all__ = ["chunked", "quiet_worker", "imap_bounded", "outcomes"]
+__all__ = ["chunked", "quiet_worker", "imap_bounded", "outcomes", "failure_reason", "Outcome"]
 
 T = TypeVar("T")
+#: (id, result or None, failure reason or None) of one CIF.
+Outcome = tuple[str, Any, "str | None"]
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -32,20 +34,21 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def outcomes(chunk: Iterable[tuple[str, str]], analyse: Callable[[str, str], Any]) -> list[tuple[str, Any, str | None]]:
-    """``(id, analyse(id, text), None)`` per CIF of the chunk, or ``(id, None, reason)`` where it raised.
+def failure_reason(exc: Exception) -> str:
+    """One line for a structure that failed: the message of a :class:`~synthxrd.errors.StructureError`,
+    else ``"ExceptionType: message"``."""
+    return str(exc) if isinstance(exc, StructureError) else f"{type(exc).__name__}: {exc}"
 
-    Never fatal: one bad file must not stop a run over a whole collection. The reason is the
-    message of a :class:`~synthxrd.errors.StructureError`, else ``"ExceptionType: message"``.
-    """
-    out: list[tuple[str, Any, str | None]] = []
+
+def outcomes(chunk: Iterable[tuple[str, str]], analyse: Callable[[str, str], Any]) -> list[Outcome]:
+    """``(id, analyse(id, text), None)`` per CIF of the chunk, or ``(id, None, reason)`` where it raised
+    (:func:`failure_reason`). Never fatal: one bad file must not stop a run over a whole collection."""
+    out: list[Outcome] = []
     for identifier, text in chunk:
         try:
             out.append((identifier, analyse(identifier, text), None))
-        except StructureError as exc:
-            out.append((identifier, None, str(exc)))
         except Exception as exc:  # noqa: BLE001
-            out.append((identifier, None, f"{type(exc).__name__}: {exc}"))
+            out.append((identifier, None, failure_reason(exc)))
     return out
 
 

@@ -77,7 +77,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from synthxrd.errors import ConfigError, DataError, StructureError
-from synthxrd.pool import chunked, imap_bounded, outcomes
+from synthxrd.pool import Outcome, chunked, imap_bounded, outcomes
 
 if TYPE_CHECKING:
     from synthxrd.split import Split
@@ -678,7 +678,6 @@ def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None) -> I
                         "(.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2)")
 
 
-_Outcome: TypeAlias = tuple[str, Any, "str | None"]  # (id, result or None, failure reason or None)
 
 
 def _analyze_one(identifier: str, text: str, **options) -> StructureRecord:
@@ -693,7 +692,7 @@ def default_workers() -> int:
 
 
 def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers: int | None = None,
-             ids: Iterable[str] | None = None, progress: bool = True, desc: str = "stats") -> list[_Outcome]:
+             ids: Iterable[str] | None = None, progress: bool = True, desc: str = "stats") -> list[Outcome]:
     """``analyse(id, cif_text)`` of every CIF of ``source`` (see :func:`iter_cif_texts`), in parallel.
 
     The main process streams the files and sends chunks of :data:`CHUNK_SIZE` CIF texts to

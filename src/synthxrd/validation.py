@@ -81,7 +81,7 @@ import numpy as np
 from synthxrd.dataset import Dataset, load_dataset, save_dataset
 from synthxrd.errors import ConfigError, DataError, StructureError
 from synthxrd.files import atomic_write, write_json
-from synthxrd.pool import chunked, imap_bounded, outcomes, quiet_worker
+from synthxrd.pool import chunked, failure_reason, imap_bounded, outcomes, quiet_worker
 
 if TYPE_CHECKING:
     from synthxrd.split import Split
@@ -312,7 +312,7 @@ def _gap_variants(ctx: _Context, identifier: str, crystal, label: int, size_nm: 
             raise StructureError(f"spglib: space group {analysed.spacegroup} on the sites as grouped, "
                                  f"label {label}")
     except Exception as exc:  # noqa: BLE001 - a failed randomization must not drop the crystal from match
-        return tuple(_Variant(name, _reason(exc)) for name in ctx.gap)
+        return tuple(_Variant(name, failure_reason(exc)) for name in ctx.gap)
     out = []
     for name in ctx.gap:
         rng = _gap_rng(ctx.seed, identifier, name)
@@ -323,16 +323,12 @@ def _gap_variants(ctx: _Context, identifier: str, crystal, label: int, size_nm: 
                 new = gap.randomize_lattice(analysed, label, rng, generator=_generator(ctx.statistics_path),
                                             symprec=ctx.symprec)
         except Exception as exc:  # noqa: BLE001 - as above
-            out.append(_Variant(name, _reason(exc)))
+            out.append(_Variant(name, failure_reason(exc)))
             continue
         positions, species = gap.crystal_sites(new)
         found = _spglib_number(new.lattice, positions, gap.site_types(species), ctx.symprec)
         out.append(_Variant(name, None, size_nm, found, new.lattice, new.frac_coords, new.numbers, new.occupancies))
     return tuple(out)
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, StructureError) else f"{type(exc).__name__}: {exc}"
 
 
 def _process_cifs(ctx: _Context, chunk: list[tuple[str, str]]) -> list[_Item]:
