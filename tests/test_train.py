@@ -67,6 +67,18 @@ def test_resume_gives_the_same_trajectory(uninterrupted, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_snapshots_keep_the_weights_without_training_state(tmp_path):
+    summary = train(TrainConfig(out=str(tmp_path), max_steps=4, snapshot_every=2, **TINY), progress=False)
+    snaps = sorted((Path(summary["out"]) / "snapshots").glob("*.pt"))
+    assert [p.name for p in snaps] == ["step_00000002.pt", "step_00000004.pt"]
+    last = load_checkpoint(snaps[-1])
+    assert last["step"] == 4 and not {"optimizer", "scheduler", "torch_rng"} & set(last)
+    final = load_checkpoint(tmp_path)
+    assert all(torch.equal(v, final["model"][k]) for k, v in last["model"].items())
+    model, classes, _ = load_model(snaps[0])
+    assert model(torch.zeros(1, last["model_config"]["input_length"])).shape == (1, len(classes))
+
+
 def test_existing_run_is_not_overwritten(uninterrupted):
     with pytest.raises(ConfigError, match="already holds a run"):
         train(TrainConfig(out=uninterrupted["out"], max_steps=1, **TINY), progress=False)

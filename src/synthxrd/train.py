@@ -44,6 +44,7 @@ __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_mod
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+SNAPSHOTS = "snapshots"  # weights-only checkpoints every snapshot_every steps (synthxrd evaluate loads them)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class TrainConfig:
     val_max_patterns: int = 0  # evaluate at most this many patterns per set (fixed subsample); 0 = all
     validation_dir: str | None = None  # cache of synthxrd.validation sets (match, all, ...)
     checkpoint_every: int = 1000
+    snapshot_every: int = 0  # keep the weights every N steps in <out>/snapshots (learning curves, averaging); 0 = off
     log_every: int = 20
 
     def __post_init__(self) -> None:
@@ -105,6 +107,7 @@ class TrainConfig:
             "lr": self.lr > 0,
             "val_every": self.val_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 1,
+            "snapshot_every": self.snapshot_every >= 0,
             "log_every": self.log_every >= 1,
             "threads": self.threads >= 0,
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
@@ -405,13 +408,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             "validation_sets": {k: len(v[1]) for k, v in val_sets.items()}, "resumed_at_step": step if resume else None,
         })
 
-    def save(path: Path) -> None:
+    def save(path: Path, *, weights_only: bool = False) -> None:
         payload = {
-            "model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "torch_rng": torch.get_rng_state(), "best": best, "config": to_dict(config),
+            "model": core.state_dict(), "step": step, "best": best, "config": to_dict(config),
             "classes": [int(c) for c in classes], "model_config": model_config, "input": spec.to_dict(),
             "synthxrd_version": __version__, "statistics_version": maker.generator.statistics.version,
         }
+        if not weights_only:  # the training state resume needs
+            payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           torch_rng=torch.get_rng_state())
         save_checkpoint(path, payload)
 
     def validate() -> dict[str, dict[str, float]]:
@@ -506,6 +511,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                                                        for k, v in last_val.items()))
             if rank == 0 and step % config.checkpoint_every == 0:
                 save(ckpt_path)
+            if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
+                (out / SNAPSHOTS).mkdir(exist_ok=True)
+                save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
         bar.close()
         if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
             last_val = validate()  # a time-limited run ends validated, like one that reaches max_steps

@@ -4,7 +4,8 @@ Runs on the defaults without a config file. Precedence: defaults < --config FILE
 (< --set key=value). Every key of synthxrd.train.TrainConfig can be set with --set.
 
 Outputs in --out: config.toml, run.json, TensorBoard events (tensorboard --logdir DIR),
-checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), best.pt, summary.json.
+checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), best.pt, summary.json,
+snapshots/step_N.pt (weights only, every snapshot_every steps when set; synthxrd evaluate loads them).
 
 Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
