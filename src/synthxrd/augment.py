@@ -153,17 +153,8 @@ import numpy as np
 from synthxrd.config import from_dict, load_toml
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import _profiles
-from synthxrd.simulate.common import WINDOW_SIGMAS
-from synthxrd.simulate.pattern import (
-    DEFAULT_WAVELENGTH,
-    SCHERRER_K,
-    Grid,
-    ReflectionBatch,
-    patterns,
-    reflections,
-    resolve_wavelength,
-    wavelengths,
-)
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, SCHERRER_K, WINDOW_SIGMAS, Grid, resolve_wavelength, wavelengths
+from synthxrd.simulate.pattern import ReflectionBatch, patterns, reflections
 from synthxrd.structure import CrystalBatch
 
 __all__ = [

@@ -86,7 +86,7 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.simulate.pattern import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 
 __all__ = [
     "MIN_POINTS",

@@ -53,9 +53,14 @@ def outcomes(chunk: Iterable[tuple[str, str]], analyse: Callable[[str, str], Any
 
 
 def quiet_worker() -> None:
-    """Worker set-up: one BLAS/OpenMP thread per process, no spglib warnings on stderr."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+    """Worker set-up: one BLAS/OpenMP thread per process, no spglib warnings on stderr.
+
+    The thread pools are limited through threadpoolctl, which acts on the libraries already loaded
+    (numpy is imported before any initializer runs, so ``OMP_NUM_THREADS`` set here would be ignored).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
     os.environ.setdefault("SPGLIB_WARNING", "OFF")
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input, checkpoint_temperature, load_model
-from synthxrd.simulate.pattern import Grid, resolve_wavelength
+from synthxrd.simulate.common import Grid, resolve_wavelength
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
 from synthxrd.wyckoff import hermann_mauguin
 

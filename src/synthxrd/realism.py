@@ -515,7 +515,7 @@ def load_manifest_patterns(path: str | Path, *, variants: Iterable[str] | None =
     import warnings
 
     from synthxrd.io import PatternWarning, convert_wavelength, read_pattern
-    from synthxrd.simulate.pattern import DEFAULT_WAVELENGTH, resolve_wavelength
+    from synthxrd.simulate.common import DEFAULT_WAVELENGTH, resolve_wavelength
 
     path = Path(path)
     lam_model = resolve_wavelength(DEFAULT_WAVELENGTH if wavelength is None else wavelength)
