@@ -154,6 +154,7 @@ from synthxrd.config import from_dict, load_toml
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import _profiles
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, SCHERRER_K, WINDOW_SIGMAS, Grid, resolve_wavelength, wavelengths
+from synthxrd.simulate.physics import FWHM_TO_SIGMA, scherrer_fwhm
 from synthxrd.simulate.pattern import ReflectionBatch, patterns, reflections
 from synthxrd.structure import CrystalBatch
 
@@ -732,7 +733,7 @@ def reflection_window(config: AugmentConfig, grid: Grid = Grid(), wavelength: fl
         sep = math.degrees(2.0 * math.asin(min(s * ratio, 1.0))) - grid.start
     theta = math.radians(min(grid.stop + TAIL_MARGIN_CAP_DEG, 178.0) / 2.0)
     t, cos = math.tan(theta), math.cos(theta)
-    h_sample = math.degrees(SCHERRER_K * lam * (ratio or 1.0) / (10.0 * c.size_nm[0] * cos))
+    h_sample = scherrer_fwhm(lam * (ratio or 1.0), c.size_nm[0], cos)
     h_sample += math.degrees(4.0 * c.strain_epsilon[1] * t) if c.strain else 0.0
     h_inst = 0.0
     if c.instrument:
@@ -743,7 +744,7 @@ def reflection_window(config: AugmentConfig, grid: Grid = Grid(), wavelength: fl
     if lorentzian:  # TCH: H <= H_G + H_L
         tail = min(c.window_fwhm * (h_inst + 2.0 * h_sample), TAIL_MARGIN_CAP_DEG)
     else:  # Gaussian lines end at 7 sigma = 2.97 FWHM
-        tail = min(WINDOW_SIGMAS / (2.0 * math.sqrt(2.0 * math.log(2.0))) * (h_inst + h_sample), TAIL_MARGIN_CAP_DEG)
+        tail = min(WINDOW_SIGMAS * FWHM_TO_SIGMA * (h_inst + h_sample), TAIL_MARGIN_CAP_DEG)
     return max(grid.start - shift - sep - tail, 0.0), min(grid.stop + shift + tail, 180.0)
 
 
@@ -811,7 +812,7 @@ def line_fwhm_eta(two_theta, wavelength: float = DEFAULT_WAVELENGTH, *, size_nm:
     """
     theta = np.radians(np.asarray(two_theta, np.float64) / 2.0)
     t, c = np.tan(theta), np.cos(theta)
-    h_size = np.degrees(SCHERRER_K * wavelength / (10.0 * size_nm * c))
+    h_size = scherrer_fwhm(wavelength, size_nm, c)
     h_strain = np.degrees(4.0 * strain * t)
     hg = np.sqrt(np.maximum(u * t * t + v * t + w + (1.0 - xi) ** 2 * (h_size**2 + h_strain**2), 0.0))
     hl = x * t + y / c + xi * (h_size + h_strain)

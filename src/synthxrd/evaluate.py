@@ -55,6 +55,7 @@ from synthxrd.predict import (
     crystal_system_probabilities,
     extinction_group_probabilities,
     failure_message,
+    ranking,
 )
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table
 from synthxrd.wyckoff import hermann_mauguin
@@ -104,15 +105,10 @@ def _check(probabilities, labels) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
-def _ranking(p: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) column indices of the k largest probabilities per row; ties go to the lower ITA number."""
-    return np.argsort(-p, axis=1, kind="stable")[:, :k]
-
-
 def topk_hits(probabilities, labels, k: int) -> np.ndarray:
     """(N,) bool: the label (ITA number) is among the ``k`` most probable groups of its row."""
     p, y = _check(probabilities, labels)
-    return np.any(_ranking(p, k) == (y - 1)[:, None], axis=1)
+    return np.any(ranking(p, k) == (y - 1)[:, None], axis=1)
 
 
 def expected_calibration_error(confidence, correct, n_bins: int = N_BINS) -> tuple[float, list[dict[str, Any]]]:
@@ -377,7 +373,7 @@ class Evaluation:
 
     def predictions(self, k: int = 5) -> list[dict[str, Any]]:
         """Per pattern: source, true group, top-k groups with probabilities, probability of the true group."""
-        order = _ranking(self.probabilities, k)
+        order = ranking(self.probabilities, k)
         out = []
         for i, src in enumerate(self.sources):
             y = int(self.labels[i])

@@ -44,6 +44,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input, checkpoint_temperature, load_model
+from synthxrd.models.device import resolve_device
 from synthxrd.simulate.common import Grid, resolve_wavelength
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
 from synthxrd.wyckoff import hermann_mauguin
@@ -54,6 +55,7 @@ __all__ = [
     "Prediction",
     "PredictionFailure",
     "Predictor",
+    "ranking",
     "to_full",
     "top_k",
     "crystal_system_probabilities",
@@ -97,6 +99,12 @@ def _check_full(probabilities) -> np.ndarray:
     return p
 
 
+def ranking(scores, k: int) -> np.ndarray:
+    """(N, k) column indices of the ``k`` largest scores of each row of (N, C) ``scores``, best first;
+    ties go to the lower column (the lower ITA number). The one ranking of predict, evaluate and train."""
+    return np.argsort(-np.atleast_2d(np.asarray(scores)), axis=1, kind="stable")[:, :max(0, int(k))]
+
+
 def top_k(probabilities, k: int = 5) -> list[tuple[int, str, float]]:
     """The ``k`` most probable space groups of one (230,) row: (ITA number, Hermann–Mauguin symbol, probability).
 
@@ -105,8 +113,7 @@ def top_k(probabilities, k: int = 5) -> list[tuple[int, str, float]]:
     p = _check_full(probabilities)
     if p.ndim != 1:
         raise ValueError(f"top_k takes one (230,) row, got shape {p.shape}")
-    order = np.argsort(-p, kind="stable")[:max(0, int(k))]
-    return [(int(i) + 1, hermann_mauguin(int(i) + 1), float(p[i])) for i in order if p[i] > 0]
+    return [(int(i) + 1, hermann_mauguin(int(i) + 1), float(p[i])) for i in ranking(p, k)[0] if p[i] > 0]
 
 
 def crystal_system_probabilities(probabilities) -> np.ndarray:
@@ -176,8 +183,7 @@ class Prediction:
         from synthxrd.symmetry import members
 
         p = extinction_group_probabilities(self.probabilities)
-        order = np.argsort(-p, kind="stable")[:k]
-        return [(int(j) + 1, members(int(j) + 1), float(p[j])) for j in order if p[j] > 0]
+        return [(int(j) + 1, members(int(j) + 1), float(p[j])) for j in ranking(p, k)[0] if p[j] > 0]
 
     def to_dict(self, k: int = 5) -> dict[str, Any]:
         """JSON-compatible summary: top-k groups, crystal systems, top extinction groups, info."""
@@ -247,19 +253,6 @@ def resolve_checkpoint(path: str | Path | None) -> Path | None:
     return p
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
-
-
 class Predictor:
     """A trained network with its classes, ready to predict space groups.
 
@@ -286,7 +279,7 @@ class Predictor:
                 or len(np.unique(classes)) != len(classes):
             raise DataError(f"{source or 'model'}: classes must be distinct ITA numbers 1..230, "
                             f"got {classes.tolist()[:10]}...")
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.classes = classes
         self.metadata = dict(metadata or {})

@@ -38,6 +38,7 @@ from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import write_json, write_text
 from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, save_checkpoint
+from synthxrd.models.device import resolve_device
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
            "topk_accuracy", "lr_factor", "predict_logits"]
@@ -172,12 +173,13 @@ def marginal_loss(logits, labels, groups):
 
 
 def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[int, float]:
-    """Fraction of rows whose label is among the k largest logits, for each k."""
-    import torch
+    """Fraction of rows whose label is among the k largest logits, for each k (ties as in
+    :func:`synthxrd.predict.ranking`)."""
+    from synthxrd.predict import ranking
 
-    top = torch.topk(logits, max(ks), dim=1).indices
-    hits = top == labels[:, None]
-    return {k: float(hits[:, :k].any(dim=1).float().mean()) for k in ks}
+    top = ranking(np.asarray(logits, np.float64), max(ks))
+    hits = top == np.asarray(labels).reshape(-1, 1)
+    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
 
 
 def predict_logits(model, inputs: np.ndarray, *, device, batch_size: int = 256) -> np.ndarray:
@@ -289,18 +291,6 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def _device(name: str, rank: int):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":  # one GPU per process: torchrun's LOCAL_RANK (else the rank)
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
 def _agreed_stop(local: bool, world: int, device) -> bool:
     """Whether any rank wants to stop (a one-element all-reduce under DDP), so that all stop together."""
     if world <= 1:
@@ -344,7 +334,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     from synthxrd.models import build
 
     rank, world = _distributed()
-    device = _device(config.device, rank)
+    device = resolve_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
     out = Path(config.out)
     ckpt_path = out / CHECKPOINT
     if resume and not ckpt_path.is_file():

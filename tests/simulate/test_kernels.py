@@ -343,3 +343,17 @@ def test_batch_form_factor_table_matches_exact_form_factors():
     table = simulate.patterns(batch, crystallite_size_nm=sizes)
     exact = np.stack([simulate.pattern(c, crystallite_size_nm=s) for c, s in zip(crystals, sizes)])  # no table
     assert np.abs(table - exact).max() < 1e-6
+
+
+def test_scherrer_width_is_one_formula_for_numpy_numba_and_torch():
+    from synthxrd.simulate._kernels import scherrer_fwhm_compiled
+    from synthxrd.simulate.common import sigma_coefficient
+    from synthxrd.simulate.physics import FWHM_TO_SIGMA, scherrer_fwhm
+
+    # by hand: (180/pi) 0.9 x 1.5406 A / (100 A x cos 30 deg) = 0.91733 degrees
+    assert scherrer_fwhm(1.5406, 10.0, math.cos(math.radians(30.0))) == pytest.approx(0.917327, abs=1e-6)
+    assert scherrer_fwhm_compiled(1.5406, 10.0, 0.5, 0.9) == pytest.approx(scherrer_fwhm(1.5406, 10.0, 0.5), rel=1e-15)
+    sizes = np.array([20.0, 55.0, 100.0])
+    assert np.allclose(sigma_coefficient(1.5406, sizes), FWHM_TO_SIGMA * scherrer_fwhm(1.5406, sizes), rtol=1e-15)
+    torch = pytest.importorskip("torch")
+    assert np.allclose(sigma_coefficient(1.5406, torch.as_tensor(sizes)).numpy(), sigma_coefficient(1.5406, sizes))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.match.search import element_mask, search
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = [
@@ -62,7 +63,6 @@ SHIPPED_LIBRARY = ("library", "mp_experimental.npz")
 #: Reflections whose |g| agree to this relative precision are one peak (equivalent reflections
 #: differ by ~1e-15; pymatgen merges within 1e-5 degrees 2theta, i.e. ~1e-7 relative at 30 degrees).
 _SAME_G = 1e-7
-_Z_MAX = 98
 #: Mantissa bits of |F|^2 m kept in a saved library (see :meth:`ReferenceLibrary.save`).
 _F2_MASK = 0xFFFFF000
 _ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", "d", "f2", "hkl")
@@ -70,16 +70,6 @@ _ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", 
 
 # --------------------------------------------------------------------------------------------------
 # one structure
-
-
-def element_mask(numbers: Iterable[int]) -> np.ndarray:
-    """(2,) uint64 bit set of atomic numbers 1..98 (bit z-1 of word (z-1)//64)."""
-    out = np.zeros(2, np.uint64)
-    for z in set(int(z) for z in numbers):
-        if not 1 <= z <= _Z_MAX:
-            raise StructureError(f"atomic number {z} outside 1..{_Z_MAX}")
-        out[(z - 1) // 64] |= np.uint64(1) << np.uint64((z - 1) % 64)
-    return out
 
 
 def _cu_intensities(d: np.ndarray, f2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -472,7 +462,6 @@ class ReferenceLibrary:
                elements: Sequence[str] | str | None = None, only_elements: bool = False,
                settings=None) -> list[list]:
         """Best-matching structures of each pattern; see :func:`synthxrd.match.search.search`."""
-        from synthxrd.match.search import search
 
         return search(self, two_theta, intensities, k=k, wavelength=wavelength, elements=elements,
                       only_elements=only_elements, settings=settings)

@@ -25,13 +25,13 @@ and the result normalised to maximum 1. docs/search_match.md has the measurement
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthxrd.errors import ConfigError, DataError
+from synthxrd.errors import ConfigError, DataError, StructureError
 
 if TYPE_CHECKING:
     from synthxrd.match.library import ReferenceLibrary
@@ -129,12 +129,26 @@ class Match:
 # --------------------------------------------------------------------------------------------------
 # inputs
 
+#: Largest atomic number of an element bit set.
+_Z_MAX = 98
+
+
+def element_mask(numbers: Iterable[int]) -> np.ndarray:
+    """(2,) uint64 bit set of atomic numbers 1..98 (bit z-1 of word (z-1)//64)."""
+    out = np.zeros(2, np.uint64)
+    for z in set(int(z) for z in numbers):
+        if not 1 <= z <= _Z_MAX:
+            raise StructureError(f"atomic number {z} outside 1..{_Z_MAX}")
+        out[(z - 1) // 64] |= np.uint64(1) << np.uint64((z - 1) % 64)
+    return out
+
+
+
 
 def parse_elements(elements: Sequence[str] | str | None) -> np.ndarray | None:
     """Element symbols (``"Fe,O"`` or ``["Fe", "O"]``) -> (2,) uint64 bit set; ``None`` stays None.
 
     :class:`ConfigError` naming an unknown symbol."""
-    from synthxrd.match.library import element_mask
     from synthxrd.structure import element_z
 
     if elements is None:

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from synthxrd.simulate.common import WINDOW_SIGMAS
+from synthxrd.simulate.physics import FWHM_TO_SIGMA, scherrer_fwhm
 
 #: Slack when turning the ellipsoid bounds into integer ranges; the exact |g| test follows.
 _BOUND_EPS = 1e-9
@@ -35,7 +36,8 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 #: (``form_factor_table``: ~0.1 ms per element) instead of 4 exponentials per element and |g|.
 _TABLE_MIN_BATCH = 16
 _TABLE_STEP = 2e-4  # in (sin(theta)/lambda)^2 = s^2, 1/Angstrom^2
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: :func:`synthxrd.simulate.physics.scherrer_fwhm`, compiled.
+scherrer_fwhm_compiled = njit(cache=True)(scherrer_fwhm)
 
 
 @njit(cache=True)
@@ -424,7 +426,7 @@ def smear(two_theta, inten, size_angstrom, wavelength, k_shape, start, step, out
     Goettingen 1918, 98; Langford & Wilson, J. Appl. Cryst. 11 (1978) 102).
     """
     n = out.shape[0]
-    c_deg = 180.0 / math.pi * _FWHM_TO_SIGMA * k_shape * wavelength / size_angstrom
+    c_deg = FWHM_TO_SIGMA * scherrer_fwhm_compiled(wavelength, size_angstrom / 10.0, 1.0, k_shape)
     for q in range(two_theta.shape[0]):
         center = two_theta[q]
         sigma = c_deg / math.cos(math.radians(center / 2.0))

@@ -24,12 +24,12 @@ import math
 import numpy as np
 from numba import njit
 
-from synthxrd.simulate._kernels import _add_gaussian
+from synthxrd.simulate._kernels import _add_gaussian, scherrer_fwhm_compiled
 from synthxrd.simulate.common import WINDOW_SIGMAS
+from synthxrd.simulate.physics import FWHM_TO_SIGMA
 
 #: Reassociation lets the Lorentzian loop vectorise; no 'nnan'/'ninf' (see ``_kernels._FASTMATH``).
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _GAUSS_HEIGHT = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # height x FWHM of an area-1 Gaussian
 _LORENTZ_HEIGHT = 2.0 / math.pi  # height x FWHM of an area-1 Lorentzian
 #: Smallest FWHM (degrees) a line may have: guards against a zero width when every broadening
@@ -62,7 +62,7 @@ def line_width(two_theta, wavelength, k_shape, size_a, strain, u, v, w, x, y, xi
     theta = math.radians(0.5 * two_theta)
     c = math.cos(theta)
     t = math.tan(theta)
-    h_size = math.degrees(k_shape * wavelength / (size_a * c))
+    h_size = scherrer_fwhm_compiled(wavelength, size_a / 10.0, c, k_shape)
     h_strain = math.degrees(4.0 * strain * t)
     hg2 = u * t * t + v * t + w + (1.0 - xi) ** 2 * (h_size * h_size + h_strain * h_strain)
     hl = x * t + y / c + xi * (h_size + h_strain)
@@ -239,7 +239,7 @@ def add_pseudo_voigt(out, start, step, center, intensity, h, eta, window):
     """
     n = out.shape[0]
     if eta < 1.0:
-        sigma = h * _FWHM_TO_SIGMA
+        sigma = h * FWHM_TO_SIGMA
         half = WINDOW_SIGMAS * sigma
         i_lo = max(0, int(math.ceil((center - half - start) / step)))
         i_hi = min(n - 1, int(math.floor((center + half - start) / step)))

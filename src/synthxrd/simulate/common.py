@@ -16,6 +16,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError
 from synthxrd.simulate import physics
+from synthxrd.simulate.physics import SCHERRER_K, scherrer_fwhm
 
 __all__ = [
     "DEFAULT_WAVELENGTH",
@@ -37,8 +38,6 @@ DEFAULT_WAVELENGTH = 1.5406
 DEFAULT_TWO_THETA_RANGE = (5.0, 90.0)
 #: Crystallite sizes tau ~ U(20, 100) nm, drawn once per pattern (Schopmans et al. 2023).
 DEFAULT_SIZE_RANGE_NM = (20.0, 100.0)
-#: Scherrer shape factor for spherical crystallites (Langford & Wilson 1978).
-SCHERRER_K = 0.9
 #: Gaussian windows extend to +-WINDOW_SIGMAS sigma: exp(-7^2/2) = 2.3e-11 of the peak height is
 #: dropped, far below the 1e-6 agreement with full-grid evaluation that the tests demand.
 WINDOW_SIGMAS = 7.0
@@ -110,8 +109,9 @@ def check_range(two_theta_range) -> tuple[float, float]:
 
 
 def sigma_coefficient(wavelength: float, size_nm: float) -> float:
-    """c such that sigma(2theta) = c / cos(theta) in degrees (Scherrer)."""
-    return math.degrees(SCHERRER_K * wavelength / (10.0 * size_nm)) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    """c such that sigma(2theta) = c / cos(theta) in degrees (:func:`~synthxrd.simulate.physics.scherrer_fwhm`);
+    floats, numpy arrays and torch tensors alike."""
+    return physics.FWHM_TO_SIGMA * scherrer_fwhm(wavelength, size_nm)
 
 
 @lru_cache(maxsize=256)

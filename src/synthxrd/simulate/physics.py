@@ -17,6 +17,8 @@ a Debye-Waller B is given.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
     "reflection_intensities",
     "merge_peaks",
     "gaussian_profile",
+    "SCHERRER_K",
+    "FWHM_TO_SIGMA",
+    "scherrer_fwhm",
 ]
 
 #: 41.78214 = 4 pi^2 / ... constant of the four-Gaussian fit convention used by pymatgen
@@ -174,9 +179,25 @@ def merge_peaks(
     )
 
 
+#: Scherrer shape factor for spherical crystallites (Langford & Wilson 1978).
+SCHERRER_K = 0.9
+#: Gaussian sigma per full width at half maximum, 1 / (2 sqrt(2 ln 2)).
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def scherrer_fwhm(wavelength, size_nm, cos_theta=1.0, k=SCHERRER_K):
+    """Scherrer line width in degrees 2theta: FWHM = (180/pi) K lambda / (tau cos theta), tau = 10 size_nm.
+
+    lambda and tau in Angstrom (Scherrer, Nachr. Ges. Wiss. Goettingen 1918, 98; Langford & Wilson,
+    J. Appl. Cryst. 11 (1978) 102). The one definition of the width: plain arithmetic, so it takes
+    floats, numpy arrays and torch tensors, and the numba kernels compile this very function.
+    """
+    return (180.0 / math.pi) * k * wavelength / (10.0 * size_nm * cos_theta)
+
+
 def gaussian_profile(
     two_theta: np.ndarray, intensity: np.ndarray, crystallite_size_nm: float, wavelength: float,
-    grid: np.ndarray, scherrer_k: float = 0.9,
+    grid: np.ndarray, scherrer_k: float = SCHERRER_K,
 ) -> np.ndarray:
     """Sum of area-normalised Scherrer-broadened Gaussians evaluated on every grid point.
 
@@ -184,8 +205,8 @@ def gaussian_profile(
     Cryst. 11 (1978) 102), sigma = FWHM / (2 sqrt(2 ln 2)), tau in nm (x10 to Angstrom).
     O(peaks x grid): the readable oracle of the windowed kernel.
     """
-    fwhm_deg = np.degrees(scherrer_k * wavelength / (10.0 * crystallite_size_nm * np.cos(np.radians(two_theta) / 2)))
-    sigma = fwhm_deg / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    sigma = FWHM_TO_SIGMA * scherrer_fwhm(wavelength, crystallite_size_nm, np.cos(np.radians(two_theta) / 2),
+                                          scherrer_k)
     x = np.asarray(grid)[None, :] - np.asarray(two_theta)[:, None]
     gauss = np.exp(-(x**2) / (2.0 * sigma[:, None] ** 2)) / (sigma[:, None] * np.sqrt(2.0 * np.pi))
     return np.asarray(intensity) @ gauss

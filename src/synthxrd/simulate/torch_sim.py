@@ -52,7 +52,7 @@ import torch
 
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import common, physics
-from synthxrd.simulate.common import DEFAULT_WAVELENGTH, SCHERRER_K, WINDOW_SIGMAS, Grid
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, WINDOW_SIGMAS, Grid, sigma_coefficient
 from synthxrd.structure import scattering_table
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
 
 #: (start, stop, n) of the default grid.
 DEFAULT_GRID = (Grid().start, Grid().stop, Grid().n)
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _BOUND_EPS = 1e-9
 #: Atoms are stored in blocks of this many (the last block of a crystal padded), reflections are
 #: processed in tiles of this many; a (tile x block) pair is the unit of structure-factor work.
@@ -427,7 +426,7 @@ def _smear(out, rows, two_theta, inten, sizes_nm, wavelength, grid, dtype, budge
     if len(rows) == 0:
         return
     dev = out.device
-    c = torch.rad2deg(SCHERRER_K * wavelength / (10.0 * _take(sizes_nm, rows))) * _FWHM_TO_SIGMA  # float64
+    c = sigma_coefficient(wavelength, _take(sizes_nm, rows))  # float64
     sigma = c / torch.cos(torch.deg2rad(two_theta / 2.0))
     half = torch.ceil(WINDOW_SIGMAS * sigma / step).long() + 1
     u = (two_theta - start) / step
