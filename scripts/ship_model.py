@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -55,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from synthxrd.cli import main as synthxrd
+    from synthxrd.config import available_cores
     from synthxrd.plot import plot_training
 
     model = MODELS / "default.pt"
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": payload["model_config"]["name"], "parameters": run["parameters"], "classes": len(payload["classes"]),
         "step": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
         "wall_hours": round(_wall_hours(args.run), 3),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, device {run['device']}, "
+        "hardware": f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
                     f"{run['config']['workers']} data worker(s), torch {run['torch_version']}",
         "statistics_version": payload["statistics_version"], "synthxrd_version": payload["synthxrd_version"],
         "config": config, "file_mb": round(model.stat().st_size / 1e6, 2),

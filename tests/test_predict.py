@@ -222,6 +222,7 @@ def test_export_half_precision_round_trip(tiny_run, predictor, tmp_path, capsys)
     assert "exported park_small (step 3" in capsys.readouterr().out
     payload = torch.load(out, weights_only=True)
     assert "optimizer" not in payload and payload["export"]["dtype"] == "float16"
+    assert payload["config"]["out"] == tiny_run.name and str(tmp_path) not in json.dumps(payload["config"])
     assert all(v.dtype == torch.float16 for v in payload["model"].values() if v.is_floating_point())
     assert out.stat().st_size < 0.6 * (tiny_run / "best.pt").stat().st_size
     half = Predictor.load(out, device="cpu", library=None)

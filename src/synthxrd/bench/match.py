@@ -42,7 +42,7 @@ def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406,
     from synthxrd.simulate.physics import lorentz_polarization
 
     lo, hi = float(two_theta[0]), float(two_theta[-1])
-    grid = Grid(lo, hi, int(round((hi - lo) / step)) + 1)
+    grid = Grid.from_step(lo, hi, step)
     y = np.atleast_2d(np.asarray(intensities, np.float64))
     q = np.stack([resample(np.asarray(two_theta, np.float64), row, grid)[0] for row in y])
     q = np.sqrt(np.clip(q, 0, None) / np.maximum(q.max(axis=1, keepdims=True), 1e-300))

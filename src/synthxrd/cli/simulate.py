@@ -83,12 +83,15 @@ def _wavelength(value: str) -> float:
         raise ConfigError(f"--{exc}") from None
 
 
-def _range(values) -> tuple[float, float]:
-    lo, hi = (float(v) for v in values)
-    if not (0.0 < lo < hi < 180.0) or (hi - lo) < 2 * GRID_STEP:
-        raise ConfigError(f"--range: need 0 < MIN < MAX < 180 degrees 2theta (MAX - MIN >= {2 * GRID_STEP}), "
-                          f"got {lo:g} {hi:g}")
-    return lo, hi
+def _grid(values):
+    """The output grid of ``--range MIN MAX`` at GRID_STEP (the library's :class:`Grid` rules)."""
+    from synthxrd.simulate import Grid
+
+    try:
+        return Grid.from_step(*(float(v) for v in values), GRID_STEP)
+    except ConfigError:
+        raise ConfigError(f"--range: need 0 < MIN < MAX < 180 degrees 2theta with at least two {GRID_STEP}-degree "
+                          f"grid points, got {' '.join(f'{float(v):g}' for v in values)}") from None
 
 
 def _crystallite_size(value: str | None) -> float | None:
@@ -97,13 +100,12 @@ def _crystallite_size(value: str | None) -> float | None:
         return DEFAULT_CRYSTALLITE_SIZE_NM
     if value.strip().lower() == "random":
         return None
+    from synthxrd.simulate.common import crystallite_sizes
+
     try:
-        size = float(value)
-    except ValueError:
-        size = float("nan")
-    if not (size > 0.5 and size < 1e6):
-        raise ConfigError(f"--crystallite-size: expected a size in nm between 0.5 and 1e6 or 'random', got {value!r}")
-    return size
+        return float(crystallite_sizes(1, float(value), None)[0])
+    except (ValueError, ConfigError):
+        raise ConfigError(f"--crystallite-size: expected a size in nm > 0.5 or 'random', got {value!r}") from None
 
 
 def _collect_inputs(args, stack: ExitStack) -> tuple[list[tuple[str, Path | None]], list[str]]:
@@ -257,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs and not args.examples:
         raise ConfigError("no input: give CIF files or directories, or --examples for the shipped structures")
     lam = _wavelength(args.wavelength)
-    two_theta_range = _range(args.two_theta_range)
+    grid = _grid(args.two_theta_range)
     fixed_size = _crystallite_size(args.crystallite_size)
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed: expected an integer >= 0, got {args.seed}")
@@ -277,12 +279,8 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         from synthxrd import __version__
-        from synthxrd.simulate import Grid
-
         for note in notes:
             print(note, file=sys.stderr)
-        lo, hi = two_theta_range
-        grid = Grid(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1)
         seed = args.seed
         if fixed_size is None:
             seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
@@ -299,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
             entry = {"input": name, "status": "failed",
                      "path": str(path.resolve()) if path is not None else None}
             try:
-                _simulate_one(entry, name, path, out, lam=lam, two_theta_range=two_theta_range, grid=grid,
+                _simulate_one(entry, name, path, out, lam=lam, two_theta_range=(grid.start, grid.stop), grid=grid,
                               size_nm=size, plot=args.plot)
                 entry["status"] = "ok"
                 n_ok += 1
@@ -320,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
                 "out": str(out.resolve()),
                 "wavelength": args.wavelength,
                 "wavelength_angstrom": lam,
-                "two_theta_range": [lo, hi],
+                "two_theta_range": [grid.start, grid.stop],
                 "grid": {"start": grid.start, "stop": grid.stop, "n": grid.n, "step": grid.step},
                 "profile": "gaussian, FWHM(2theta, rad) = 0.9 lambda / (tau cos theta)",
                 "crystallite_size_nm": fixed_size if fixed_size is not None else "random U(20, 100)",

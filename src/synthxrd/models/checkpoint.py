@@ -39,7 +39,8 @@ from synthxrd.files import atomic_write
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid
 
 __all__ = ["InputSpec", "bin_patterns", "bin_weights", "load_checkpoint", "load_model", "save_checkpoint",
-           "export_model", "checkpoint_input", "checkpoint_temperature", "EXPORT_KEYS", "TRANSFORMS"]
+           "export_model", "checkpoint_input", "checkpoint_temperature", "EXPORT_KEYS", "TRANSFORMS", "PATH_KEYS",
+           "portable_config"]
 
 #: Input transforms of the max-normalised pattern: Schopmans et al. 2023 feed sqrt(I).
 TRANSFORMS = ("sqrt", "linear")
@@ -234,6 +235,16 @@ def load_model(path: str | Path):
     return model, np.asarray(ckpt["classes"], np.int64), meta
 
 
+#: Training-config keys that hold paths of the machine a run was made on.
+PATH_KEYS = ("out", "statistics", "real", "validation_dir")
+
+
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each path of :data:`PATH_KEYS` cut to its file name: a shipped model names its
+    inputs, not the folders of the machine it was trained on."""
+    return {k: Path(v).name if k in PATH_KEYS and isinstance(v, str) else v for k, v in config.items()}
+
+
 def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float16") -> dict[str, Any]:
     """Write the inference part of a checkpoint (weights + :data:`EXPORT_KEYS`, no optimizer) to ``out``.
 
@@ -253,7 +264,9 @@ def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float
     cast = getattr(torch, dtype)
     weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     meta = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    if isinstance(meta.get("config"), dict):
+        meta["config"] = portable_config(meta["config"])
     meta["input"] = checkpoint_input(ckpt).to_dict()
-    meta["export"] = {"dtype": dtype, "source": str(checkpoint)}
+    meta["export"] = {"dtype": dtype, "source": Path(checkpoint).name}
     save_checkpoint(out, {"model": weights, **meta})
     return meta

@@ -58,6 +58,13 @@ class Grid:
                 f"got start={self.start}, stop={self.stop}, n={self.n}"
             )
 
+    @classmethod
+    def from_step(cls, start: float, stop: float, step: float) -> Grid:
+        """The grid from ``start`` to ``stop`` whose spacing is closest to ``step`` degrees."""
+        if not (math.isfinite(step) and step > 0):
+            raise ConfigError(f"grid: need a step > 0 degrees, got {step}")
+        return cls(float(start), float(stop), int(round((stop - start) / step)) + 1)
+
     @property
     def step(self) -> float:
         """Grid spacing in degrees."""
