@@ -78,6 +78,20 @@ def test_snapshots_keep_the_weights_without_training_state(tmp_path):
     model, classes, _ = load_model(snaps[0])
     assert model(torch.zeros(1, last["model_config"]["input_length"])).shape == (1, len(classes))
 
+    from synthxrd.cli import main
+
+    out = tmp_path / "average.pt"
+    assert main(["export", str(snaps[0]), str(out), "--average", str(snaps[1]), "--dtype", "float32"]) == 0
+    averaged = load_checkpoint(out)
+    first = load_checkpoint(snaps[0])
+    for key, value in averaged["model"].items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (first["model"][key] + last["model"][key]) / 2, atol=1e-7), key
+    assert averaged["export"]["source"] == [p.name for p in snaps] and "calibration" not in averaged
+    other = tmp_path / "other"
+    train(TrainConfig(out=str(other), max_steps=1, **{**TINY, "model": "park_medium"}), progress=False)
+    assert main(["export", str(snaps[0]), str(tmp_path / "x.pt"), "--average", str(other / "checkpoint.pt")]) == 2
+
 
 def test_existing_run_is_not_overwritten(uninterrupted):
     with pytest.raises(ConfigError, match="already holds a run"):

@@ -7,6 +7,9 @@ float16 (default) it is half the size of the float32 weights. The shipped model
 Examples:
   synthxrd export runs/park/best.pt park.pt
   synthxrd export runs/park park.pt --dtype float32     # a run folder: its best.pt, else checkpoint.pt
+  synthxrd export runs/park/snapshots/step_00020000.pt avg.pt \
+      --average runs/park/snapshots/step_00021000.pt runs/park/snapshots/step_00022000.pt
+                                                        # mean weights of three snapshots (uncalibrated)
 """
 
 from __future__ import annotations
@@ -21,18 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint file or run folder of synthxrd train")
     parser.add_argument("out", type=Path, help="output file (.pt)")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="weight precision")
+    parser.add_argument("--average", nargs="+", type=Path, default=[], metavar="CHECKPOINT",
+                        help="average the weights of these checkpoints (same network) with CHECKPOINT's")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def run(args: argparse.Namespace) -> int:
     from synthxrd.files import check_new
     from synthxrd.predict import resolve_checkpoint
-    from synthxrd.train import export_model
+    from synthxrd.models.checkpoint import export_model
 
     check_new([args.out], overwrite=args.overwrite)
     source = resolve_checkpoint(args.checkpoint)
-    meta = export_model(source, args.out, dtype=args.dtype)
+    sources = [source, *(resolve_checkpoint(p) for p in args.average)]
+    meta = export_model(sources if args.average else source, args.out, dtype=args.dtype)
     size = args.out.stat().st_size / 1e6
+    origin = f"the mean of {len(sources)} checkpoints" if args.average else str(source)
     print(f"exported {meta['model_config'].get('name', 'model')} (step {meta.get('step', '?')}, "
-          f"{len(meta['classes'])} classes, {args.dtype}) from {source} to {args.out} ({size:.1f} MB)")
+          f"{len(meta['classes'])} classes, {args.dtype}) from {origin} to {args.out} ({size:.1f} MB)")
     return 0

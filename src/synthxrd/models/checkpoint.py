@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid
 
 __all__ = ["InputSpec", "bin_patterns", "bin_weights", "load_checkpoint", "load_model", "save_checkpoint",
            "export_model", "checkpoint_input", "checkpoint_temperature", "EXPORT_KEYS", "TRANSFORMS", "PATH_KEYS",
-           "portable_config"]
+           "portable_config", "average_checkpoints"]
 
 #: Input transforms of the max-normalised pattern: Schopmans et al. 2023 feed sqrt(I).
 TRANSFORMS = ("sqrt", "linear")
@@ -245,28 +246,56 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: Path(v).name if k in PATH_KEYS and isinstance(v, str) else v for k, v in config.items()}
 
 
-def export_model(checkpoint: str | Path, out: str | Path, *, dtype: str = "float16") -> dict[str, Any]:
+def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, Any]:
+    """One checkpoint whose weights are the mean of those of ``checkpoints`` (weight averaging along a
+    run, Izmailov et al., UAI 2018, arXiv 1803.05407); the metadata is the last one's, without its
+    calibration (a temperature fitted to other weights). :class:`DataError` unless all hold the same
+    network, classes and input grid."""
+    import torch
+
+    if not checkpoints:
+        raise ConfigError("average: no checkpoint given")
+    loaded = [load_checkpoint(p) for p in checkpoints]
+    first = loaded[0]
+    for path, ckpt in zip(checkpoints, loaded):
+        missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
+        if missing:
+            raise DataError(f"{path}: not a synthxrd checkpoint (no {missing[0]!r})")
+        for key in ("model_config", "classes", "input"):
+            if ckpt.get(key) != first.get(key):
+                raise DataError(f"{path}: its {key} differs from {checkpoints[0]}'s; only checkpoints of one "
+                                "network can be averaged")
+    weights = {k: torch.stack([c["model"][k].double() for c in loaded]).mean(0).to(v.dtype)
+               if v.is_floating_point() else loaded[-1]["model"][k] for k, v in first["model"].items()}
+    out = {k: v for k, v in loaded[-1].items() if k not in ("optimizer", "scheduler", "torch_rng", "calibration")}
+    return {**out, "model": weights, "averaged": [Path(p).name for p in checkpoints]}
+
+
+def export_model(checkpoint: str | Path | Sequence[str | Path], out: str | Path, *,
+                 dtype: str = "float16") -> dict[str, Any]:
     """Write the inference part of a checkpoint (weights + :data:`EXPORT_KEYS`, no optimizer) to ``out``.
 
-    ``dtype="float16"`` halves the file (the weights are cast back to float32 on loading, so
-    predictions differ from the float32 model only by the rounding of the weights, relative
-    2**-11). The input spec is written explicitly (the legacy one for old checkpoints). Returns the
-    written payload without the weights.
+    Several checkpoints are averaged first (:func:`average_checkpoints`). ``dtype="float16"`` halves
+    the file (the weights are cast back to float32 on loading, so predictions differ from the float32
+    model only by the rounding of the weights, relative 2**-11). The input spec is written explicitly
+    (the legacy one for old checkpoints). Returns the written payload without the weights.
     """
     import torch
 
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"export dtype must be 'float16' or 'float32', got {dtype!r}")
-    ckpt = load_checkpoint(checkpoint)
+    sources = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    ckpt = load_checkpoint(sources[0]) if len(sources) == 1 else average_checkpoints(sources)
     missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
     if missing:
-        raise DataError(f"{checkpoint}: not a synthxrd checkpoint (no {missing[0]!r})")
+        raise DataError(f"{sources[0]}: not a synthxrd checkpoint (no {missing[0]!r})")
     cast = getattr(torch, dtype)
     weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     meta = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
     if isinstance(meta.get("config"), dict):
         meta["config"] = portable_config(meta["config"])
     meta["input"] = checkpoint_input(ckpt).to_dict()
-    meta["export"] = {"dtype": dtype, "source": Path(checkpoint).name}
+    meta["export"] = {"dtype": dtype, "source": Path(sources[0]).name if len(sources) == 1
+                      else [Path(p).name for p in sources]}
     save_checkpoint(out, {"model": weights, **meta})
     return meta

@@ -1,0 +1,104 @@
+"""Learning curve of a training run: every snapshot of ``<run>/snapshots`` scored on the development sets.
+
+Each weights-only snapshot (``synthxrd train --set snapshot_every=N``) is evaluated, network alone,
+on the ``match`` validation set (real crystals of unseen structure types), the 300 RRUFF minerals
+of rruff_dev and the raw XRED patterns, next to the frequency prior. Results are cached in
+``<run>/curve.json`` (a snapshot is scored once, so the script can be rerun as the run grows, with
+``nice`` beside a training) and drawn against patterns seen::
+
+    nice -n 10 python scripts/learning_curve.py /work/campaign/run1 \
+        --validation-dir /work/tmp/validation_gap --plot docs/learning_curve.png
+
+Never train on rruff_dev or XRED: they measure and choose, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "experimental"
+METRICS = ("top1", "top5", "crystal_system", "extinction_group")
+
+
+def _scores(evaluation) -> dict:
+    summary = evaluation.summary()["all"]
+    return {"n": len(evaluation.labels), **{k: summary["model"][k] for k in METRICS},
+            "prior": {k: summary["baseline"][k] for k in METRICS}}
+
+
+def score(snapshot: Path, args) -> dict:
+    """Network-alone metrics of one snapshot on each development set."""
+    from synthxrd.evaluate import evaluate_manifest, evaluate_patterns, evaluate_validation_set
+    from synthxrd.predict import Predictor
+
+    predictor = Predictor.load(snapshot, device="cpu", library=None)
+    out = {"match": _scores(evaluate_validation_set(predictor, args.validation_dir, "match",
+                                                    max_patterns=args.match_patterns))}
+    out["rruff_dev"] = _scores(evaluate_patterns(predictor, args.rruff))
+    out["xred"] = _scores(evaluate_manifest(predictor, args.xred, variant="raw"))
+    return out
+
+
+def plot(curve: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = ("match", "rruff_dev", "xred")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    seen = [row["patterns_seen"] / 1e6 for row in curve]
+    for ax, metric in zip(axes, ("top1", "crystal_system")):
+        for i, name in enumerate(sets):
+            color = f"C{i}"
+            ax.plot(seen, [row["sets"][name][metric] for row in curve], "o-", color=color, label=name)
+            ax.axhline(curve[-1]["sets"][name]["prior"][metric], color=color, ls=":", lw=1)
+        ax.set_xlabel("patterns seen (millions)")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} accuracy (dotted: frequency prior)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--validation-dir", required=True)
+    parser.add_argument("--rruff", type=Path, default=DATA / "rruff_dev" / "rruff_dev300.npz")
+    parser.add_argument("--xred", type=Path, default=DATA / "manifest.csv")
+    parser.add_argument("--match-patterns", type=int, default=2000, help="fixed subsample of match (0: all)")
+    parser.add_argument("--plot", type=Path, help="draw the curve to this PNG")
+    args = parser.parse_args(argv)
+
+    from synthxrd.files import write_json
+    from synthxrd.models.checkpoint import load_checkpoint
+
+    path = args.run / "curve.json"
+    curve = json.loads(path.read_text()) if path.is_file() else []
+    done = {row["snapshot"] for row in curve}
+    for snapshot in sorted((args.run / "snapshots").glob("step_*.pt")):
+        if snapshot.name in done:
+            continue
+        meta = load_checkpoint(snapshot)
+        row = {"snapshot": snapshot.name, "step": meta["step"],
+               "patterns_seen": meta["step"] * meta["config"]["batch_size"], "sets": score(snapshot, args)}
+        curve.append(row)
+        curve.sort(key=lambda r: r["step"])
+        write_json(path, curve)
+        print(f"step {row['step']:>6}: " + ", ".join(
+            f"{k} top1 {v['top1']:.3f} (prior {v['prior']['top1']:.3f}) cs {v['crystal_system']:.3f}"
+            for k, v in row["sets"].items()), flush=True)
+    if args.plot and curve:
+        plot(curve, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
