@@ -1,8 +1,8 @@
 """Predict the space group of measured powder patterns: search-match against known structures, fused
 with a trained network.
 
-For every FILE (any format synthxrd.io reads: .xy/.csv/.dat columns, RRUFF, .xrdml, Bruker .raw/.brml,
-GSAS) the pattern is converted to the model's wavelength (Cu K-alpha1), put onto its 2theta grid
+For every FILE (any format of the table synthxrd.io.FORMATS, recognised from the content; the README
+lists them) the pattern is converted to the model's wavelength (Cu K-alpha1), put onto its 2theta grid
 (5-90 degrees) and normalised; the network gives probabilities over the 230 space groups, and the
 reference library (by default the 46,627 known structures shipped with synthxrd) is searched for the
 structures that best explain the pattern. The two are fused into one distribution: a strong match

@@ -1,0 +1,223 @@
+"""Bruker diffractometer files: DIFFRAC-plus ``RAW1.01`` (``.raw``) and DIFFRAC.SUITE ``.brml``.
+
+``bruker_raw``
+    Bruker DIFFRAC-plus ``RAW1.01`` (binary, little endian), as documented in *DIFFRAC plus XCH
+    V.5.0 Release 2002, User's Manual, Appendix A* (layout as read by xylib): 712-byte file header
+    (range count at byte 12, anode at 608, float64 K-alpha average/alpha1/alpha2/beta/ratio at
+    616/624/632/640/648), then per range a 304-byte header (point count at +4, 2theta start at +16,
+    step at +176, time per step at +192, used lambda at +240, supplementary-header length at +256),
+    the supplementary headers and float32 counts. Only the first range is read
+    (``metadata["n_ranges"]``). The older ``RAW``/``RAW2`` and the undocumented ``RAW4.00`` are
+    refused with a :class:`~synthxrd.errors.DataError` that says to export the scan as ``.xy``.
+``brml``
+    Bruker ``.brml`` (a zip archive): the first ``RawData*.xml``; 2theta from the ``TwoTheta`` scan
+    axis (``Start``/``Increment``) or from the ``<Datum>`` column that the ``RawDataView`` of
+    ``TwoTheta`` names, intensity from the last ``<Datum>`` column; tube wavelengths from
+    ``WaveLengthAlpha1/Alpha2/Ratio/Average``. Steps marked -9999 (not measured) are dropped. A zip
+    archive without ``RawData*.xml`` (e.g. a spreadsheet, ``.xlsx``) is no supported format.
+"""
+
+from __future__ import annotations
+
+import io as _stdio
+import re
+import struct
+import zipfile
+
+import numpy as np
+
+from synthxrd.errors import DataError
+from synthxrd.io._common import MAX_XML_BYTES, Source, UnknownFormat, record_tube
+from synthxrd.io._xml import first, float_of, local, parse_xml
+
+__all__ = ["is_bruker_raw", "is_zip", "read_brml", "read_bruker_raw"]
+
+_RAW_FILE_HEADER = 712
+_RAW_RANGE_HEADER = 304
+#: First four bytes of the Bruker RAW versions (RAW v1, RAW2, RAW1.01, RAW4.00).
+_RAW_MAGICS = (b"RAW1", b"RAW ", b"RAW2", b"RAW4")
+#: Datum value of a step that was not measured.
+_NOT_MEASURED = -9999
+
+
+def is_bruker_raw(source: Source) -> bool:
+    """Starts with ``RAW1``, ``RAW2``, ``RAW4`` or ``RAW `` and has a NUL byte in the first KiB."""
+    return source.data[:4] in _RAW_MAGICS and b"\0" in source.data[:1024]
+
+
+def is_zip(source: Source) -> bool:
+    """Starts with the zip signature ``PK\\x03\\x04``."""
+    return source.data[:4] == b"PK\x03\x04"
+
+
+def read_bruker_raw(source: Source, meta: dict):
+    """2theta and counts of the first range of a RAW1.01 file (see module docstring); no line numbers."""
+    data, path = source.data, source.path
+    if data[:7] != b"RAW1.01":
+        version = data[:8].split(b"\0")[0].decode("ascii", "replace").strip() or "?"
+        raise DataError(f"{path}: Bruker RAW version {version!r} is not supported (only RAW1.01); "
+                        f"export the scan as .xy")
+    if len(data) < _RAW_FILE_HEADER:
+        raise DataError(f"{path}: Bruker RAW1.01 file truncated ({len(data)} bytes, the header alone has "
+                        f"{_RAW_FILE_HEADER})")
+    status, n_ranges = struct.unpack_from("<II", data, 8)
+    meta["file_status"] = {1: "done", 2: "active", 3: "aborted", 4: "interrupted"}.get(status, str(status))
+    meta["anode"] = data[608:612].split(b"\0")[0].decode("ascii", "replace").strip() or None
+    average, alpha1, alpha2, _beta, ratio = struct.unpack_from("<5d", data, 616)
+    meta["n_ranges"] = int(n_ranges)
+    if n_ranges < 1:
+        raise DataError(f"{path}: the Bruker RAW1.01 file holds no data range")
+    if n_ranges > 1:
+        meta["warnings"].append(f"{path}: {n_ranges} ranges; only the first is read")
+    pos = _RAW_FILE_HEADER
+    if len(data) < pos + _RAW_RANGE_HEADER:
+        raise DataError(f"{path}: Bruker RAW1.01 file truncated in the header of range 1")
+    header_len, steps = struct.unpack_from("<II", data, pos)
+    if header_len != _RAW_RANGE_HEADER:
+        raise DataError(f"{path}: range 1 has a header of {header_len} bytes, RAW1.01 has {_RAW_RANGE_HEADER}")
+    (start_2theta,) = struct.unpack_from("<d", data, pos + 16)
+    (step,) = struct.unpack_from("<d", data, pos + 176)
+    (time_per_step,) = struct.unpack_from("<f", data, pos + 192)
+    (used_lambda,) = struct.unpack_from("<d", data, pos + 240)
+    (supplementary,) = struct.unpack_from("<I", data, pos + 256)
+    begin = pos + header_len + supplementary
+    if len(data) < begin + 4 * steps:
+        raise DataError(f"{path}: range 1 declares {steps} points but the file ends after "
+                        f"{max(0, (len(data) - begin) // 4)}")
+    y = np.frombuffer(data, dtype="<f4", count=steps, offset=begin).astype(np.float64)
+    x = start_2theta + step * np.arange(steps, dtype=np.float64)
+    record_tube(meta, alpha1, alpha2, ratio, average, "RAW1.01 header")
+    if meta["wavelength"] is None and 0.01 < used_lambda < 100:
+        meta["wavelength"], meta["wavelength_source"] = float(used_lambda), "RAW1.01 range 1: used lambda"
+    meta["counting_time"] = float(time_per_step)
+    if status in (2, 3, 4):
+        meta["warnings"].append(f"{path}: the measurement was {meta['file_status']}, not completed")
+    return x, y, None
+
+
+def read_brml(source: Source, meta: dict):
+    """2theta and intensity of the first ``RawData*.xml`` of a ``.brml`` archive; no line numbers."""
+    path = source.path
+    root, raw_name, tube_root = _brml_members(source, meta)
+    routes = [r for r in root.iter() if local(r.tag) == "DataRoute" and first(r, "Datum") is not None]
+    if not routes:
+        raise DataError(f"{path}: {raw_name} holds no <Datum> measurement points")
+    route = routes[0]
+    start, increment = _scan_axis(route, path)
+    tt_column = _two_theta_column(route)
+    table = _datum_table(route, path)
+    width = table.shape[1]
+    y = table[:, -1]
+    x = _brml_two_theta(table, tt_column, start, increment, path)
+    if width >= 5 and not np.allclose(table[:, 1], 1.0):
+        meta["warnings"].append(f"{path}: absorber factors other than 1 in <Datum> column 2 were not applied")
+    measured = y != _NOT_MEASURED
+    if not measured.all():
+        meta["warnings"].append(f"{path}: {int((~measured).sum())} steps marked -9999 (not measured) dropped")
+        x, y = x[measured], y[measured]
+    if tube_root is not None:
+        record_tube(meta, _tube_value(tube_root, "WaveLengthAlpha1"), _tube_value(tube_root, "WaveLengthAlpha2"),
+                    _tube_value(tube_root, "WaveLengthRatio"), _tube_value(tube_root, "WaveLengthAverage"),
+                    "brml tube")
+    return x, y, None
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that orders ``RawData2`` before ``RawData10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _brml_members(source: Source, meta: dict):
+    """The parsed first ``RawData*.xml``, its name, and the XML that holds the tube wavelengths (or None)."""
+    path = source.path
+    try:
+        archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{path}: broken zip archive ({exc})") from None
+    with archive:
+        raw = sorted((n for n in archive.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=_natural_key)
+        if not raw:
+            what = "a spreadsheet (.xlsx)" if source.ext in (".xlsx", ".xlsm", ".ods") else "not a Bruker .brml"
+            raise UnknownFormat(path, f"zip archive without RawData*.xml ({what})")
+        meta["n_ranges"] = len(raw)
+        if len(raw) > 1:
+            meta["warnings"].append(f"{path}: {len(raw)} RawData files (ranges); only {raw[0]} is read")
+
+        def read(name: str) -> bytes:
+            if archive.getinfo(name).file_size > MAX_XML_BYTES:
+                raise DataError(f"{path}: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
+            return archive.read(name)
+
+        root = parse_xml(read(raw[0]), path, raw[0])
+        if first(root, "WaveLengthAlpha1") is not None:
+            return root, raw[0], root
+        for name in archive.namelist():
+            if name.lower().endswith(".xml") and name != raw[0] and "measurementcontainer" in name.lower():
+                candidate = parse_xml(read(name), path, name)
+                if first(candidate, "WaveLengthAlpha1") is not None:
+                    return root, raw[0], candidate
+    return root, raw[0], None
+
+
+def _datum_table(route, path: str) -> np.ndarray:
+    """The comma-separated ``<Datum>`` rows of a data route as an (N, width) float64 table."""
+    rows = []
+    for datum in route.iter():
+        if local(datum.tag) == "Datum":
+            try:
+                rows.append([float(v) for v in (datum.text or "").split(",") if v.strip()])
+            except ValueError:
+                raise DataError(f"{path}: <Datum> {(datum.text or '')[:60]!r} is not comma-separated numbers") from None
+    width = min(len(r) for r in rows)
+    if width < 1 or any(len(r) != len(rows[0]) for r in rows):
+        raise DataError(f"{path}: the <Datum> rows have different numbers of values")
+    return np.array(rows, dtype=np.float64)
+
+
+def _scan_axis(route, path: str) -> tuple[float | None, float | None]:
+    """Start and Increment of the TwoTheta ``ScanAxisInfo`` of a data route (None where absent)."""
+    for axis in route.iter():
+        if local(axis.tag) == "ScanAxisInfo" and "twotheta" in (
+                axis.get("AxisId", "") + axis.get("AxisName", "")).lower().replace("2", "two"):
+            return (float_of(first(axis, "Start"), path, "Start"),
+                    float_of(first(axis, "Increment"), path, "Increment"))
+    return None, None
+
+
+def _two_theta_column(route) -> int | None:
+    """The ``<Datum>`` column that the ``RawDataView`` of TwoTheta names (its ``Start``), or None."""
+    for view in route.iter():
+        if local(view.tag) == "RawDataView" and view.get("Start") is not None and any(
+                "twotheta" in v.lower() for k, v in view.attrib.items() if k != "Start"):
+            try:
+                return int(view.get("Start"))
+            except ValueError:
+                return None
+    return None
+
+
+def _brml_two_theta(table: np.ndarray, tt_column: int | None, start: float | None, increment: float | None,
+                    path: str) -> np.ndarray:
+    """2theta per row: the TwoTheta column of ``<Datum>`` (checked against Start/Increment), else the axis."""
+    n, width = table.shape
+    if tt_column is None and width >= 5:
+        tt_column = 2  # time, absorber factor, 2theta, theta, counts
+    if tt_column is not None and tt_column < width - 1:
+        x = table[:, tt_column]
+        if start is not None and increment:
+            expected = start + increment * np.arange(n)
+            if not np.allclose(x, expected, atol=abs(increment) / 2):
+                x = expected
+        return x
+    if start is not None and increment:
+        return start + increment * np.arange(n)
+    raise DataError(f"{path}: no TwoTheta scan axis (Start/Increment) and no 2theta column in <Datum>")
+
+
+def _tube_value(tube_root, name: str) -> float | None:
+    """The ``Value`` attribute of element ``name`` as a number, or None."""
+    e = first(tube_root, name)
+    try:
+        return float(e.get("Value")) if e is not None and e.get("Value") is not None else None
+    except ValueError:
+        return None
