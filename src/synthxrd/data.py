@@ -300,13 +300,21 @@ def _indices(start: int, step: int, offset: int):
         t += step
 
 
-def _single_threaded(_worker_id: int = 0) -> None:
-    """A data worker computes one batch at a time on one core: torch and BLAS/OpenMP pools limited to 1 thread."""
-    import torch
-    from threadpoolctl import threadpool_limits
+def _init_data_worker(_worker_id: int = 0) -> None:
+    """A data worker computes one batch at a time on one core (torch and BLAS/OpenMP pools limited to 1
+    thread, :func:`synthxrd.pool.quiet_worker`) and ignores SIGINT and SIGTERM: Ctrl-C and schedulers
+    (Slurm, ``kill -- -PGID``) signal the whole process group, and the trainer, which handles them,
+    checkpoints and then shuts its workers down (they also exit when the trainer is gone)."""
+    import signal
 
+    import torch
+
+    from synthxrd.pool import quiet_worker
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     torch.set_num_threads(1)
-    threadpool_limits(limits=1)
+    quiet_worker()
 
 
 def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: int = 0, world_size: int = 1,
@@ -328,7 +336,7 @@ def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: in
 
     kwargs: dict[str, Any] = {"batch_size": None, "num_workers": workers, "collate_fn": lambda b: b}
     if workers > 0:
-        kwargs.update(prefetch_factor=prefetch, persistent_workers=False, worker_init_fn=_single_threaded)
+        kwargs.update(prefetch_factor=prefetch, persistent_workers=False, worker_init_fn=_init_data_worker)
     return DataLoader(_Stream(), **kwargs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -11,7 +12,8 @@ from typing import Any
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["atomic_write", "write_text", "write_json", "check_new", "check_outputs"]
+__all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
+           "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -24,11 +26,51 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
+        _fsync(tmp)  # the data is on disk before the name points at it (a crash leaves old or new, never empty)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # the rename itself
     return path
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system without fsync of directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` (``.NAME.PID.HEX.tmp``) in ``folder`` whose
+    process is gone (killed before it could rename or remove them); returns the deleted paths."""
+    removed = []
+    for tmp in Path(folder).glob(".*.*.*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 3)[-3])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _running(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -37,14 +79,23 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
-    """Write ``payload`` as indented JSON to ``path`` atomically (numpy scalars become numbers)."""
-    return write_text(path, json.dumps(payload, indent=1, default=_jsonable) + "\n")
+    """Write ``payload`` as indented JSON to ``path`` atomically (:func:`plain_json`: numpy values become
+    numbers and lists, NaN and infinities null), so that every reader can parse it."""
+    return write_text(path, json.dumps(plain_json(payload), indent=1, default=str, allow_nan=False) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON can hold: numpy scalars and arrays as Python numbers and
+    lists, NaN and +-inf as ``None`` (JSON, RFC 8259, has no such numbers; Python would write ``NaN``)."""
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+        return plain_json(value.tolist())
+    return value
 
 
 def check_new(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--overwrite") -> None:

@@ -36,7 +36,7 @@ from synthxrd import __version__
 from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.files import write_json, write_text
+from synthxrd.files import remove_stale_temporaries, write_json, write_text
 from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, save_checkpoint
 from synthxrd.models.device import resolve_device
 
@@ -105,7 +105,7 @@ class TrainConfig:
             "batch_size": self.batch_size >= 1,
             "max_steps": self.max_steps >= 1,
             "max_hours": self.max_hours >= 0,
-            "lr": self.lr > 0,
+            "lr": math.isfinite(self.lr) and self.lr > 0,
             "val_every": self.val_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 1,
             "snapshot_every": self.snapshot_every >= 0,
@@ -114,6 +114,12 @@ class TrainConfig:
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "aux_weight": self.aux_weight >= 0.0,
             "lr_step_size": self.lr_step_size >= 1,
+            "seed": self.seed >= 0,
+            "n_val_random": self.n_val_random >= 0,
+            "val_max_patterns": self.val_max_patterns >= 0,
+            "warmup_steps": self.warmup_steps >= 0,
+            "weight_decay": self.weight_decay >= 0,
+            "grad_clip": self.grad_clip >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -326,6 +332,54 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def _check_run_folder(out: Path, *, resume: bool) -> None:
+    """The run folder rules: a new run needs a folder without a run (one whose start failed before its
+    first checkpoint holds only config.toml/run.json and may be reused); a resumed run needs a checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run")
+    has_checkpoint = (out / CHECKPOINT).is_file()
+    if resume and not has_checkpoint:
+        raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}: the run stopped before its first checkpoint); "
+                          f"start it again with --out {out}")
+    if not resume and (has_checkpoint or (out / CHECKPOINT).exists()):
+        raise ConfigError(f"{out} already holds a run; resume it with `synthxrd train --resume {out}` or choose another --out")
+
+
+def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> dict[str, Any]:
+    """The training checkpoint at ``path``, checked against this run's classes and network before any
+    state is loaded (:class:`DataError` naming what differs)."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("model", "optimizer", "scheduler", "step", "torch_rng", "classes", "model_config")
+               if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: not a checkpoint of synthxrd train (no {missing[0]!r}); an exported model "
+                        "cannot be resumed")
+    if [int(c) for c in ckpt["classes"]] != [int(c) for c in classes]:
+        raise DataError(f"{path}: the statistics give other classes than the checkpoint ({len(classes)} against "
+                        f"{len(ckpt['classes'])}); resume with the same statistics and min_count")
+    if dict(ckpt["model_config"]) != dict(model_config):
+        raise DataError(f"{path}: the checkpoint holds the network {ckpt['model_config']}, this run builds "
+                        f"{model_config}; resume with the same model and options")
+    return ckpt
+
+
+def _previous_history(path: Path) -> list[dict[str, Any]]:
+    """The logged history of an earlier session of the run (empty if ``summary.json`` is unreadable)."""
+    import json
+
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("history", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _finite(model) -> bool:
+    """Whether every parameter of ``model`` is finite (checked before weights are validated or saved)."""
+    import torch
+
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (steps, final losses, validation metrics)."""
     import torch
@@ -337,10 +391,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     device = resolve_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
     out = Path(config.out)
     ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.is_file():
-        raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT})")
-    if not resume and (ckpt_path.exists() or (out / "config.toml").exists()):
-        raise ConfigError(f"{out} already holds a run; resume it with `synthxrd train --resume {out}` or choose another --out")
+    _check_run_folder(out, resume=resume)
     if world > 1:  # every rank has checked before rank 0 writes anything
         import torch.distributed as dist
 
@@ -364,14 +415,16 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
     step, best = 0, {}
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        ckpt = _resume_checkpoint(ckpt_path, classes, model_config)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{ckpt_path}: cannot restore the training state ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         step, best = int(ckpt["step"]), dict(ckpt.get("best", {}))
-        torch.set_rng_state(ckpt["torch_rng"])
-        if list(ckpt["classes"]) != [int(c) for c in classes]:
-            raise DataError(f"{ckpt_path}: the statistics give other classes than the checkpoint; resume with the same statistics")
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model
@@ -380,10 +433,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
     writer = None
     val_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    history: list[dict[str, float]] = []
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
         if not resume:
             write_text(out / "config.toml", to_toml(config))
+        elif (out / "summary.json").is_file():  # the history before this session is kept
+            history = [h for h in _previous_history(out / "summary.json") if h.get("step", 0) <= step]
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if resume else None)
@@ -427,88 +484,120 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
     last_val: dict[str, dict[str, float]] = {}
-    history: list[dict[str, float]] = []
     def new_window() -> dict[str, float]:
         return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
 
     window = new_window()
+    failure = None
     bar = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
     deadline = time.time() + 3600.0 * config.max_hours if config.max_hours > 0 else math.inf
     model.train()
     with _StopFlag() as stop:
-        while step < config.max_steps:
-            if time.time() > deadline and stop.raised is None:
-                stop.raised = "max_hours"
-            if _agreed_stop(stop.raised is not None, world, device):
-                stop.raised = stop.raised or "peer"
-                break
-            t_wait = time.perf_counter()
-            batch = next(stream)
-            y = torch.as_tensor(batch.labels, device=device)
-            if batch.inputs is not None:
-                x = torch.as_tensor(batch.inputs, device=device)
-            else:
-                from synthxrd.simulate.torch_sim import patterns_torch
+        torn = False  # a worker failure raised in the middle of a step: its state is not saved
+        try:
+            while step < config.max_steps:
+                if time.time() > deadline and stop.raised is None:
+                    stop.raised = "max_hours"
+                if _agreed_stop(stop.raised is not None, world, device):
+                    stop.raised = stop.raised or "peer"
+                    break
+                t_wait = time.perf_counter()
+                try:
+                    batch = next(stream)
+                except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
+                    stop.raised = "data worker failure"
+                    failure = f"the data stream failed at step {step} ({str(exc).splitlines()[0]})"
+                    break
+                y = torch.as_tensor(batch.labels, device=device)
+                if batch.inputs is not None:
+                    x = torch.as_tensor(batch.inputs, device=device)
+                else:
+                    from synthxrd.simulate.torch_sim import patterns_torch
 
-                arrays = dict(batch.crystals)
-                sizes = arrays.pop("crystallite_size_nm")
-                x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
-                                                   allow_empty=True))
-                has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
-                if not bool(has_peaks.all()):
-                    window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
-                    x, y = x[has_peaks], y[has_peaks]
-            window["wait"] += time.perf_counter() - t_wait
-            window["replaced"] += batch.replaced
-            with autocast():
-                logits = model(x)
-                loss = loss_fn(logits.float(), y)
-                if groups is not None:
-                    loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            window["loss"] += loss.item()
-            window["acc"] += float((logits.argmax(1) == y).float().mean())
-            window["n"] += 1
-            window["patterns"] += len(y)
-            bar.update(1)
-            if rank == 0 and (step % config.log_every == 0 or step == config.max_steps):
-                elapsed = time.perf_counter() - window["t0"]
-                row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
-                       "lr": scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
-                       "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
-                       "patterns_per_s": window["patterns"] * world / max(elapsed, 1e-9)}
-                history.append(row)
-                writer.add_scalar("train/loss", row["loss"], step)
-                writer.add_scalar("train/top1", row["top1"], step)
-                writer.add_scalar("train/lr", row["lr"], step)
-                writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
-                writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
-                writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
-                writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
-                if window.get("empty"):
-                    writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
-                window = new_window()
-            if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
-                last_val = validate()
-                bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
-                                                       for k, v in last_val.items()))
-            if rank == 0 and step % config.checkpoint_every == 0:
-                save(ckpt_path)
-            if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
-                (out / SNAPSHOTS).mkdir(exist_ok=True)
-                save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
+                    arrays = dict(batch.crystals)
+                    sizes = arrays.pop("crystallite_size_nm")
+                    x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
+                                                       allow_empty=True))
+                    has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
+                    if not bool(has_peaks.all()):
+                        window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
+                        x, y = x[has_peaks], y[has_peaks]
+                window["wait"] += time.perf_counter() - t_wait
+                window["replaced"] += batch.replaced
+                with autocast():
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                    if groups is not None:
+                        loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
+                if _agreed_stop(not bool(torch.isfinite(loss)), world, device):
+                    stop.raised = "non-finite loss"
+                    failure = (f"the loss is {loss.item()} at step {step + 1}: training diverged (lower --lr, or set "
+                               "grad_clip)")
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                window["loss"] += loss.item()
+                window["acc"] += float((logits.argmax(1) == y).float().mean())
+                window["n"] += 1
+                window["patterns"] += len(y)
+                bar.update(1)
+                if rank == 0 and (step % config.log_every == 0 or step == config.max_steps):
+                    elapsed = time.perf_counter() - window["t0"]
+                    row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
+                           "lr": scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
+                           "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
+                           "patterns_per_s": window["patterns"] * world / max(elapsed, 1e-9)}
+                    history.append(row)
+                    writer.add_scalar("train/loss", row["loss"], step)
+                    writer.add_scalar("train/top1", row["top1"], step)
+                    writer.add_scalar("train/lr", row["lr"], step)
+                    writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
+                    writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
+                    writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
+                    writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
+                    if window.get("empty"):
+                        writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
+                    window = new_window()
+                due = (step % config.val_every == 0 or step == config.max_steps) \
+                    or step % config.checkpoint_every == 0 or (config.snapshot_every and step % config.snapshot_every == 0)
+                if due and _agreed_stop(not _finite(core), world, device):  # before anything is saved; same on every rank
+                    stop.raised = "non-finite weights"
+                    failure = (f"the weights are not finite after step {step}: training diverged (lower --lr, or set "
+                               "grad_clip)")
+                    break
+                if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
+                    last_val = validate()
+                    bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
+                                                           for k, v in last_val.items()))
+                if rank == 0 and step % config.checkpoint_every == 0:
+                    save(ckpt_path)
+                if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
+                    (out / SNAPSHOTS).mkdir(exist_ok=True)
+                    save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
+            stop.raised, torn = "data worker failure", True  # torch reports a dead worker from SIGCHLD, anywhere
+            failure = f"a data worker died during step {step + 1} ({str(exc).splitlines()[0]})"
         bar.close()
+        keep_last = torn or stop.raised in ("non-finite loss", "non-finite weights")
         if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
             last_val = validate()  # a time-limited run ends validated, like one that reaches max_steps
         if rank == 0:
-            save(ckpt_path)
+            if not keep_last:
+                save(ckpt_path)
+                if failure:
+                    failure += f"; checkpointed at step {step}"
+            elif ckpt_path.is_file():
+                failure += f"; this state was not saved, the last checkpoint (step {load_checkpoint(ckpt_path)['step']}) is kept"
+            else:
+                failure += "; no checkpoint was written yet"
             writer.flush()
             writer.close()
     if hasattr(stream, "close"):
@@ -517,7 +606,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if rank == 0 and config.calibrate and stop.raised in (None, "max_hours"):  # the weights predict uses
         calibration = _calibrate(core, val_sets, out / BEST if (out / BEST).is_file() else ckpt_path, device=device)
     summary = {"step": step, "stopped_by": stop.raised, "history": history, "validation": last_val, "best": best,
-               "calibration": calibration, "out": str(out)}
+               "calibration": calibration, "out": str(out), "error": failure}
     if rank == 0:
         write_json(out / "summary.json", summary)
     if world > 1:

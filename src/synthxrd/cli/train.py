@@ -7,6 +7,10 @@ Outputs in --out: config.toml, run.json, TensorBoard events (tensorboard --logdi
 checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), best.pt, summary.json,
 snapshots/step_N.pt (weights only, every snapshot_every steps when set; synthxrd evaluate loads them).
 
+Exit status: 0 when the run ends (max_steps or max_hours); 130 or 143 when SIGINT or SIGTERM stopped it
+(checkpointed: resume it); 1 when it diverged (a non-finite loss or weights) or a data worker died (the
+last checkpoint is kept); 2 for a usage error.
+
 Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
@@ -18,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+#: Exit codes of a run stopped by a signal (checkpointed, resumable): 128 + the signal number, as shells report.
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
 HELP = "train a network on freshly generated crystals (TensorBoard, checkpoints, exact resume)"
 
@@ -77,4 +84,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"stopped at step {summary['step']}" + (f" ({summary['stopped_by']})" if summary["stopped_by"] else "")
           + (f"; train loss {last['loss']:.3f}" if last else "") + (f"; {val}" if val else "")
           + f"; outputs in {summary['out']}")
-    return 0
+    if summary.get("error"):
+        resumable = (Path(summary["out"]) / "checkpoint.pt").is_file()
+        print(f"synthxrd train: error: {summary['error']}"
+              + (f"; resume with `synthxrd train --resume {summary['out']}`" if resumable else ""), file=sys.stderr)
+        return 1
+    return INTERRUPTED.get(summary["stopped_by"], 0)

@@ -28,6 +28,7 @@ after :func:`synthxrd.io.resample` onto the fine grid, so both sides see identic
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -199,10 +200,18 @@ def load_checkpoint(path: str | Path, *, default_name: str = "checkpoint.pt") ->
         path = path / default_name
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the checkpoint is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        if isinstance(exc, pickle.UnpicklingError):  # torch's advice (weights_only=False) is never repeated:
+            if "Unsupported global" in str(exc):    # it would run the file's code
+                raise DataError(f"{path}: not a safe checkpoint: it holds Python objects besides tensors and "
+                                "plain data, and synthxrd never unpickles those") from None
+            raise DataError(f"{path}: cannot load checkpoint (not a PyTorch file, or a damaged one)") from None
+        first = str(exc).splitlines()[0] if str(exc).strip() else "no details"
+        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {first})") from None
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
