@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+    except OSError as exc:  # a path that cannot be used (a file in the way, no permission, disk full)
+        if exc.filename is None:
+            raise
+        print(f"synthxrd {args.command}: error: {exc.filename2 or exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

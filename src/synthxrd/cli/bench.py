@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from synthxrd.cli import options
+
 HELP = "benchmark synthxrd against reference implementations (ratios, one core)"
 
 
@@ -20,11 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("simulate", help="simulator vs pymatgen XRDCalculator")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--n-random", type=int, default=200, help="random crystals in the workload (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the workload (default 0)")
     p = sub.add_parser("generate", help="generator vs pyxtal, and end-to-end patterns/s")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--n", type=int, default=300, help="crystals compared with pyxtal (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the workload (default 0)")
     p.add_argument("--statistics", help="statistics file (default: shipped statistics)")
     p = sub.add_parser("train", help="trainer and data stream on the CPU (park_big, resnet10)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

@@ -43,6 +43,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from synthxrd.cli import options
 from synthxrd.cli.options import wavelength_option
 from synthxrd.errors import ConfigError
 
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", metavar="FILE", help="with --hold-out-test: split CSV (default: the shipped split)")
     parser.add_argument("--max-patterns", type=int, default=0, metavar="N",
                         help="validation set / dataset: evaluate a fixed random subsample of N patterns (default all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="seed of the subsample (default 0)")
     parser.add_argument("--statistics", metavar="PATH",
                         help="statistics of the baseline prior (default: those the model was trained with)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 HELP = "generate synthetic crystals (HDF5 dataset, CIFs, patterns) from space-group statistics"
 
 
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cif", action="store_true", help="also write one CIF per crystal")
     parser.add_argument("--patterns", action="store_true", help="also simulate the patterns (5-90 deg, 8501 points)")
     parser.add_argument("--statistics", type=Path, help="statistics file (default: shipped statistics)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="random seed (default 0)")
     parser.add_argument("--uniform", action="store_true", help="uniform prior over the groups instead of counts")
     parser.add_argument("--min-count", type=int, default=50, help="classes: groups with >= this many structures (default 50)")
     parser.add_argument("--check-symmetry", action="store_true",

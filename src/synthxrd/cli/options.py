@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 from synthxrd.errors import ConfigError
 
-__all__ = ["wavelength_option", "print_failures"]
+__all__ = ["wavelength_option", "seed", "print_failures"]
 
 
 def wavelength_option(value: str | None) -> float | None:
@@ -17,6 +19,17 @@ def wavelength_option(value: str | None) -> float | None:
         return resolve_wavelength(value)
     except ConfigError as exc:
         raise ConfigError(f"--wavelength: {exc}") from None
+
+
+def seed(value: str) -> int:
+    """argparse type of every ``--seed``: an integer >= 0 (what ``numpy.random.default_rng`` takes)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
 
 
 def print_failures(failures, show: int, where: str) -> None:

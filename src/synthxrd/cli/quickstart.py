@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 #: The next step printed for training one's own model (tested to run as printed).
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default synthxrd-quickstart)")
     parser.add_argument("--n-crystals", type=int, default=300, metavar="N",
                         help="synthetic crystals to generate and simulate (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="random seed (default 0)")
     parser.add_argument("--model", metavar="PATH",
                         help="checkpoint file or training run folder (default: the model shipped with synthxrd)")
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")

@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 HELP = "measured vs augmented synthetic patterns: noise, background, peak widths, peak count, 2theta range"
 
 #: Paths of the default measured sources below the shared data folder.
@@ -55,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="augmentation: 'default', 'none' (ideal Gaussian-Scherrer patterns) or a TOML file "
                           "(default: default)")
     syn.add_argument("--n-synthetic", type=int, default=300, metavar="N", help="synthetic patterns (default 300)")
-    syn.add_argument("--seed", type=int, default=0, help="seed of the synthetic crystals and patterns (default 0)")
+    syn.add_argument("--seed", type=options.seed, default=0, help="seed of the synthetic crystals and patterns (default 0)")
     syn.add_argument("--statistics", metavar="FILE", default=None,
                      help="statistics .npz of the generator (default: the shipped statistics)")
     out = parser.add_argument_group("output")

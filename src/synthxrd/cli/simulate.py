@@ -31,6 +31,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from synthxrd.cli import options
 from synthxrd.errors import ConfigError, SynthXRDError
 from synthxrd.files import atomic_write, check_new, write_text
 
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crystallite-size", default=None, metavar="NM",
                         help=f"crystallite size in nm for the peak widths (default: "
                              f"{DEFAULT_CRYSTALLITE_SIZE_NM:g}), or 'random' for U(20, 100) nm per structure")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
+    parser.add_argument("--seed", type=options.seed, default=None, metavar="N",
                         help="seed of the random crystallite sizes (only used with --crystallite-size random; "
                              "default: a fresh seed, recorded in run.json)")
     parser.add_argument("--plot", action="store_true", help="also write STEM.png for each structure")
@@ -261,8 +262,6 @@ def run(args: argparse.Namespace) -> int:
     lam = _wavelength(args.wavelength)
     grid = _grid(args.two_theta_range)
     fixed_size = _crystallite_size(args.crystallite_size)
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError(f"--seed: expected an integer >= 0, got {args.seed}")
     out = Path(args.out)
 
     with ExitStack() as stack:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 #: Exit codes of a run stopped by a signal (checkpointed, resumable): 128 + the signal number, as shells report.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory (default runs/train)")
     parser.add_argument("--workers", type=int, help="data worker processes or Ray actors (default cores - 1)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--seed", type=int, help="run seed (default 0)")
+    parser.add_argument("--seed", type=options.seed, help="run seed (default 0)")
     parser.add_argument("--ray-address", help="use Ray actors: local | auto | HOST:PORT")
     parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
     parser.add_argument("--augment", metavar="default|none|FILE",

@@ -236,6 +236,10 @@ def load_model(path: str | Path):
         raise DataError(f"{path}: not a usable synthxrd checkpoint ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise DataError(f"{path}: the weights are not finite ({bad[0]}{' and more' if len(bad) > 1 else ''}): "
+                        "the training run diverged; use an earlier checkpoint")
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "torch_rng")}
     spec = checkpoint_input(meta)
     length = ckpt["model_config"].get("input_length", spec.n)

@@ -100,8 +100,8 @@ def resolve_wavelength(wavelength: float | str) -> float:
         value = float(wavelength)
     except (TypeError, ValueError):
         raise ConfigError(f"wavelength: expected a value in Angstrom or a line name, got {wavelength!r:.80}") from None
-    if not (math.isfinite(value) and 0.01 < value < 100.0):
-        raise ConfigError(f"wavelength: {wavelength!r} Angstrom is not a usable X-ray wavelength (0.01-100)")
+    if not (math.isfinite(value) and 0.01 <= value <= 100.0):
+        raise ConfigError(f"wavelength: {wavelength!r} Angstrom is not a usable X-ray wavelength (0.01 to 100 Angstrom)")
     return value
 
 

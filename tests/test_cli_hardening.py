@@ -1,0 +1,77 @@
+"""Bad input and bad paths give one line naming the option or path, with exit status 2; never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthxrd.cli import main
+
+MEASURED = Path(__file__).resolve().parents[1] / "src" / "synthxrd" / "resources" / "measured" / "Al2O3.csv"
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"synthxrd {command}: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--n", "2", "--out", "g"],
+    ["split", "stats.npz", "--out", "s.csv"],
+    ["evaluate", "--patterns", "x.npz", "--out", "e"],
+    ["train", "--out", "t"],
+    ["simulate", "--examples", "--out", "s"],
+    ["quickstart", "--out", "q"],
+    ["validation", "build", "--out", "v"],
+])
+def test_a_negative_seed_is_a_usage_error(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--seed", "-1"])
+    assert stop.value.code == 2
+    assert "--seed: expected an integer >= 0, got '-1'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wavelength_bounds_are_the_ones_the_message_states(tmp_path, capsys):
+    from synthxrd.simulate import resolve_wavelength
+
+    assert resolve_wavelength(0.01) == 0.01 and resolve_wavelength(100) == 100.0
+    assert main(["simulate", "--examples", "--wavelength", "100.5", "--out", str(tmp_path / "s")]) == 2
+    assert "(0.01 to 100 Angstrom)" in _one_line_error(capsys, "simulate")
+
+
+def test_an_output_path_through_a_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    assert main(["simulate", "--examples", "--out", str(blocker / "sub")]) == 2
+    assert f"{blocker / 'sub'}: Not a directory" in _one_line_error(capsys, "simulate")
+    assert blocker.read_text() == "mine"
+
+
+def test_json_file_that_is_a_folder_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    args = ["predict", str(MEASURED), "--no-library", "--json-file", str(folder)]
+    assert main(args) == 2
+    assert "already exists" in _one_line_error(capsys, "predict")
+    assert main([*args, "--overwrite"]) == 2
+    assert f"{folder}: Is a directory" in _one_line_error(capsys, "predict")
+    assert folder.is_dir() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_model_with_non_finite_weights_is_refused(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from synthxrd.predict import SHIPPED_MODEL
+    from importlib.resources import files
+
+    payload = torch.load(files("synthxrd.resources").joinpath(SHIPPED_MODEL), weights_only=True)
+    key = next(k for k, v in payload["model"].items() if v.is_floating_point())
+    payload["model"][key] = torch.full_like(payload["model"][key], float("nan"))
+    broken = tmp_path / "diverged.pt"
+    torch.save(payload, broken)
+    assert main(["predict", str(MEASURED), "--no-library", "--model", str(broken)]) == 2
+    assert "weights are not finite" in _one_line_error(capsys, "predict")
