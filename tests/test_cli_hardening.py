@@ -75,3 +75,35 @@ def test_a_model_with_non_finite_weights_is_refused(tmp_path, capsys):
     torch.save(payload, broken)
     assert main(["predict", str(MEASURED), "--no-library", "--model", str(broken)]) == 2
     assert "weights are not finite" in _one_line_error(capsys, "predict")
+
+
+def test_pattern_files_that_are_not_regular_or_too_big_are_refused(tmp_path):
+    import os
+
+    import numpy as np
+
+    from synthxrd.errors import DataError
+    from synthxrd.io import read_pattern
+
+    fifo = tmp_path / "pipe.xy"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_pattern(fifo)  # would block forever if opened
+    with pytest.raises(DataError, match="not a regular file"):
+        read_pattern("/dev/zero")  # would never end
+    big = tmp_path / "big.xy"
+    big.write_text("\n".join(f"{5 + 0.01 * i:.2f} {i % 7 + 1}" for i in range(2000)))
+    with pytest.raises(DataError, match="read_pattern\\(max_bytes=...\\) raises it"):
+        read_pattern(big, max_bytes=1000)
+    tt, y, _ = read_pattern(big)
+    assert len(tt) == 2000
+
+
+def test_mostly_negative_intensities_are_reported(tmp_path):
+    from synthxrd.io import PatternWarning, read_pattern
+
+    path = tmp_path / "subtracted.xy"
+    path.write_text("\n".join(f"{5 + 0.01 * i:.2f} {(-1.0 if i % 10 else 5.0):g}" for i in range(500)))
+    with pytest.warns(PatternWarning, match="450 of 500 intensities are below zero"):
+        _, _, meta = read_pattern(path)
+    assert meta["n_negative"] == 450

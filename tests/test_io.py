@@ -540,10 +540,10 @@ def test_reversed_scan_is_flipped(tmp_path):
 
 
 def test_negative_intensities_are_kept_and_counted(tmp_path):
-    rows = [f"{20 + i * 0.1:.2f} {v}" for i, v in enumerate([-5, -1, 0, 3] + [10] * 16)]
-    _, intensity, meta = read_quiet(_write(tmp_path, "n.xy", "\n".join(rows)))
+    rows = [f"{20 + i * 0.1:.2f} {v}" for i, v in enumerate([-5, -1, 0, 3] + [10] * 36)]
+    _, intensity, meta = read_quiet(_write(tmp_path, "n.xy", "\n".join(rows)))  # 5 %: no warning
     assert intensity[0] == -5 and meta["n_negative"] == 2 and meta["min_intensity"] == -5
-    with pytest.warns(PatternWarning, match="covers only 2 %"):
+    with pytest.warns(PatternWarning, match="covers only 5 %"):
         values, info = load_for_model(tmp_path / "n.xy", wavelength="CuKa1")
     assert values.min() == 0 and info["n_clipped"] > 0
 

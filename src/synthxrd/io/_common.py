@@ -31,6 +31,11 @@ GAP_FACTOR = 10.0
 #: Relative difference above which a wavelength given as argument is reported as contradicting the
 #: file's (1 % separates anodes, and is larger than K-alpha1 vs the K-alpha average: 0.08 % for Cu).
 WAVELENGTH_MISMATCH = 0.01
+#: Bigger pattern files are refused unless read_pattern(max_bytes=...) allows them (the largest real
+#: scans, XRDML with many frames, are a few MB; a bigger file is a mistake, e.g. an image or a disk dump).
+MAX_PATTERN_BYTES = 256 * 2**20
+#: A pattern with more than this share of intensities below zero gets a warning: the model sees them as 0.
+NEGATIVE_WARNING_SHARE = 0.05
 #: Bigger XML members of a .brml zip are refused (a zip bomb, or no powder scan).
 MAX_XML_BYTES = 512 * 2**20
 #: The start of the text that formats are recognised by (the first characters after leading blanks).

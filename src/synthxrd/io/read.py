@@ -30,7 +30,9 @@ import numpy as np
 from synthxrd.errors import DataError
 from synthxrd.io._common import (
     LOW_ANGLE_LIMIT,
+    MAX_PATTERN_BYTES,
     MIN_POINTS,
+    NEGATIVE_WARNING_SHARE,
     PADDING_MIN_RUN,
     WAVELENGTH_MISMATCH,
     PatternWarning,
@@ -43,7 +45,7 @@ from synthxrd.simulate.common import resolve_wavelength
 __all__ = ["read_pattern"]
 
 
-def read_pattern(path: str | Path, *, wavelength: float | str | None = None
+def read_pattern(path: str | Path, *, wavelength: float | str | None = None, max_bytes: int = MAX_PATTERN_BYTES
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read a measured powder pattern and check it.
 
@@ -53,6 +55,8 @@ def read_pattern(path: str | Path, *, wavelength: float | str | None = None
     wavelength : Angstrom or a line name (``"CuKa1"``); used only where the file states none
         (``metadata["wavelength_source"] == "argument"``). A file's own wavelength wins; if the
         argument differs from it by more than 1 % a :class:`PatternWarning` says it was ignored.
+    max_bytes : larger files are refused (default :data:`~synthxrd.io.MAX_PATTERN_BYTES`, 256 MiB);
+        only regular files are read (not a FIFO or a device, which could block or never end).
 
     Returns
     -------
@@ -82,6 +86,12 @@ def read_pattern(path: str | Path, *, wavelength: float | str | None = None
         raise DataError(f"{path_str}: no such file")
     if path.is_dir():
         raise DataError(f"{path_str}: is a directory, not a pattern file")
+    if not path.is_file():
+        raise DataError(f"{path_str}: not a regular file (a pipe or a device); save the pattern to a file first")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataError(f"{path_str}: {size / 2**20:.0f} MiB is more than a pattern file holds (limit "
+                        f"{max_bytes / 2**20:.0f} MiB; read_pattern(max_bytes=...) raises it)")
     data = path.read_bytes()
     if not data.strip():
         raise DataError(f"{path_str}: the file is empty")
@@ -152,13 +162,18 @@ def _check(two_theta, intensity, path: str, meta: dict, lines_of: np.ndarray | N
         meta["warnings"].append(
             f"{path}: all 2theta values are below {LOW_ANGLE_LIMIT:g} degrees ({x[0]:g}-{x[-1]:g}); if the first "
             f"column holds d-spacings (Angstrom) or Q (1/Angstrom), convert it to 2theta first")
+    negative = int((y < 0).sum())
+    if negative > NEGATIVE_WARNING_SHARE * n:
+        meta["warnings"].append(
+            f"{path}: {negative} of {n} intensities are below zero (a subtracted background or an offset?); "
+            "the model sees them as 0")
     median = float(np.median(steps))
     meta.update(
         n_points=int(n),
         step=median,
         step_uniform=bool(np.all(np.abs(steps - median) <= 0.01 * median)),
         two_theta_range=(float(x[0]), float(x[-1])),
-        n_negative=int((y < 0).sum()),
+        n_negative=negative,
         min_intensity=float(y.min()),
         max_intensity=float(y.max()),
         constant_edges=_constant_edges(y),
