@@ -107,3 +107,17 @@ def test_mostly_negative_intensities_are_reported(tmp_path):
     with pytest.warns(PatternWarning, match="450 of 500 intensities are below zero"):
         _, _, meta = read_pattern(path)
     assert meta["n_negative"] == 450
+
+
+@pytest.mark.parametrize("lengths", [(1e6, 1e6, 1e6), (1e6, 4.0, 4.0)])
+def test_huge_cells_are_refused_before_any_work(lengths, tmp_path, capsys):
+    from synthxrd.errors import StructureError
+    from synthxrd.simulate import pattern, peaks
+    from synthxrd.structure import Crystal
+
+    a, b, c = lengths
+    crystal = Crystal(lattice=[[a, 0, 0], [0, b, 0], [0, 0, c]], frac_coords=[[0, 0, 0]], numbers=[11],
+                      occupancies=[1.0])
+    for simulate in (peaks, pattern):  # refused up front (before, this ran for minutes or for ever)
+        with pytest.raises(StructureError, match="reflections in the window, more than 5,000,000"):
+            simulate(crystal)

@@ -14,7 +14,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from synthxrd.errors import ConfigError
+from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import physics
 from synthxrd.simulate.physics import SCHERRER_K, scherrer_fwhm
 
@@ -29,6 +29,8 @@ __all__ = [
     "resolve_wavelength",
     "check_range",
     "sigma_coefficient",
+    "MAX_REFLECTIONS",
+    "check_reflection_count",
     "extended_g_range",
     "crystallite_sizes",
 ]
@@ -119,6 +121,26 @@ def sigma_coefficient(wavelength: float, size_nm: float) -> float:
     """c such that sigma(2theta) = c / cos(theta) in degrees (:func:`~synthxrd.simulate.physics.scherrer_fwhm`);
     floats, numpy arrays and torch tensors alike."""
     return physics.FWHM_TO_SIGMA * scherrer_fwhm(wavelength, size_nm)
+
+
+#: Most reciprocal-lattice points a crystal may have in the window: about 900,000 A^3 of cell at Cu
+#: K-alpha1 up to 90 degrees, beyond any crystal of this tool's kind (a cell given in the wrong units,
+#: e.g. pm, or a hostile file would otherwise run for hours and fill the memory).
+MAX_REFLECTIONS = 5_000_000
+
+
+def check_reflection_count(lattices: np.ndarray, g_max: float) -> None:
+    """:class:`StructureError` when a cell has more than :data:`MAX_REFLECTIONS` reciprocal-lattice
+    points with |g| <= ``g_max``: their number is about (4 pi / 3) g_max^3 V, V the cell volume (the
+    reciprocal cell has volume 1 / V)."""
+    volumes = np.abs(np.linalg.det(np.asarray(lattices, np.float64).reshape(-1, 3, 3)))
+    expected = 4.0 / 3.0 * math.pi * g_max**3 * volumes
+    bad = np.flatnonzero(~(expected <= MAX_REFLECTIONS))
+    if bad.size:
+        i = int(bad[0])
+        raise StructureError(
+            f"crystal {i}: a cell of {volumes[i]:.3g} A^3 has about {expected[i]:.3g} reflections in the window, "
+            f"more than {MAX_REFLECTIONS:,} (check the cell lengths and their units, Angstrom)")
 
 
 @lru_cache(maxsize=256)
