@@ -132,7 +132,7 @@ def _brml_members(source: Source, meta: dict):
     path = source.path
     try:
         archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: broken zip archive ({exc})") from None
     with archive:
         raw = sorted((n for n in archive.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=_natural_key)
@@ -146,7 +146,11 @@ def _brml_members(source: Source, meta: dict):
         def read(name: str) -> bytes:
             if archive.getinfo(name).file_size > MAX_XML_BYTES:
                 raise DataError(f"{path}: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
-            return archive.read(name)
+            try:
+                return archive.read(name)
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+                # a damaged member: bad CRC, bad header, offsets out of the file, an unknown compression
+                raise DataError(f"{path}: broken zip archive, cannot read {name} ({exc})") from None
 
         root = parse_xml(read(raw[0]), path, raw[0])
         if first(root, "WaveLengthAlpha1") is not None:
