@@ -151,6 +151,24 @@ def test_sigterm_to_the_process_group_checkpoints_and_resume_continues_exactly(u
         assert torch.allclose(final["model"][key], value, atol=1e-5), key
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the worker")
+def test_a_killed_data_worker_stops_the_run_with_one_line_and_a_checkpoint(tmp_path):
+    proc = _cli(_flags(tmp_path, 10_000, workers=1))
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tmp_path / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children, proc.communicate()[0]
+    os.kill(int(children[0]), signal.SIGKILL)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("synthxrd train: error:")]
+    assert len(errors) == 1 and "a data worker died" in errors[0] and "Traceback" not in output
+    assert "resume with" in errors[0] and load_checkpoint(tmp_path)["step"] >= 2
+    proc = _cli(["--resume", str(tmp_path), "--max-steps", str(load_checkpoint(tmp_path)["step"] + 1), "--no-progress"])
+    assert proc.communicate(timeout=240)[0] and proc.returncode == 0
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun not installed")
 def test_ddp_gloo_two_processes(tmp_path):
