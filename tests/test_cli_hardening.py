@@ -80,8 +80,6 @@ def test_a_model_with_non_finite_weights_is_refused(tmp_path, capsys):
 def test_pattern_files_that_are_not_regular_or_too_big_are_refused(tmp_path):
     import os
 
-    import numpy as np
-
     from synthxrd.errors import DataError
     from synthxrd.io import read_pattern
 

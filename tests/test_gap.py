@@ -14,8 +14,8 @@ import synthxrd.gap as gap
 from synthxrd import stats, wyckoff
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.generate import Generator
-from synthxrd.structure import to_crystal
-from synthxrd.validation import _spglib_number
+from synthxrd.structure import lattice_parameters, to_crystal
+from synthxrd.stats import spacegroup_number as _spglib_number
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:spglib")
 
@@ -40,7 +40,7 @@ def generator():
 
 
 def parameters(lattice):
-    return stats._lattice_parameters(np.asarray(lattice))
+    return lattice_parameters(np.asarray(lattice))
 
 
 def invariant(crystal, number, tol=1e-6):
@@ -92,7 +92,8 @@ def test_wyckoff_crystal_agrees_with_statistics(analysed):
 
 def test_crystal_sites_inverts_rows():
     text = (DATA / "partial_occupancy.cif").read_text()
-    from synthxrd.validation import _rows, read_cif_sites
+    from synthxrd.structure import site_rows as _rows
+    from synthxrd.validation import read_cif_sites
 
     lattice, positions, species = read_cif_sites(text)
     frac, numbers, occ = _rows(positions, species)

@@ -24,7 +24,8 @@ from synthxrd.real import (
     substitution_candidates,
 )
 from synthxrd.structure import CrystalBatch, scattering_table
-from synthxrd.validation import _rows, read_cif_sites
+from synthxrd.structure import site_rows as _rows
+from synthxrd.validation import read_cif_sites
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:spglib")
 
@@ -38,7 +39,7 @@ BROKEN = "broken"
 
 def spglib_number(crystal, symprec: float = 0.1) -> int:
     """spglib on the sites of a crystal's rows (consecutive rows at one position = one site)."""
-    from synthxrd.real import _sites, _symmetry
+    from synthxrd.real.perturbation import _sites, _symmetry
 
     positions, _, types = _sites(crystal.frac_coords, crystal.numbers, crystal.occupancies)
     sym = _symmetry(crystal.lattice, positions, types, symprec)
@@ -234,7 +235,7 @@ def test_perturb_supercell_keeps_operations_of_the_primitive_cell(examples):
     some operations for that cell; the strain and jitter must still keep P6_3mc."""
     import spglib
 
-    from synthxrd.real import _sites, _symmetry
+    from synthxrd.real.perturbation import _sites, _symmetry
 
     batch, names = examples
     c = batch[names.index("ZnO_wurtzite")]
@@ -256,7 +257,7 @@ def test_perturb_is_reproducible_and_pure(examples):
     batch, _ = examples
     copy = CrystalBatch(*(getattr(batch, n).copy() for n in ("lattices", "frac_coords", "numbers", "occupancies",
                                                               "offsets")), spacegroups=batch.spacegroups.copy())
-    from synthxrd import real
+    from synthxrd.real import perturbation as real
 
     a = perturb(batch, None, np.random.default_rng(3), PerturbConfig(substitution=0.5))
     real._CACHE.clear()  # the symmetry cache changes nothing
@@ -350,7 +351,7 @@ def test_jitter_moves_free_parameters_only(examples):
 
 
 def test_anisotropic_strain_symmetrised(examples):
-    from synthxrd.stats import _lattice_parameters
+    from synthxrd.structure import lattice_parameters as _lattice_parameters
 
     batch, names = examples
     cfg = PerturbConfig(isotropic_strain=0.0, anisotropic_strain=0.02, jitter=0.0, substitution=0.0)

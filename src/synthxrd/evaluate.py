@@ -563,8 +563,8 @@ def evaluate_patterns(predictor: Predictor, path: str | Path, *, wavelength: flo
 
 def evaluate_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str, *,
                             max_patterns: int = 0, seed: int = 0, statistics=None) -> Evaluation:
-    """Evaluate on set ``set_name`` of a validation cache (:func:`synthxrd.validation.load_validation_sets`)."""
-    from synthxrd.validation import load_validation_sets
+    """Evaluate on set ``set_name`` of a validation cache (:func:`synthxrd.dataset.load_validation_sets`)."""
+    from synthxrd.dataset import load_validation_sets
 
     ds = load_validation_sets(validation_dir, [set_name])[set_name]
     ev = evaluate_dataset(predictor, ds, name=set_name, max_patterns=max_patterns, seed=seed, statistics=statistics,

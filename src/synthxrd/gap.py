@@ -57,11 +57,11 @@ import numpy as np
 from synthxrd import wyckoff
 from synthxrd.errors import StructureError
 from synthxrd.stats import DEFAULT_SYMPREC, spglib_dataset
-from synthxrd.structure import Crystal, to_crystal
+from synthxrd.structure import Crystal, Sites, Species, site_kind, site_types
+from synthxrd.structure import crystal_sites as structure_sites
+from synthxrd.symmetry import crystal_system
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from synthxrd.generate import Generator
     from synthxrd.structure import StructureLike
 
@@ -78,12 +78,6 @@ __all__ = [
 #: Redraws of one site's point when its orbit has fewer points than the multiplicity (a point on a
 #: special position of higher symmetry: probability zero for a uniform draw, so this never binds).
 MAX_ORBIT_DRAWS = 100
-#: Decimals of an occupancy in a site type, and of a position when scatterer rows are grouped into
-#: sites (the validation reader's rounding).
-_OCCUPANCY_DECIMALS = 4
-_POSITION_DECIMALS = 10
-
-Species = tuple[tuple[int, float], ...]
 
 
 @dataclass(frozen=True)
@@ -128,64 +122,18 @@ class WyckoffCrystal:
 
     @property
     def crystal_system(self) -> str:
-        return wyckoff.crystal_system(self.spacegroup)
+        return crystal_system(self.spacegroup)
 
     def to_crystal(self) -> Crystal:
         """The conventional cell as a :class:`~synthxrd.structure.Crystal` (one row per site and species)."""
-        return _rows(self.lattice, self.frac_coords, [self.species[s] for s in self.site.tolist()])
+        return Sites(self.lattice, self.frac_coords, tuple(self.species[s] for s in self.site.tolist())).to_crystal()
 
 
-def _kind(species: Species) -> Species:
-    return tuple(sorted((int(z), round(float(o), _OCCUPANCY_DECIMALS)) for z, o in species))
-
-
-def site_types(species: Sequence[Species]) -> np.ndarray:
-    """spglib types of sites: equal ``((Z, occupancy), ...)`` tuples (occupancy to 4 decimals) share a type.
-
-    Parameters
-    ----------
-    species : one tuple ``((Z, occupancy), ...)`` per site.
-
-    Returns
-    -------
-    (s,) int32, types numbered by first appearance.
-    """
-    kinds: dict[Species, int] = {}
-    return np.array([kinds.setdefault(_kind(s), len(kinds)) for s in species], np.int32)
-
-
-def crystal_sites(crystal: Crystal) -> tuple[np.ndarray, list[Species]]:
-    """Group the scatterer rows of a crystal into sites (rows at the same position), in order of first row.
-
-    The inverse of the row expansion of :class:`~synthxrd.structure.Crystal`: for a crystal built from
-    the sites of :func:`synthxrd.validation.read_cif_sites`, the same sites in the same order.
-
-    Returns
-    -------
-    positions : (s, 3) float64 fractional coordinates.
-    species : list of s tuples ``((Z, occupancy), ...)``.
-    """
-    key = np.round(np.asarray(crystal.frac_coords, np.float64), _POSITION_DECIMALS)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(first, kind="stable")  # unique position j is the rank[j]-th to appear
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    site_of_row = rank[inverse]
-    species: list[list[tuple[int, float]]] = [[] for _ in range(len(order))]
-    for row, s in enumerate(site_of_row.tolist()):
-        species[s].append((int(crystal.numbers[row]), float(crystal.occupancies[row])))
-    positions = np.asarray(crystal.frac_coords, np.float64)[first[order]]
-    return positions, [tuple(s) for s in species]
-
-
-def _rows(lattice: np.ndarray, positions: np.ndarray, species: Sequence[Species]) -> Crystal:
-    """A Crystal with one row per (site, species)."""
-    counts = np.array([len(s) for s in species], np.int64)
-    return Crystal(np.asarray(lattice, np.float64), np.repeat(np.asarray(positions, np.float64).reshape(-1, 3),
-                                                               counts, axis=0),
-                   np.array([z for s in species for z, _ in s], np.int64),
-                   np.array([o for s in species for _, o in s], np.float64))
+def crystal_sites(crystal: StructureLike) -> tuple[np.ndarray, list[Species]]:
+    """Positions (s, 3) and species ``((Z, occupancy), ...)`` of a crystal's sites:
+    :func:`synthxrd.structure.crystal_sites` without the lattice."""
+    sites = structure_sites(crystal)
+    return sites.positions, list(sites.species)
 
 
 def wyckoff_crystal(crystal: StructureLike, *, symprec: float = DEFAULT_SYMPREC,
@@ -207,13 +155,12 @@ def wyckoff_crystal(crystal: StructureLike, *, symprec: float = DEFAULT_SYMPREC,
         If spglib fails, or an orbit's number of atoms in the conventional cell differs from the
         multiplicity of its Wyckoff position.
     """
-    crystal = to_crystal(crystal)
-    positions, species = crystal_sites(crystal)
+    lattice, positions, species = structure_sites(crystal)
     types = site_types(species)
     kinds = {}
     for t, s in zip(types.tolist(), species):
-        kinds.setdefault(t, _kind(s))
-    ds = spglib_dataset(crystal.lattice, positions, types, symprec, angle_tolerance)
+        kinds.setdefault(t, site_kind(s))
+    ds = spglib_dataset(lattice, positions, types, symprec, angle_tolerance)
     # conventional-cell atom -> input atom representing it -> its orbit (as synthxrd.stats maps them)
     mapping = np.asarray(ds.mapping_to_primitive)
     first_input = np.full(mapping.max() + 1, -1, np.int64)
@@ -292,7 +239,7 @@ def randomize_coordinates(crystal: StructureLike | WyckoffCrystal, spacegroup: i
                                  f"{sg.number} with {wp.multiplicity} images in {MAX_ORBIT_DRAWS} draws")
         positions.append(points)
         species.extend([sp] * len(points))
-    return _rows(w.lattice, np.concatenate(positions), species)
+    return Sites(w.lattice, np.concatenate(positions), tuple(species)).to_crystal()
 
 
 def _cell_volume(generator: Generator, v_atoms: float, n_atoms: int, rng: np.random.Generator) -> float:
@@ -361,4 +308,5 @@ def randomize_lattice(crystal: StructureLike | WyckoffCrystal, spacegroup: int, 
                 v_atoms += m * occ * v
         volume = _cell_volume(gen, v_atoms, n_atoms, rng)
     params = gen.draw_lattice_parameters(w.crystal_system, rng)
-    return _rows(lattice_matrix(params, volume), w.frac_coords, [w.species[s] for s in w.site.tolist()])
+    return Sites(lattice_matrix(params, volume), w.frac_coords,
+                 tuple(w.species[s] for s in w.site.tolist())).to_crystal()

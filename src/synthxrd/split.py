@@ -27,8 +27,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
+from synthxrd.files import atomic_write
 
 if TYPE_CHECKING:
     from synthxrd.stats import Statistics
@@ -54,6 +53,7 @@ __all__ = [
     "read_structure_types",
     "make_split",
     "split_statistics",
+    "restrict",
     "read_split",
     "load_split",
 ]
@@ -227,6 +227,21 @@ class Split:
             raise ConfigError(f"split part must be one of {', '.join(PARTS)}, got {part!r}")
         return self.ids[self.parts == part]
 
+    def restrict(self, statistics: Statistics, part: str = "statistics") -> Statistics:
+        """The statistics of the structures of ``part``; the split (file, part, hash, seed, fraction and
+        counts) is recorded in ``metadata["split"]`` of the result (also ``Statistics.restrict(split, part)``).
+
+        Raises
+        ------
+        ConfigError
+            If ``part`` is not one of :data:`PARTS`.
+        """
+        ids = self.ids_of(part)
+        keep = np.isin(statistics.ids, ids)
+        info = {"file": self.path or "", "part": part, "sha256": self.sha256, "n_in_split_part": int(len(ids)),
+                "n_kept": int(keep.sum()), **{k: self.metadata.get(k) for k in ("seed", "test_fraction")}}
+        return statistics.subset(keep, metadata={"split": info})
+
     def as_dict(self) -> dict[str, str]:
         """id -> part."""
         return dict(zip(self.ids.tolist(), self.parts.tolist()))
@@ -262,23 +277,12 @@ class Split:
         data = buf.getvalue().encode()
         if path.name.endswith(".gz"):
             data = gzip.compress(data, mtime=0)  # mtime 0: same bytes for the same split
-        _atomic_write(path, data)
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
         meta = dict(self.metadata)
         meta.update({"sha256": self.sha256, "counts": self.counts(), "file": path.name})
-        _atomic_write(path.with_name(path.name + ".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        side = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+        atomic_write(path.with_name(path.name + ".json"), lambda tmp: tmp.write_bytes(side))
         return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _open_text(path: Path):
@@ -337,6 +341,11 @@ def split_statistics(statistics: Statistics, *, test_fraction: float = DEFAULT_T
         "n_with_structure_type": n_named,
     }
     return make_split(statistics.ids, protos, test_fraction=test_fraction, seed=seed, metadata=meta)
+
+
+def restrict(statistics: Statistics, split: Split | str | Path, part: str = "statistics") -> Statistics:
+    """The statistics of one part of a split (a :class:`Split` or a split CSV): :meth:`Split.restrict`."""
+    return (split if isinstance(split, Split) else read_split(split)).restrict(statistics, part)
 
 
 def read_split(path: str | Path) -> Split:

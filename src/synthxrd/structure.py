@@ -1,8 +1,26 @@
-"""Crystal structures as plain arrays, and adapters from pymatgen, ASE and CIF files.
+"""Crystal structures as plain arrays, the one CIF reader, and adapters from pymatgen and ASE.
 
 The simulator works on :class:`Crystal` (one structure) and :class:`CrystalBatch` (many structures
 packed into flat arrays with offsets, the form the generator produces and the batched simulator
-takes). pymatgen is imported only when a pymatgen object or a CIF file is converted.
+takes). :class:`Sites` is a cell as a list of sites, each with its species ``((Z, occupancy), ...)``:
+the form the CIF reader returns and the symmetry analyses (spglib) take.
+
+Every CIF goes through :func:`parse_cif` (gemmi's CIF parser, https://gemmi.readthedocs.io):
+statistics, validation and real crystal sets, the reference library, :func:`to_crystal` of a path and
+:func:`read_cif`. What it reads of the first data block with atom sites:
+
+* the cell (``_cell_length_*``, ``_cell_angle_*``; standard uncertainties ignored); lattice rows a, b, c
+  with a along x and b in the xy plane (:func:`lattice_from_parameters`);
+* the atom sites (``_atom_site_fract_*``, ``_atom_site_type_symbol`` or else the label, optional
+  ``_atom_site_occupancy``); charges and labels are dropped (``"O2-"`` is O);
+* the symmetry operations ``_symmetry_equiv_pos_as_xyz`` / ``_space_group_symop_operation_xyz``, or
+  else those of the space group named by its Hall symbol, H-M symbol or number; none of them: P1.
+
+As pymatgen's ``CifParser`` (the reference the tests compare with), every site is expanded by all
+operations, coordinates are wrapped into [0, 1), and images closer than :data:`SITE_TOLERANCE` (in each
+fractional coordinate) are one site: images of one atom are dropped, atoms of different rows become one
+disordered site whose species are summed per element. Not supported: several structures in one file
+(the first is read), modulated or magnetic CIFs, ``_atom_site_aniso_*`` (ignored), Cartesian coordinates.
 """
 
 from __future__ import annotations
@@ -13,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
@@ -23,6 +41,15 @@ except ImportError:  # e.g. a GPU node with torch but no numba: validation runs 
     def njit(*args, **kwargs):
         return args[0] if args and callable(args[0]) else (lambda f: f)
 
+from synthxrd._cif import (
+    OCCUPANCY_DIGITS,
+    SITE_TOLERANCE,
+    Species,
+    lattice_from_parameters,
+    lattice_parameters,
+    read_cif_text,
+    site_kind,
+)
 from synthxrd.errors import StructureError
 
 if TYPE_CHECKING:
@@ -31,10 +58,21 @@ if TYPE_CHECKING:
 __all__ = [
     "Crystal",
     "CrystalBatch",
+    "Sites",
+    "Species",
     "StructureLike",
+    "SITE_TOLERANCE",
+    "OCCUPANCY_DIGITS",
     "to_crystal",
+    "parse_cif",
     "read_cif",
     "write_cif",
+    "crystal_sites",
+    "site_rows",
+    "site_kind",
+    "site_types",
+    "lattice_parameters",
+    "lattice_from_parameters",
     "element_z",
     "scattering_table",
     "reduced_formula",
@@ -42,6 +80,7 @@ __all__ = [
 
 StructureLike = Union["Crystal", Any, str, Path]
 """A :class:`Crystal`, a pymatgen ``Structure``, an ASE ``Atoms`` or the path of a CIF file."""
+
 
 
 @lru_cache(maxsize=1)
@@ -244,30 +283,122 @@ def _validate(lattices, frac, numbers, occupancies, offsets, n_table):
     return 0, 0
 
 
-def read_cif(path: str | Path):
-    """Read the first structure of a CIF file with pymatgen, with one clear error on failure.
+# --------------------------------------------------------------------------------------------------
+# Sites: a cell as symmetry-analysis input
+
+
+class Sites(NamedTuple):
+    """A cell as a list of sites (what :func:`parse_cif` and :func:`crystal_sites` return).
+
+    Attributes
+    ----------
+    lattice : (3, 3) float64, rows a, b, c in Å.
+    positions : (s, 3) float64 fractional coordinates, one row per site.
+    species : tuple of s :data:`Species` ``((Z, occupancy), ...)``, sorted by Z, occupancies rounded
+        to :data:`OCCUPANCY_DIGITS` decimals (a disordered site has several pairs).
+    """
+
+    lattice: np.ndarray
+    positions: np.ndarray
+    species: tuple[Species, ...]
+
+    def to_crystal(self) -> Crystal:
+        """The :class:`Crystal` with one scatterer row per (site, species), sites in order."""
+        return Crystal(self.lattice, *site_rows(self.positions, self.species))
+
+
+def site_rows(positions: np.ndarray, species: Sequence[Species]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scatterer row per (site, species): ``(frac_coords (m, 3), numbers (m,), occupancies (m,))``.
+
+    The inverse of :func:`crystal_sites`: rows of one site are consecutive and share its position.
+    """
+    counts = np.array([len(s) for s in species], np.int64)
+    frac = np.repeat(np.asarray(positions, np.float64).reshape(-1, 3), counts, axis=0)
+    numbers = np.array([z for s in species for z, _ in s], np.int64)
+    occupancies = np.array([o for s in species for _, o in s], np.float64)
+    return frac, numbers, occupancies
+
+
+def site_types(species: Sequence[Species]) -> np.ndarray:
+    """spglib types of sites: sites with the same :func:`site_kind` share a type.
+
+    Returns
+    -------
+    (s,) int32, types numbered by first appearance.
+    """
+    kinds: dict[Species, int] = {}
+    return np.array([kinds.setdefault(site_kind(s), len(kinds)) for s in species], np.int32)
+
+
+def crystal_sites(crystal: StructureLike) -> Sites:
+    """The sites of a structure: its scatterer rows grouped by position (to 1e-10), in order of first row.
+
+    For a CIF path, the sites :func:`parse_cif` reads (nothing is grouped twice). The inverse of
+    :func:`site_rows`: ``crystal_sites(Sites(...).to_crystal())`` gives the same sites in the same order.
+    """
+    if isinstance(crystal, (str, Path)):
+        return _read_sites(Path(crystal))
+    crystal = to_crystal(crystal)
+    key = np.round(crystal.frac_coords, 10)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # unique position j is the rank[j]-th to appear
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    species: list[list[tuple[int, float]]] = [[] for _ in range(len(order))]
+    for row, site in enumerate(rank[inverse.reshape(-1)].tolist()):
+        species[site].append((int(crystal.numbers[row]), float(crystal.occupancies[row])))
+    return Sites(crystal.lattice, crystal.frac_coords[first[order]], tuple(site_kind(s) for s in species))
+
+
+def parse_cif(text: str) -> Sites:
+    """The sites of the (first) structure of a CIF given as text (see the module docstring).
 
     Raises
     ------
     StructureError
-        Naming the file and the problem (missing, unreadable, malformed, no structure).
+        ``"malformed CIF (reason)"`` when the text is no CIF or lacks the cell, the atom sites or
+        readable symmetry; when an element has no X-ray scattering coefficients (H..Cf are covered) or
+        the structure has no atoms. The message does not name the file (see :func:`read_cif`).
     """
-    from pymatgen.io.cif import CifParser
+    return Sites(*read_cif_text(text, _cif_element))
 
-    path = Path(path)
+
+def _cif_element(symbol: str) -> int:
+    return element_z(symbol, source="CIF")
+
+
+def _read_sites(path: Path) -> Sites:
+    """:func:`parse_cif` of a file, errors naming it."""
     if not path.is_file():
         raise StructureError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parser = CifParser(path)
-            structures = parser.parse_structures(primitive=False)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StructureError(f"{path}: malformed CIF ({reason})") from None
-    if not structures:
-        raise StructureError(f"{path}: no structure could be read from this CIF")
-    return structures[0]
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise StructureError(f"{path}: cannot read ({exc})") from None
+    try:
+        return parse_cif(text)
+    except StructureError as exc:
+        raise StructureError(f"{path}: {str(exc).replace('CIF: ', '', 1)}") from None
+
+
+def read_cif(path: str | Path):
+    """The (first) structure of a CIF file as a pymatgen ``Structure``, read by :func:`parse_cif`.
+
+    One site per CIF site (a disordered site has several species), lattice of
+    :func:`lattice_from_parameters`.
+
+    Raises
+    ------
+    StructureError
+        Naming the file and the problem (missing, unreadable, malformed, no atoms, unknown element).
+    """
+    from pymatgen.core import Element, Lattice, Structure
+
+    sites = _read_sites(Path(path))
+    species = [{Element.from_Z(z): o for z, o in s} for s in sites.species]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Structure(Lattice(sites.lattice), species, sites.positions)
 
 
 def write_cif(path: str | Path, crystal: Crystal) -> Path:
@@ -290,12 +421,13 @@ def write_cif(path: str | Path, crystal: Crystal) -> Path:
 def to_crystal(structure: StructureLike, *, source: str | None = None) -> Crystal:
     """Convert a pymatgen ``Structure``, ASE ``Atoms``, CIF path or :class:`Crystal` to a :class:`Crystal`.
 
-    Partially occupied sites give one scatterer per species, with its occupancy (as pymatgen).
+    Partially occupied sites give one scatterer per species, with its occupancy (as pymatgen); a CIF
+    is read by :func:`parse_cif`.
     """
     if isinstance(structure, Crystal):
         return structure
     if isinstance(structure, (str, Path)):
-        return to_crystal(read_cif(structure), source=str(structure))
+        return _read_sites(Path(structure)).to_crystal()
     label = source or type(structure).__name__
     if hasattr(structure, "get_scaled_positions") and hasattr(structure, "cell"):  # ASE Atoms
         symbols = structure.get_chemical_symbols()

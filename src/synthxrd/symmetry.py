@@ -52,17 +52,21 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 import numpy as np
 
-from synthxrd.wyckoff import _check_number, space_group
+from synthxrd.wyckoff import crystal_system, space_group
 
 __all__ = [
     "HKL_MAX",
     "CRYSTAL_SYSTEMS",
+    "crystal_system",
     "crystal_system_index",
     "crystal_system_table",
+    "crystal_system_ranges",
     "hkl_box",
     "absent_mask",
     "absent_reflections",
@@ -76,14 +80,17 @@ __all__ = [
 
 #: Half-width of the hkl box the absences are compared in.
 HKL_MAX = 8
-#: Crystal systems in the order of :func:`crystal_system_index`.
+#: Crystal systems in the order of :func:`crystal_system_index` (ascending ITA numbers). The crystal system
+#: of each space group is that of the Wyckoff tables (:func:`crystal_system`, from
+#: ``resources/wyckoff.json.gz``): this module is the one place the rest of synthxrd takes crystal
+#: systems from (names, order, per-group index and table, ITA ranges).
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 _TOL = 1e-6
 
 
 def crystal_system_index(sg: int) -> int:
     """Index of the crystal system of space group ``sg`` in :data:`CRYSTAL_SYSTEMS` (0 triclinic .. 6 cubic)."""
-    return CRYSTAL_SYSTEMS.index(space_group(sg).crystal_system)
+    return CRYSTAL_SYSTEMS.index(crystal_system(sg))
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +101,23 @@ def crystal_system_table() -> np.ndarray:
         table[n] = crystal_system_index(n)
     table.setflags(write=False)
     return table
+
+
+@lru_cache(maxsize=1)
+def crystal_system_ranges() -> Mapping[str, tuple[int, int]]:
+    """Read-only ``{crystal system: (first, last ITA number)}`` in :data:`CRYSTAL_SYSTEMS` order.
+
+    >>> crystal_system_ranges()["tetragonal"]
+    (75, 142)
+    """
+    table = crystal_system_table()
+    out = {}
+    for k, name in enumerate(CRYSTAL_SYSTEMS):
+        numbers = np.flatnonzero(table == k)
+        if numbers.size == 0 or numbers[-1] - numbers[0] + 1 != numbers.size:
+            raise ValueError(f"Wyckoff tables: the {name} space groups are not one range of ITA numbers")
+        out[name] = (int(numbers[0]), int(numbers[-1]))
+    return MappingProxyType(out)
 
 
 @lru_cache(maxsize=4)
@@ -125,7 +149,7 @@ def _absent_box(sg: int, hkl_max: int) -> np.ndarray:
 
 def absent_mask(sg: int, hkl_max: int = HKL_MAX) -> np.ndarray:
     """(M,) bool aligned with :func:`hkl_box`: which reflections of the box ``sg`` systematically extinguishes."""
-    return _absent_box(_check_number(sg), int(hkl_max))
+    return _absent_box(space_group(sg).number, int(hkl_max))
 
 
 def absent_reflections(sg: int, hkl_max: int = HKL_MAX) -> np.ndarray:
@@ -138,7 +162,7 @@ def is_absent(sg: int, hkl) -> bool | np.ndarray:
     h = np.asarray(hkl)
     if h.shape[-1:] != (3,) or h.ndim > 2 or not np.all(h == np.round(h)):
         raise ValueError(f"hkl must be integer triples of shape (3,) or (M, 3), got {h.shape}")
-    out = _absent(_check_number(sg), np.atleast_2d(h).astype(np.int64))
+    out = _absent(space_group(sg).number, np.atleast_2d(h).astype(np.int64))
     return bool(out[0]) if h.ndim == 1 else out
 
 
@@ -158,7 +182,7 @@ def _groups() -> tuple[np.ndarray, dict[int, tuple[int, ...]]]:
 
 def extinction_group(sg: int) -> int:
     """Id (1..:func:`n_extinction_groups`) of the extinction group of space group ``sg``."""
-    return int(_groups()[0][_check_number(sg)])
+    return int(_groups()[0][space_group(sg).number])
 
 
 def extinction_groups() -> dict[int, tuple[int, ...]]:

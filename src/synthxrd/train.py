@@ -259,17 +259,18 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
         names = ["random"]
     spec = InputSpec(step=config.grid_step)
     if "random" in names and config.n_val_random > 0:
-        maker = BatchMaker(_stream_config(config, batch_size=min(250, config.n_val_random),
-                                          seed=config.seed + 1_000_003, simulate_on="worker", real_fraction=0.0,
-                                          renders=1, clean_fraction=0.0))
-        batches = [maker(i) for i in range(math.ceil(config.n_val_random / maker.config.batch_size))]
-        sets["random"] = (np.concatenate([b.inputs for b in batches])[:config.n_val_random],
-                          np.concatenate([b.labels for b in batches])[:config.n_val_random])
+        # the one definition of the random set (that of the validation cache), with the training stream's
+        # generator and classes and a seed of its own
+        from synthxrd.validation import random_set
+
+        generator = BatchMaker(_stream_config(config)).generator
+        drawn = random_set(generator, classes, config.n_val_random, config.seed + 1_000_003)
+        sets["random"] = (spec.apply(drawn.patterns), np.searchsorted(classes, drawn.batch.spacegroups))
     names = [n for n in names if n != "random"]
     if names:
         if not config.validation_dir:
             raise ConfigError(f"val_sets {names} need validation_dir (build it with `synthxrd validation build`)")
-        from synthxrd.validation import load_validation_sets
+        from synthxrd.dataset import load_validation_sets
 
         index = {int(g): i for i, g in enumerate(classes)}
         for name, ds in load_validation_sets(config.validation_dir, names).items():
@@ -584,7 +585,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             if "DataLoader worker" not in str(exc):
                 raise
             stop.raised, torn = "data worker failure", True  # torch reports a dead worker from SIGCHLD, anywhere
-            failure = f"a data worker died during step {step + 1} ({str(exc).splitlines()[0]})"
+            failure = f"a data worker died during step {step + 1} ({str(exc).splitlines()[0].strip()})"
         bar.close()
         keep_last = torn or stop.raised in ("non-finite loss", "non-finite weights")
         if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:

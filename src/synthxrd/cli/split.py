@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 HELP = "prototype split (statistics/test) of a collection, from a stats file or CIFs"
 
 
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True, metavar="SPLIT.csv", help="output CSV (.csv or .csv.gz)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="fraction of prototype groups in the test part (default 0.3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the group permutation (default 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="seed of the group permutation (default 0)")
     parser.add_argument("--structure-types", metavar="CSV",
                         help="CSV id,structure_type; these names replace the prototype proxy")
     parser.add_argument("--symprec", type=float, default=0.1,

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{source}: none of the {len(failures)} CIFs could be analysed; nothing was written "
                             f"(first: {failures[0]['id']}: {failures[0]['reason']})")
     if split is not None:
-        statistics = statistics.restrict(split, part)
+        statistics = split.restrict(statistics, part)
     out = statistics.save(args.out)
     elapsed = time.perf_counter() - start
     summary = statistics.summary(top=10)

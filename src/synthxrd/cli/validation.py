@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthxrd.cli import options
+
 HELP = "validation sets (synthetic + unseen-prototype real crystals with patterns), built once and cached"
 
 
@@ -61,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "structures (default 50)")
     build.add_argument("--n-random", type=int, default=DEFAULT_N_RANDOM,
                        help=f"synthetic crystals of the random set (default {DEFAULT_N_RANDOM})")
-    build.add_argument("--seed", type=int, default=0, help="seed of the random set and crystallite sizes (default 0)")
+    build.add_argument("--seed", type=options.seed, default=0, help="seed of the random set and crystallite sizes (default 0)")
     build.add_argument("--sets", nargs="+", choices=SET_NAMES, default=list(DEFAULT_SETS), metavar="SET",
                        help=f"sets to build, of: {' '.join(SET_NAMES)} (default: {' '.join(DEFAULT_SETS)})")
     build.add_argument("--workers", "-j", type=int, default=None,
@@ -74,7 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synthxrd.errors import ConfigError
-    from synthxrd.validation import MANIFEST, Manifest, build_validation_sets, ensure_validation_sets
+    from synthxrd.validation import (
+        MANIFEST,
+        Manifest,
+        ValidationRequest,
+        build_validation_sets,
+        ensure_validation_sets,
+    )
 
     if args.action is None:
         args._parser.print_help()
@@ -84,14 +92,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.n_random < 0:
         raise ConfigError(f"--n-random must be >= 0, got {args.n_random}")
-    kwargs = dict(source=args.source, split=args.split, statistics=args.statistics, classes=args.classes,
-                  n_random=args.n_random, seed=args.seed, sets=tuple(args.sets), workers=args.workers,
-                  progress=not args.no_progress, min_count=args.min_count)
+    request = ValidationRequest(source=args.source, split=args.split, statistics=args.statistics,
+                                classes=args.classes, n_random=args.n_random, seed=args.seed, sets=tuple(args.sets),
+                                min_count=args.min_count)
     had_cache = (args.out / MANIFEST).is_file()
-    if args.rebuild:
-        manifest = build_validation_sets(args.out, **kwargs)
-    else:
-        manifest = ensure_validation_sets(args.out, **kwargs)
+    build = build_validation_sets if args.rebuild else ensure_validation_sets
+    manifest = build(args.out, request, workers=args.workers, progress=not args.no_progress)
     if manifest.reused:
         print(f"{args.out}: validation sets up to date (manifest matches), nothing rebuilt")
     elif had_cache:

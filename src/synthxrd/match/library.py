@@ -136,20 +136,16 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
 def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float, min_intensity: float,
                     max_peaks: int | None):
     from synthxrd import stats
-    from synthxrd.structure import Crystal, reduced_formula
+    from synthxrd.structure import parse_cif, reduced_formula
 
-    lattice, positions, species = stats.parse_cif(text)
-    record = stats.analyze_sites(identifier, lattice, positions, species, symprec=symprec)
-    counts = np.array([len(s) for s in species], np.int64)
-    numbers = np.array([z for s in species for z, _ in s], np.int64)
-    occupancies = np.array([o for s in species for _, o in s], np.float64)
-    crystal = Crystal(np.asarray(lattice, np.float64), np.repeat(np.asarray(positions, np.float64), counts, axis=0),
-                      numbers, occupancies)
+    sites = parse_cif(text)
+    record = stats.analyze_sites(identifier, *sites, symprec=symprec)
+    crystal = sites.to_crystal()
     d, f2, hkl = structure_reflections(crystal, d_min=d_min, min_intensity=min_intensity, max_peaks=max_peaks)
     if len(d) == 0:
         raise StructureError(f"no reflection with d >= {d_min} Å")
     return (identifier, reduced_formula(crystal), record.spacegroup, record.lattice,
-            element_mask(numbers), d, f2, hkl)
+            element_mask(crystal.numbers), d, f2, hkl)
 
 
 # --------------------------------------------------------------------------------------------------
