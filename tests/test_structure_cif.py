@@ -97,3 +97,47 @@ def test_read_cif_names_the_file(tmp_path):
         read_cif(tmp_path / "missing.cif")
     structure = read_cif(EXAMPLES / "NaCl.cif")
     assert structure.composition.reduced_formula == "NaCl" and len(structure) == 8
+
+
+NACL = """data_nacl
+_cell_length_a {a}
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha {alpha}
+_cell_angle_beta {beta}
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'F m -3 m'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Na1 Na 0 0 0 {occ}
+Cl1 Cl 0.5 0.5 0.5 1
+"""
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"occ": "0"}, r"occupancy 0 <= 0"),  # was dropped: NaCl simulated as Cl only
+    ({"occ": "-0.5"}, r"occupancy -0.5 <= 0"),
+    ({"occ": "nan"}, r"not a number"),
+    ({"occ": "1.5"}, r"occupancy 1.5 > 1"),
+    ({"a": "0"}, r"length a = 0 Å \(must be > 0\)"),
+    ({"a": "-5.64"}, r"length a = -5.64 Å"),
+    ({"alpha": "200"}, r"angle alpha = 200 degrees \(must lie between 0 and 180\)"),
+    ({"alpha": "170", "beta": "170"}, r"the angles 170, 170, 90 degrees do not close"),
+])
+def test_what_is_wrong_with_a_cif_is_said(changes, message):
+    fields = {"a": "5.64", "alpha": "90", "beta": "90", "occ": "1", **changes}
+    with pytest.raises(StructureError, match=message):
+        parse_cif(NACL.format(**fields))
+    assert len(parse_cif(NACL.format(a="5.64", alpha="90", beta="90", occ="1")).species) == 8
+
+
+def test_site_occupancies_may_not_sum_above_one():
+    text = NACL.format(a="5.64", alpha="90", beta="90", occ="1").replace(
+        "Cl1 Cl 0.5 0.5 0.5 1", "Cl1 Cl 0.5 0.5 0.5 0.7\nBr1 Br 0.5 0.5 0.5 0.7")
+    with pytest.raises(StructureError, match=r"sum to 1.4 > 1"):
+        parse_cif(text)

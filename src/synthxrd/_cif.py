@@ -27,6 +27,8 @@ SITE_TOLERANCE = 1e-4
 #: Occupancies are rounded to this many decimals: they decide which sites have the same species (the
 #: same spglib type), and CIFs give three or four digits.
 OCCUPANCY_DIGITS = 4
+#: Occupancies of one site may add up to at most 1 + this (rounded values such as 3 x 0.3334).
+OCCUPANCY_EXCESS = 1e-3
 
 
 def site_kind(species: Species) -> Species:
@@ -55,14 +57,19 @@ def lattice_from_parameters(a: float, b: float, c: float, alpha: float, beta: fl
     StructureError
         If the parameters describe no cell (a length <= 0, or angles that do not close).
     """
+    for name, length in (("a", a), ("b", b), ("c", c)):
+        if not (math.isfinite(length) and length > 0):
+            raise StructureError(f"impossible cell: length {name} = {length:g} Å (must be > 0)")
+    for name, angle in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if not (math.isfinite(angle) and 0 < angle < 180):
+            raise StructureError(f"impossible cell: angle {name} = {angle:g} degrees (must lie between 0 and 180)")
     ca, cb, cg = (math.cos(math.radians(t)) for t in (alpha, beta, gamma))
     sg = math.sin(math.radians(gamma))
-    if min(a, b, c) <= 0 or sg == 0:
-        raise StructureError(f"impossible cell parameters {a, b, c, alpha, beta, gamma}")
     cy = (ca - cb * cg) / sg
     cz2 = 1.0 - cb * cb - cy * cy
-    if cz2 <= 0:
-        raise StructureError(f"impossible cell parameters {a, b, c, alpha, beta, gamma}")
+    if cz2 <= 0:  # each angle must be less than the sum of the other two, and all three less than 360
+        raise StructureError(f"impossible cell: the angles {alpha:g}, {beta:g}, {gamma:g} degrees do not close "
+                             "(each must be less than the sum of the other two, the three less than 360)")
     return np.array([[a, 0.0, 0.0], [b * cg, b * sg, 0.0], [c * cb, c * cy, c * math.sqrt(cz2)]])
 
 
@@ -97,7 +104,12 @@ def read_cif_text(text: str, z_of: Callable[[str], int]) -> tuple[np.ndarray, np
     try:
         lattice = lattice_from_parameters(*_numbers(cell))
         sites = _atom_site_columns(block)
+        missing = [f"_atom_site_fract_{axis}" for axis in "xyz" if "fract_" + axis not in sites]
+        if missing:
+            raise StructureError(f"malformed CIF (no {', '.join(missing)})")
         columns = [_numbers(sites["fract_" + axis]) for axis in "xyz"]
+        if len({len(c) for c in columns}) > 1:
+            raise StructureError("malformed CIF (the atom-site columns have different lengths)")
         occupancies = _numbers(sites["occupancy"], default=1.0) if "occupancy" in sites else [1.0] * len(columns[0])
         numbers, small = _atomic_numbers(sites, block, z_of)
         operations = _symmetry_operations(block, small)
@@ -109,6 +121,8 @@ def read_cif_text(text: str, z_of: Callable[[str], int]) -> tuple[np.ndarray, np
         raise StructureError("malformed CIF (a coordinate or occupancy is not a number)")
     if min(occupancies) <= 0:
         raise StructureError(f"malformed CIF (occupancy {min(occupancies):g} <= 0)")
+    if max(occupancies) > 1.0 + OCCUPANCY_EXCESS:
+        raise StructureError(f"malformed CIF (occupancy {max(occupancies):g} > 1)")
     return _expand(lattice, columns, numbers, occupancies, operations)
 
 
@@ -228,6 +242,9 @@ def _expand(lattice, columns, numbers, occupancies, operations) -> tuple[np.ndar
         amounts: dict[int, float] = {}
         for a in rows:
             amounts[numbers[a]] = amounts.get(numbers[a], 0.0) + occupancies[a]
+        if sum(amounts.values()) > 1.0 + OCCUPANCY_EXCESS:
+            raise StructureError(f"malformed CIF (the occupancies of the atoms on one site sum to "
+                                 f"{sum(amounts.values()):g} > 1)")
         species.append(site_kind(tuple(amounts.items())))
     positions = np.array([[xs[f] for f in firsts], [ys[f] for f in firsts], [zs[f] for f in firsts]], np.float64)
     return lattice, positions.T.copy(), tuple(species)

@@ -55,3 +55,5 @@ def parse_xml(data: bytes | str, path: str, what: str):
         return ET.fromstring(data)
     except ET.ParseError as exc:
         raise DataError(f"{path}: {what} is not well-formed XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # an unknown encoding in the XML declaration, or a bad one
+        raise DataError(f"{path}: {what} cannot be decoded ({exc})") from None

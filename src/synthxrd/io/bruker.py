@@ -132,7 +132,7 @@ def _brml_members(source: Source, meta: dict):
     path = source.path
     try:
         archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise DataError(f"{path}: broken zip archive ({exc})") from None
     with archive:
         raw = sorted((n for n in archive.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=_natural_key)
