@@ -119,3 +119,48 @@ def test_huge_cells_are_refused_before_any_work(lengths, tmp_path, capsys):
     for simulate in (peaks, pattern):  # refused up front (before, this ran for minutes or for ever)
         with pytest.raises(StructureError, match="reflections in the window, more than 5,000,000"):
             simulate(crystal)
+
+
+def test_a_truncated_statistics_file_is_one_line(tmp_path, capsys):
+    from importlib.resources import files
+
+    from synthxrd.errors import DataError
+    from synthxrd.stats import DEFAULT_RESOURCE, Statistics
+
+    data = files("synthxrd").joinpath("resources", *DEFAULT_RESOURCE).read_bytes()
+    truncated = tmp_path / "stats.npz"
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(DataError, match="not a statistics .npz file"):
+        Statistics.load(truncated)
+    for command in (["generate", "--statistics", str(truncated), "--n", "2", "--out", str(tmp_path / "g")],
+                    ["split", str(truncated), "--out", str(tmp_path / "s.csv")]):
+        assert main(command) == 2
+        assert "not a statistics .npz file" in _one_line_error(capsys, command[0])
+
+
+class Payload:  # an object that torch would have to unpickle to load
+    pass
+
+
+def test_empty_and_unsafe_checkpoints_are_one_line_everywhere(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"model": Payload()}, unsafe)
+    for path, message in ((empty, "the checkpoint is empty (0 bytes)"), (unsafe, "not a safe checkpoint")):
+        for command in (["predict", str(MEASURED), "--no-library", "--model", str(path)],
+                        ["evaluate", "--model", str(path), "--patterns", "x.npz", "--out", str(tmp_path / "e")],
+                        ["export", str(path), str(tmp_path / "out.pt")]):
+            assert main(command) == 2
+            line = _one_line_error(capsys, command[0])
+            assert message in line and "weights_only" not in line
+
+
+@pytest.mark.parametrize("setting, message", [("lr_step_size=0", "invalid lr_step_size = 0"),
+                                              ("n_val_random=-1", "invalid n_val_random = -1"),
+                                              ("seed=-1", "invalid seed = -1")])
+def test_bad_train_settings_name_themselves(setting, message, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "t"), "--set", setting]) == 2
+    assert message in _one_line_error(capsys, "train")
+    assert not (tmp_path / "t").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -229,7 +230,7 @@ class Statistics:
         try:
             with np.load(fh, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a truncated file
             raise DataError(f"{label}: not a statistics .npz file ({exc})") from None
         if "metadata" not in arrays:
             raise DataError(f"{label}: no 'metadata' entry; not a synthxrd statistics file")
