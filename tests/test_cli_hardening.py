@@ -164,3 +164,17 @@ def test_bad_train_settings_name_themselves(setting, message, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "t"), "--set", setting]) == 2
     assert message in _one_line_error(capsys, "train")
     assert not (tmp_path / "t").exists()
+
+
+def test_no_command_writes_over_its_own_input(tmp_path, capsys):
+    import shutil
+
+    pattern = tmp_path / "Al2O3.csv"
+    shutil.copy(MEASURED, pattern)
+    before = pattern.read_bytes()
+    assert main(["predict", str(pattern), "--no-library", "--json-file", str(pattern), "--overwrite"]) == 2
+    assert "is also an input of this command" in _one_line_error(capsys, "predict")
+    cif = tmp_path / "NaCl.cif"
+    cif.write_text((Path(__file__).parent / "data" / "mini_collection" / "nacl.cif").read_text())
+    assert main(["simulate", str(cif), "--out", str(tmp_path), "--overwrite"]) == 0  # writes next to it, not over it
+    assert pattern.read_bytes() == before

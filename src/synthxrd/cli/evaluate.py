@@ -149,12 +149,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-patterns: expected an integer >= 0, got {args.max_patterns}")
     wavelength = wavelength_option(args.wavelength)
     from synthxrd.evaluate import OUTPUT_FILES
-    from synthxrd.files import check_new
+    from synthxrd.files import check_outputs
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
-    check_new([out / name for name in OUTPUT_FILES], overwrite=args.overwrite)
+    check_outputs([out / name for name in OUTPUT_FILES], overwrite=args.overwrite,
+                  inputs=[args.model, args.manifest, args.dataset, args.patterns])
 
     from tqdm import tqdm
 

@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthxrd.files import check_new
+    from synthxrd.files import check_outputs
     from synthxrd.predict import resolve_checkpoint
     from synthxrd.models.checkpoint import export_model
 
-    check_new([args.out], overwrite=args.overwrite)
+    check_outputs([args.out], inputs=[args.checkpoint, *args.average], overwrite=args.overwrite)
     source = resolve_checkpoint(args.checkpoint)
     sources = [source, *(resolve_checkpoint(p) for p in args.average)]
     meta = export_model(sources if args.average else source, args.out, dtype=args.dtype)

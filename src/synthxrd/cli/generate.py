@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd import __version__
     from synthxrd.dataset import Dataset, save_dataset
     from synthxrd.errors import ConfigError
-    from synthxrd.files import check_new, write_json
+    from synthxrd.files import check_outputs, write_json
     from synthxrd.generate import Generator, GeneratorConfig
     from synthxrd.stats import Statistics
     from synthxrd.structure import CrystalBatch
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
-    check_new([out / "crystals.h5", out / "run.json", out / "cif"], overwrite=args.overwrite)
+    check_outputs([out / "crystals.h5", out / "run.json", out / "cif"], inputs=[args.statistics],
+                  overwrite=args.overwrite)
     statistics = Statistics.load(args.statistics)
     config = GeneratorConfig(min_count=args.min_count, prior="uniform" if args.uniform else "statistics",
                              check_symmetry=args.check_symmetry)

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
-    from synthxrd.files import atomic_write, check_new, write_json
+    from synthxrd.files import atomic_write, check_outputs, write_json
 
     plot_dir = Path(args.plot) if args.plot else None
     names = _plot_names(args.files) if plot_dir else []
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--plot: {plot_dir} exists and is not a directory")
     if args.json_file:
         targets.append(Path(args.json_file))
-    check_new(targets, overwrite=args.overwrite)
+    check_outputs(targets, inputs=[*args.files, args.model], overwrite=args.overwrite)
 
     from tqdm import tqdm
 

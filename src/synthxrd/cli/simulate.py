@@ -33,7 +33,7 @@ from pathlib import Path
 
 from synthxrd.cli import options
 from synthxrd.errors import ConfigError, SynthXRDError
-from synthxrd.files import atomic_write, check_new, write_text
+from synthxrd.files import atomic_write, check_outputs, write_text
 
 __all__ = ["HELP", "add_arguments", "run", "DEFAULT_CRYSTALLITE_SIZE_NM", "GRID_STEP"]
 
@@ -156,6 +156,7 @@ def _outputs(stem: str, plot: bool) -> list[str]:
 
 
 def _check_targets(out: Path, jobs, plot: bool, overwrite: bool) -> None:
+    """Every output is new (or ``overwrite``) and none is one of the input CIFs (:func:`check_outputs`)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
     owner: dict[str, str] = {}
@@ -165,7 +166,7 @@ def _check_targets(out: Path, jobs, plot: bool, overwrite: bool) -> None:
                 raise ConfigError(f"{owner[target]} and {name} would both write {out / target} (same file name); "
                                   "rename one or simulate them into different --out directories")
             owner[target] = name
-    check_new([out / t for t in [*owner, "run.json"]], overwrite=overwrite)
+    check_outputs([out / t for t in [*owner, "run.json"]], inputs=[p for _, p in jobs], overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------------------------
