@@ -157,3 +157,18 @@ def test_no_import_circle():
         if module not in index:
             visit(module)
     assert not circles, f"import circles: {circles}"
+
+
+def test_inference_loads_without_numba_and_simulate_pattern_stays_the_function():
+    import subprocess
+    import sys
+
+    code = ("import sys, types\n"
+            "import synthxrd.io, synthxrd.predict, synthxrd.evaluate, synthxrd.simulate.common\n"
+            "assert 'numba' not in sys.modules, 'numba imported by inference'\n"
+            "import synthxrd.simulate.pattern\n"
+            "from synthxrd import simulate\n"
+            "assert not isinstance(simulate.pattern, types.ModuleType) and callable(simulate.pattern)\n"
+            "assert simulate.peaks is sys.modules['synthxrd.simulate.pattern'].peaks\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
