@@ -342,7 +342,7 @@ def _check_run_folder(out: Path, *, resume: bool) -> None:
     if resume and not has_checkpoint:
         raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}: the run stopped before its first checkpoint); "
                           f"start it again with --out {out}")
-    if not resume and (has_checkpoint or (out / CHECKPOINT).exists()):
+    if not resume and (out / CHECKPOINT).exists():
         raise ConfigError(f"{out} already holds a run; resume it with `synthxrd train --resume {out}` or choose another --out")
 
 
