@@ -327,3 +327,22 @@ def test_resume_with_another_network_or_checkpoint_is_a_clear_error(uninterrupte
     (run / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(DataError, match="checkpoint.pt"):
         train(TrainConfig(out=str(run), max_steps=8, **TINY), resume=True, progress=False)
+
+
+def test_init_weights_starts_a_new_run_from_an_export(uninterrupted, tmp_path):
+    from synthxrd.cli import main
+
+    exported = tmp_path / "export.pt"
+    assert main(["export", uninterrupted["out"], str(exported), "--dtype", "float32"]) == 0
+    summary = train(TrainConfig(out=str(tmp_path / "next"), max_steps=1, **{**TINY, "lr": 1e-12, "val_sets": ()},
+                                init_weights=str(exported)), progress=False)
+    assert summary["step"] == 1  # a fresh schedule: the export's step is not taken over
+    start, after = load_checkpoint(exported)["model"], load_checkpoint(summary["out"])["model"]
+    assert all(torch.allclose(v.float(), after[k].float(), atol=1e-6) for k, v in start.items() if v.is_floating_point())
+    with pytest.raises(DataError, match="another network"):
+        train(TrainConfig(out=str(tmp_path / "other"), max_steps=1, **{**TINY, "model": "park_medium"},
+                          init_weights=str(exported)), progress=False)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(DataError, match="junk.pt"):
+        train(TrainConfig(out=str(tmp_path / "junk"), max_steps=1, **TINY, init_weights=str(tmp_path / "junk.pt")),
+              progress=False)

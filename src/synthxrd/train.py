@@ -37,7 +37,7 @@ from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import remove_stale_temporaries, write_json, write_text
-from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, save_checkpoint
+from synthxrd.models.checkpoint import InputSpec, checkpoint_input, export_model, load_checkpoint, load_model, save_checkpoint
 from synthxrd.models.device import resolve_device
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
@@ -67,6 +67,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0  # 0 = off
     seed: int = 0
+    init_weights: str | None = None  # start a new run from these weights (checkpoint or exported model); fresh optimizer and schedule
     workers: int = -1  # data worker processes (or Ray actors); -1 = cores - 1 (at least 1)
     threads: int = 0  # torch threads on a CPU; 0 = every available core (the workers' cores too: they idle when ahead)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -364,6 +365,32 @@ def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> d
     return ckpt
 
 
+def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: InputSpec) -> dict[str, Any]:
+    """The float32 weights of a checkpoint or exported model (``init_weights``), checked to fit this
+    run's classes, network and input grid (:class:`DataError` naming what differs). Continues a
+    campaign whose run folder is lost from its last export: the optimizer and schedule start afresh
+    (with ``warmup_steps``), as in fine-tuning."""
+    ckpt = load_checkpoint(path, default_name=CHECKPOINT)
+    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: init_weights is not a synthxrd model or checkpoint (no {missing[0]!r})")
+    differs = {
+        "classes": [int(c) for c in ckpt["classes"]] != [int(c) for c in classes],
+        "network": dict(ckpt["model_config"]) != dict(model_config),
+        "input grid": checkpoint_input(ckpt).to_dict() != spec.to_dict(),
+    }
+    bad = [k for k, d in differs.items() if d]
+    if bad:
+        raise DataError(f"{path}: init_weights has another {bad[0]} than this run "
+                        f"(classes {len(ckpt['classes'])} vs {len(classes)}, network {ckpt['model_config']} vs "
+                        f"{model_config}); train with the same statistics, min_count, model and grid")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    nonfinite = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if nonfinite:
+        raise DataError(f"{path}: init_weights are not finite ({nonfinite[0]})")
+    return weights
+
+
 def _previous_history(path: Path) -> list[dict[str, Any]]:
     """The logged history of an earlier session of the run (empty if ``summary.json`` is unreadable)."""
     import json
@@ -426,6 +453,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             raise DataError(f"{ckpt_path}: cannot restore the training state ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         step, best = int(ckpt["step"]), dict(ckpt.get("best", {}))
+    elif config.init_weights:
+        model.load_state_dict(_initial_weights(Path(config.init_weights), classes, model_config, spec))
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model

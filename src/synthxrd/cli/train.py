@@ -15,6 +15,7 @@ Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
   synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
+  synthxrd train --init-weights model.pt --out runs/park2      # the run folder is lost: go on from an export
   torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp   # rank r on cuda:LOCAL_RANK
 """
 
@@ -34,6 +35,9 @@ HELP = "train a network on freshly generated crystals (TensorBoard, checkpoints,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with TrainConfig keys")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly")
+    parser.add_argument("--init-weights", metavar="FILE",
+                        help="start a new run from the weights of a model or checkpoint (fresh optimizer and warm-up); "
+                             "continues a campaign whose run folder is lost from its last export")
     parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default park_big)")
     parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")
     parser.add_argument("--max-steps", type=int, help="total optimisation steps (default 100000)")
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                  "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
                  "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment,
                  "grid_step": args.grid_step, "renders": args.renders, "clean_fraction": args.clean_fraction, "real": args.real,
-                 "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours}
+                 "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours,
+                 "init_weights": args.init_weights}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:
         config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})
