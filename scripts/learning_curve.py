@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rruff", type=Path, default=DATA / "rruff_dev" / "rruff_dev300.npz")
     parser.add_argument("--xred", type=Path, default=DATA / "manifest.csv")
     parser.add_argument("--match-patterns", type=int, default=2000, help="fixed subsample of match (0: all)")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="score only the snapshots whose step is a multiple of N (default: all)")
     parser.add_argument("--plot", type=Path, help="draw the curve to this PNG")
     args = parser.parse_args(argv)
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     curve = json.loads(path.read_text()) if path.is_file() else []
     done = {row["snapshot"] for row in curve}
     for snapshot in sorted((args.run / "snapshots").glob("step_*.pt")):
-        if snapshot.name in done:
+        if snapshot.name in done or int(snapshot.stem.split("_")[-1]) % args.every:
             continue
         meta = load_checkpoint(snapshot)
         row = {"snapshot": snapshot.name, "step": meta["step"],

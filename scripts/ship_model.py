@@ -1,14 +1,21 @@
 """Ship a trained run as the package's pretrained model, with its model card data.
 
-    python scripts/ship_model.py RUN_DIR --validation-dir VAL --manifest ../shared/data/experimental/manifest.csv \
-        --eval-out eval/shipped [--checkpoint best.pt|checkpoint.pt] [--overwrite]
+    python scripts/ship_model.py RUN_DIR --validation-dir VAL --eval-out eval/shipped \
+        [--checkpoint checkpoint.pt] [--average snapshots/step_A.pt ...] [--overwrite]
 
-1. ``synthxrd export`` of the run's checkpoint (float16) to ``src/synthxrd/resources/models/default.pt``;
-2. ``synthxrd evaluate`` of that file on the full unseen-prototype ``match`` set and on all labelled
-   measured patterns of the manifest (JSON + figures under ``--eval-out``);
+1. ``synthxrd export`` of the run's checkpoint (or the mean of several, ``--average``), float16, to
+   ``src/synthxrd/resources/models/default.pt``, calibrated on ``match`` of VAL (``--calibrate``);
+2. ``synthxrd evaluate`` of that file, next to the frequency prior:
+   * network alone (``--no-library``) on the full ``match`` set (real crystals of unseen structure
+     types), the labelled XRED patterns of the manifest and the 300 RRUFF minerals of rruff_dev;
+   * fused with the shipped library on rruff_dev and XRED, and on a fixed 2,000-pattern subsample of
+     ``match`` with the test part of the split held out of the library (``--hold-out-test``);
 3. ``src/synthxrd/resources/models/default.json``: the model card's data (run, training time and
-   hardware from the TensorBoard events, metrics next to the frequency prior);
+   hardware from the TensorBoard events, the learning curve of ``RUN_DIR/curve.json`` when
+   ``scripts/learning_curve.py`` made one, every metric next to the prior);
 4. ``docs/model_card_training.png``: the training curves.
+
+rruff_dev and XRED choose and measure; they are never trained on.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "src" / "synthxrd" / "resources" / "models"
+DATA = ROOT.parent / "shared" / "data" / "experimental"
 METRICS = ("top1", "top5", "crystal_system", "extinction_group", "ece")
 
 
@@ -36,19 +44,36 @@ def _wall_hours(run: Path, gap_s: float = 600.0) -> float:
 
 
 def _metrics(evaluation: Path) -> dict:
+    """The card's metrics of one ``synthxrd evaluate`` output: the answer ("model": fused when a library
+    was used), the prior and, with a library, the network and the search alone."""
     doc = json.loads((evaluation / "evaluation.json").read_text())
     part = doc["summary"]["all"]
-    return {"n": part["model"]["n"],
-            "model": {k: round(part["model"][k], 4) for k in METRICS},
-            "prior": {k: round(part["baseline"][k], 4) for k in METRICS}}
+    names = {"model": "model", "prior": "baseline", "network": "network", "search": "search"}
+    return {"n": doc["summary"]["n_patterns"],
+            **{who: {k: round(part[key][k], 4) for k in METRICS} for who, key in names.items() if key in part}}
+
+
+def _evaluations(model: Path, args) -> dict[str, list[str]]:
+    """The ``synthxrd evaluate`` commands of the card, by output folder."""
+    net, val = ["--no-library"], ["--validation-dir", args.validation_dir, "--set", "match"]
+    measured, rruff = ["--manifest", str(args.manifest)], ["--patterns", str(args.rruff)]
+    runs = {"match": val + net, "measured": measured + net, "rruff_dev": rruff + net,
+            "fused_rruff_dev": rruff, "fused_measured": measured,
+            "fused_match": val + ["--hold-out-test", "--max-patterns", "2000"]}
+    flag = ["--overwrite"] if args.overwrite else []
+    return {name: ["evaluate", "--model", str(model), *extra, "--device", "cpu", "--out", str(args.eval_out / name), *flag]
+            for name, extra in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--checkpoint", default="best.pt", help="file inside the run folder")
+    parser.add_argument("--average", nargs="+", default=[], metavar="FILE",
+                        help="files inside the run folder averaged with --checkpoint")
     parser.add_argument("--validation-dir", required=True)
-    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--manifest", type=Path, default=DATA / "manifest.csv")
+    parser.add_argument("--rruff", type=Path, default=DATA / "rruff_dev" / "rruff_dev300.npz")
     parser.add_argument("--eval-out", type=Path, required=True)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -59,12 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model = MODELS / "default.pt"
     flag = ["--overwrite"] if args.overwrite else []
-    steps = [
-        ["export", str(args.run / args.checkpoint), str(model), *flag],
-        ["evaluate", "--model", str(model), "--validation-dir", args.validation_dir, "--set", "match",
-         "--out", str(args.eval_out / "match"), *flag],
-        ["evaluate", "--model", str(model), "--manifest", args.manifest, "--out", str(args.eval_out / "measured"), *flag],
-    ]
+    average = ["--average", *(str(args.run / f) for f in args.average)] if args.average else []
+    steps = [["export", str(args.run / args.checkpoint), str(model), *average, "--calibrate", args.validation_dir,
+              *flag], *_evaluations(model, args).values()]
     for command in steps:
         print("synthxrd", " ".join(command), flush=True)
         if synthxrd(command) not in (0, 1):
@@ -74,19 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     payload = torch.load(model, weights_only=True)
     run = json.loads((args.run / "run.json").read_text())
     config = payload["config"]
+    curve = args.run / "curve.json"
+    metrics = {name: _metrics(args.eval_out / name) for name in _evaluations(model, args)}
     card = {
         "model": payload["model_config"]["name"], "parameters": run["parameters"], "classes": len(payload["classes"]),
         "step": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
+        "averaged": payload["export"]["source"] if args.average else None,
         "wall_hours": round(_wall_hours(args.run), 3),
         "hardware": f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
-                    f"{run['config']['workers']} data worker(s), torch {run['torch_version']}",
+                    f"{run['workers']} data worker(s), torch {run['torch_version']}",
         "statistics_version": payload["statistics_version"], "synthxrd_version": payload["synthxrd_version"],
-        "config": config, "file_mb": round(model.stat().st_size / 1e6, 2),
-        "metrics": {"match": _metrics(args.eval_out / "match"), "measured": _metrics(args.eval_out / "measured")},
+        "config": config, "calibration": payload.get("calibration"), "file_mb": round(model.stat().st_size / 1e6, 2),
+        "metrics": {name: m for name, m in metrics.items() if not name.startswith("fused_")},
+        "fused": {name.removeprefix("fused_"): m for name, m in metrics.items() if name.startswith("fused_")},
+        "learning_curve": json.loads(curve.read_text()) if curve.is_file() else None,
     }
     (MODELS / "default.json").write_text(json.dumps(card, indent=1) + "\n")
     plot_training(ROOT / "docs" / "model_card_training.png", {card["model"]: args.run})
-    print(json.dumps({k: v for k, v in card.items() if k != "config"}, indent=1))
+    print(json.dumps({k: v for k, v in card.items() if k not in ("config", "learning_curve")}, indent=1))
     return 0
 
 

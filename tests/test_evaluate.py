@@ -247,9 +247,21 @@ def _tiny_dataset(predictor, path: Path, n: int = 6, two_theta=None) -> Path:
     return path
 
 
-def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
+def _tiny_cache(dataset: Path, cache: Path) -> Path:
+    """A validation cache made by hand: the set file as match.h5 plus /validation/ids and a manifest."""
     import h5py
 
+    cache.mkdir()
+    dataset.replace(cache / "match.h5")
+    with h5py.File(cache / "match.h5", "a") as h5:
+        n = len(h5["patterns"]) if "patterns" in h5 else 6
+        h5.create_group("validation").create_dataset("ids", data=np.array([f"mp-{i}" for i in range(n)], "S"))
+    (cache / "manifest.json").write_text(json.dumps({"kind": "synthxrd.validation", "format_version": 1,
+                                                     "sets": {"match": {"file": "match.h5", "count": n}}}))
+    return cache
+
+
+def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
     path = _tiny_dataset(predictor, tmp_path / "tiny.h5")
     ev = evaluate_dataset(predictor, path, name="tiny")
     assert ev.probabilities.shape == (6, 230) and ev.labels.tolist() == [14, 62, 225, 2, 14, 230]
@@ -259,14 +271,7 @@ def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
     other = _tiny_dataset(predictor, tmp_path / "coarse.h5", two_theta=np.linspace(5, 90, 4251))
     assert evaluate_dataset(predictor, other).probabilities.shape == (6, 230)
 
-    # a validation cache made by hand: the set file plus /validation/ids and a manifest
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    path.replace(cache / "match.h5")
-    with h5py.File(cache / "match.h5", "a") as h5:
-        h5.create_group("validation").create_dataset("ids", data=np.array([f"mp-{i}" for i in range(6)], "S"))
-    (cache / "manifest.json").write_text(json.dumps({"kind": "synthxrd.validation", "format_version": 1,
-                                                     "sets": {"match": {"file": "match.h5", "count": 6}}}))
+    cache = _tiny_cache(path, tmp_path / "cache")
     ev = evaluate_validation_set(predictor, cache, "match")
     assert ev.sources[0] == "mp-0" and ev.description.startswith("validation set match")
     assert main(["evaluate", "--model", predictor.metadata["checkpoint"], "--validation-dir", str(cache),
@@ -304,3 +309,31 @@ def test_accuracy_against_coverage_by_hand():
     assert rows[0.5]["coverage"] == 0.5 and rows[0.5]["top1"] == 1.0
     assert rows[0.95]["n"] == 0 and rows[0.95]["top1"] is None
     assert "coverage" in ev.to_dict()
+
+
+def test_export_calibrates_the_network_on_a_validation_set(predictor, tmp_path, capsys):
+    """The temperature fitted from the predictor's probabilities is the one fitted on the raw logits."""
+    import torch
+
+    from synthxrd.evaluate import calibrate_on_validation_set
+    from synthxrd.models.calibration import fit_temperature
+
+    cache = _tiny_cache(_tiny_dataset(predictor, tmp_path / "tiny.h5", n=6), tmp_path / "cache")
+    report = calibrate_on_validation_set(predictor, cache, "match", max_patterns=0)
+    from synthxrd.dataset import load_dataset
+
+    ds = load_dataset(cache / "match.h5")
+    known = np.isin(ds.crystals.spacegroups, predictor.classes)
+    assert report["n"] == known.sum() >= 4 and report["nll_after"] <= report["nll_before"] + 1e-9
+    x = torch.as_tensor(predictor.spec.apply(ds.patterns[known]), dtype=torch.float32)
+    with torch.no_grad():
+        logits = predictor.model(x).double().numpy()
+    y = np.searchsorted(predictor.classes, ds.crystals.spacegroups[known])
+    assert report["temperature"] == pytest.approx(fit_temperature(logits, y), rel=1e-3)
+
+    out = tmp_path / "calibrated.pt"
+    assert main(["export", predictor.metadata["checkpoint"], str(out), "--calibrate", str(cache)]) == 0
+    assert "calibrated on" in capsys.readouterr().out
+    again = Predictor.load(out, device="cpu", library=None)
+    assert again.temperature == pytest.approx(again.metadata["calibration"]["temperature"])
+    assert again.metadata["calibration"]["file"] == "calibrated.pt"

@@ -77,6 +77,8 @@ __all__ = [
     "evaluate_dataset",
     "evaluate_validation_set",
     "evaluate_patterns",
+    "temperature_report",
+    "calibrate_on_validation_set",
     "write_report",
 ]
 
@@ -571,6 +573,47 @@ def evaluate_validation_set(predictor: Predictor, validation_dir: str | Path, se
                           description=f"validation set {set_name} of {validation_dir}")
     ev.config["input"].update(validation_dir=str(validation_dir), set=set_name)
     return ev
+
+
+def temperature_report(logits, labels) -> dict[str, Any]:
+    """Fit the softmax temperature T on ``logits`` (N, C) and class indices ``labels``
+    (:func:`synthxrd.models.calibration.fit_temperature`, Guo et al. 2017) and report the NLL and the
+    ECE of the top-1 confidence before (T = 1) and after."""
+    from synthxrd.models.calibration import fit_temperature, nll, softmax
+
+    z, y = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
+    t = fit_temperature(z, y)
+    report: dict[str, Any] = {"temperature": t, "n": int(len(y)), "nll_before": nll(z, y), "nll_after": nll(z, y, t)}
+    for when, p in (("before", softmax(z)), ("after", softmax(z, t))):
+        report[f"ece_{when}"] = expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)[0]
+    return report
+
+
+def calibrate_on_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str = "match", *,
+                                max_patterns: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """:func:`temperature_report` of the network alone on set ``set_name`` of a validation cache (the
+    patterns whose label is a class; a fixed subsample of ``max_patterns`` drawn with ``seed``, as the
+    trainer's validation draws it). The logits are recovered from the predictor's probabilities,
+    log p * T = z - logsumexp(z): softmax is unchanged by a per-row constant, so the fitted T is the
+    one of the raw logits. The predictor must be the network alone (loaded with ``library=None``)."""
+    from synthxrd.dataset import load_validation_sets
+
+    if predictor.library is not None:
+        raise ConfigError("calibrate the network alone: load the predictor with library=None")
+    ds = load_validation_sets(validation_dir, [set_name])[set_name]
+    if ds.patterns is None:
+        raise DataError(f"{validation_dir}: validation set {set_name!r} holds no patterns")
+    index = {int(g): i for i, g in enumerate(predictor.classes)}
+    labels = np.array([index.get(int(g), -1) for g in ds.crystals.spacegroups])
+    rows = np.flatnonzero(labels >= 0)
+    if not len(rows):
+        raise DataError(f"{validation_dir}: validation set {set_name!r} has no pattern of the model's classes")
+    if 0 < max_patterns < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
+    probs, _ = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
+    logits = np.log(np.clip(probs[:, predictor.classes - 1], 1e-300, None)) * predictor.temperature
+    return {**temperature_report(logits, labels[rows]), "fitted_on": set_name, "max_patterns": max_patterns,
+            "seed": seed}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -218,10 +218,9 @@ def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, ba
 
 def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, device
                ) -> dict[str, Any] | None:
-    """Fit the softmax temperature (:mod:`synthxrd.models.calibration`) of the weights in ``path`` on
-    the validation set that selects them (``match``, else ``random``) and store it in that file."""
-    from synthxrd.evaluate import expected_calibration_error
-    from synthxrd.models.calibration import fit_temperature, nll, softmax
+    """Fit the softmax temperature (:func:`synthxrd.evaluate.temperature_report`) of the weights in
+    ``path`` on the validation set that selects them (``match``, else ``random``) and store it in that file."""
+    from synthxrd.evaluate import temperature_report
 
     name = "match" if "match" in val_sets else "random" if "random" in val_sets else None
     if name is None or not path.is_file():
@@ -229,13 +228,8 @@ def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     x, y = val_sets[name]
-    logits = predict_logits(model, x, device=device)
-    t = fit_temperature(logits, y)
-    info = {"temperature": t, "fitted_on": name, "n": int(len(y)), "step": int(ckpt["step"]),
-            "nll_before": nll(logits, y), "nll_after": nll(logits, y, t),
-            **{f"ece_{when}": expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)[0]
-               for when, p in (("before", softmax(logits)), ("after", softmax(logits, t)))}}
-    info["file"] = path.name
+    info = {**temperature_report(predict_logits(model, x, device=device), y), "fitted_on": name,
+            "step": int(ckpt["step"]), "file": path.name}
     ckpt["calibration"] = info
     save_checkpoint(path, ckpt)
     return info
