@@ -42,7 +42,7 @@ def read_crystals(source: str, ids: list[str]):
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="the CIFs of the library (folder or tar)")
     ap.add_argument("--library", default=None, help="library file (default: shipped)")
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--save-data", metavar="NPZ", help="also save the fit data (network, match scores and groups)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from synthxrd import __version__
     from synthxrd.augment import augment_config, augmented_patterns

@@ -43,6 +43,24 @@ def score(snapshot: Path, args) -> dict:
     return out
 
 
+def project(curve: list[dict], name: str, metric: str, target: float) -> float | None:
+    """Patterns seen at which ``metric`` on set ``name`` would reach ``target`` if it keeps rising as
+    it did: a least-squares line acc = a + b log10(patterns seen) through the second half of the
+    curve (past the warm-up). None when the curve does not rise there; a rough guide, not a promise
+    (accuracy saturates, and a cosine schedule bends the curve at its end)."""
+    import numpy as np
+
+    rows = curve[len(curve) // 2:]
+    if len(rows) < 2:
+        return None
+    x = np.log10([r["patterns_seen"] for r in rows])
+    y = np.array([r["sets"][name][metric] for r in rows])
+    b, a = np.polyfit(x, y, 1)
+    if b <= 0:
+        return None
+    return float(10 ** ((target - a) / b))
+
+
 def plot(curve: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -77,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="score only the snapshots whose step is a multiple of N (default: all)")
     parser.add_argument("--plot", type=Path, help="draw the curve to this PNG")
+    parser.add_argument("--target", nargs=3, action="append", default=[], metavar=("SET", "METRIC", "VALUE"),
+                        help="print the patterns seen the curve projects for METRIC >= VALUE on SET "
+                             "(e.g. --target rruff_dev top1 0.30)")
     args = parser.parse_args(argv)
 
     from synthxrd.files import write_json
@@ -99,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in row["sets"].items()), flush=True)
     if args.plot and curve:
         plot(curve, args.plot)
+    for name, metric, value in args.target:
+        seen = project(curve, name, metric, float(value))
+        print(f"{name} {metric} >= {value}: " + (f"about {seen:.3g} patterns seen (now {curve[-1]['patterns_seen']:.3g})"
+                                               if seen else "the curve does not rise; no projection"))
     return 0
 
 

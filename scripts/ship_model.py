@@ -10,10 +10,16 @@
      types), the labelled XRED patterns of the manifest and the 300 RRUFF minerals of rruff_dev;
    * fused with the shipped library on rruff_dev and XRED, and on a fixed 2,000-pattern subsample of
      ``match`` with the test part of the split held out of the library (``--hold-out-test``);
+   With ``--fusion-source CIFS`` the fusion rule is first refitted to the new network
+   (``scripts/fit_fusion.py``, simulated patterns only) into ``resources/library/fusion.json``;
 3. ``src/synthxrd/resources/models/default.json``: the model card's data (run, training time and
    hardware from the TensorBoard events, the learning curve of ``RUN_DIR/curve.json`` when
    ``scripts/learning_curve.py`` made one, every metric next to the prior);
-4. ``docs/model_card_training.png``: the training curves.
+4. ``docs/model_card_training.png``: the training curves; ``docs/model_card_curve.png``: the learning
+   curve of the campaign (patterns seen against accuracy on match, rruff_dev and XRED).
+
+A run started from the shipped weights (``synthxrd train --init-weights .../default.pt``) continues
+the shipped model's campaign: its runs, hours and learning curve are added to those of the card.
 
 rruff_dev and XRED choose and measure; they are never trained on.
 """
@@ -28,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "src" / "synthxrd" / "resources" / "models"
+FUSION = ROOT / "src" / "synthxrd" / "resources" / "library" / "fusion.json"
 DATA = ROOT.parent / "shared" / "data" / "experimental"
 METRICS = ("top1", "top5", "crystal_system", "extinction_group", "ece")
 
@@ -74,20 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-dir", required=True)
     parser.add_argument("--manifest", type=Path, default=DATA / "manifest.csv")
     parser.add_argument("--rruff", type=Path, default=DATA / "rruff_dev" / "rruff_dev300.npz")
+    parser.add_argument("--fusion-source", metavar="CIFS",
+                        help="refit the fusion rule to the new network on the library's CIFs (scripts/fit_fusion.py)")
     parser.add_argument("--eval-out", type=Path, required=True)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
+    sys.path.insert(0, str(ROOT / "scripts"))  # fit_fusion.py and learning_curve.py beside this script
     from synthxrd.cli import main as synthxrd
     from synthxrd.config import available_cores
     from synthxrd.plot import plot_training
 
     model = MODELS / "default.pt"
+    previous = json.loads((MODELS / "default.json").read_text()) if (MODELS / "default.json").is_file() else {}
     flag = ["--overwrite"] if args.overwrite else []
     average = ["--average", *(str(args.run / f) for f in args.average)] if args.average else []
-    steps = [["export", str(args.run / args.checkpoint), str(model), *average, "--calibrate", args.validation_dir,
-              *flag], *_evaluations(model, args).values()]
-    for command in steps:
+    export = ["export", str(args.run / args.checkpoint), str(model), *average, "--calibrate", args.validation_dir, *flag]
+    print("synthxrd", " ".join(export), flush=True)
+    if synthxrd(export) != 0:
+        return 2
+    if args.fusion_source:
+        import fit_fusion
+
+        fit_fusion.main(["--source", args.fusion_source, "--out", str(FUSION), "--overwrite"])
+    for command in _evaluations(model, args).values():
         print("synthxrd", " ".join(command), flush=True)
         if synthxrd(command) not in (0, 1):
             return 2
@@ -96,23 +113,40 @@ def main(argv: list[str] | None = None) -> int:
     payload = torch.load(model, weights_only=True)
     run = json.loads((args.run / "run.json").read_text())
     config = payload["config"]
-    curve = args.run / "curve.json"
+    curve_file = args.run / "curve.json"
     metrics = {name: _metrics(args.eval_out / name) for name in _evaluations(model, args)}
+    wall_hours = round(_wall_hours(args.run), 3)
+    hardware = (f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
+                f"{run['workers']} data worker(s), torch {run['torch_version']}")
+    # a run started from the shipped weights (--init-weights) continues its campaign: the runs add up
+    campaign = [*(previous.get("campaign", []) if config.get("init_weights") else []),
+                {"run": args.run.name, "steps": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
+                 "wall_hours": wall_hours, "init_weights": config.get("init_weights"), "hardware": hardware}]
+    offset = sum(r["patterns_seen"] for r in campaign[:-1])
+    curve = [*(previous.get("learning_curve") or [] if config.get("init_weights") else []),
+             *({**row, "run": args.run.name, "campaign_patterns_seen": row["patterns_seen"] + offset}
+               for row in (json.loads(curve_file.read_text()) if curve_file.is_file() else []))]
     card = {
         "model": payload["model_config"]["name"], "parameters": run["parameters"], "classes": len(payload["classes"]),
         "step": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
         "averaged": payload["export"]["source"] if args.average else None,
-        "wall_hours": round(_wall_hours(args.run), 3),
-        "hardware": f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
-                    f"{run['workers']} data worker(s), torch {run['torch_version']}",
+        "wall_hours": wall_hours,
+        "campaign": campaign,
+        "campaign_wall_hours": round(sum(r["wall_hours"] for r in campaign), 3),
+        "campaign_patterns_seen": sum(r["patterns_seen"] for r in campaign),
+        "hardware": hardware,
         "statistics_version": payload["statistics_version"], "synthxrd_version": payload["synthxrd_version"],
         "config": config, "calibration": payload.get("calibration"), "file_mb": round(model.stat().st_size / 1e6, 2),
         "metrics": {name: m for name, m in metrics.items() if not name.startswith("fused_")},
         "fused": {name.removeprefix("fused_"): m for name, m in metrics.items() if name.startswith("fused_")},
-        "learning_curve": json.loads(curve.read_text()) if curve.is_file() else None,
+        "learning_curve": curve,
     }
     (MODELS / "default.json").write_text(json.dumps(card, indent=1) + "\n")
     plot_training(ROOT / "docs" / "model_card_training.png", {card["model"]: args.run})
+    if curve:
+        from learning_curve import plot
+
+        plot([{**row, "patterns_seen": row["campaign_patterns_seen"]} for row in curve], ROOT / "docs" / "model_card_curve.png")
     print(json.dumps({k: v for k, v in card.items() if k not in ("config", "learning_curve")}, indent=1))
     return 0
 

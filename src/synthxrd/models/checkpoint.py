@@ -250,7 +250,7 @@ def load_model(path: str | Path):
 
 
 #: Training-config keys that hold paths of the machine a run was made on.
-PATH_KEYS = ("out", "statistics", "real", "validation_dir")
+PATH_KEYS = ("out", "statistics", "real", "validation_dir", "init_weights")
 
 
 def portable_config(config: dict[str, Any]) -> dict[str, Any]:
