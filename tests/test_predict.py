@@ -257,6 +257,32 @@ def test_shipped_model():
     assert p.metadata["statistics_version"] and p.metadata["export"]["dtype"] == "float16"
     card = json.loads((files("synthxrd") / "resources" / "models" / "default.json").read_text())
     assert card["model"] == p.metadata["model_config"]["name"] and card["step"] == p.metadata["step"]
-    for part in ("match", "measured"):
+    for part in ("match", "measured", "rruff_dev"):
         for who in ("model", "prior"):
             assert {"top1", "top5", "crystal_system", "extinction_group"} <= set(card["metrics"][part][who])
+    for part in ("rruff_dev", "measured", "match"):  # fused with the library: the answer, its parts and the prior
+        assert {"model", "network", "search", "prior"} <= set(card["fused"][part])
+    campaign = card["campaign"]
+    assert campaign[-1]["steps"] == card["step"] and card["campaign_wall_hours"] == pytest.approx(
+        sum(r["wall_hours"] for r in campaign), abs=1e-3)
+    assert [r["step"] for r in card["learning_curve"]]
+    from synthxrd.models.checkpoint import PATH_KEYS
+
+    assert not any("/" in str(card["config"].get(k) or "") for k in PATH_KEYS)  # no machine paths
+
+
+def test_the_shipped_card_states_what_the_shipped_model_does(shared_data):
+    """The card's rruff_dev figures (network alone) are those of the shipped file, and above the prior."""
+    from importlib.resources import files
+
+    from synthxrd.evaluate import evaluate_patterns
+
+    card = json.loads((files("synthxrd") / "resources" / "models" / "default.json").read_text())
+    ev = evaluate_patterns(Predictor.load(device="cpu", library=None),
+                           shared_data / "experimental" / "rruff_dev" / "rruff_dev300.npz")
+    summary, stated = ev.summary()["all"], card["metrics"]["rruff_dev"]
+    for metric in ("top1", "top5", "crystal_system"):
+        assert summary["model"][metric] == pytest.approx(stated["model"][metric], abs=1e-3), metric
+        assert summary["baseline"][metric] == pytest.approx(stated["prior"][metric], abs=1e-3), metric
+    assert summary["model"]["top5"] > summary["baseline"]["top5"]
+    assert summary["model"]["crystal_system"] > summary["baseline"]["crystal_system"] + 0.1
