@@ -29,7 +29,7 @@ from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import atomic_write
 from synthxrd.structure import CrystalBatch
 
-__all__ = ["Dataset", "save_dataset", "load_dataset", "FORMAT_VERSION", "MANIFEST", "VALIDATION_FORMAT_VERSION",
+__all__ = ["Dataset", "save_dataset", "load_dataset", "class_rows", "FORMAT_VERSION", "MANIFEST", "VALIDATION_FORMAT_VERSION",
            "Manifest", "ValidationSet", "load_validation_sets", "sha256_file"]
 
 FORMAT = "synthxrd-dataset"
@@ -215,6 +215,18 @@ class ValidationSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.crystals)
+
+
+def class_rows(spacegroups, classes, max_patterns: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, class indices) of the patterns whose space group is one of ``classes`` (sorted ITA
+    numbers of a model's logits): all of them, or a fixed subsample of ``max_patterns`` rows drawn
+    with ``seed`` (the validation subsample of the trainer and of calibration)."""
+    index = {int(g): i for i, g in enumerate(classes)}
+    labels = np.array([index.get(int(g), -1) for g in spacegroups], np.int64)
+    rows = np.flatnonzero(labels >= 0)
+    if 0 < max_patterns < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
+    return rows, labels[rows]
 
 
 def load_validation_sets(out_dir: str | Path, names: Iterable[str] | None = None, *,

@@ -596,23 +596,19 @@ def calibrate_on_validation_set(predictor: Predictor, validation_dir: str | Path
     trainer's validation draws it). The logits are recovered from the predictor's probabilities,
     log p * T = z - logsumexp(z): softmax is unchanged by a per-row constant, so the fitted T is the
     one of the raw logits. The predictor must be the network alone (loaded with ``library=None``)."""
-    from synthxrd.dataset import load_validation_sets
+    from synthxrd.dataset import class_rows, load_validation_sets
 
     if predictor.library is not None:
         raise ConfigError("calibrate the network alone: load the predictor with library=None")
     ds = load_validation_sets(validation_dir, [set_name])[set_name]
     if ds.patterns is None:
         raise DataError(f"{validation_dir}: validation set {set_name!r} holds no patterns")
-    index = {int(g): i for i, g in enumerate(predictor.classes)}
-    labels = np.array([index.get(int(g), -1) for g in ds.crystals.spacegroups])
-    rows = np.flatnonzero(labels >= 0)
+    rows, labels = class_rows(ds.crystals.spacegroups, predictor.classes, max_patterns, seed)
     if not len(rows):
         raise DataError(f"{validation_dir}: validation set {set_name!r} has no pattern of the model's classes")
-    if 0 < max_patterns < len(rows):
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
     probs, _ = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
     logits = np.log(np.clip(probs[:, predictor.classes - 1], 1e-300, None)) * predictor.temperature
-    return {**temperature_report(logits, labels[rows]), "fitted_on": set_name, "max_patterns": max_patterns,
+    return {**temperature_report(logits, labels), "fitted_on": set_name, "max_patterns": max_patterns,
             "seed": seed}
 
 

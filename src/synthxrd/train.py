@@ -265,18 +265,13 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
     if names:
         if not config.validation_dir:
             raise ConfigError(f"val_sets {names} need validation_dir (build it with `synthxrd validation build`)")
-        from synthxrd.dataset import load_validation_sets
+        from synthxrd.dataset import class_rows, load_validation_sets
 
-        index = {int(g): i for i, g in enumerate(classes)}
         for name, ds in load_validation_sets(config.validation_dir, names).items():
-            labels = np.array([index.get(int(g), -1) for g in ds.crystals.spacegroups])
-            keep = labels >= 0
-            if ds.patterns is None or not keep.any():
+            rows, labels = class_rows(ds.crystals.spacegroups, classes, config.val_max_patterns, config.seed)
+            if ds.patterns is None or not len(rows):
                 raise DataError(f"{config.validation_dir}: validation set {name!r} has no patterns of the classes")
-            rows = np.flatnonzero(keep)
-            if 0 < config.val_max_patterns < len(rows):
-                rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.val_max_patterns, replace=False))
-            sets[name] = (spec.apply(ds.patterns[rows]), labels[rows])
+            sets[name] = (spec.apply(ds.patterns[rows]), labels)
     return sets
 
 
@@ -360,29 +355,22 @@ def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> d
 
 
 def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: InputSpec) -> dict[str, Any]:
-    """The float32 weights of a checkpoint or exported model (``init_weights``), checked to fit this
-    run's classes, network and input grid (:class:`DataError` naming what differs). Continues a
-    campaign whose run folder is lost from its last export: the optimizer and schedule start afresh
-    (with ``warmup_steps``), as in fine-tuning."""
-    ckpt = load_checkpoint(path, default_name=CHECKPOINT)
-    missing = [k for k in ("model", "classes", "model_config") if k not in ckpt]
-    if missing:
-        raise DataError(f"{path}: init_weights is not a synthxrd model or checkpoint (no {missing[0]!r})")
+    """The float32 weights of a checkpoint or exported model (``init_weights``, read by
+    :func:`load_model`), checked to fit this run's classes, network and input grid (:class:`DataError`
+    naming what differs). Continues a campaign whose run folder is lost from its last export: the
+    optimizer and schedule start afresh (with ``warmup_steps``), as in fine-tuning."""
+    loaded, loaded_classes, meta = load_model(path)
     differs = {
-        "classes": [int(c) for c in ckpt["classes"]] != [int(c) for c in classes],
-        "network": dict(ckpt["model_config"]) != dict(model_config),
-        "input grid": checkpoint_input(ckpt).to_dict() != spec.to_dict(),
+        "classes": loaded_classes.tolist() != [int(c) for c in classes],
+        "network": dict(meta["model_config"]) != dict(model_config),
+        "input grid": checkpoint_input(meta).to_dict() != spec.to_dict(),
     }
     bad = [k for k, d in differs.items() if d]
     if bad:
         raise DataError(f"{path}: init_weights has another {bad[0]} than this run "
-                        f"(classes {len(ckpt['classes'])} vs {len(classes)}, network {ckpt['model_config']} vs "
+                        f"(classes {len(loaded_classes)} vs {len(classes)}, network {meta['model_config']} vs "
                         f"{model_config}); train with the same statistics, min_count, model and grid")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    nonfinite = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
-    if nonfinite:
-        raise DataError(f"{path}: init_weights are not finite ({nonfinite[0]})")
-    return weights
+    return loaded.state_dict()
 
 
 def _previous_history(path: Path) -> list[dict[str, Any]]:
