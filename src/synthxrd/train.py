@@ -383,6 +383,14 @@ def _previous_history(path: Path) -> list[dict[str, Any]]:
         return []
 
 
+def _stream_failure(exc: RuntimeError, when: str) -> str:
+    """One line for a failed data stream. A killed data worker reaches the trainer either from
+    ``next(stream)`` or from torch's SIGCHLD handler in the middle of a step, depending on timing;
+    both say the same."""
+    what = "a data worker died" if "DataLoader worker" in str(exc) else "the data stream failed"
+    return f"{what} {when} ({str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__})"
+
+
 def _finite(model) -> bool:
     """Whether every parameter of ``model`` is finite (checked before weights are validated or saved)."""
     import torch
@@ -518,7 +526,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                     batch = next(stream)
                 except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
                     stop.raised = "data worker failure"
-                    failure = f"the data stream failed at step {step} ({str(exc).splitlines()[0]})"
+                    failure = _stream_failure(exc, f"before step {step + 1}")
                     break
                 y = torch.as_tensor(batch.labels, device=device)
                 if batch.inputs is not None:
@@ -596,7 +604,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             if "DataLoader worker" not in str(exc):
                 raise
             stop.raised, torn = "data worker failure", True  # torch reports a dead worker from SIGCHLD, anywhere
-            failure = f"a data worker died during step {step + 1} ({str(exc).splitlines()[0].strip()})"
+            failure = _stream_failure(exc, f"during step {step + 1}")
         bar.close()
         keep_last = torn or stop.raised in ("non-finite loss", "non-finite weights")
         if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
