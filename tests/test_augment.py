@@ -434,3 +434,38 @@ def test_ideal_config_is_the_base_simulator_from_the_same_reflections():
     refl = simulate.reflections(batch, two_theta_range=augment.reflection_window(AugmentConfig()))
     ours = augment.render(batch, refl, fixed, np.random.default_rng(0))
     assert np.abs(ours - simulate.patterns(batch, crystallite_size_nm=50.0)).max() < 1e-4
+
+
+def test_detection_limit_drops_the_lines_below_its_share_of_the_strongest():
+    center = np.array([20.0, 30.0, 40.0, 95.0, 25.0, 35.0])
+    intensity = np.array([1.0, 0.04, 0.06, 5.0, 2.0, 0.01])
+    offsets = np.array([0, 4, 6])
+    cut = augment.detection_cut(center, intensity, offsets, np.array([0.05, 0.0]))
+    # pattern 0: the strongest line on the grid is 1.0 (95 degrees lies off the 5-90 grid), 0.04 < 0.05
+    assert cut.tolist() == [1.0, 0.0, 0.06, 5.0, 2.0, 0.01]
+    assert intensity[1] == 0.04  # the input is left alone
+    crystals = small_batch()
+    refl = simulate.reflections(crystals, two_theta_range=(5, 90))
+    cfg = dataclasses.replace(OFF, detection=True, detection_probability=1.0, detection_limit=(0.02, 0.02))
+    base = line_list(crystals, refl, params_for(OFF, n=3, grid=Grid()), grid=Grid())
+    lines = line_list(crystals, refl, params_for(cfg, n=3, grid=Grid()), grid=Grid())
+    for i in range(3):
+        a, b = base.offsets[i], base.offsets[i + 1]
+        kept = base.intensity[a:b] >= 0.02 * base.intensity[a:b].max()
+        assert np.array_equal(lines.intensity[a:b], np.where(kept, base.intensity[a:b], 0.0))
+    assert (lines.intensity == 0).sum() > 0  # the triclinic cell has lines below 2 %
+
+
+def test_measured_preset_is_the_default_with_a_detection_limit():
+    measured = augment_config("measured")
+    assert measured == dataclasses.replace(AugmentConfig(), detection=True)
+    assert not AugmentConfig().detection and not augment.ideal_config(measured).detection
+    p = draw_parameters(measured, 2000, np.random.default_rng(0))
+    on = p.detection_limit > 0
+    assert 0.75 < on.mean() < 0.85
+    assert p.detection_limit[on].min() >= 2e-3 and p.detection_limit[on].max() <= 0.1
+    # the draws of the other stages are those of "default"
+    q = draw_parameters(AugmentConfig(), 2000, np.random.default_rng(0))
+    assert q.detection_limit is None and np.array_equal(p.noise_sigma, q.noise_sigma)
+    with pytest.raises(ConfigError, match="detection_limit"):
+        AugmentConfig(detection_limit=(0.0, 0.1))

@@ -60,6 +60,14 @@ Angstrom; references at the end):
 8. **Noise** [KA74]: Poisson counting statistics, the peak maximum scaled to ``peak_counts``
    counts (log-uniform), ``y = Poisson(C y) / C``; then additive Gaussian noise; values clipped at 0.
 
+10. **Detection limit** (off in ``"default"``, on in the ``"measured"`` preset): with probability
+   ``detection_probability`` a pattern gets a limit t (log-uniform in ``detection_limit``) and
+   every line weaker than t times its strongest line is not drawn (:func:`detection_cut`). The
+   noise of stage 8 hides weak lines only where counts are few; measured patterns lose them also
+   to background subtraction and smoothing, and a network trained on patterns that keep lines
+   down to 1e-6 of the strongest learns to read them
+   (docs/realism.md#detection-limit-the-measured-preset).
+
 Not modelled: axial-divergence asymmetry, specimen transparency and absorption, K-beta and
 fluorescence lines, anisotropic broadening, detector dead time.
 
@@ -111,6 +119,9 @@ impurity                 p = 0.3, 0-5 % of main
 measured window, step    start 5-35, end 60-90 deg   common scan ranges/steps; p = 0.8 of a crop,
                          step 0.005-0.15, log [R]    else the full model range; XRED scans start at
                                                      10-30 deg, with steps 0.0066-0.12 deg
+detection limit          off; "measured": p = 0.8,   lines below 0.2-10 % of the strongest vanish
+                         2e-3-0.1 (log)              (RRUFF: 3 noise sigma = 0.3-11 % of the
+                                                     strongest point, 5-95 %; median 1.9 %)
 =======================  ==========================  =============================================
 
 References
@@ -166,6 +177,8 @@ __all__ = [
     "ideal_config",
     "draw_parameters",
     "line_list",
+    "detection_cut",
+    "PRESETS",
     "render",
     "render_with",
     "augmented_patterns",
@@ -197,6 +210,11 @@ ANODE_TOL = 2e-3
 _HUMP_REFERENCE_WAVELENGTH = 1.54056
 
 Range = tuple[float, float]
+
+#: Named augmentation configs (``--augment NAME``): field overrides of :class:`AugmentConfig`.
+#: "measured" adds the detection limit (stage 10), which hides the weak reflections that measured
+#: patterns never show (docs/realism.md#detection-limit-the-measured-preset).
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "measured": {"detection": True}}
 
 
 @dataclass(frozen=True)
@@ -267,6 +285,10 @@ class AugmentConfig:
     crop_start: Range = (5.0, 35.0)
     crop_end: Range = (60.0, 90.0)
     crop_step: Range = (0.005, 0.15)
+    # 10. detection limit (off in "default", on in "measured")
+    detection: bool = False
+    detection_probability: float = 0.8
+    detection_limit: Range = (2e-3, 0.1)
 
     def __post_init__(self) -> None:
         # (field, lowest allowed, highest allowed) of each range
@@ -280,6 +302,7 @@ class AugmentConfig:
             "amorphous_center": (0.5, 179.0), "amorphous_fwhm": (0.1, 360.0), "amorphous_height": (0.0, 100.0),
             "noise_peak_counts": (1.0, 1e12), "noise_gaussian_sigma": (0.0, 10.0), "impurity_fraction": (0.0, 10.0),
             "crop_start": (0.0, 180.0), "crop_end": (0.0, 180.0), "crop_step": (1e-4, 10.0),
+            "detection_limit": (1e-6, 1.0),
         }
         for name, (lo_ok, hi_ok) in limits.items():
             value = getattr(self, name)
@@ -291,12 +314,12 @@ class AugmentConfig:
                 raise ConfigError(f"augment: {name} must satisfy {lo_ok} <= low <= high <= {hi_ok}, got [{lo}, {hi}]")
             object.__setattr__(self, name, (lo, hi))
         for name in ("kalpha2_probability", "texture_probability", "amorphous_probability",
-                     "impurity_probability", "crop_probability"):
+                     "impurity_probability", "crop_probability", "detection_probability"):
             p = getattr(self, name)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ConfigError(f"augment: {name} must be a probability in [0, 1], got {p!r}")
         for name in ("instrument", "strain", "lorentzian", "kalpha2", "zero_shift", "displacement", "texture",
-                     "debye_waller", "background", "amorphous", "noise", "impurity", "crop"):
+                     "debye_waller", "background", "amorphous", "noise", "impurity", "crop", "detection"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"augment: {name} must be true or false, got {getattr(self, name)!r}")
         for name, lo_ok, hi_ok in (("texture_max_index", 1, 6), ("background_degree", 0, 12),
@@ -342,7 +365,8 @@ def _doublet_ratio(anode: str, wavelength: float) -> float | None:
 def augment_config(spec: str | Path | AugmentConfig | None) -> AugmentConfig | None:
     """The augmentation config named by ``spec``.
 
-    ``"default"`` -> :class:`AugmentConfig` (); ``"none"`` (or None) -> None (no augmentation); an
+    ``"default"`` -> :class:`AugmentConfig` (); ``"measured"`` -> the defaults with the detection
+    limit on (:data:`PRESETS`); ``"none"`` (or None) -> None (no augmentation); an
     :class:`AugmentConfig` is returned as is; anything else is the path of a TOML file whose keys
     (top level, or in an ``[augment]`` table) override the defaults.
 
@@ -355,8 +379,8 @@ def augment_config(spec: str | Path | AugmentConfig | None) -> AugmentConfig | N
         return spec
     if isinstance(spec, str) and spec.strip().lower() in ("none", "off", "false"):
         return None
-    if isinstance(spec, str) and spec.strip().lower() == "default":
-        return AugmentConfig()
+    if isinstance(spec, str) and spec.strip().lower() in PRESETS:
+        return AugmentConfig(**PRESETS[spec.strip().lower()])
     if not isinstance(spec, (str, Path)):
         raise ConfigError(f"augment: expected 'default', 'none' or a TOML path, got {spec!r:.80}")
     values: dict[str, Any] = load_toml(spec)
@@ -389,7 +413,8 @@ class AugmentParameters:
         background_weights (N, degree + 1), bump_center/fwhm/height (N, bumps) degrees and relative
         heights, hump_center/fwhm/height; peak_counts (0 = no Poisson noise), noise_sigma;
         measured_start, measured_step (degrees), measured_points (int, number of scan points);
-        lambda_ratio: lambda2/lambda1 (scalar); window_fwhm: Lorentzian window (scalar).
+        lambda_ratio: lambda2/lambda1 (scalar); window_fwhm: Lorentzian window (scalar);
+        detection_limit (None or 0: every line drawn).
     """
 
     size_nm: np.ndarray
@@ -423,6 +448,7 @@ class AugmentParameters:
     measured_points: np.ndarray
     lambda_ratio: float = 1.0
     window_fwhm: float = 30.0
+    detection_limit: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.size_nm)
@@ -522,6 +548,9 @@ def draw_parameters(
     points = np.ceil((stop - start) / step - 1e-9).astype(np.int64) + 1  # the scan reaches stop
     if not c.crop:
         start, step, points = np.full(n, grid.start), np.full(n, grid.step), np.full(n, grid.n, np.int64)
+    # 10. detection limit: drawn last and only when on, so that the draws of configs without it
+    # (parameters and the noise drawn after them) stay those of earlier versions
+    detect = np.where(chance(c.detection_probability, True), log_uni(c.detection_limit), 0.0) if c.detection else None
     return AugmentParameters(
         size_nm=size, strain_epsilon=eps, caglioti_u=u, caglioti_v=v, caglioti_w=w, lorentz_x=x, lorentz_y=y,
         lorentz_fraction=xi, kalpha2_ratio=k2, zero_shift_deg=zero, displacement_mm=disp, radius_mm=radius,
@@ -529,7 +558,7 @@ def draw_parameters(
         impurity_fraction=imp_frac, background_weights=weights, bump_center=bump_center, bump_fwhm=bump_fwhm,
         bump_height=bump_height, hump_center=hump_center, hump_fwhm=hump_fwhm, hump_height=hump_height,
         peak_counts=counts, noise_sigma=sigma, measured_start=start, measured_step=step, measured_points=points,
-        lambda_ratio=1.0 if ratio is None else ratio, window_fwhm=float(c.window_fwhm),
+        lambda_ratio=1.0 if ratio is None else ratio, window_fwhm=float(c.window_fwhm), detection_limit=detect,
     )
 
 
@@ -597,7 +626,32 @@ def line_list(
         f64(p.caglioti_v), f64(p.caglioti_w), f64(p.lorentz_x), f64(p.lorentz_y), f64(p.lorentz_fraction),
         SCHERRER_K, MERGE_TOL_DEG, REL_DROP, float(grid.start), float(grid.stop), capacity,
     )
+    if p.detection_limit is not None:
+        inten = detection_cut(center, inten, offsets, p.detection_limit, grid)
     return LineList(center, inten, fwhm, eta, offsets)
+
+
+def detection_cut(center: np.ndarray, intensity: np.ndarray, offsets: np.ndarray, limit: np.ndarray,
+                  grid: Grid = Grid()) -> np.ndarray:
+    """Line intensities with every line of pattern i below ``limit[i]`` x its strongest line on
+    ``grid`` set to 0 (stage 10, the detection limit).
+
+    A measured pattern shows a reflection only where it rises above the noise and the background
+    left by its subtraction: three noise sigmas of the RRUFF scans are 0.3-11 % of the strongest
+    point (5-95 %, median 1.9 %; docs/realism.md#detection-limit-the-measured-preset), while a
+    simulation keeps lines down to 1e-6 of the strongest. Each line (K-alpha2 and impurity lines
+    included) is cut on its own integrated intensity, as each is detected on its own; ``limit`` 0
+    keeps every line.
+    """
+    out = np.array(intensity, np.float64)
+    on_grid = (center >= grid.start) & (center <= grid.stop)
+    for i, lim in enumerate(np.asarray(limit, np.float64)):
+        a, b = offsets[i], offsets[i + 1]
+        if lim <= 0 or not on_grid[a:b].any():
+            continue
+        seg = out[a:b]
+        seg[seg < lim * seg[on_grid[a:b]].max()] = 0.0
+    return out
 
 
 def add_counting_noise(values: np.ndarray, counts: np.ndarray, sigma: np.ndarray,

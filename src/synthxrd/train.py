@@ -77,7 +77,7 @@ class TrainConfig:
     statistics: str | None = None  # None = shipped statistics
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
-    augment: str = "none"  # experimental realism: none | default | path of a TOML file (synthxrd.augment)
+    augment: str = "none"  # experimental realism: none | default | measured | path of a TOML file (synthxrd.augment)
     grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
     renders: int = 4  # augmented renderings per simulated crystal
     clean_fraction: float = 0.0  # with augment: share of the renderings drawn ideal (synthxrd.data)

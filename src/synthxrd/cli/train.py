@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=options.seed, help="run seed (default 0)")
     parser.add_argument("--ray-address", help="use Ray actors: local | auto | HOST:PORT")
     parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
-    parser.add_argument("--augment", metavar="default|none|FILE",
+    parser.add_argument("--augment", metavar="default|measured|none|FILE",
                         help="experimental realism of the training patterns (synthxrd.augment; default none)")
     parser.add_argument("--grid-step", type=float, metavar="DEG",
                         help="model grid step in degrees: 0.01, 0.02, 0.04, ... (default 0.04)")
