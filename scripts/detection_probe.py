@@ -5,7 +5,8 @@ The RRUFF minerals of rruff_dev have no structure files, so each is stood in for
 search-match hit in the shipped library, where that hit has the mineral's space group (about 60 %
 of them; ``--source`` holds the hits' CIFs). Each stand-in is simulated (``simulate.peaks``,
 Gaussian lines of FWHM 0.1 degrees on the 5-90 degree grid) with every line below t x the
-strongest removed, t in ``--limits``, and classified by the network alone. The network's top-1
+strongest removed and noise of sigma t / 3 added (t is three noise sigmas, as a measured scan's
+limit is), t in ``--limits``, and classified by the network alone. The network's top-1
 on the measured patterns of the same minerals is printed beside it.
 
 A network that reads the symmetry from the lines a measurement shows keeps its accuracy as t
@@ -33,11 +34,16 @@ RRUFF = ROOT.parent / "shared" / "data" / "experimental" / "rruff_dev" / "rruff_
 FWHM_DEG = 0.1
 
 
-def gaussian_pattern(two_theta: np.ndarray, intensity: np.ndarray, grid: np.ndarray, limit: float) -> np.ndarray:
-    """Sum of Gaussians of FWHM :data:`FWHM_DEG` at the lines with intensity >= limit x the strongest."""
+def gaussian_pattern(two_theta: np.ndarray, intensity: np.ndarray, grid: np.ndarray, limit: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Sum of Gaussians of FWHM :data:`FWHM_DEG` (height = intensity) at the lines with intensity
+    >= limit x the strongest, plus Gaussian noise of sigma limit / 3 (the limit is 3 noise sigmas),
+    clipped at 0 as a background-subtracted scan."""
     keep = intensity >= limit * intensity.max()
     sigma = FWHM_DEG / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    return (intensity[keep] * np.exp(-0.5 * ((grid[:, None] - two_theta[keep]) / sigma) ** 2)).sum(axis=1)
+    y = (intensity[keep] * np.exp(-0.5 * ((grid[:, None] - two_theta[keep]) / sigma) ** 2)).sum(axis=1)
+    y /= y.max()
+    return np.maximum(y + limit / 3.0 * rng.standard_normal(y.shape), 0.0)
 
 
 def stand_in_peaks(ids: list[str], source: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -82,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
           f"their measured patterns {measured.mean():.3f}")
     grid = searcher.grid.values()
     for limit in args.limits:
-        x = np.stack([gaussian_pattern(*lines[hits[i].id], grid, limit) for i in rows])
+        rng = np.random.default_rng(0)
+        x = np.stack([gaussian_pattern(*lines[hits[i].id], grid, limit, rng) for i in rows])
         top1 = float((searcher.predict_grid(x).argmax(axis=1) + 1 == labels[rows]).mean())
         report["simulated_top1"][f"{limit:g}"] = top1
         print(f"lines >= {limit:g} x the strongest: top-1 {top1:.3f}")

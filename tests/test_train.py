@@ -342,6 +342,10 @@ def test_init_weights_starts_a_new_run_from_an_export(uninterrupted, tmp_path):
     with pytest.raises(DataError, match="another network"):
         train(TrainConfig(out=str(tmp_path / "other"), max_steps=1, **{**TINY, "model": "park_medium"},
                           init_weights=str(exported)), progress=False)
+    # raw inputs -> cleaned inputs is the same network on another input: allowed, and recorded
+    cleaned = train(TrainConfig(out=str(tmp_path / "clean"), max_steps=1, **{**TINY, "val_sets": ()}, clean_input=True,
+                                init_weights=str(exported)), progress=False)
+    assert load_checkpoint(cleaned["out"])["input"]["clean"] is True
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(DataError, match="junk.pt"):
         train(TrainConfig(out=str(tmp_path / "junk"), max_steps=1, **TINY, init_weights=str(tmp_path / "junk.pt")),

@@ -59,6 +59,8 @@ class StreamConfig:
     augment: str = "none"
     #: Step of the model grid in degrees (a multiple of the 0.01 degree pattern grid).
     grid_step: float = 0.01
+    #: Network inputs with background and noise taken away (InputSpec.clean).
+    clean_input: bool = False
     #: Augmented renderings of each simulated crystal (reuse of its reflections).
     renders: int = 1
     #: With ``augment``: share of the renderings drawn ideal (every experimental effect off,
@@ -84,7 +86,7 @@ class StreamConfig:
             raise ConfigError("real_fraction > 0 needs a real crystal set (build one with `synthxrd real build`)")
         if self.simulate_on == "device" and (self.real_fraction > 0 or self.renders > 1):
             raise ConfigError("real crystals and renders > 1 need simulate_on = 'worker'")
-        InputSpec(step=self.grid_step)  # validates the step
+        InputSpec(step=self.grid_step, clean=self.clean_input)  # validates the step
         if self.perturb:
             from synthxrd.real import PerturbConfig
 
@@ -94,6 +96,8 @@ class StreamConfig:
                 raise ConfigError(f"perturb: {exc}") from None
         if self.simulate_on not in ("worker", "device"):
             raise ConfigError(f"simulate_on must be 'worker' or 'device', got {self.simulate_on!r}")
+        if self.simulate_on == "device" and self.clean_input:
+            raise ConfigError("clean_input needs simulate_on = 'worker' (its filters run on the CPU)")
         if self.simulate_on == "device" and self.augment != "none":
             raise ConfigError("augment needs simulate_on = 'worker' (the device path simulates ideal patterns)")
 
@@ -134,7 +138,7 @@ class BatchMaker:
 
     def __init__(self, config: StreamConfig):
         self.config = config
-        self.spec = InputSpec(step=config.grid_step)
+        self.spec = InputSpec(step=config.grid_step, clean=config.clean_input)
         self._generator: Generator | None = None
         self._real: Any = None
         self._augment: Any = None

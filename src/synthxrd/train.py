@@ -79,6 +79,7 @@ class TrainConfig:
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
     augment: str = "none"  # experimental realism: none | default | measured | path of a TOML file (synthxrd.augment)
     grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
+    clean_input: bool = False  # inputs with background and noise taken away (InputSpec.clean, as search-match)
     renders: int = 4  # augmented renderings per simulated crystal
     clean_fraction: float = 0.0  # with augment: share of the renderings drawn ideal (synthxrd.data)
     real: str | None = None  # real crystal set (`synthxrd real build`) mixed into the batches
@@ -238,7 +239,7 @@ def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: 
 def _stream_config(config: TrainConfig, **changes: Any) -> StreamConfig:
     """The training stream of ``config`` (with ``changes``, e.g. another seed)."""
     fields = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
-              "renders", "clean_fraction", "real", "real_fraction", "perturb")
+              "clean_input", "renders", "clean_fraction", "real", "real_fraction", "perturb")
     return StreamConfig(**{**{k: getattr(config, k) for k in fields}, **changes})
 
 
@@ -252,7 +253,7 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
         warnings.warn(f"no validation_dir: validating on the random set only (skipping {[n for n in names if n != 'random']}; "
                       "build real-crystal sets with `synthxrd validation build`)", stacklevel=3)
         names = ["random"]
-    spec = InputSpec(step=config.grid_step)
+    spec = InputSpec(step=config.grid_step, clean=config.clean_input)
     if "random" in names and config.n_val_random > 0:
         # the one definition of the random set (that of the validation cache), with the training stream's
         # generator and classes and a seed of its own
@@ -363,7 +364,8 @@ def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: 
     differs = {
         "classes": loaded_classes.tolist() != [int(c) for c in classes],
         "network": dict(meta["model_config"]) != dict(model_config),
-        "input grid": checkpoint_input(meta).to_dict() != spec.to_dict(),
+        # the grid, not the cleaning: a network continues from raw to clean inputs as from any other data
+        "input grid": {**checkpoint_input(meta).to_dict(), "clean": spec.clean} != spec.to_dict(),
     }
     bad = [k for k, d in differs.items() if d]
     if bad:

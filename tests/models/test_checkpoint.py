@@ -31,6 +31,36 @@ def test_input_spec_grids():
             InputSpec(**bad)
     assert InputSpec.from_dict(None) == InputSpec()
     assert InputSpec.from_dict(InputSpec(step=0.04).to_dict()) == InputSpec(step=0.04)
+    assert InputSpec.from_dict(InputSpec(clean=True).to_dict()).clean
+    legacy = {k: v for k, v in InputSpec(step=0.04).to_dict().items() if k != "clean"}  # exports before `clean`
+    assert InputSpec.from_dict(legacy) == InputSpec(step=0.04)
+    with pytest.raises(ConfigError, match="clean"):
+        InputSpec(clean="yes")
+
+
+def test_clean_input_takes_background_and_noise_away_as_search_match_does():
+    from synthxrd.io import clean_patterns
+    from synthxrd.match.search import SearchSettings, prepare
+
+    x = Grid().values()
+    rng = np.random.default_rng(3)
+    peaks = np.exp(-0.5 * ((x - 30.0) / 0.05) ** 2) + 0.5 * np.exp(-0.5 * ((x - 47.0) / 0.05) ** 2)
+    measured = peaks + 0.3 + 0.002 * x + 0.01 * rng.standard_normal(x.size)  # sloped background, noise
+    spec = InputSpec(step=0.04, clean=True)
+    got = spec.apply(measured[None])[0]
+    # the inputs of the cleaned pattern: search-match's cleaning, then the usual binning and sqrt
+    np.testing.assert_allclose(got, InputSpec(step=0.04).apply(clean_patterns(measured[None], 0.01))[0], atol=1e-6)
+    np.testing.assert_allclose(clean_patterns(measured[None], 0.01), prepare(x, measured[None], SearchSettings()))
+    grid = spec.grid.values()
+    away = np.abs(grid - 30.0) > 1.0
+    away &= np.abs(grid - 47.0) > 1.0
+    assert got[away].max() < 0.1 < 0.4 < InputSpec(step=0.04).apply(measured[None])[0][away].min()  # baseline gone
+    assert (got[away] == 0).mean() > 0.8  # most of the noise below the floor
+    assert got[np.argmin(np.abs(grid - 30.0))] == pytest.approx(1.0, abs=0.05)
+    assert got[np.argmin(np.abs(grid - 47.0))] == pytest.approx(np.sqrt(0.5), abs=0.05)  # heights kept
+    assert not spec.apply(np.zeros((1, x.size))).any()
+    with pytest.raises(ConfigError, match="CPU"):
+        spec.apply_torch(torch.as_tensor(measured[None]))
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, 4, 5])

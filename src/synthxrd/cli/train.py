@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--renders", type=int, metavar="R", help="augmented renderings per simulated crystal (default 4)")
     parser.add_argument("--clean-fraction", type=float, metavar="F",
                         help="with --augment: share of the patterns rendered ideal (default 0)")
+    parser.add_argument("--clean-input", action="store_true", default=None,
+                        help="take background and noise away from every network input, in training and in "
+                             "prediction, as search-match does (InputSpec.clean)")
     parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
     parser.add_argument("--real-fraction", type=float, metavar="F",
                         help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                  "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment,
                  "grid_step": args.grid_step, "renders": args.renders, "clean_fraction": args.clean_fraction, "real": args.real,
                  "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours,
-                 "init_weights": args.init_weights}
+                 "init_weights": args.init_weights, "clean_input": args.clean_input}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:
         config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})

@@ -39,7 +39,7 @@ from synthxrd.io._common import (
     PatternWarning,
 )
 from synthxrd.io.formats import FORMATS, Format, format_names, formats_markdown, supported_formats
-from synthxrd.io.prepare import convert_wavelength, load_for_model, resample
+from synthxrd.io.prepare import clean_patterns, convert_wavelength, load_for_model, resample
 from synthxrd.io.read import read_pattern
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "NEGATIVE_WARNING_SHARE",
     "PatternWarning",
     "read_pattern",
+    "clean_patterns",
     "convert_wavelength",
     "resample",
     "load_for_model",

@@ -1,7 +1,9 @@
 """A measured pattern as a trained network sees it: convert the wavelength, resample onto the grid.
 
 :func:`convert_wavelength` moves a 2theta axis to another wavelength by Bragg's law; :func:`resample`
-puts a pattern onto the model's 2theta grid; :func:`load_for_model` reads a file
+puts a pattern onto the model's 2theta grid; :func:`clean_patterns` takes away background and noise
+(as search-match compares patterns, and as a network with ``InputSpec.clean`` sees them);
+:func:`load_for_model` reads a file
 (:func:`~synthxrd.io.read_pattern`) and does both, then normalises. Grid and default wavelength come
 from :mod:`synthxrd.simulate.common`, the same constants the simulator uses.
 """
@@ -20,7 +22,7 @@ from synthxrd.io._common import GAP_FACTOR, MIN_POINTS, PatternWarning
 from synthxrd.io.read import read_pattern
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 
-__all__ = ["convert_wavelength", "load_for_model", "resample"]
+__all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "resample"]
 
 
 def convert_wavelength(two_theta, from_wavelength: float | str, to_wavelength: float | str
@@ -212,3 +214,38 @@ def _linear_antiderivative(x: np.ndarray, y: np.ndarray):
         return cumulative[k] + y[k] * d + 0.5 * slope[k] * d * d
     return antiderivative
 
+
+
+def clean_patterns(y: np.ndarray, step: float, *, smooth_deg: float = 0.05, background_window_deg: float = 3.0,
+                   noise_sigmas: float = 1.5) -> np.ndarray:
+    """Patterns (N, M) on a uniform 2theta axis of ``step`` degrees with background and noise taken
+    away, each row divided by its maximum (rows with nothing left are 0).
+
+    1. noise: a Gaussian filter of sigma ``smooth_deg`` (skipped below 0.3 grid steps);
+    2. background: a rolling minimum over ``background_window_deg`` followed by a moving average of
+       the same width (an envelope from below, like a rolling-ball filter; Sonneveld & Visser,
+       J. Appl. Cryst. 8 (1975) 1-7), subtracted where it lies below the pattern;
+    3. noise floor: median + ``noise_sigmas`` x 1.4826 MAD of each row subtracted (most points
+       are no peak, so median and MAD measure the baseline and its noise), then clipped at 0.
+
+    A stage with its parameter 0 is skipped. The same function prepares measured patterns for
+    search-match (:func:`synthxrd.match.search.prepare`) and network inputs of a model trained
+    with ``InputSpec.clean``, so that synthetic and measured patterns reach the network alike.
+    """
+    from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
+
+    out = np.array(np.atleast_2d(y), np.float64)
+    if smooth_deg > 0 and smooth_deg / step >= 0.3:
+        out = gaussian_filter1d(out, smooth_deg / step, axis=1, mode="nearest")
+    if background_window_deg > 0:
+        w = max(3, int(round(background_window_deg / step)) | 1)
+        if w < out.shape[1]:
+            background = uniform_filter1d(minimum_filter1d(out, w, axis=1, mode="nearest"), w, axis=1, mode="nearest")
+            out -= np.minimum(background, out)
+    if noise_sigmas > 0:
+        median = np.median(out, axis=1, keepdims=True)
+        mad = np.median(np.abs(out - median), axis=1, keepdims=True)
+        out -= median + noise_sigmas * 1.4826 * mad
+    np.clip(out, 0.0, None, out=out)
+    peak = out.max(axis=1, keepdims=True)
+    return np.divide(out, peak, out=np.zeros_like(out), where=peak > 0)

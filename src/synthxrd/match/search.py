@@ -185,32 +185,17 @@ def _check_patterns(two_theta, intensities) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(two_theta: np.ndarray, y: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """Cleaned patterns (N, M), maximum 1: background subtracted, noise smoothed, floor subtracted.
-
-    Background: a rolling minimum over ``background_window_deg`` followed by a moving average of
-    the same width (an envelope from below, as a rolling-ball filter); noise: a Gaussian filter of
-    ``smooth_deg``; floor: median + ``noise_sigmas`` x 1.4826 MAD of each pattern, then clipped at 0. :class:`DataError` for a pattern with no positive intensity left.
+    """Cleaned patterns (N, M), maximum 1: :func:`synthxrd.io.clean_patterns` with the settings'
+    ``smooth_deg``, ``background_window_deg`` and ``noise_sigmas``. :class:`DataError` for a
+    pattern with no positive intensity left.
     """
-    from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
+    from synthxrd.io.prepare import clean_patterns
 
-    step = float(np.median(np.diff(two_theta)))
-    out = np.array(y, np.float64)
-    if settings.smooth_deg > 0 and settings.smooth_deg / step >= 0.3:
-        out = gaussian_filter1d(out, settings.smooth_deg / step, axis=1, mode="nearest")
-    if settings.background_window_deg > 0:
-        w = max(3, int(round(settings.background_window_deg / step)) | 1)
-        if w < out.shape[1]:
-            background = uniform_filter1d(minimum_filter1d(out, w, axis=1, mode="nearest"), w, axis=1, mode="nearest")
-            out = out - np.minimum(background, out)
-    if settings.noise_sigmas > 0:
-        median = np.median(out, axis=1, keepdims=True)
-        mad = np.median(np.abs(out - median), axis=1, keepdims=True)
-        out = out - (median + settings.noise_sigmas * 1.4826 * mad)
-    out = np.clip(out, 0.0, None)
-    peak = out.max(axis=1)
-    if (bad := np.flatnonzero(~(peak > 0))).size:
+    out = clean_patterns(y, float(np.median(np.diff(two_theta))), smooth_deg=settings.smooth_deg,
+                         background_window_deg=settings.background_window_deg, noise_sigmas=settings.noise_sigmas)
+    if (bad := np.flatnonzero(~(out.max(axis=1) > 0))).size:
         raise DataError(f"search: pattern {int(bad[0])} has no positive intensity after background removal")
-    return out / peak[:, None]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ key                meaning
 model              state dict (float32 in a run; float16 or float32 in an export)
 model_config       ``model.config`` of :func:`synthxrd.models.build` (rebuilds the architecture)
 classes            ITA numbers of the logits, in order
-input              :class:`InputSpec` as a dict: the model grid, wavelength, transform
+input              :class:`InputSpec` as a dict: the model grid, wavelength, transform, clean
 calibration        ``{"temperature": T, ...}`` (:mod:`synthxrd.models.calibration`); T = 1 when absent
 step, best, config, synthxrd_version, statistics_version
                    provenance (a training run adds optimizer, scheduler and RNG state)
@@ -20,7 +20,8 @@ Checkpoints written before ``input`` existed are read as the legacy contract (5-
 
 :meth:`InputSpec.apply` is the one preprocessing function: patterns on the fine pattern grid
 (:class:`synthxrd.simulate.Grid`, 5-90 degrees at 0.01 degrees) are averaged onto the model grid
-(:func:`bin_patterns`), clipped at 0, divided by their maximum and square-rooted. The training
+(:func:`bin_patterns`), clipped at 0, divided by their maximum and square-rooted (with ``clean``,
+background and noise are taken away first, as search-match does). The training
 stream applies it to simulated patterns and :class:`synthxrd.predict.Predictor` to measured ones
 after :func:`synthxrd.io.resample` onto the fine grid, so both sides see identical inputs.
 """
@@ -66,6 +67,9 @@ class InputSpec:
     step: float = 0.01
     wavelength: float = DEFAULT_WAVELENGTH
     transform: str = "sqrt"
+    #: Take background and noise away first (:func:`synthxrd.io.clean_patterns`, the cleaning of
+    #: search-match), so that the network sees synthetic and measured patterns alike.
+    clean: bool = False
 
     def __post_init__(self) -> None:
         fine = Grid()
@@ -80,6 +84,8 @@ class InputSpec:
                               f"{fine.start}-{fine.stop}, e.g. 0.01, 0.02, 0.04 or 0.05; got {self.step!r}")
         if self.transform not in TRANSFORMS:
             raise ConfigError(f"input transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        if not isinstance(self.clean, bool):
+            raise ConfigError(f"input clean must be true or false, got {self.clean!r}")
         if not (math.isfinite(self.wavelength) and 0.1 < self.wavelength < 5.0):
             raise ConfigError(f"input wavelength must be in (0.1, 5) Angstrom, got {self.wavelength!r}")
 
@@ -106,28 +112,37 @@ class InputSpec:
         if not data:
             return cls()
         try:
-            return cls(**{k: data[k] for k in ("start", "stop", "step", "wavelength", "transform") if k in data})
+            return cls(**{k: data[k] for k in ("start", "stop", "step", "wavelength", "transform", "clean") if k in data})
         except TypeError as exc:
             raise DataError(f"checkpoint input spec {data!r}: {exc}") from None
 
     def apply(self, patterns: np.ndarray) -> np.ndarray:
         """Network inputs (N, n) float32 from patterns on the fine grid ((N, 8501) or (8501,)).
 
-        x = T(b / max b), b = :func:`bin_patterns` (clipped at 0), T = sqrt or identity. A row without
-        positive intensity stays 0.
+        x = T(b / max b), b = :func:`bin_patterns` (clipped at 0), T = sqrt or identity; with
+        ``clean``, the fine-grid patterns go through :func:`synthxrd.io.clean_patterns` first. A row
+        without positive intensity stays 0.
         """
         y = np.atleast_2d(np.asarray(patterns, np.float64))
         if y.shape[1] != Grid().n:
             raise DataError(f"patterns on the pattern grid need {Grid().n} points per row, got shape {y.shape}")
+        if self.clean:
+            from synthxrd.io.prepare import clean_patterns
+
+            y = clean_patterns(y, Grid().step)
         b = np.clip(bin_patterns(y, self.factor), 0.0, None)
         peak = b.max(axis=1, keepdims=True)
         b = np.divide(b, peak, out=np.zeros_like(b), where=peak > 0)
         return (np.sqrt(b) if self.transform == "sqrt" else b).astype(np.float32)
 
     def apply_torch(self, patterns):
-        """:meth:`apply` on a (N, 8501) torch tensor, on its device (the GPU-simulation path)."""
+        """:meth:`apply` on a (N, 8501) torch tensor, on its device (the GPU-simulation path; not
+        with ``clean``, whose filters run on the CPU)."""
         import torch
         import torch.nn.functional as F
+
+        if self.clean:
+            raise ConfigError("input clean = true runs on the CPU (InputSpec.apply), not on the device")
 
         y = patterns.float()
         if self.factor > 1:
