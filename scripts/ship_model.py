@@ -18,8 +18,9 @@
 4. ``docs/model_card_training.png``: the training curves; ``docs/model_card_curve.png``: the learning
    curve of the campaign (patterns seen against accuracy on match, rruff_dev and XRED).
 
-A run started from the shipped weights (``synthxrd train --init-weights .../default.pt``) continues
-the shipped model's campaign: its runs, hours and learning curve are added to those of the card.
+A run started from the shipped weights (``synthxrd train --init-weights .../default.pt``), or from
+a checkpoint of a run that did (``--init-weights runs/run3/checkpoint.pt``, followed back run by run),
+continues the shipped model's campaign: its runs, hours and learning curves are added to the card's.
 
 rruff_dev and XRED choose and measure; they are never trained on.
 """
@@ -48,6 +49,42 @@ def _wall_hours(run: Path, gap_s: float = 600.0) -> float:
     acc.Reload()
     times = sorted(e.wall_time for e in acc.Scalars("train/loss"))
     return sum(b - a for a, b in zip(times, times[1:]) if b - a < gap_s) / 3600.0
+
+
+def _run_config(run: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads((run / "config.toml").read_text())
+
+
+def _lineage(run: Path, card_runs: set[str]) -> tuple[list[Path], bool]:
+    """The run folders whose weights ``run`` continues, oldest first, ending with ``run``, and
+    whether the chain continues the shipped card's campaign.
+
+    ``init_weights`` is followed back through checkpoints inside run folders (a folder with a
+    ``config.toml``); the chain stops at a run without ``init_weights`` (a fresh campaign), at an
+    exported model (the shipped one: its card's campaign) or at a run already on the card."""
+    chain = [run]
+    while True:
+        source = _run_config(chain[0]).get("init_weights")
+        if not source:
+            return chain, False
+        parent = Path(source).parent
+        if parent.name in card_runs or not (parent / "config.toml").is_file():
+            return chain, True
+        chain.insert(0, parent)
+
+
+def _ledger_row(run: Path, hardware: str) -> dict:
+    """One run of the campaign: its last step, patterns seen, wall hours and starting weights."""
+    from synthxrd.models.checkpoint import load_checkpoint
+
+    config = _run_config(run)
+    steps = int(load_checkpoint(run / "checkpoint.pt")["step"])
+    source = config.get("init_weights")
+    return {"run": run.name, "steps": steps, "patterns_seen": steps * config["batch_size"],
+            "wall_hours": round(_wall_hours(run), 3),
+            "init_weights": f"{Path(source).parent.name}/{Path(source).name}" if source else None, "hardware": hardware}
 
 
 def _metrics(evaluation: Path) -> dict:
@@ -113,19 +150,25 @@ def main(argv: list[str] | None = None) -> int:
     payload = torch.load(model, weights_only=True)
     run = json.loads((args.run / "run.json").read_text())
     config = payload["config"]
-    curve_file = args.run / "curve.json"
     metrics = {name: _metrics(args.eval_out / name) for name in _evaluations(model, args)}
     wall_hours = round(_wall_hours(args.run), 3)
     hardware = (f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
                 f"{run['workers']} data worker(s), torch {run['torch_version']}")
-    # a run started from the shipped weights (--init-weights) continues its campaign: the runs add up
-    campaign = [*(previous.get("campaign", []) if config.get("init_weights") else []),
-                {"run": args.run.name, "steps": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
-                 "wall_hours": wall_hours, "init_weights": config.get("init_weights"), "hardware": hardware}]
-    offset = sum(r["patterns_seen"] for r in campaign[:-1])
-    curve = [*(previous.get("learning_curve") or [] if config.get("init_weights") else []),
-             *({**row, "run": args.run.name, "campaign_patterns_seen": row["patterns_seen"] + offset}
-               for row in (json.loads(curve_file.read_text()) if curve_file.is_file() else []))]
+    # the runs whose weights this one continues (--init-weights) and, when the chain starts from the
+    # shipped weights, the card's campaign before them: runs, hours and learning curves add up
+    card_runs = list(previous.get("campaign", []))
+    chain, continues = _lineage(args.run, {r["run"] for r in card_runs})
+    campaign = [*(card_runs if continues else []), *(_ledger_row(r, hardware) for r in chain)]
+    campaign[-1]["steps"] = payload["step"]  # the exported checkpoint's step
+    campaign[-1]["patterns_seen"] = payload["step"] * config["batch_size"]
+    curve = [*(previous.get("learning_curve") or [] if continues else [])]
+    offset = sum(r["patterns_seen"] for r in campaign[:len(campaign) - len(chain)])
+    for r, row in zip(chain, campaign[len(campaign) - len(chain):]):
+        curve_file = r / "curve.json"
+        rows = json.loads(curve_file.read_text()) if curve_file.is_file() else []
+        curve += [{**point, "run": r.name, "campaign_patterns_seen": point["patterns_seen"] + offset}
+                  for point in rows if point["step"] <= row["steps"]]
+        offset += row["patterns_seen"]
     card = {
         "model": payload["model_config"]["name"], "parameters": run["parameters"], "classes": len(payload["classes"]),
         "step": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
