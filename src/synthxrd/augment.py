@@ -382,7 +382,7 @@ def augment_config(spec: str | Path | AugmentConfig | None) -> AugmentConfig | N
     if isinstance(spec, str) and spec.strip().lower() in PRESETS:
         return AugmentConfig(**PRESETS[spec.strip().lower()])
     if not isinstance(spec, (str, Path)):
-        raise ConfigError(f"augment: expected 'default', 'none' or a TOML path, got {spec!r:.80}")
+        raise ConfigError(f"augment: expected 'default', 'measured', 'none' or a TOML path, got {spec!r:.80}")
     values: dict[str, Any] = load_toml(spec)
     if set(values) == {"augment"} and isinstance(values["augment"], dict):
         values = values["augment"]

@@ -215,7 +215,6 @@ def _linear_antiderivative(x: np.ndarray, y: np.ndarray):
     return antiderivative
 
 
-
 def clean_patterns(y: np.ndarray, step: float, *, smooth_deg: float = 0.05, background_window_deg: float = 3.0,
                    noise_sigmas: float = 1.5) -> np.ndarray:
     """Patterns (N, M) on a uniform 2theta axis of ``step`` degrees with background and noise taken
