@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     run = json.loads((args.run / "run.json").read_text())
     config = payload["config"]
     metrics = {name: _metrics(args.eval_out / name) for name in _evaluations(model, args)}
-    wall_hours = round(_wall_hours(args.run), 3)
     hardware = (f"{platform.machine()}, {available_cores()} CPU cores, device {run['device']}, "
                 f"{run['workers']} data worker(s), torch {run['torch_version']}")
     # the runs whose weights this one continues (--init-weights) and, when the chain starts from the
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": payload["model_config"]["name"], "parameters": run["parameters"], "classes": len(payload["classes"]),
         "step": payload["step"], "patterns_seen": payload["step"] * config["batch_size"],
         "averaged": payload["export"]["source"] if args.average else None,
-        "wall_hours": wall_hours,
+        "wall_hours": campaign[-1]["wall_hours"],  # this run's row of the ledger
         "campaign": campaign,
         "campaign_wall_hours": round(sum(r["wall_hours"] for r in campaign), 3),
         "campaign_patterns_seen": sum(r["patterns_seen"] for r in campaign),
