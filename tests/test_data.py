@@ -38,6 +38,27 @@ def test_local_workers_give_the_index_order(reference, workers):
         assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)
 
 
+def test_a_killed_worker_is_reported_by_next_not_between_steps():
+    """torch's SIGCHLD handler would raise anywhere in the trainer (inside a lock it hangs the run):
+    the stream keeps a dead worker's error for its next call, and puts the handler back on close."""
+    import os
+    import signal
+    import time
+
+    previous = signal.getsignal(signal.SIGCHLD)
+    stream = make_stream(CONFIG, workers=1)
+    try:
+        next(stream)
+    finally:  # a worker left behind can outlive pytest, blocked on a full pipe
+        os.kill(stream._iterator._workers[0].pid, signal.SIGKILL)
+    time.sleep(1.0)  # SIGCHLD arrives here, between "steps": nothing may be raised
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        for _ in range(10):
+            next(stream)
+    stream.close()
+    assert signal.getsignal(signal.SIGCHLD) is previous
+
+
 def test_ranks_shard_the_stream():
     a = next(make_stream(CONFIG, workers=0, start=3, rank=1, world_size=2))
     assert a.index == 3 * 2 + 1

@@ -399,4 +399,66 @@ def make_stream(config: StreamConfig, *, workers: int, start: int = 0, rank: int
     if ray_address:
         return RayStream(config, actors=max(1, workers), start=start, rank=rank, world_size=world_size,
                          address=None if ray_address == "local" else ray_address)
-    return iter(local_loader(config, workers=workers, start=start, rank=rank, world_size=world_size))
+    return WatchedLoader(local_loader(config, workers=workers, start=start, rank=rank, world_size=world_size))
+
+
+class WatchedLoader:
+    """Iterator over a DataLoader whose dead workers are reported by ``next()`` only.
+
+    torch learns of a dead worker from SIGCHLD and raises its error from the signal handler, that is
+    between any two bytecodes of the trainer. Inside ``next()`` that is needed: a worker killed in the
+    middle of sending a batch leaves the trainer blocked in a read of the rest, which only the signal
+    interrupts. Anywhere else it is not safe: raised inside ``with lock:`` (tqdm's write, TensorBoard's
+    queue) it leaves the lock held and the run hangs at the next flush (seen once in CI). So the
+    handler here raises inside ``next()`` and otherwise keeps the error for the next call: the trainer
+    stops at a step boundary. :meth:`close` puts the previous handler back and stops the workers (the
+    handler holds only ``state``, so an unclosed loader is still collected and its workers stopped).
+    """
+
+    def __init__(self, loader) -> None:
+        import signal
+        import threading
+
+        self._previous = signal.getsignal(signal.SIGCHLD)
+        self._iterator = iter(loader)  # torch installs its SIGCHLD handler here (main thread only)
+        self.state = {"inside": False, "failure": None}
+        self._watching = loader.num_workers > 0 and threading.current_thread() is threading.main_thread()
+        if self._watching:
+            signal.signal(signal.SIGCHLD, _sigchld_handler(self.state))
+
+    def __iter__(self) -> WatchedLoader:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.state["failure"] is not None:
+            raise self.state["failure"]
+        self.state["inside"] = True
+        try:
+            return next(self._iterator)
+        finally:
+            self.state["inside"] = False
+
+    def close(self) -> None:
+        import signal
+
+        if self._watching:
+            signal.signal(signal.SIGCHLD, self._previous)
+            self._watching = False
+        self._iterator = None  # shuts the workers down
+
+
+def _sigchld_handler(state: dict):
+    """A SIGCHLD handler that raises torch's dead-worker error while ``state["inside"]`` and otherwise
+    keeps it in ``state["failure"]`` (:class:`WatchedLoader`)."""
+
+    def handler(signum, frame) -> None:
+        from torch.utils.data._utils.signal_handling import _error_if_any_worker_fails
+
+        try:
+            _error_if_any_worker_fails()  # torch's check of this process's DataLoader workers
+        except RuntimeError as exc:
+            if state["inside"]:
+                raise
+            state["failure"] = exc
+
+    return handler

@@ -386,9 +386,8 @@ def _previous_history(path: Path) -> list[dict[str, Any]]:
 
 
 def _stream_failure(exc: RuntimeError, when: str) -> str:
-    """One line for a failed data stream. A killed data worker reaches the trainer either from
-    ``next(stream)`` or from torch's SIGCHLD handler in the middle of a step, depending on timing;
-    both say the same."""
+    """One line for a failed data stream (a killed data worker reaches the trainer from ``next(stream)``,
+    :func:`synthxrd.data.make_stream`)."""
     what = "a data worker died" if "DataLoader worker" in str(exc) else "the data stream failed"
     return f"{what} {when} ({str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__})"
 
@@ -515,100 +514,93 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     deadline = time.time() + 3600.0 * config.max_hours if config.max_hours > 0 else math.inf
     model.train()
     with _StopFlag() as stop:
-        torn = False  # a worker failure raised in the middle of a step: its state is not saved
-        try:
-            while step < config.max_steps:
-                if time.time() > deadline and stop.raised is None:
-                    stop.raised = "max_hours"
-                if _agreed_stop(stop.raised is not None, world, device):
-                    stop.raised = stop.raised or "peer"
-                    break
-                t_wait = time.perf_counter()
-                try:
-                    batch = next(stream)
-                except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
-                    stop.raised = "data worker failure"
-                    failure = _stream_failure(exc, f"before step {step + 1}")
-                    break
-                y = torch.as_tensor(batch.labels, device=device)
-                if batch.inputs is not None:
-                    x = torch.as_tensor(batch.inputs, device=device)
-                else:
-                    from synthxrd.simulate.torch_sim import patterns_torch
+        while step < config.max_steps:
+            if time.time() > deadline and stop.raised is None:
+                stop.raised = "max_hours"
+            if _agreed_stop(stop.raised is not None, world, device):
+                stop.raised = stop.raised or "peer"
+                break
+            t_wait = time.perf_counter()
+            try:
+                batch = next(stream)
+            except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
+                stop.raised = "data worker failure"
+                failure = _stream_failure(exc, f"before step {step + 1}")
+                break
+            y = torch.as_tensor(batch.labels, device=device)
+            if batch.inputs is not None:
+                x = torch.as_tensor(batch.inputs, device=device)
+            else:
+                from synthxrd.simulate.torch_sim import patterns_torch
 
-                    arrays = dict(batch.crystals)
-                    sizes = arrays.pop("crystallite_size_nm")
-                    x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
-                                                       allow_empty=True))
-                    has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
-                    if not bool(has_peaks.all()):
-                        window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
-                        x, y = x[has_peaks], y[has_peaks]
-                window["wait"] += time.perf_counter() - t_wait
-                window["replaced"] += batch.replaced
-                with autocast():
-                    logits = model(x)
-                    loss = loss_fn(logits.float(), y)
-                    if groups is not None:
-                        loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
-                if _agreed_stop(not bool(torch.isfinite(loss)), world, device):
-                    stop.raised = "non-finite loss"
-                    failure = (f"the loss is {loss.item()} at step {step + 1}: training diverged (lower --lr, or set "
-                               "grad_clip)")
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                window["loss"] += loss.item()
-                window["acc"] += float((logits.argmax(1) == y).float().mean())
-                window["n"] += 1
-                window["patterns"] += len(y)
-                bar.update(1)
-                if rank == 0 and (step % config.log_every == 0 or step == config.max_steps):
-                    elapsed = time.perf_counter() - window["t0"]
-                    row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
-                           "lr": scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
-                           "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
-                           "patterns_per_s": window["patterns"] * world / max(elapsed, 1e-9)}
-                    history.append(row)
-                    writer.add_scalar("train/loss", row["loss"], step)
-                    writer.add_scalar("train/top1", row["top1"], step)
-                    writer.add_scalar("train/lr", row["lr"], step)
-                    writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
-                    writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
-                    writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
-                    writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
-                    if window.get("empty"):
-                        writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
-                    window = new_window()
-                due = (step % config.val_every == 0 or step == config.max_steps) \
-                    or step % config.checkpoint_every == 0 or (config.snapshot_every and step % config.snapshot_every == 0)
-                if due and _agreed_stop(not _finite(core), world, device):  # before anything is saved; same on every rank
-                    stop.raised = "non-finite weights"
-                    failure = (f"the weights are not finite after step {step}: training diverged (lower --lr, or set "
-                               "grad_clip)")
-                    break
-                if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
-                    last_val = validate()
-                    bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
-                                                           for k, v in last_val.items()))
-                if rank == 0 and step % config.checkpoint_every == 0:
-                    save(ckpt_path)
-                if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
-                    (out / SNAPSHOTS).mkdir(exist_ok=True)
-                    save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
-        except RuntimeError as exc:
-            if "DataLoader worker" not in str(exc):
-                raise
-            stop.raised, torn = "data worker failure", True  # torch reports a dead worker from SIGCHLD, anywhere
-            failure = _stream_failure(exc, f"during step {step + 1}")
+                arrays = dict(batch.crystals)
+                sizes = arrays.pop("crystallite_size_nm")
+                x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
+                                                   allow_empty=True))
+                has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
+                if not bool(has_peaks.all()):
+                    window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
+                    x, y = x[has_peaks], y[has_peaks]
+            window["wait"] += time.perf_counter() - t_wait
+            window["replaced"] += batch.replaced
+            with autocast():
+                logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                if groups is not None:
+                    loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
+            if _agreed_stop(not bool(torch.isfinite(loss)), world, device):
+                stop.raised = "non-finite loss"
+                failure = (f"the loss is {loss.item()} at step {step + 1}: training diverged (lower --lr, or set "
+                           "grad_clip)")
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            window["loss"] += loss.item()
+            window["acc"] += float((logits.argmax(1) == y).float().mean())
+            window["n"] += 1
+            window["patterns"] += len(y)
+            bar.update(1)
+            if rank == 0 and (step % config.log_every == 0 or step == config.max_steps):
+                elapsed = time.perf_counter() - window["t0"]
+                row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
+                       "lr": scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
+                       "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
+                       "patterns_per_s": window["patterns"] * world / max(elapsed, 1e-9)}
+                history.append(row)
+                writer.add_scalar("train/loss", row["loss"], step)
+                writer.add_scalar("train/top1", row["top1"], step)
+                writer.add_scalar("train/lr", row["lr"], step)
+                writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
+                writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
+                writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
+                writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
+                if window.get("empty"):
+                    writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
+                window = new_window()
+            due = (step % config.val_every == 0 or step == config.max_steps) \
+                or step % config.checkpoint_every == 0 or (config.snapshot_every and step % config.snapshot_every == 0)
+            if due and _agreed_stop(not _finite(core), world, device):  # before anything is saved; same on every rank
+                stop.raised = "non-finite weights"
+                failure = (f"the weights are not finite after step {step}: training diverged (lower --lr, or set "
+                           "grad_clip)")
+                break
+            if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
+                last_val = validate()
+                bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
+                                                       for k, v in last_val.items()))
+            if rank == 0 and step % config.checkpoint_every == 0:
+                save(ckpt_path)
+            if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
+                (out / SNAPSHOTS).mkdir(exist_ok=True)
+                save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
         bar.close()
-        keep_last = torn or stop.raised in ("non-finite loss", "non-finite weights")
+        keep_last = stop.raised in ("non-finite loss", "non-finite weights")
         if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
             last_val = validate()  # a time-limited run ends validated, like one that reaches max_steps
         if rank == 0:
