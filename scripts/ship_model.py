@@ -14,7 +14,8 @@
    (``scripts/fit_fusion.py``, simulated patterns only) into ``resources/library/fusion.json``;
 3. ``src/synthxrd/resources/models/default.json``: the model card's data (run, training time and
    hardware from the TensorBoard events, the learning curve of ``RUN_DIR/curve.json`` when
-   ``scripts/learning_curve.py`` made one, every metric next to the prior);
+   ``scripts/learning_curve.py`` made one, every metric next to the prior, and what the curve from
+   ``--project-from RUN`` on projects for the network-alone targets, in patterns seen and hours);
 4. ``docs/model_card_training.png``: the training curves; ``docs/model_card_curve.png``: the learning
    curve of the campaign (patterns seen against accuracy on match, rruff_dev and XRED).
 
@@ -38,6 +39,7 @@ MODELS = ROOT / "src" / "synthxrd" / "resources" / "models"
 FUSION = ROOT / "src" / "synthxrd" / "resources" / "library" / "fusion.json"
 DATA = ROOT.parent / "shared" / "data" / "experimental"
 METRICS = ("top1", "top5", "crystal_system", "extinction_group", "ece")
+TARGETS = (("match", "top1", 0.40), ("rruff_dev", "top1", 0.30), ("rruff_dev", "crystal_system", 0.60))
 
 
 def _wall_hours(run: Path, gap_s: float = 600.0) -> float:
@@ -109,6 +111,31 @@ def _evaluations(model: Path, args) -> dict[str, list[str]]:
             for name, extra in runs.items()}
 
 
+def _projection(curve: list[dict], campaign: list[dict], first_run: str) -> dict:
+    """What the campaign's learning curve projects for the network-alone targets of :data:`TARGETS`.
+
+    The points from ``first_run`` on (the runs of the shipped configuration), against the patterns
+    seen by the whole campaign, go to ``learning_curve.project`` (a line in log10 patterns seen through
+    the second half of them); the hours assume the last run's patterns per hour on this hardware."""
+    from learning_curve import project
+
+    runs = [point["run"] for point in curve]
+    if first_run not in runs:
+        raise SystemExit(f"--project-from {first_run}: the learning curve has the runs {', '.join(dict.fromkeys(runs))}")
+    points = [{**p, "patterns_seen": p["campaign_patterns_seen"]} for p in curve[runs.index(first_run):]]
+    now, last = points[-1], campaign[-1]
+    per_hour = last["patterns_seen"] / last["wall_hours"]
+    targets = []
+    for name, metric, value in TARGETS:
+        reached = now["sets"][name][metric] >= value
+        seen = None if reached else project(points, name, metric, value)
+        targets.append({"set": name, "metric": metric, "target": value, "now": now["sets"][name][metric],
+                        "reached": reached, "patterns_seen": round(seen) if seen else None,
+                        "more_hours": round((seen - now["patterns_seen"]) / per_hour, 1) if seen else None})
+    return {"from_run": first_run, "points": len(points), "patterns_seen": now["patterns_seen"],
+            "patterns_per_hour": round(per_hour), "targets": targets}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -121,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fusion-source", metavar="CIFS",
                         help="refit the fusion rule to the new network on the library's CIFs (scripts/fit_fusion.py)")
     parser.add_argument("--eval-out", type=Path, required=True)
+    parser.add_argument("--project-from", metavar="RUN",
+                        help="the learning curve from this run of the campaign on gives the projection for the "
+                             "targets (default: the shipped run)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
@@ -182,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": {name: m for name, m in metrics.items() if not name.startswith("fused_")},
         "fused": {name.removeprefix("fused_"): m for name, m in metrics.items() if name.startswith("fused_")},
         "learning_curve": curve,
+        "projection": _projection(curve, campaign, args.project_from or args.run.name) if curve else None,
     }
     (MODELS / "default.json").write_text(json.dumps(card, indent=1) + "\n")
     plot_training(ROOT / "docs" / "model_card_training.png", {card["model"]: args.run})
