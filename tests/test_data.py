@@ -1,5 +1,8 @@
 """The training stream: deterministic per (seed, index), local workers and Ray agree."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,6 +60,37 @@ def test_a_killed_worker_is_reported_by_next_not_between_steps():
             next(stream)
     stream.close()
     assert signal.getsignal(signal.SIGCHLD) is previous
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_data_workers_die_with_a_killed_trainer():
+    """A trainer killed outright (out of memory) leaves no worker behind: one whose batches fill the
+    pipe would otherwise wait for a reader forever, holding its memory (and a CI job's output)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    code = ("import time; from synthxrd.data import StreamConfig, make_stream\n"
+            "s = make_stream(StreamConfig(batch_size=12, seed=7), workers=1); next(s); time.sleep(3)\n"
+            "print(s._iterator._workers[0].pid, flush=True); time.sleep(600)")
+    trainer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(trainer.stdout.readline())
+    trainer.kill()
+    trainer.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 30
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    if alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"data worker {worker} outlived its trainer")
 
 
 def test_ranks_shard_the_stream():

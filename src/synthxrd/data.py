@@ -308,7 +308,9 @@ def _init_data_worker(_worker_id: int = 0) -> None:
     """A data worker computes one batch at a time on one core (torch and BLAS/OpenMP pools limited to 1
     thread, :func:`synthxrd.pool.quiet_worker`) and ignores SIGINT and SIGTERM: Ctrl-C and schedulers
     (Slurm, ``kill -- -PGID``) signal the whole process group, and the trainer, which handles them,
-    checkpoints and then shuts its workers down (they also exit when the trainer is gone)."""
+    checkpoints and then shuts its workers down. A trainer that is killed outright (SIGKILL, out of
+    memory) takes its workers with it (Linux: ``PR_SET_PDEATHSIG``); torch's own check is not enough,
+    as a worker whose last batch fills the pipe waits for a reader forever."""
     import signal
 
     import torch
@@ -317,8 +319,27 @@ def _init_data_worker(_worker_id: int = 0) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
     quiet_worker()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (``prctl(PR_SET_PDEATHSIG)``, a no-op
+    elsewhere); a parent already gone before the request ends this process at once."""
+    import ctypes
+    import multiprocessing
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def local_loader(config: StreamConfig, *, workers: int, start: int = 0, rank: int = 0, world_size: int = 1,
