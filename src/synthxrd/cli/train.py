@@ -8,8 +8,8 @@ checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), bes
 snapshots/step_N.pt (weights only, every snapshot_every steps when set; synthxrd evaluate loads them).
 
 Exit status: 0 when the run ends (max_steps or max_hours); 130 or 143 when SIGINT or SIGTERM stopped it
-(checkpointed: resume it); 1 when it diverged (a non-finite loss or weights) or a data worker died (the
-last checkpoint is kept); 2 for a usage error.
+(checkpointed: resume it); 1 when it diverged (a non-finite loss or weights: the last checkpoint is kept)
+or a data worker died (killed, out of memory: checkpointed at the step it stopped); 2 for a usage error.
 
 Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
