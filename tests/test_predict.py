@@ -266,6 +266,16 @@ def test_shipped_model():
     assert campaign[-1]["steps"] == card["step"] and card["campaign_wall_hours"] == pytest.approx(
         sum(r["wall_hours"] for r in campaign), abs=1e-3)
     assert [r["step"] for r in card["learning_curve"]]
+    projection = card["projection"]  # what the campaign's curve projects for issue 15's network-alone targets
+    assert [(t["set"], t["metric"], t["target"]) for t in projection["targets"]] == [
+        ("match", "top1", 0.40), ("rruff_dev", "top1", 0.30), ("rruff_dev", "crystal_system", 0.60)]
+    last = card["learning_curve"][-1]
+    assert projection["patterns_seen"] == last["campaign_patterns_seen"] <= card["campaign_patterns_seen"]
+    for target in projection["targets"]:
+        assert target["now"] == last["sets"][target["set"]][target["metric"]]
+        assert target["reached"] == (target["now"] >= target["target"])
+        if not target["reached"] and target["patterns_seen"] is not None:  # None: the curve does not rise
+            assert target["patterns_seen"] > projection["patterns_seen"] and target["more_hours"] > 0
     from synthxrd.models.checkpoint import PATH_KEYS
 
     assert not any("/" in str(card["config"].get(k) or "") for k in PATH_KEYS)  # no machine paths

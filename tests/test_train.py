@@ -334,11 +334,20 @@ def test_init_weights_starts_a_new_run_from_an_export(uninterrupted, tmp_path):
 
     exported = tmp_path / "export.pt"
     assert main(["export", uninterrupted["out"], str(exported), "--dtype", "float32"]) == 0
-    summary = train(TrainConfig(out=str(tmp_path / "next"), max_steps=1, **{**TINY, "lr": 1e-12, "val_sets": ()},
-                                init_weights=str(exported)), progress=False)
+    trained = load_checkpoint(exported)["step"]  # the run folder exports its best.pt
+    with pytest.warns(UserWarning, match=rf"batches 0-{trained - 1} of this very stream \(seed 5.*another --seed"):
+        summary = train(TrainConfig(out=str(tmp_path / "next"), max_steps=1, **{**TINY, "lr": 1e-12, "val_sets": ()},
+                                    init_weights=str(exported)), progress=False)
     assert summary["step"] == 1  # a fresh schedule: the export's step is not taken over
     start, after = load_checkpoint(exported)["model"], load_checkpoint(summary["out"])["model"]
     assert all(torch.allclose(v.float(), after[k].float(), atol=1e-6) for k, v in start.items() if v.is_floating_point())
+    import warnings
+
+    with warnings.catch_warnings():  # another seed, or other data settings: new batches, no warning
+        warnings.simplefilter("error")
+        for i, change in enumerate(({"seed": 6}, {"clean_fraction": 0.25})):
+            train(TrainConfig(out=str(tmp_path / f"new{i}"), max_steps=1,
+                              **{**TINY, "val_sets": (), **change}, init_weights=str(exported)), progress=False)
     with pytest.raises(DataError, match="another network"):
         train(TrainConfig(out=str(tmp_path / "other"), max_steps=1, **{**TINY, "model": "park_medium"},
                           init_weights=str(exported)), progress=False)

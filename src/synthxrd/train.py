@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,8 @@ from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import remove_stale_temporaries, write_json, write_text
-from synthxrd.models.checkpoint import InputSpec, checkpoint_input, export_model, load_checkpoint, load_model, save_checkpoint
+from synthxrd.models.checkpoint import (InputSpec, checkpoint_input, export_model, load_checkpoint, load_model,
+                                        portable_config, save_checkpoint)
 from synthxrd.models.device import resolve_device
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
@@ -236,17 +238,32 @@ def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     return info
 
 
+#: The :class:`TrainConfig` fields that define the training stream (:class:`synthxrd.data.StreamConfig`).
+STREAM_FIELDS = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
+                 "clean_input", "renders", "clean_fraction", "real", "real_fraction", "perturb")
+
+
 def _stream_config(config: TrainConfig, **changes: Any) -> StreamConfig:
     """The training stream of ``config`` (with ``changes``, e.g. another seed)."""
-    fields = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
-              "clean_input", "renders", "clean_fraction", "real", "real_fraction", "perturb")
-    return StreamConfig(**{**{k: getattr(config, k) for k in fields}, **changes})
+    return StreamConfig(**{**{k: getattr(config, k) for k in STREAM_FIELDS}, **changes})
+
+
+def replayed_batches(meta: dict[str, Any], config: TrainConfig) -> int:
+    """How many of the first batches of a run of ``config`` its ``init_weights`` (checkpoint metadata
+    ``meta``) were already trained on: their step when they were trained on the same stream (every
+    :data:`STREAM_FIELDS` equal, paths compared by file name as in an export), else 0. Batch ``t`` is
+    a pure function of ``(seed, t)`` (:mod:`synthxrd.data`), so such a run repeats those batches,
+    in the same order, before it sees a new pattern: continue a campaign with another seed."""
+    source = portable_config(dict(meta.get("config") or {}))
+    ours = portable_config(to_dict(config))
+    missing = object()
+    if any(source.get(k, missing) != ours[k] for k in STREAM_FIELDS):
+        return 0
+    return int(meta.get("step", 0))
 
 
 def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Validation inputs (:meth:`InputSpec.apply`) and class indices; ``random`` from a separate synthetic stream."""
-    import warnings
-
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     names = list(config.val_sets)
     if names != ["random"] and not config.validation_dir and "random" in names:
@@ -355,8 +372,9 @@ def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> d
     return ckpt
 
 
-def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: InputSpec) -> dict[str, Any]:
-    """The float32 weights of a checkpoint or exported model (``init_weights``, read by
+def _initial_weights(path: Path, classes: np.ndarray, model_config: dict,
+                     spec: InputSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The float32 weights and the metadata of a checkpoint or exported model (``init_weights``, read by
     :func:`load_model`), checked to fit this run's classes, network and input grid (:class:`DataError`
     naming what differs). Continues a campaign whose run folder is lost from its last export: the
     optimizer and schedule start afresh (with ``warmup_steps``), as in fine-tuning."""
@@ -372,7 +390,7 @@ def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: 
         raise DataError(f"{path}: init_weights has another {bad[0]} than this run "
                         f"(classes {len(loaded_classes)} vs {len(classes)}, network {meta['model_config']} vs "
                         f"{model_config}); train with the same statistics, min_count, model and grid")
-    return loaded.state_dict()
+    return loaded.state_dict(), meta
 
 
 def _previous_history(path: Path) -> list[dict[str, Any]]:
@@ -445,7 +463,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         step, best = int(ckpt["step"]), dict(ckpt.get("best", {}))
     elif config.init_weights:
-        model.load_state_dict(_initial_weights(Path(config.init_weights), classes, model_config, spec))
+        weights, source = _initial_weights(Path(config.init_weights), classes, model_config, spec)
+        model.load_state_dict(weights)
+        replayed = replayed_batches(source, config)
+        if replayed and rank == 0:
+            warnings.warn(f"{config.init_weights} was trained on batches 0-{replayed - 1} of this very stream "
+                          f"(seed {config.seed}, same data settings): this run repeats them before it sees a new "
+                          "pattern; pass another --seed to continue on new data", stacklevel=2)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model

@@ -15,7 +15,7 @@ Examples:
   synthxrd train --model park_big --max-steps 2000 --out runs/park
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
   synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
-  synthxrd train --init-weights model.pt --out runs/park2      # the run folder is lost: go on from an export
+  synthxrd train --init-weights model.pt --out runs/park2 --seed 1   # the run folder is lost: go on from an export
   torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp   # rank r on cuda:LOCAL_RANK
 """
 
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly")
     parser.add_argument("--init-weights", metavar="FILE",
                         help="start a new run from the weights of a model or checkpoint (fresh optimizer and warm-up); "
-                             "continues a campaign whose run folder is lost from its last export")
+                             "continues a campaign whose run folder is lost from its last export. Give it another "
+                             "--seed than that run's, or it first replays the batches those weights saw (it warns)")
     parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default park_big)")
     parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")
     parser.add_argument("--max-steps", type=int, help="total optimisation steps (default 100000)")
