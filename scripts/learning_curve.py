@@ -62,6 +62,9 @@ def project(curve: list[dict], name: str, metric: str, target: float) -> float |
 
 
 def plot(curve: list[dict], path: Path) -> None:
+    """Top-1 and crystal-system accuracy against patterns seen (millions), the priors dotted; where
+    the points carry their ``run`` (a campaign, ``scripts/ship_model.py``), a grey line marks where
+    each run took over from the one before."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,6 +78,11 @@ def plot(curve: list[dict], path: Path) -> None:
             color = f"C{i}"
             ax.plot(seen, [row["sets"][name][metric] for row in curve], "o-", color=color, label=name)
             ax.axhline(curve[-1]["sets"][name]["prior"][metric], color=color, ls=":", lw=1)
+        for before, row in zip(curve, curve[1:]):
+            if row.get("run") != before.get("run"):
+                ax.axvline(before["patterns_seen"] / 1e6, color="0.6", ls="--", lw=0.8)
+                ax.text(before["patterns_seen"] / 1e6, 0.02, f" {row['run']}", color="0.4", fontsize=8,
+                        rotation=90, ha="right", va="bottom", transform=ax.get_xaxis_transform())
         ax.set_xlabel("patterns seen (millions)")
         ax.set_ylabel(f"{metric.replace('_', ' ')} accuracy (dotted: frequency prior)")
         ax.grid(alpha=0.3)
