@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -341,8 +342,6 @@ def test_init_weights_starts_a_new_run_from_an_export(uninterrupted, tmp_path):
     assert summary["step"] == 1  # a fresh schedule: the export's step is not taken over
     start, after = load_checkpoint(exported)["model"], load_checkpoint(summary["out"])["model"]
     assert all(torch.allclose(v.float(), after[k].float(), atol=1e-6) for k, v in start.items() if v.is_floating_point())
-    import warnings
-
     with warnings.catch_warnings():  # another seed, or other data settings: new batches, no warning
         warnings.simplefilter("error")
         for i, change in enumerate(({"seed": 6}, {"clean_fraction": 0.25})):

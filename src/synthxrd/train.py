@@ -27,7 +27,7 @@ import signal
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +238,8 @@ def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     return info
 
 
-#: The :class:`TrainConfig` fields that define the training stream (:class:`synthxrd.data.StreamConfig`).
-STREAM_FIELDS = ("batch_size", "seed", "prior", "min_count", "statistics", "simulate_on", "augment", "grid_step",
-                 "clean_input", "renders", "clean_fraction", "real", "real_fraction", "perturb")
+#: The :class:`TrainConfig` fields that define the training stream: those of :class:`synthxrd.data.StreamConfig`.
+STREAM_FIELDS = tuple(f.name for f in fields(StreamConfig))
 
 
 def _stream_config(config: TrainConfig, **changes: Any) -> StreamConfig:
