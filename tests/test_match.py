@@ -284,7 +284,7 @@ def test_fusion_fit_and_files(tmp_path):
 
 
 def test_shipped_library_and_rule():
-    lib = ReferenceLibrary.load()
+    lib = ReferenceLibrary.load("mp")
     assert len(lib) == 46627 and lib.metadata["d_min"] == 0.9 and lib.metadata["n_failures"] == 0
     resource = files("synthxrd") / "resources" / "library"
     assert (resource / "mp_experimental.npz").stat().st_size <= 25e6

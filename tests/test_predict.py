@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from synthxrd.cli import main  # noqa: E402
 from synthxrd.errors import ConfigError, DataError  # noqa: E402
+from synthxrd.match import ReferenceLibrary  # noqa: E402
 from synthxrd.predict import (  # noqa: E402
     NO_SHIPPED_MODEL,
     Prediction,
@@ -160,7 +161,8 @@ def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
 def test_fused_predictor(tiny_run, measured):
     """With the shipped library: one fused distribution, the network's and the search's own, the matches."""
     fused = Predictor.load(tiny_run, device="cpu")
-    assert fused.library is not None and len(fused.library) == 46627 and "library=46627" in repr(fused)
+    size = len(ReferenceLibrary.load())  # the default library: MP and AMCSD
+    assert fused.library is not None and len(fused.library) == size and f"library={size}" in repr(fused)
     result = fused.predict_file(measured[1], wavelength=1.54184, k=4)  # MnS, Fm-3m
     for p in (result.probabilities, result.network, result.search):
         assert p.shape == (230,) and p.sum() == pytest.approx(1.0) and (p >= 0).all()
@@ -168,7 +170,8 @@ def test_fused_predictor(tiny_run, measured):
     assert result.matches[0].spacegroup == 225 and result.top(1)[0][0] == 225
     assert 0 <= result.confidence <= 1
     doc = result.to_dict()
-    assert doc["matches"][0]["id"].startswith("mp-") and "network_top" in doc and json.dumps(doc)
+    assert doc["matches"][0]["id"].startswith(("mp-", "amcsd-")) and "network_top" in doc and json.dumps(doc)
+    assert "mineral" in doc["matches"][0]
     # the array API gives the same fused answer as identify, and library=None the network's
     alone = Predictor.load(tiny_run, device="cpu", library=None)
     tt = np.linspace(10, 80, 3501)
@@ -186,7 +189,7 @@ def test_cli_predict_fused_tables_and_options(tiny_run, measured, capsys):
     args = ["predict", str(measured[0]), "--model", str(tiny_run), "--wavelength", "1.54184", "--device", "cpu"]
     assert main([*args, "--matches", "2"]) == 0
     out = capsys.readouterr().out
-    assert "best matches (p that the best is right:" in out and out.count(" mp-") == 2
+    assert "best matches (p that the best is right:" in out and out.count(" mp-") + out.count(" amcsd-") == 2
     assert main([*args, "--no-library"]) == 0
     assert "best matches" not in capsys.readouterr().out
     assert main([*args, "--elements", "Al,Xx"]) == 2
@@ -194,8 +197,8 @@ def test_cli_predict_fused_tables_and_options(tiny_run, measured, capsys):
     assert main([*args, "--only-elements"]) == 2
     assert "--only-elements needs --elements" in capsys.readouterr().err
     assert main([*args, "--elements", "Al,O", "--only-elements", "--matches", "3"]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if " mp-" in line]
-    assert len(lines) == 3 and all(set(line.split()[1]) <= set("AlO0123456789") for line in lines)
+    lines = [line for line in capsys.readouterr().out.splitlines() if " mp-" in line or " amcsd-" in line]
+    assert len(lines) == 3 and all(set(line.split()[1]) <= set("AlO0123456789.") for line in lines)
 
 
 def test_uncertain_flag_follows_the_threshold(tiny_run, measured, capsys):

@@ -45,6 +45,10 @@ def outcomes(chunk: Iterable[tuple[str, str]], analyse: Callable[[str, str], Any
     (:func:`failure_reason`). Never fatal: one bad file must not stop a run over a whole collection."""
     out: list[Outcome] = []
     for identifier, text in chunk:
+        reason = getattr(text, "reason", None)  # a source's own reason why it has no text (amcsd.UnreadableText)
+        if reason is not None:
+            out.append((identifier, None, str(reason)))
+            continue
         try:
             out.append((identifier, analyse(identifier, text), None))
         except Exception as exc:  # noqa: BLE001

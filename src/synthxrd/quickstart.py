@@ -159,14 +159,14 @@ def format_predictions(rows: list[dict[str, Any]]) -> str:
     """
     matched = any(r.get("best_match") for r in rows)
     lines = [f"{'file':16s} {'true SG':14s} {'top-5 (probability)':64s} top-1 top-5"
-             + ("  best match (score)" if matched else "")]
+             + ("  best match (score) mineral" if matched else "")]
     for r in rows:
         true = f"{r['spacegroup']:3d} {r['symbol']}" + ("" if r["known"] else " *")
         top = "  ".join(f"{g:3d} ({q:.2f})" for g, q in r["top5"])
         m = r.get("best_match")
-        match = f"  {m['id']} {m['formula']} {m['spacegroup']} ({m['score']:.2f})" if m else ""
+        match = f"  {m['id']} {m['formula']} {m['spacegroup']} ({m['score']:.2f}) {m.get('mineral', '')}" if m else ""
         lines.append(f"{r['file']:16s} {true:14s} {top:64s} {'yes' if r['top1_hit'] else 'no':>5s} "
-                     f"{'yes' if r['top5_hit'] else 'no':>5s}{match}")
+                     f"{'yes' if r['top5_hit'] else 'no':>5s}{match}".rstrip())
     return "\n".join(lines)
 
 

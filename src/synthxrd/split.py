@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_TEST_FRACTION",
     "Split",
     "anonymized_formula",
+    "prototype_label",
     "prototype_labels",
     "read_structure_types",
     "make_split",
@@ -104,6 +105,19 @@ def anonymized_formula(amounts: Iterable[float]) -> str:
     return "".join(out)
 
 
+def prototype_label(spacegroup: int, z, multiplicity, occupancy, orbit, wyckoff) -> str:
+    """The prototype proxy (module docstring) of one structure from its asymmetric-unit site rows
+    (one row per site and species, as :class:`~synthxrd.stats.StructureRecord` holds them)."""
+    amounts: dict[int, float] = {}
+    for zz, m, o in zip(np.asarray(z).tolist(), np.asarray(multiplicity).tolist(), np.asarray(occupancy).tolist()):
+        amounts[zz] = amounts.get(zz, 0.0) + m * o
+    orbit = np.asarray(orbit)
+    first = np.ones(len(orbit), bool)
+    first[1:] = orbit[1:] != orbit[:-1]
+    letters = "".join(sorted(np.asarray(wyckoff)[first].tolist()))
+    return f"{int(spacegroup)}|{anonymized_formula(amounts.values())}|{letters}"
+
+
 def prototype_labels(statistics: Statistics,
                      structure_types: Mapping[str, str] | None = None) -> np.ndarray:
     """Prototype of every structure of ``statistics`` (aligned with ``statistics.ids``).
@@ -121,19 +135,10 @@ def prototype_labels(statistics: Statistics,
         (n,) str.
     """
     st = statistics
-    labels = []
     offsets = st.site_offsets
-    for i in range(len(st.ids)):
-        a, b = offsets[i], offsets[i + 1]
-        z, mult, occ = st.site_z[a:b], st.site_multiplicity[a:b], st.site_occupancy[a:b]
-        amounts: dict[int, float] = {}
-        for zz, m, o in zip(z.tolist(), mult.tolist(), occ.tolist()):
-            amounts[zz] = amounts.get(zz, 0.0) + m * o
-        orbit = st.site_orbit[a:b]
-        first = np.ones(len(orbit), bool)
-        first[1:] = orbit[1:] != orbit[:-1]
-        letters = "".join(sorted(st.site_wyckoff[a:b][first].tolist()))
-        labels.append(f"{int(st.spacegroups[i])}|{anonymized_formula(amounts.values())}|{letters}")
+    labels = [prototype_label(int(st.spacegroups[i]), st.site_z[a:b], st.site_multiplicity[a:b],
+                              st.site_occupancy[a:b], st.site_orbit[a:b], st.site_wyckoff[a:b])
+              for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist()))]
     if structure_types:
         labels = [structure_types.get(i, lab) for i, lab in zip(st.ids.tolist(), labels)]
     return np.array(labels, dtype=str) if labels else np.zeros(0, "<U1")

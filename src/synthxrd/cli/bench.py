@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from synthxrd.cli import options
+from synthxrd.cli.options import LIBRARY_HELP
 
 HELP = "benchmark synthxrd against reference implementations (ratios, one core)"
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--patterns", metavar="NPZ", default=None,
                    help="labelled patterns: two_theta, patterns, spacegroup (default: "
                         "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
-    p.add_argument("--library", metavar="FILE", help="reference library (default: shipped)")
+    p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
 

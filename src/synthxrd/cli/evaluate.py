@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 from synthxrd.cli import options
-from synthxrd.cli.options import wavelength_option
+from synthxrd.cli.options import LIBRARY_HELP, wavelength_option
 from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="set_name", metavar="NAME", help="validation set name (match, all, ...)")
     parser.add_argument("--dataset", metavar="FILE", help="synthxrd dataset file (.h5) with patterns and labels")
     parser.add_argument("--patterns", metavar="FILE", help="labelled patterns (.npz: two_theta, patterns, spacegroup)")
-    parser.add_argument("--library", metavar="FILE", help="reference library (default: the one shipped with synthxrd)")
+    parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
     parser.add_argument("--hold-out-test", action="store_true",
                         help="leave the structures of the split's test part out of the library")
@@ -113,8 +113,6 @@ def format_coverage(rows: list[dict]) -> str:
 
 def _library(args: argparse.Namespace):
     """The reference library of the run: shipped or --library, without the split's test part if asked."""
-    import numpy as np
-
     from synthxrd.match import ReferenceLibrary
 
     library = ReferenceLibrary.load(args.library)
@@ -122,11 +120,7 @@ def _library(args: argparse.Namespace):
         return library
     from synthxrd.split import load_split
 
-    split = load_split(args.split)
-    test = np.isin(library.ids, split.ids_of("test"))
-    held = library.select(~test)
-    held.metadata["held_out"] = {"split": split.path or "shipped", "part": "test", "n_removed": int(test.sum())}
-    return held
+    return library.without_part(load_split(args.split), "test")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,12 @@ import argparse
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["wavelength_option", "seed", "print_failures"]
+__all__ = ["LIBRARY_HELP", "wavelength_option", "seed", "print_failures"]
+
+
+#: Help of every ``--library`` option (:meth:`synthxrd.match.ReferenceLibrary.load` reads all of these).
+LIBRARY_HELP = ("reference library: a file, a shipped one (mp, amcsd, default = mp+amcsd) or several joined "
+                "by + (default: default)")
 
 
 def wavelength_option(value: str | None) -> float | None:

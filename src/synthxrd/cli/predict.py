@@ -44,7 +44,7 @@ import json
 import sys
 from pathlib import Path
 
-from synthxrd.cli.options import wavelength_option
+from synthxrd.cli.options import LIBRARY_HELP, wavelength_option
 from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     parser.add_argument("--json-file", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR")
-    parser.add_argument("--library", metavar="FILE", help="reference library (default: the one shipped with synthxrd)")
+    parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
     parser.add_argument("--elements", metavar="EL,EL", help="search only structures containing all these elements")
     parser.add_argument("--only-elements", action="store_true",
@@ -117,10 +117,10 @@ def _table(result, k: int, n_matches: int = 5) -> str:
         from synthxrd.wyckoff import hermann_mauguin
 
         lines.append(f"  best matches (p that the best is right: {result.confidence:.2f})")
-        lines.append(f"  {'id':<14}{'formula':<18}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}")
+        lines.append(f"  {'id':<15}{'formula':<18}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}  mineral")
         for m in result.matches[:n_matches]:
-            lines.append(f"  {m.id:<14}{m.formula:<18}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
-                         f"{m.score:>7.3f}{m.scale:>8.4f}")
+            lines.append(f"  {m.id:<15}{m.formula:<18}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
+                         f"{m.score:>7.3f}{m.scale:>8.4f}  {m.mineral}".rstrip())
     for w in info.get("warnings", []):
         lines.append(f"  note: {w}")
     return "\n".join(lines)

@@ -13,14 +13,26 @@ trimming: reflections with d < ``d_min`` and those weaker than ``min_intensity``
 peak at Cu K-alpha1 are not stored.
 
 The file is one ``.npz`` (``numpy.load(allow_pickle=False)``) with a JSON metadata string: format
-version, source, symprec, d_min, min_intensity, package version, failures.
+version, source, symprec, d_min, min_intensity, package version, failures. Optional arrays (files
+without them read as empty): ``minerals`` (the CIF's ``_chemical_name_mineral``), ``references``
+(database code and publication of the CIF), ``prototypes`` (the prototype proxy of
+:func:`synthxrd.split.prototype_label`, so that a prototype split's test part can be left out of
+any library) and ``groups`` (row of the first entry of each set of
+duplicates, :meth:`ReferenceLibrary.merge`).
+
+Libraries compose: :meth:`ReferenceLibrary.merge` puts several into one (ids kept unique, duplicates
+across them marked) and :meth:`ReferenceLibrary.load` takes several paths. The default library
+(``ReferenceLibrary.load()``) is the Materials Project structures merged with the minerals of the
+AMCSD (:data:`DEFAULT_LIBRARIES`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -40,6 +52,12 @@ __all__ = [
     "DEFAULT_MIN_INTENSITY",
     "DEFAULT_MAX_PEAKS",
     "SHIPPED_LIBRARY",
+    "SHIPPED_LIBRARIES",
+    "DEFAULT_LIBRARIES",
+    "DUPLICATE_LENGTH_TOLERANCE",
+    "DUPLICATE_ANGLE_TOLERANCE",
+    "cif_provenance",
+    "duplicate_groups",
     "LibraryEntry",
     "ReferenceLibrary",
     "structure_reflections",
@@ -58,14 +76,28 @@ DEFAULT_MIN_INTENSITY = 5e-3
 #: diffraction file card lists the strongest lines): the search is as accurate with 64 as with all
 #: (docs/search_match.md), and the 46,627-structure library fits in 22 MB.
 DEFAULT_MAX_PEAKS = 64
-#: The shipped library, relative to the package's ``resources`` folder.
-SHIPPED_LIBRARY = ("library", "mp_experimental.npz")
+#: The shipped libraries by name, relative to the package's ``resources`` folder: the Materials
+#: Project's experimentally observed structures (CC-BY 4.0) and the AMCSD's minerals (docs/search_match.md).
+SHIPPED_LIBRARIES = {"mp": ("library", "mp_experimental.npz"), "amcsd": ("library", "amcsd.npz")}
+#: The Materials Project library alone (the default before the AMCSD was added).
+SHIPPED_LIBRARY = SHIPPED_LIBRARIES["mp"]
+#: The shipped libraries searched as one by default (``ReferenceLibrary.load()``, ``library="default"``).
+DEFAULT_LIBRARIES = ("mp", "amcsd")
+#: Two entries are one phase (duplicates) when formula and space group are equal and the conventional
+#: cell lengths agree to this relative tolerance (DFT cells are 1-3 % off measured ones)...
+DUPLICATE_LENGTH_TOLERANCE = 0.03
+#: ... and the angles to this many degrees.
+DUPLICATE_ANGLE_TOLERANCE = 2.0
 #: Reflections whose |g| agree to this relative precision are one peak (equivalent reflections
 #: differ by ~1e-15; pymatgen merges within 1e-5 degrees 2theta, i.e. ~1e-7 relative at 30 degrees).
 _SAME_G = 1e-7
 #: Mantissa bits of |F|^2 m kept in a saved library (see :meth:`ReferenceLibrary.save`).
 _F2_MASK = 0xFFFFF000
 _ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", "d", "f2", "hkl")
+#: Per-entry arrays a library file may hold; absent ones read as empty (older files, MP CIFs).
+_OPTIONAL = ("minerals", "references", "prototypes", "groups")
+#: The optional per-entry string arrays.
+_TEXTS = ("minerals", "references", "prototypes")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,19 +165,117 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
     return d[keep][order], f2_sum[keep][order], hkl_peak[keep][order]
 
 
+_CIF_ITEM = r"^[ \t]*{tag}[ \t]+(?:'([^'\n]*)'|\"([^\"\n]*)\"|([^\s'\"]+))"
+_DATABASE_CODES = (("_database_code_amcsd", "AMCSD"), ("_cod_database_code", "COD"), ("_database_code_icsd", "ICSD"))
+
+
+def _cif_item(text: str, tag: str) -> str:
+    """The single-line value of ``tag`` in a CIF text ("" if absent, ``?`` or ``.``)."""
+    m = re.search(_CIF_ITEM.format(tag=re.escape(tag)), text, re.M | re.I)
+    value = "" if m is None else next(g for g in m.groups() if g is not None).strip()
+    return "" if value in ("?", ".") else value
+
+
+def cif_provenance(text: str) -> tuple[str, str]:
+    """(mineral name, reference) of a CIF: ``_chemical_name_mineral``, and the database code
+    (AMCSD, COD or ICSD) with the journal, volume, first page and year, e.g.
+    ``"AMCSD 0000071; American Mineralogist 40, 580 (1955)"``; empty strings where absent."""
+    mineral = _cif_item(text, "_chemical_name_mineral")
+    parts = [f"{name} {code}" for tag, name in _DATABASE_CODES if (code := _cif_item(text, tag))]
+    journal = _cif_item(text, "_journal_name_full") or _cif_item(text, "_journal_name_abbrev")
+    if journal:
+        volume, page, year = (_cif_item(text, f"_journal_{t}") for t in ("volume", "page_first", "year"))
+        parts.append(journal + (f" {volume}" if volume else "") + (f", {page}" if page else "")
+                     + (f" ({year})" if year else ""))
+    return mineral, "; ".join(parts)
+
+
 def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float, min_intensity: float,
                     max_peaks: int | None):
     from synthxrd import stats
     from synthxrd.structure import parse_cif, reduced_formula
 
+    from synthxrd.split import prototype_label
+
     sites = parse_cif(text)
-    record = stats.analyze_sites(identifier, *sites, symprec=symprec)
-    crystal = sites.to_crystal()
+    with warnings.catch_warnings():  # pymatgen's notes on noble gases without electronegativity
+        warnings.simplefilter("ignore", UserWarning)
+        record = stats.analyze_sites(identifier, *sites, symprec=symprec)
+        crystal = sites.to_crystal()
+        formula = reduced_formula(crystal)
     d, f2, hkl = structure_reflections(crystal, d_min=d_min, min_intensity=min_intensity, max_peaks=max_peaks)
     if len(d) == 0:
         raise StructureError(f"no reflection with d >= {d_min} Å")
-    return (identifier, reduced_formula(crystal), record.spacegroup, record.lattice,
-            element_mask(crystal.numbers), d, f2, hkl)
+    return (identifier, formula, record.spacegroup, record.lattice,
+            element_mask(crystal.numbers), d, f2, hkl, *cif_provenance(text),
+            prototype_label(record.spacegroup, record.site_z, record.site_multiplicity, record.site_occupancy,
+                            record.site_orbit, record.site_wyckoff))
+
+
+def duplicate_groups(formulas: np.ndarray, spacegroups: np.ndarray, lattices: np.ndarray, *,
+                     length_tolerance: float = DUPLICATE_LENGTH_TOLERANCE,
+                     angle_tolerance: float = DUPLICATE_ANGLE_TOLERANCE) -> np.ndarray:
+    """(N,) int32 row of the first entry of each entry's phase: entries with the same formula and
+    space group whose lengths a, b, c agree within ``length_tolerance`` (relative) and angles within
+    ``angle_tolerance`` degrees of that first entry; an entry like no earlier one starts a phase."""
+    groups = np.arange(len(formulas), dtype=np.int32)
+    by_key: dict[tuple[str, int], list[int]] = {}
+    for i, key in enumerate(zip(formulas.tolist(), spacegroups.tolist())):
+        by_key.setdefault(key, []).append(i)
+    lat = np.asarray(lattices, np.float64)
+    for rows in by_key.values():
+        heads: list[int] = []
+        for i in rows:
+            for h in heads:
+                if (np.all(np.abs(lat[i, :3] / lat[h, :3] - 1) <= length_tolerance)
+                        and np.all(np.abs(lat[i, 3:] - lat[h, 3:]) <= angle_tolerance)):
+                    groups[i] = h
+                    break
+            else:
+                heads.append(i)
+    return groups
+
+
+def _assemble(entries: list[tuple], failures: list, metadata: dict[str, Any]) -> ReferenceLibrary:
+    """A library of ``_entry_from_cif`` tuples (sorted by id), with ``failures`` in its metadata."""
+    entries = sorted(entries, key=lambda e: e[0])
+    failures = sorted(failures, key=lambda f: f[0])
+    offsets = np.zeros(len(entries) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(e[5]) for e in entries])
+    column = lambda k, dtype: np.array([e[k] for e in entries], dtype=dtype)  # noqa: E731
+    return ReferenceLibrary(
+        column(0, str), column(1, str), column(2, np.int16), column(3, np.float32), column(4, np.uint64), offsets,
+        np.concatenate([e[5] for e in entries]).astype(np.float32),
+        np.concatenate([e[6] for e in entries]).astype(np.float32),
+        np.concatenate([e[7] for e in entries]).astype(np.int16),
+        dict(metadata, n_structures=len(entries), n_failures=len(failures), failures=failures),
+        column(8, str), column(9, str), None, column(10, str))
+
+
+def _resume(checkpoint: str | Path | None, settings: dict[str, Any]) -> tuple[list[tuple], list]:
+    """Entries and failures of a build's checkpoint file (nothing if there is none)."""
+    if checkpoint is None or not Path(checkpoint).is_file():
+        return [], []
+    lib = ReferenceLibrary.load(checkpoint)
+    if lib.metadata.get("partial") != settings:
+        raise DataError(f"{checkpoint}: a checkpoint of another build ({lib.metadata.get('partial')}); "
+                        "remove it to start afresh")
+    entries = [(str(lib.ids[i]), str(lib.formulas[i]), int(lib.spacegroups[i]), lib.lattices[i], lib.elements[i],
+                *(getattr(lib, k)[lib.offsets[i]:lib.offsets[i + 1]] for k in ("d", "f2", "hkl")),
+                str(lib.minerals[i]), str(lib.references[i]), str(lib.prototypes[i])) for i in range(len(lib))]
+    return entries, [list(f) for f in lib.metadata.get("failures", [])]
+
+
+def _regroup(groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``groups`` of the library of ``rows`` (increasing): each row's phase head among the kept rows
+    (its first kept member)."""
+    rows = np.asarray(rows, np.int64)
+    old = groups[rows]
+    first_kept: dict[int, int] = {}
+    out = np.empty(len(rows), np.int32)
+    for new, head in enumerate(old.tolist()):
+        out[new] = first_kept.setdefault(head, new)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,6 +294,7 @@ class LibraryEntry:
     lattice : (6,) float64 a, b, c (Å), alpha, beta, gamma (degrees) of the conventional standard cell.
     d : (P,) float64 d-spacings, Å, decreasing; f2 : (P,) float64 |F|^2 m (strongest Cu peak = 1);
     hkl : (P, 3) int64 strongest contributor of each peak (indices of the cell as read).
+    mineral : str, mineral name ("" if none); reference : str, database code and publication ("" if none).
     """
 
     id: str
@@ -173,6 +304,8 @@ class LibraryEntry:
     d: np.ndarray
     f2: np.ndarray
     hkl: np.ndarray
+    mineral: str = ""
+    reference: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +324,9 @@ class ReferenceLibrary:
     d : (R,) float32 Å, decreasing within an entry; f2 : (R,) float32; hkl : (R, 3) int16.
     metadata : JSON-compatible dict (format_version, source, symprec, d_min, min_intensity,
         package_version, failures, ...).
+    minerals, references, prototypes : (N,) str, mineral name, provenance and prototype proxy ("" where
+        unknown); default all "".
+    groups : (N,) int32, row of the first entry of the same phase (:meth:`merge`); default each its own.
     """
 
     ids: np.ndarray
@@ -203,9 +339,21 @@ class ReferenceLibrary:
     f2: np.ndarray
     hkl: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    minerals: np.ndarray | None = None
+    references: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    prototypes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        for name in _TEXTS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, np.full(n, "", dtype="<U1") if value is None else np.asarray(value, str))
+        groups = np.arange(n, dtype=np.int32) if self.groups is None else np.asarray(self.groups, np.int32)
+        object.__setattr__(self, "groups", groups)
+        if (any(getattr(self, name).shape != (n,) for name in _TEXTS) or groups.shape != (n,)
+                or (n and (groups.min() < 0 or groups.max() >= n or np.any(groups[groups] != groups)))):
+            raise DataError(f"{self.label}: inconsistent library arrays (corrupt file?)")
         r = int(self.offsets[-1]) if len(self.offsets) else -1
         shapes_ok = (len(self.formulas) == n and self.spacegroups.shape == (n,) and self.lattices.shape == (n, 6)
                      and self.elements.shape == (n, 2) and self.offsets.shape == (n + 1,) and self.d.shape == (r,)
@@ -237,6 +385,15 @@ class ReferenceLibrary:
     def _index(self) -> dict[str, int]:
         return {str(k): i for i, k in enumerate(self.ids)}
 
+    @cached_property
+    def phase_minerals(self) -> np.ndarray:
+        """(N,) str mineral name of each entry, or else of another entry of its phase (``groups``)."""
+        named: dict[int, str] = {}
+        for g, name in zip(self.groups.tolist(), self.minerals.tolist()):
+            if name and g not in named:
+                named[g] = name
+        return np.array([m or named.get(g, "") for g, m in zip(self.groups.tolist(), self.minerals.tolist())], dtype=str)
+
     def index(self, id: str) -> int:
         """Row of the structure ``id``; :class:`KeyError` naming it if absent."""
         try:
@@ -250,7 +407,8 @@ class ReferenceLibrary:
         a, b = self.offsets[i], self.offsets[i + 1]
         return LibraryEntry(str(self.ids[i]), str(self.formulas[i]), int(self.spacegroups[i]),
                             self.lattices[i].astype(np.float64), self.d[a:b].astype(np.float64),
-                            self.f2[a:b].astype(np.float64), self.hkl[a:b].astype(np.int64))
+                            self.f2[a:b].astype(np.float64), self.hkl[a:b].astype(np.int64),
+                            str(self.minerals[i]), str(self.references[i]))
 
     def peaks(self, key: int | str, *, wavelength: float | str = DEFAULT_WAVELENGTH,
               two_theta_range: tuple[float, float] = (5.0, 90.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +442,23 @@ class ReferenceLibrary:
         offsets[1:] = np.cumsum(counts)
         meta = dict(self.metadata, n_selected=len(rows))
         return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
-                                self.elements[rows], offsets, self.d[take], self.f2[take], self.hkl[take], meta)
+                                self.elements[rows], offsets, self.d[take], self.f2[take], self.hkl[take], meta,
+                                self.minerals[rows], self.references[rows], _regroup(self.groups, rows),
+                                self.prototypes[rows])
+
+    def without_part(self, split, part: str = "test") -> ReferenceLibrary:
+        """The library without the structures of a prototype split's ``part``: the split's ids, and
+        every entry whose prototype proxy (``prototypes``) is one of that part's prototypes, so that
+        a structure type held out of training is held out of every source of the library (an AMCSD
+        mineral of a test prototype as well as the MP structure). ``metadata["held_out"]`` records it."""
+        ids = split.ids_of(part)
+        by_id = np.isin(self.ids, ids)
+        by_type = np.isin(self.prototypes, np.unique(split.prototypes[split.parts == part])) & (self.prototypes != "")
+        held = self.select(~(by_id | by_type))
+        held.metadata["held_out"] = {"split": split.path or "shipped", "part": part,
+                                     "n_removed": int((by_id | by_type).sum()), "n_removed_by_prototype":
+                                     int((by_type & ~by_id).sum())}
+        return held
 
     def trimmed(self, *, d_min: float | None = None, min_intensity: float | None = None,
                 max_peaks: int | None = None) -> ReferenceLibrary:
@@ -321,20 +495,30 @@ class ReferenceLibrary:
                                   "max_peaks": self.metadata.get("max_peaks")})
         return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
                                 self.elements[rows], offsets, self.d[keep], f2[keep].astype(np.float32),
-                                self.hkl[keep], meta)
+                                self.hkl[keep], meta, self.minerals[rows], self.references[rows],
+                                _regroup(self.groups, rows), self.prototypes[rows])
 
     # ---- build, save, load ----------------------------------------------------------------------
 
     @classmethod
     def build(cls, source: str | Path, *, symprec: float = 0.1, d_min: float = DEFAULT_D_MIN,
               min_intensity: float = DEFAULT_MIN_INTENSITY, max_peaks: int | None = DEFAULT_MAX_PEAKS,
-              workers: int | None = None,
-              ids: Iterable[str] | None = None, progress: bool = True) -> ReferenceLibrary:
-        """Library of every CIF in ``source`` (a folder, searched recursively, a tar archive or one CIF).
+              workers: int | None = None, ids: Iterable[str] | None = None, progress: bool = True,
+              checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0) -> ReferenceLibrary:
+        """Library of every CIF in ``source``: a folder (searched recursively: a COD tree, an ICSD
+        export), a tar archive, one CIF, or an AMCSD SQLite database (:mod:`synthxrd.amcsd`).
 
-        Parallel over ``workers`` processes (default: the cores available), with a progress bar. A CIF
-        that cannot be read or analysed is reported in ``metadata["failures"]`` (id, reason) and
-        skipped, never fatal. :class:`DataError` if no structure at all could be used.
+        Streamed and parallel over ``workers`` processes (default: the cores available), with a
+        progress bar. A CIF that cannot be read or analysed is reported in ``metadata["failures"]``
+        (id, reason) and skipped, never fatal. With ``checkpoint`` (a file path), what is done is
+        saved there every ``checkpoint_every_s`` seconds (a library file with the settings in its
+        metadata), and a later build with the same source and settings continues from it, skipping
+        the structures it holds; the caller removes it once the library is saved.
+
+        Raises
+        ------
+        DataError
+            No structure at all could be used; a checkpoint of another source or other settings.
         """
         from synthxrd import __version__, stats
 
@@ -346,48 +530,41 @@ class ReferenceLibrary:
             raise ConfigError(f"max_peaks must be a positive integer or None, got {max_peaks!r}")
         if not (isinstance(symprec, (int, float)) and math.isfinite(symprec) and symprec > 0):
             raise ConfigError(f"symprec must be a positive number (Å), got {symprec!r}")
+        from synthxrd.amcsd import AMCSD_CITATION, is_amcsd
+
         start = time.perf_counter()
+        settings = {"source": str(Path(source).resolve()), "symprec": float(symprec), "d_min": float(d_min),
+                    "min_intensity": float(min_intensity), "max_peaks": max_peaks}
+        metadata = {"format_version": LIBRARY_FORMAT_VERSION, "source": str(source), **{
+            k: v for k, v in settings.items() if k != "source"}, "package_version": __version__}
+        if is_amcsd(source):
+            metadata["citation"] = AMCSD_CITATION
+        entries, failures = _resume(checkpoint, settings)
+        done = {e[0] for e in entries} | {f[0] for f in failures}
         analyse = partial(_entry_from_cif, symprec=float(symprec), d_min=float(d_min),
                           min_intensity=float(min_intensity), max_peaks=max_peaks)
-        results = stats.map_cifs(source, analyse, workers=workers, ids=ids, progress=progress, desc="library")
-        results.sort(key=lambda r: r[0])
-        entries = [e for _, e, _ in results if e is not None]
-        failures = [[i, reason] for i, e, reason in results if e is None]
+        last = time.perf_counter()
+
+        def collect(outcomes) -> None:
+            nonlocal last
+            for i, e, reason in outcomes:
+                (entries.append(e) if e is not None else failures.append([i, reason]))
+            if checkpoint is not None and time.perf_counter() - last >= checkpoint_every_s and entries:
+                _assemble(entries, failures, dict(metadata, partial=settings)).save(checkpoint, overwrite=True)
+                last = time.perf_counter()
+
+        stats.map_cifs(source, analyse, workers=workers, ids=ids, skip=done, progress=progress, desc="library",
+                       on_chunk=collect)
         if not entries:
             first = f" (first failure: {failures[0][0]}: {failures[0][1]})" if failures else ""
             raise DataError(f"{source}: no structure could be used for a library{first}")
-        counts = np.array([len(e[5]) for e in entries], np.int64)
-        offsets = np.zeros(len(entries) + 1, np.int64)
-        offsets[1:] = np.cumsum(counts)
-        hkl = np.concatenate([e[7] for e in entries])
-        if np.abs(hkl).max() > np.iinfo(np.int16).max:
+        if np.abs(np.concatenate([e[7] for e in entries])).max() > np.iinfo(np.int16).max:
             raise DataError(f"{source}: Miller indices beyond {np.iinfo(np.int16).max} (cell too large)")
-        metadata = {
-            "format_version": LIBRARY_FORMAT_VERSION,
-            "source": str(source),
-            "symprec": float(symprec),
-            "d_min": float(d_min),
-            "min_intensity": float(min_intensity),
-            "max_peaks": max_peaks,
-            "package_version": __version__,
-            "n_structures": len(entries),
-            "n_failures": len(failures),
-            "failures": failures,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_time_s": round(time.perf_counter() - start, 1),
-        }
-        return cls(
-            np.array([e[0] for e in entries], dtype=str),
-            np.array([e[1] for e in entries], dtype=str),
-            np.array([e[2] for e in entries], np.int16),
-            np.array([e[3] for e in entries], np.float32),
-            np.array([e[4] for e in entries], np.uint64),
-            offsets,
-            np.concatenate([e[5] for e in entries]).astype(np.float32),
-            np.concatenate([e[6] for e in entries]).astype(np.float32),
-            hkl.astype(np.int16),
-            metadata,
-        )
+        metadata.update(created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        wall_time_s=round(time.perf_counter() - start, 1))
+        if done:
+            metadata["resumed_with"] = len(done)
+        return _assemble(entries, failures, metadata)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the library as a compressed ``.npz`` (atomically; refuses an existing file unless ``overwrite``).
@@ -399,6 +576,9 @@ class ReferenceLibrary:
         check_new([path], overwrite=overwrite)
         meta = {k: v for k, v in self.metadata.items() if k != "path"}
         arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays.update({name: getattr(self, name) for name in _TEXTS if getattr(self, name).any()})
+        if np.any(self.groups != np.arange(len(self))):
+            arrays["groups"] = self.groups
         # |F|^2 m to 12 significant bits (relative 4.9e-4): the zero low bytes compress, the values
         # stay float32 and exact to what a powder intensity can be compared with
         arrays["f2"] = (np.asarray(self.f2, np.float32).view(np.uint32) & np.uint32(_F2_MASK)).view(np.float32)
@@ -410,24 +590,39 @@ class ReferenceLibrary:
         return atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> ReferenceLibrary:
-        """Read a library file; ``None`` gives the library shipped with synthxrd.
+    def load(cls, path: str | Path | Sequence[str | Path] | None = None) -> ReferenceLibrary:
+        """Read a library file; a shipped library by name (``"mp"``, ``"amcsd"``, :data:`SHIPPED_LIBRARIES`);
+        several of either (a sequence, or names and paths joined by ``+``: ``"amcsd+mine.npz"``),
+        merged into one (:meth:`merge`); ``None`` or ``"default"``: the default library,
+        :data:`DEFAULT_LIBRARIES` merged.
 
         Raises
         ------
         DataError
             Missing, corrupt or foreign file, or a format version this synthxrd does not read.
         """
-        if path is None:
-            resource = files("synthxrd").joinpath("resources", *SHIPPED_LIBRARY)
+        if path is None or (isinstance(path, str) and path == "default"):
+            default = cls.load(list(DEFAULT_LIBRARIES))
+            default.metadata["path"] = "default"
+            return default
+        elif isinstance(path, str) and "+" in path and not Path(path).is_file():
+            path = [p for p in path.split("+") if p]  # "mp+mine.npz": several, searched as one
+        if not isinstance(path, (str, Path)):
+            parts = [cls.load(p) for p in path]
+            if not parts:
+                raise DataError("no library given")
+            return parts[0] if len(parts) == 1 else cls.merge(*parts)
+        if isinstance(path, str) and path in SHIPPED_LIBRARIES:
+            resource = files("synthxrd").joinpath("resources", *SHIPPED_LIBRARIES[path])
             if not resource.is_file():
-                raise DataError("no reference library is shipped with this installation; "
+                raise DataError(f"the {path!r} reference library is not shipped with this installation; "
                                 "build one with `synthxrd library build SOURCE --out FILE`")
             with as_file(resource) as file:
-                return cls._read(file, "shipped")
+                return cls._read(file, f"shipped:{path}")
         p = Path(path)
         if not p.is_file():
-            raise DataError(f"{p}: no such library file")
+            known = ", ".join(sorted(SHIPPED_LIBRARIES))
+            raise DataError(f"{p}: no such library file (shipped libraries: default, {known})")
         return cls._read(p, str(p))
 
     @classmethod
@@ -440,7 +635,7 @@ class ReferenceLibrary:
                 if missing:
                     raise DataError(f"{label}: not a synthxrd reference library (missing {', '.join(missing)})")
                 meta = json.loads(str(npz["metadata"]))
-                arrays = {k: npz[k] for k in _ARRAYS}
+                arrays = {k: npz[k] for k in (*_ARRAYS, *_OPTIONAL) if k in npz.files}
         except DataError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
@@ -451,6 +646,60 @@ class ReferenceLibrary:
                             f"reads version {LIBRARY_FORMAT_VERSION} (rebuild it with `synthxrd library build`)")
         meta["path"] = label
         return cls(metadata=meta, **arrays)
+
+    @classmethod
+    def merge(cls, *libraries: ReferenceLibrary, length_tolerance: float = DUPLICATE_LENGTH_TOLERANCE,
+              angle_tolerance: float = DUPLICATE_ANGLE_TOLERANCE) -> ReferenceLibrary:
+        """One library of several, searched with one ranking.
+
+        Entries keep their order (the first library's first). Ids stay unique: an id that an earlier
+        library already holds is prefixed with its library's name (the file stem, e.g.
+        ``amcsd:amcsd-0000003``). Duplicates, the same phase in several entries (same reduced formula
+        and space group, conventional cell lengths within ``length_tolerance`` (relative) and angles
+        within ``angle_tolerance`` degrees of the group's first entry), are kept and marked in
+        ``groups``: the search returns the best-scoring entry of each phase once.
+
+        Raises
+        ------
+        ConfigError
+            No library, or libraries built with different ``d_min`` (their reflections would not compare).
+        """
+        if not libraries:
+            raise ConfigError("merge: no library given")
+        d_mins = {lib.d_min for lib in libraries}
+        if len(d_mins) > 1:
+            raise ConfigError(f"merge: libraries with different d_min ({sorted(d_mins)} Å) cannot be searched as one")
+        ids: list[str] = []
+        seen: set[str] = set()
+        for lib in libraries:
+            name = Path(str(lib.metadata.get("path") or lib.metadata.get("source") or "library")).stem
+            name = name.split(":")[-1]
+            for i in lib.ids.tolist():
+                new = i if i not in seen else f"{name}:{i}"
+                k = 2
+                while new in seen:
+                    new, k = f"{name}{k}:{i}", k + 1
+                seen.add(new)
+                ids.append(new)
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(lib.offsets) for lib in libraries]))])
+        cat = {name: np.concatenate([getattr(lib, name) for lib in libraries])
+               for name in ("formulas", "spacegroups", "lattices", "elements", "d", "f2", "hkl", *_TEXTS)}
+        sources = [{k: lib.metadata.get(k) for k in ("path", "source", "n_structures", "citation", "created",
+                                                      "package_version") if lib.metadata.get(k) is not None}
+                   | {"n_structures": len(lib)} for lib in libraries]
+        first = libraries[0].metadata
+        meta = {"format_version": LIBRARY_FORMAT_VERSION, "source": " + ".join(str(s.get("path") or s.get("source"))
+                                                                              for s in sources),
+                "merged": sources, "symprec": first.get("symprec"), "d_min": libraries[0].d_min,
+                "min_intensity": max(float(lib.metadata.get("min_intensity", 0.0)) for lib in libraries),
+                "max_peaks": first.get("max_peaks"), "n_structures": len(ids),
+                "duplicates": {"length_tolerance": length_tolerance, "angle_tolerance": angle_tolerance}}
+        groups = duplicate_groups(cat["formulas"], cat["spacegroups"], cat["lattices"],
+                                  length_tolerance=length_tolerance, angle_tolerance=angle_tolerance)
+        meta["duplicates"]["n_duplicates"] = int(np.sum(groups != np.arange(len(groups))))
+        return cls(np.array(ids, dtype=str), cat["formulas"], cat["spacegroups"], cat["lattices"].astype(np.float32),
+                   cat["elements"], offsets.astype(np.int64), cat["d"], cat["f2"], cat["hkl"], meta,
+                   cat["minerals"], cat["references"], groups, cat["prototypes"])
 
     # ---- search ---------------------------------------------------------------------------------
 

@@ -113,6 +113,9 @@ class Match:
     score : float in [0, 1], similarity (1: identical after the fitted scale).
     scale : float, fitted isotropic lattice scale: the pattern's d = scale * the library's d.
     index : int, row of the entry in the library.
+    mineral : str, mineral name of the entry, or of another entry of its phase ("" if none).
+    duplicates : int, other entries of the same phase that the search ranked lower and left out
+        (:meth:`~synthxrd.match.ReferenceLibrary.merge`).
     """
 
     id: str
@@ -121,6 +124,8 @@ class Match:
     score: float
     scale: float = 1.0
     index: int = -1
+    mineral: str = ""
+    duplicates: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -420,15 +425,29 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
             rows = top if rows_of is None else rows_of[top]
             score, shift = _refine(prep, library, rows, fine_values[i], fine_covered, fine_shifts,
                                    1.0 if settings.power_on_peaks else settings.power)
-            order = np.argsort(-score, kind="stable")[:k]
-            out.append([_match(library, int(rows[j]), float(score[j]),
-                               math.exp(-fine_shifts[shift[j]] * settings.q_step)) for j in order])
+            order = _one_per_phase(library.groups[rows], np.argsort(-score, kind="stable"), k)
+            out.append([_match(library, int(rows[j]), float(score[j]), math.exp(-fine_shifts[shift[j]] * settings.q_step),
+                               n) for j, n in order])
     return out
 
 
-def _match(library: ReferenceLibrary, row: int, score: float, scale: float) -> Match:
+def _one_per_phase(groups: np.ndarray, order: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """The first ``k`` of ``order`` (candidate positions, best first) with one per phase (``groups``):
+    ``(position, number of lower-ranked candidates of its phase)``."""
+    best: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for j in order.tolist():
+        g = int(groups[j])
+        counts[g] = counts.get(g, 0) + 1
+        if g not in best:
+            best[g] = j
+    picked = list(best.items())[:k]  # dicts keep insertion order: best first
+    return [(j, counts[g] - 1) for g, j in picked]
+
+
+def _match(library: ReferenceLibrary, row: int, score: float, scale: float, duplicates: int = 0) -> Match:
     return Match(str(library.ids[row]), str(library.formulas[row]), int(library.spacegroups[row]),
-                 round(max(0.0, min(1.0, score)), 6), round(scale, 5), row)
+                 round(max(0.0, min(1.0, score)), 6), round(scale, 5), row, str(library.phase_minerals[row]), duplicates)
 
 
 def _allowed(library: ReferenceLibrary, elements, only_elements: bool) -> np.ndarray | None:

@@ -25,6 +25,7 @@ from synthxrd.stats.statistics import Statistics
 __all__ = [
     "CHUNK_SIZE",
     "iter_cif_texts",
+    "cif_structures",
     "map_cifs",
     "compute_records",
     "compute",
@@ -54,27 +55,69 @@ def _is_tar(path: Path) -> bool:
     return name.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2"))
 
 
-def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None) -> Iterator[tuple[str, str]]:
-    """Yield ``(id, cif_text)`` for every ``*.cif`` in a folder (recursively, sorted), a tar archive
-    (streamed, member order) or a single CIF file; ``id`` is the file stem.
+#: A data block's start, and the tag that says it holds a structure.
+_DATA_RE = re.compile(r"^[ \t]*data_(\S*)", re.M | re.I)
+_SITES_RE = re.compile(r"^[ \t]*_atom_site_fract_x", re.M | re.I)
+
+
+def cif_structures(stem: str, text: str) -> Iterator[tuple[str, str]]:
+    """The structures of one CIF file: ``(stem, text)`` for a file of one structure, and for a
+    file of several data blocks with atom sites (an ICSD export, a database dump) one
+    ``(f"{stem}:{block name}", block text)`` each; blocks without atom sites (``data_global``) are
+    left out then."""
+    starts = list(_DATA_RE.finditer(text))
+    if len(starts) > 1:
+        ends = [m.start() for m in starts[1:]] + [len(text)]
+        blocks = [(m.group(1), text[m.start():end]) for m, end in zip(starts, ends)]
+        blocks = [(name, block) for name, block in blocks if _SITES_RE.search(block)]
+        if len(blocks) > 1:
+            for name, block in blocks:
+                yield f"{stem}:{name}", _strip_trailing_bond_loop(block)
+            return
+    yield stem, _strip_trailing_bond_loop(text)
+
+
+def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None,
+                   skip: Iterable[str] | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(id, cif_text)`` for every structure of the ``*.cif`` files of a folder (recursively,
+    sorted: a COD tree, an ICSD export), a tar archive (streamed, member order) or a single CIF file;
+    ``id`` is the file stem (``stem:block`` for files of several structures, :func:`cif_structures`).
+    An AMCSD SQLite database (:mod:`synthxrd.amcsd`, detected by content) gives one CIF text per
+    structure, ids ``amcsd-NNNNNNN``.
 
     Parameters
     ----------
     source : path
     ids : iterable of str, optional
-        Only these ids (the others are not even decoded).
+        Only these ids (files of other stems are not even read).
+    skip : iterable of str, optional
+        Leave these ids out (files of these stems are not read): what an earlier run has done.
 
     Raises
     ------
     DataError
         If ``source`` does not exist, is not a folder/tar/CIF, or the archive is corrupt.
     """
+    from synthxrd.amcsd import is_amcsd, iter_amcsd
+
     path = Path(source)
     wanted = None if ids is None else set(ids)
-    if path.is_dir():
+    unwanted = set(skip or ())
+    wanted_stems = None if wanted is None else wanted | {w.split(":", 1)[0] for w in wanted}
+
+    def read(stem: str, text_of: Callable[[], str]) -> Iterator[tuple[str, str]]:
+        if stem in unwanted or (wanted_stems is not None and stem not in wanted_stems):
+            return
+        for ident, text in cif_structures(stem, text_of()):
+            if ident not in unwanted and (wanted is None or ident in wanted or stem in wanted):
+                yield ident, text
+
+    if is_amcsd(path):
+        yield from iter_amcsd(path, ids=wanted, skip=unwanted)
+    elif path.is_dir():
         for f in sorted(path.rglob("*"), key=lambda p: str(p.relative_to(path))):
-            if f.is_file() and f.suffix.lower() == ".cif" and (wanted is None or f.stem in wanted):
-                yield f.stem, _strip_trailing_bond_loop(f.read_text(errors="replace"))
+            if f.is_file() and f.suffix.lower() == ".cif":
+                yield from read(f.stem, lambda f=f: f.read_text(errors="replace"))
     elif path.is_file() and _is_tar(path):
         try:
             with tarfile.open(path, "r|*") as tf:
@@ -82,22 +125,19 @@ def iter_cif_texts(source: str | Path, *, ids: Iterable[str] | None = None) -> I
                     name = Path(member.name)
                     if not member.isfile() or name.suffix.lower() != ".cif":
                         continue
-                    if wanted is not None and name.stem not in wanted:
-                        continue
                     handle = tf.extractfile(member)
                     if handle is None:
                         continue
-                    yield name.stem, _strip_trailing_bond_loop(handle.read().decode("utf-8", errors="replace"))
+                    yield from read(name.stem, lambda h=handle: h.read().decode("utf-8", errors="replace"))
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise DataError(f"{path}: cannot read the archive ({exc})") from None
     elif path.is_file() and path.suffix.lower() == ".cif":
-        if wanted is None or path.stem in wanted:
-            yield path.stem, _strip_trailing_bond_loop(path.read_text(errors="replace"))
+        yield from read(path.stem, lambda: path.read_text(errors="replace"))
     elif not path.exists():
         raise DataError(f"{path}: no such file or folder")
     else:
-        raise DataError(f"{path}: not a folder of CIFs, a CIF or a tar archive "
-                        "(.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2)")
+        raise DataError(f"{path}: not a folder of CIFs, a CIF, a tar archive "
+                        "(.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2) or an AMCSD database")
 
 
 def _analyze_one(identifier: str, text: str, **options) -> StructureRecord:
@@ -112,33 +152,43 @@ def default_workers() -> int:
 
 
 def map_cifs(source: str | Path, analyse: Callable[[str, str], Any], *, workers: int | None = None,
-             ids: Iterable[str] | None = None, progress: bool = True, desc: str = "stats") -> list[Outcome]:
+             ids: Iterable[str] | None = None, skip: Iterable[str] | None = None, progress: bool = True,
+             desc: str = "stats", on_chunk: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
     """``analyse(id, cif_text)`` of every CIF of ``source`` (see :func:`iter_cif_texts`), in parallel.
 
     The main process streams the files and sends chunks of :data:`CHUNK_SIZE` CIF texts to
     ``workers`` processes (``workers=1``: everything in this process); at most ``4 * workers`` chunks
-    are in flight, so memory stays bounded for any collection. ``analyse`` must be picklable (a
+    are in flight, so memory stays bounded for any collection. ``skip``: ids left out (done before);
+    ``on_chunk(outcomes)`` is called as each chunk comes back (e.g. to checkpoint), and then
+    nothing is kept: the result is empty. ``analyse`` must be picklable (a
     module-level function or a ``functools.partial`` of one). Returns ``(id, result, None)`` per CIF,
     or ``(id, None, reason)`` where ``analyse`` raised (never fatal), in completion order.
     """
     from functools import partial
 
+    from synthxrd.amcsd import amcsd_size, is_amcsd
+
     work = partial(outcomes, analyse=analyse)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    texts = iter_cif_texts(source, ids=ids)
+    skip = set(skip or ())
+    texts = iter_cif_texts(source, ids=ids, skip=skip)
     total = None
     path = Path(source)
-    if path.is_dir():
-        total = sum(1 for f in path.rglob("*.cif") if f.is_file())
-    elif ids is not None:
+    if ids is not None:
         total = len(set(ids))
+    elif path.is_dir():
+        total = sum(1 for f in path.rglob("*.cif") if f.is_file())
+    elif is_amcsd(path):
+        total = amcsd_size(path)
+    if total is not None and skip:
+        total = max(0, total - len(skip))
     bar = progress_bar(total, desc, enabled=progress)
     results: list[Any] = []
     try:
         for out in imap_bounded(work, ((chunk,) for chunk in chunked(texts, CHUNK_SIZE)), workers=workers):
-            results.extend(out)
+            (results.extend(out) if on_chunk is None else on_chunk(out))
             bar.update(len(out))
     finally:
         bar.close()
