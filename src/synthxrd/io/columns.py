@@ -27,7 +27,8 @@ import warnings
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import COMMENT_PREFIXES, FIELD_SPLIT, Source, numbers, wavelength_in
+from synthxrd.io._common import COMMENT_PREFIXES, FIELD_SPLIT, Source, numbers
+from synthxrd.io.wavelength import apply_header, scan_header
 
 __all__ = ["is_rruff", "read_columns", "read_rruff"]
 
@@ -118,12 +119,13 @@ def _read_table(lines: list[str], path: str, meta: dict):
         table, line_numbers = np.array(rows, dtype=np.float64), np.array(row_lines)
     meta["n_columns"] = int(table.shape[1])
     _check_column_titles(before, table.shape[1], path)
-    for ln, t in before:
-        lam = wavelength_in(t)
-        if lam is not None:
-            meta["wavelength"], meta["wavelength_source"] = lam, f"header line {ln}: {t[:60]!r}"
-            break
+    _header_wavelength(before, meta)
     return table[:, 0], table[:, 1], line_numbers, fields
+
+
+def _header_wavelength(before: list[tuple[int, str]], meta: dict) -> None:
+    """The wavelength and radiation that the numbered header lines state (:mod:`synthxrd.io.wavelength`)."""
+    apply_header(scan_header([t for _, t in before], line_numbers=[ln for ln, _ in before]), meta)
 
 
 def _plain_block(lines: list[str], first: int) -> tuple[np.ndarray, np.ndarray] | None:
