@@ -172,6 +172,9 @@ def record_tube(meta: dict, alpha1, alpha2, ratio, average, source: str) -> None
     meta["kalpha2"] = float(alpha2) if ok(alpha2) else None
     meta["kalpha2_ratio"] = float(ratio) if ratio is not None and math.isfinite(ratio) and ratio >= 0 else None
     meta["kalpha_average"] = float(average) if ok(average) else None
+    if meta["kalpha1"] is not None or meta["kalpha_average"] is not None:
+        if meta.get("radiation") is None:
+            meta["radiation"] = "x-ray"  # a tube's lines: a laboratory X-ray source
     if meta["kalpha1"] is not None:
         meta["wavelength"], meta["wavelength_source"] = meta["kalpha1"], f"{source}: K-alpha1"
     elif meta["kalpha_average"] is not None:

@@ -132,7 +132,7 @@ def _read_source(source: Source, meta: dict):
     try:
         fmt = detect_format(source)
         if fmt.read is None:
-            raise DataError(f"{source.path}: {fmt.title} files are not supported; {fmt.description}")
+            raise DataError(f"{source.path}: {fmt.title}: not read: {fmt.description}")
         meta["format"] = fmt.name
         return fmt.read(source, meta)
     except UnknownFormat as exc:
