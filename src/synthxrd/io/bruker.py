@@ -72,7 +72,8 @@ def is_zip(source: Source) -> bool:
 def read_bruker_raw(source: Source, meta: dict):
     """2theta and counts of the first range of a Bruker RAW file, versions 1 to 4 (see module docstring)."""
     data, path = source.data, source.path
-    meta["raw_version"] = data[:8].split(b"\0")[0].decode("ascii", "replace").strip() or "?"
+    magic = data[:7] if data[:4] in (b"RAW1", b"RAW4") else data[:4]
+    meta["raw_version"] = magic.split(b"\0")[0].decode("ascii", "replace").strip() or "?"
     if data[:7] == b"RAW4.00":
         return _read_raw4(data, path, meta)
     if data[:4] == b"RAW2":

@@ -47,7 +47,7 @@ from importlib.resources import files
 from synthxrd.io._common import record_tube
 from synthxrd.simulate.common import wavelengths
 
-__all__ = ["HeaderWavelength", "anode_lines", "apply_header", "kalpha2_ratios", "scan_header", "wavelength_in"]
+__all__ = ["HeaderWavelength", "anode_lines", "anode_name", "apply_header", "kalpha2_ratios", "scan_header", "wavelength_in"]
 
 #: Atomic numbers of the anodes of laboratory tubes (Rigaku ASC gives ``*TARGET = 29``).
 ANODE_NUMBERS = {24: "Cr", 26: "Fe", 27: "Co", 29: "Cu", 42: "Mo", 47: "Ag"}
@@ -74,16 +74,26 @@ def anode_lines(anode: str) -> tuple[float, float, float | None, float] | None:
     >>> anode_lines("29")[0], anode_lines("W")
     (1.54056, None)
     """
+    name = anode_name(anode)
+    if name is None:
+        return None
+    table = wavelengths()
+    return table[f"{name}Ka1"], table[f"{name}Ka2"], kalpha2_ratios().get(name), table[f"{name}Ka"]
+
+
+def anode_name(anode: str) -> str | None:
+    """The element symbol of an anode given by symbol or atomic number, if the wavelength table holds its lines.
+
+    >>> anode_name("29"), anode_name("'co'"), anode_name("W")
+    ('Cu', 'Co', None)
+    """
     name = anode.strip().strip("'\"").strip()
     try:
         name = ANODE_NUMBERS.get(int(float(name)), name)
     except ValueError:
         pass
     name = name[:1].upper() + name[1:].lower()
-    table = wavelengths()
-    if f"{name}Ka1" not in table:
-        return None
-    return table[f"{name}Ka1"], table[f"{name}Ka2"], kalpha2_ratios().get(name), table[f"{name}Ka"]
+    return name if f"{name}Ka1" in wavelengths() else None
 
 
 @dataclass
@@ -220,10 +230,10 @@ def scan_header(lines, first_line: int = 1, *, line_numbers=None) -> HeaderWavel
                 h.radiation, h.radiation_evidence = "synchrotron", where
         if re.match(r"^_WL_UNIT\s*=\s*'?nm", s, re.I):
             nm_unit = True
-        role = next((r for rx, r in _KEYED if rx.match(s)), None)
-        if role is not None:
-            rest = re.split(r"=|\s", s, maxsplit=1)[1] if re.search(r"=|\s", s) else ""
-            rest = rest.split("#", 1)[0].strip()
+        keyed = next(((rx.match(s), r) for rx, r in _KEYED if rx.match(s)), None)
+        if keyed is not None:
+            m, role = keyed
+            rest = s[m.end():].lstrip(" \t=").split("#", 1)[0].strip()
             if role == "anode":
                 if rest.strip("'\" ") and h.anode is None:
                     h.anode = rest.strip("'\" ")
@@ -272,7 +282,7 @@ def apply_header(h: HeaderWavelength, meta: dict) -> None:
     """
     table = anode_lines(h.anode) if h.anode else None
     if h.anode:
-        meta["anode"] = h.anode
+        meta["anode"] = anode_name(h.anode) or h.anode
     if h.radiation:
         meta["radiation"] = h.radiation
         meta["radiation_evidence"] = h.radiation_evidence
