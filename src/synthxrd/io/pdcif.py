@@ -129,7 +129,7 @@ def _radiation(block, path: str, meta: dict) -> None:
         meta["radiation"], meta["radiation_evidence"] = "synchrotron", f"_diffrn_source {source.strip()!r}"
     else:
         meta["radiation"] = "x-ray" if "x-ray" in probe.lower() else None
-    waves = [w for w in (_column(block, "_diffrn_radiation_wavelength", path)
+    waves = [float(w) for w in (_column(block, "_diffrn_radiation_wavelength", path)
                          if block.find_values("_diffrn_radiation_wavelength") else []) if math.isfinite(w)]
     if not waves and _number(block, "_pd_proc_wavelength") is not None:
         waves = [_number(block, "_pd_proc_wavelength")]
