@@ -283,7 +283,8 @@ def test_same_parser_in_every_text_reader(tmp_path):
 def test_unreadable_wavelength_is_named_not_missing(tmp_path):
     tt, y = fixture_pattern()
     path = write_asc(tmp_path / "q.asc", tt, y, wavelength="?")
-    path.write_bytes(path.read_bytes().replace(b"*TARGET\t\t=  29\r\n", b"").replace(b"*XRAY_CHAR\t=  K-ALPHA\r\n", b""))
+    text = path.read_bytes().replace(b"*TARGET\t\t=  29\r\n", b"")
+    path.write_bytes(text.replace(b"*XRAY_CHAR\t=  K-ALPHA\r\n", b""))
     with pytest.warns(PatternWarning, match=r"q\.asc: the file names a wavelength that cannot be read \(header line "
                                             r"5: '\*WAVE_LENGTH1\\t=  \?'\); assumed Cu K-alpha1"):
         load_for_model(path)
@@ -337,7 +338,7 @@ REFUSED = [
     ("rint.raw", lambda p: p.write_bytes(b"FI\0\0\xd8\0\0\0" + bytes(200)),
      r"rint\.raw: Rigaku RINT binary: not read: .* export the scan from the Rigaku software as \.ras, \.asc or \.xy"),
     ("pole.xrdml", _pole_figure, r"pole\.xrdml: pole figure: XRDML area measurement over Psi and Phi"),
-    ("structure.cif", lambda p: p.write_text("data_NaCl\n_cell_length_a 5.64\n_symmetry_space_group_name_H-M 'F m -3 m'\n"),
+    ("structure.cif", lambda p: p.write_text("data_NaCl\n_cell_length_a 5.64\n_space_group_name_H-M_alt 'F m -3 m'\n"),
      r"structure\.cif: CIF: a crystal structure \(cell and atoms\), not a measured pattern; simulate it"),
     ("tof.cif", lambda p: p.write_text("data_tof\nloop_\n_pd_meas_time_of_flight\n_pd_meas_intensity_total\n"
                                        + "".join(f"{1000 + i} {i}\n" for i in range(20))),

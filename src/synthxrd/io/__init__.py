@@ -26,8 +26,10 @@ Text headers are read for the wavelength and the radiation by one parser,
 :mod:`synthxrd.io.prepare` holds the conversion, resampling and :func:`load_for_model`. This package
 imports neither numba nor torch: grid and wavelengths come from :mod:`synthxrd.simulate.common`.
 
->>> format_names()                                 # metadata["format"] values, in the order tried
-('rigaku_rasx', 'brml', 'bruker_raw', 'stoe_raw', 'xrdml', 'gsas', 'rigaku_ras', 'rigaku_asc', 'uxd', 'pdcif', 'rruff', 'columns')
+>>> format_names()[:6]                             # metadata["format"] values, in the order tried
+('rigaku_rasx', 'brml', 'bruker_raw', 'stoe_raw', 'xrdml', 'gsas')
+>>> format_names()[6:]
+('rigaku_ras', 'rigaku_asc', 'uxd', 'pdcif', 'rruff', 'columns')
 >>> [f.name for f in FORMATS if not f.supported]   # recognised, then refused with a clear error
 ['rigaku_raw', 'image']
 """

@@ -143,9 +143,9 @@ FORMATS: tuple[Format, ...] = (
     Format(name="pdcif", title="powder CIF", extensions=(".cif",),
            detect=is_cif, signature="a `data_` block with `_tag` lines", read=read_pdcif,
            wavelength="`_diffrn_radiation_wavelength` (neutron data marked from `_diffrn_radiation_probe`)",
-           description="pdCIF: `_pd_meas_counts_total`, `_pd_meas_intensity_total` or `_pd_proc_intensity_total` "
-                       "against a 2theta column or `_pd_*_2theta_range_min`/`_inc` (structure CIFs and "
-                       "time-of-flight profiles are refused)"),
+           description="the first data block with `_pd_meas_counts_total`, `_pd_meas_intensity_total` or "
+                       "`_pd_proc_intensity_total`, against a 2theta column or `_pd_*_2theta_range_min`/`_inc` "
+                       "(structure CIFs and time-of-flight profiles are refused)"),
     Format(name="rruff", title="RRUFF", extensions=(".txt",),
            detect=is_rruff, signature="a line starting with `##`", read=read_rruff,
            wavelength="`##WAVELENGTH=`",

@@ -73,7 +73,7 @@ def is_rigaku_asc(source: Source) -> bool:
 
 
 def is_rasx(source: Source) -> bool:
-    """A zip archive (``PK``) whose directory names ``Data0/Profile0.txt`` or ``MesurementConditions`` (no inflating)."""
+    """A zip archive whose directory names ``Data0/Profile0.txt`` or ``MesurementConditions`` (nothing inflated)."""
     return source.data[:4] == b"PK\x03\x04" and (b"Data0/Profile0.txt" in source.data
                                                   or b"MesurementConditions" in source.data)
 

@@ -32,7 +32,7 @@ _KEY_LINE = re.compile(r"^(_[A-Z0-9_]+)\s*(?:=\s*(.*))?$", re.I)
 
 
 def is_uxd(source: Source) -> bool:
-    """Text with ``_KEY=value`` lines: ``_FILEVERSION`` or ``_WL1`` and a data key (``_COUNTS``, ``_2THETACOUNTS``, ...)."""
+    """Text with ``_KEY=value`` lines: ``_FILEVERSION`` or ``_WL1``, and a data key (``_COUNTS``, ``_2THETACOUNTS``)."""
     head = source.data[:65536]
     return (head[:1] in (b";", b"_") and (b"_FILEVERSION" in head or b"_WL1" in head)
             and any(k.encode() in head for k in _XY_KEYS + _Y_KEYS))

@@ -5,20 +5,16 @@ binary readers that keep the tube in fields of their own (XRDML, RAW, BRML, RASX
 :func:`~synthxrd.io._common.record_tube` with those fields, and :func:`anode_lines` where a file names
 only the anode. The forms read, each with the format that writes it:
 
-========================================  ===================================================  ===========
-header line                               format                                               role
-========================================  ===================================================  ===========
-``_WL1=1.540600`` ``_WL2=`` ``_WL3=``     Bruker UXD (DIFFRAC-plus XCH, *User's Manual* A.2)   K-alpha1, K-alpha2, K-beta
-``_WLRATIO=0.5`` ``_ANODE='Co'``          Bruker UXD                                           ratio, anode
-``*WAVE_LENGTH1 = 1.54059``               Rigaku ASC (RINT/PDXL ASCII export)                  K-alpha1 (``2``: K-alpha2)
-``*TARGET = 29`` ``*XRAY_CHAR = K-ALPHA`` Rigaku ASC                                           anode (name or Z), line
-``*HW_XG_WAVE_LENGTH_ALPHA1 "1.540593"``  Rigaku RAS (SmartLab Studio / PDXL)                  K-alpha1 (``ALPHA2``, ``BETA``)
-``*HW_XG_TARGET_NAME "Cu"``               Rigaku RAS                                           anode
-``##WAVELENGTH=1.541838``                 RRUFF                                                the wavelength
-``Wavelength: 0.15406 nm``, ``lambda=``   any text header (nm and pm converted)                the wavelength
-``Cu Ka1``, ``Co K-alpha``, ``Mo Ka``     any text header (line names)                         the anode's line
-``PbSO4 1.909A neutron data``             titles (a number followed by ``A``/``Å``/Angstrom)   the wavelength
-========================================  ===================================================  ===========
+- Bruker UXD (DIFFRAC-plus XCH *User's Manual*, appendix "UXD file format"): ``_WL1=1.540600``,
+  ``_WL2=``, ``_WL3=`` (K-alpha1, K-alpha2, K-beta), ``_WLRATIO=0.5``, ``_ANODE='Co'``;
+- Rigaku ASC (RINT/PDXL ASCII export): ``*WAVE_LENGTH1 = 1.54059``, ``*WAVE_LENGTH2``,
+  ``*TARGET = 29`` (symbol or atomic number), ``*XRAY_CHAR = K-ALPHA``;
+- Rigaku RAS (SmartLab Studio, PDXL): ``*HW_XG_WAVE_LENGTH_ALPHA1 "1.540593"``, ``ALPHA2``,
+  ``BETA``, ``*HW_XG_TARGET_NAME "Cu"``, ``*MEAS_COND_XG_WAVE_TYPE "Ka1"``;
+- RRUFF ``##WAVELENGTH=1.541838`` and any ``Wavelength: 0.15406 nm`` or ``lambda=`` line (nm and
+  pm converted);
+- line names in any header (``Cu Ka1``, ``Co K-alpha``, ``Mo Ka``): the anode's line;
+- a title's number followed by ``A``, ``Å`` or ``Angstrom`` (GSAS: ``PbSO4 1.909A neutron data``).
 
 A line name without 1 or 2 (``Cu Ka``, ``K-ALPHA``) gives K-alpha1 of the anode, as the XRDML, RAW
 and BRML readers do (the simulator models K-alpha1; the K-alpha average is kept in
@@ -47,7 +43,8 @@ from importlib.resources import files
 from synthxrd.io._common import record_tube
 from synthxrd.simulate.common import wavelengths
 
-__all__ = ["HeaderWavelength", "anode_lines", "anode_name", "apply_header", "kalpha2_ratios", "scan_header", "wavelength_in"]
+__all__ = ["HeaderWavelength", "anode_lines", "anode_name", "apply_header", "kalpha2_ratios", "scan_header",
+           "wavelength_in"]
 
 #: Atomic numbers of the anodes of laboratory tubes (Rigaku ASC gives ``*TARGET = 29``).
 ANODE_NUMBERS = {24: "Cr", 26: "Fe", 27: "Co", 29: "Cu", 42: "Mo", 47: "Ag"}
