@@ -332,7 +332,17 @@ def _zip(path, name):
     return path
 
 
+def _damaged_rasx(path):
+    """A RASX whose deflated profile has bytes overwritten in the middle (zlib or CRC error on reading)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Data0/Profile0.txt", "".join(f"{10 + 0.01 * i:.4f}\t{i % 97}\t1\r\n" for i in range(3000)))
+    data = bytearray(path.read_bytes())
+    data[200:216] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
 REFUSED = [
+    ("damaged.rasx", _damaged_rasx, r"damaged\.rasx: Rigaku RASX: broken zip archive, cannot read Data0/Profile0\.txt"),
     ("frame.tif", lambda p: p.write_bytes(b"II*\0" + bytes(200)),
      r"frame\.tif: image / 2D data: not read: a detector image .* integrate it to a 2theta pattern"),
     ("rint.raw", lambda p: p.write_bytes(b"FI\0\0\xd8\0\0\0" + bytes(200)),

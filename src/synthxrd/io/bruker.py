@@ -41,6 +41,7 @@ import io as _stdio
 import re
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -287,7 +288,7 @@ def _brml_members(source: Source, meta: dict):
     path = source.path
     try:
         archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise DataError(f"{path}: broken zip archive ({exc})") from None
     with archive:
         raw = sorted((n for n in archive.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=_natural_key)
@@ -307,7 +308,7 @@ def _brml_members(source: Source, meta: dict):
                 raise DataError(f"{path}: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
             try:
                 return archive.read(name)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+            except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
                 # a damaged member: bad CRC, bad header, offsets out of the file, an unknown compression
                 raise DataError(f"{path}: broken zip archive, cannot read {name} ({exc})") from None
 

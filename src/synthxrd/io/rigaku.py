@@ -33,6 +33,7 @@ from __future__ import annotations
 import io as _stdio
 import re
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -151,7 +152,7 @@ def read_rasx(source: Source, meta: dict):
     path = source.path
     try:
         archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise DataError(f"{path}: Rigaku RASX: broken zip archive ({exc})") from None
     with archive:
         names = archive.namelist()
@@ -170,7 +171,7 @@ def read_rasx(source: Source, meta: dict):
                 raise DataError(f"{path}: Rigaku RASX: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
             try:
                 return archive.read(name)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+            except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
                 raise DataError(f"{path}: Rigaku RASX: broken zip archive, cannot read {name} ({exc})") from None
 
         conditions = next((n for n in names if _RASX_CONDITIONS.match(n) and n.startswith("Data0/")), None)
