@@ -333,11 +333,11 @@ def _zip(path, name):
 
 
 def _damaged_rasx(path):
-    """A RASX whose deflated profile has bytes overwritten in the middle (zlib or CRC error on reading)."""
+    """A RASX whose deflate stream is damaged at its start (inflating it raises zlib.error)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("Data0/Profile0.txt", "".join(f"{10 + 0.01 * i:.4f}\t{i % 97}\t1\r\n" for i in range(3000)))
     data = bytearray(path.read_bytes())
-    data[200:216] = b"\xff" * 16
+    data[60:64] = b"\xff" * 4                                     # the first bytes of the deflate stream
     path.write_bytes(bytes(data))
 
 
