@@ -315,6 +315,20 @@ def test_nul_padded_title_is_text(tmp_path):
     np.testing.assert_array_equal(intensity, y)
 
 
+def test_brml_absorber_factors_are_applied(tmp_path):
+    tt, y = fixture_pattern()
+    factors = np.where(y > 500, 10.0, 1.0)                     # the attenuator in front of the strong peak
+    datums = "".join(f"<Datum>1,{f:g},{t:.4f},{t / 2:.4f},{v / f:g}</Datum>" for t, v, f in zip(tt, y, factors))
+    xml = ('<?xml version="1.0" encoding="utf-8"?><RawData><DataRoutes><DataRoute><ScanInformation><ScanAxes>'
+           f'<ScanAxisInfo AxisId="TwoTheta" AxisName="TwoTheta"><Start>{tt[0]}</Start><Increment>0.5</Increment>'
+           f"</ScanAxisInfo></ScanAxes></ScanInformation>{datums}</DataRoute></DataRoutes></RawData>")
+    with zipfile.ZipFile(tmp_path / "a.brml", "w") as archive:
+        archive.writestr(_member("Experiment0/RawData0.xml"), xml)
+    _, intensity, meta = read_quiet(tmp_path / "a.brml")
+    np.testing.assert_allclose(intensity, y)
+    assert meta["attenuation_applied"] is True
+
+
 # --------------------------------------------------------------------------------------------------
 # refusals that name what the file is
 # --------------------------------------------------------------------------------------------------
