@@ -47,12 +47,13 @@ from synthxrd.simulate.common import resolve_wavelength
 
 __all__ = ["NOT_LABORATORY", "missing_wavelength", "read_pattern"]
 
-#: Radiations other than a laboratory X-ray tube, with what that means for the model and library.
+#: Radiations other than a laboratory X-ray tube, with what that means for the model and library
+#: (load_for_model refuses them unless a wavelength is given explicitly).
 NOT_LABORATORY = {
-    "neutron": "the model and the reference library are X-ray (neutron intensities follow scattering "
-               "lengths, not form factors): predictions need an explicit --wavelength",
-    "synchrotron": "the model and the reference library are laboratory X-ray (Cu K-alpha1): predictions "
-                   "need an explicit --wavelength",
+    "neutron": "the model and the reference library are X-ray (neutron intensities follow scattering lengths, "
+               "not form factors): treat the answer with care",
+    "synchrotron": "the model and the reference library are laboratory X-ray (trained on Cu K-alpha1 patterns): "
+                   "treat the answer with care",
 }
 
 
