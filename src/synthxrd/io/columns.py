@@ -7,9 +7,9 @@
     ``;``, ``%``, ``//``) are skipped anywhere; text lines (column titles, instrument settings) are
     accepted only before the data, and so are lines holding a single number (a point count, a
     wavelength). Once the data have started, a line that is not numbers is an error that names the
-    line. A wavelength is taken from a header or comment line such as ``# Wavelength: 1.5406``
-    (Angstrom; ``nm`` is converted) or, failing that, from a line name such as ``Cu Ka1``. UTF-8,
-    UTF-16 (with BOM) and Latin-1.
+    line. A wavelength is taken from header and comment lines by :mod:`synthxrd.io.wavelength`
+    (``# Wavelength: 1.5406``, nm converted; ``_WL1=``, ``*WAVE_LENGTH1``; a line name such as
+    ``Cu Ka1``). UTF-8, UTF-16 (with BOM) and Latin-1; NUL bytes that pad a title are dropped.
 ``rruff``
     RRUFF text files (https://rruff.info): the same columns, with ``##KEY=value`` header lines (kept
     in ``metadata["fields"]``; ``##WAVELENGTH=1.541838`` gives the wavelength) and data ending at

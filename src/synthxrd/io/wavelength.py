@@ -106,6 +106,7 @@ class HeaderWavelength:
     where : ``"header line N: 'text'"`` of the line that gave the wavelength (or the anode).
     unreadable : the first line that names a wavelength whose value cannot be read, or None.
     radiation : ``"neutron"``, ``"synchrotron"``, ``"x-ray"`` or None; ``radiation_evidence`` the line.
+    sources : ``"header line N: 'text'"`` of each value found, by attribute name (``"alpha1"``, ...).
     """
 
     alpha1: float | None = None
@@ -146,7 +147,9 @@ _WAVELENGTH_RE = re.compile(
     r"\s*(nm|pm)?(?![\w.])", re.I)
 _WAVELENGTH_WORD = re.compile(r"\b(?:wave\s*-?\s*length|lambda)\b|\u03bb", re.I)
 _LINE_NAME_RE = re.compile(r"\b(Cu|Co|Mo|Fe|Cr|Ag)\s*-?\s*K\s*[-_ ]?\s*(?:alpha|a|\u03b1)\s*([12])?(?![a-z])", re.I)
-_ANGSTROM_RE = re.compile(r"(?<![\w.])(\d+\.\d+)\s*(?:A|\u00c5|\u212b|Angstroms?|Ang)(?![\w])")
+#: A number with a decimal point and an Angstrom unit: ``1.909A`` (no blank: ``2.5 A`` may be an ampere or a
+#: slit), ``1.5406 Å``, ``0.71 Angstrom``.
+_ANGSTROM_RE = re.compile(r"(?<![\w.])(\d+\.\d+)(?:A|\s*(?:\u00c5|\u212b|Angstroms?))(?![\w])")
 _NEUTRON_RE = re.compile(r"\bneutrons?\b|_diffrn_radiation_(?:probe|type)\s+'?neutron", re.I)
 _SYNCHROTRON_RE = re.compile(r"\bsynchrotron\b|\bbeam\s*line\b", re.I)
 
@@ -156,12 +159,15 @@ def wavelength_in(line: str) -> float | None:
 
     A number after ``wavelength``/``lambda`` (Angstrom; ``nm`` and ``pm`` are converted), else a
     line name such as ``Cu Ka1`` looked up in the wavelength table (``Cu Ka``: K-alpha1), else a
-    number between 0.3 and 3 followed by ``A``, ``Å`` or ``Angstrom`` (a title's ``1.909A``).
+    number between 0.3 and 3 followed by ``A`` (no blank between), ``Å`` or ``Angstrom`` (a title's
+    ``1.909A``).
 
     >>> wavelength_in("# Wavelength: 0.15406 nm"), wavelength_in("Mo K-alpha1 tube")
     (1.5406, 0.7093)
     >>> wavelength_in("PbSO4  Cu Ka X-ray data"), wavelength_in("CPD RRRR   PbSO4 1.909A neutron data")
     (1.54056, 1.909)
+    >>> wavelength_in("LaB6 0.45 Angstrom"), wavelength_in("tube 2.5 A, slit 1.0 mm")
+    (0.45, None)
     """
     m = _WAVELENGTH_RE.search(line)
     if m:
