@@ -236,6 +236,13 @@ def test_read_fixture(name):
         assert meta[key] == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
+@pytest.mark.parametrize("name", ["instrument.ras", "instrument.asc", "instrument.uxd"])
+def test_text_formats_with_a_byte_order_mark(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf\r\n" + (PATTERNS / name).read_bytes())
+    _, intensity, meta = read_quiet(tmp_path / name)
+    assert meta["format"] == FIXTURES[name][1] and intensity.size == 41
+
+
 # --------------------------------------------------------------------------------------------------
 # the header wavelength parser
 # --------------------------------------------------------------------------------------------------

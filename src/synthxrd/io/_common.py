@@ -95,6 +95,11 @@ class Source:
         return self.text.lstrip()[:HEAD_CHARS]
 
 
+def text_start(data: bytes, size: int = 65536) -> bytes:
+    """The first ``size`` bytes without a UTF-8 byte-order mark and leading blanks (for recognising text formats)."""
+    return data[:size].removeprefix(b"\xef\xbb\xbf").lstrip()
+
+
 def decode(data: bytes, path: str, ext: str) -> str:
     """Text of a file: UTF-16 with a byte-order mark, else UTF-8 (BOM optional), else Latin-1.
 

@@ -38,7 +38,7 @@ import zlib
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import MAX_XML_BYTES, Source, numbers, record_tube
+from synthxrd.io._common import MAX_XML_BYTES, Source, numbers, record_tube, text_start
 from synthxrd.io._xml import first, float_of, local, parse_xml
 from synthxrd.io.wavelength import anode_lines, apply_header, scan_header
 
@@ -63,13 +63,13 @@ def two_theta_axis(axis: str | None) -> bool:
 
 
 def is_rigaku_ras(source: Source) -> bool:
-    """``*RAS_`` near the start of the text (the RAS block keys)."""
-    return source.data[:1] == b"*" and b"*RAS_" in source.data[:4096]
+    """The text starts with a ``*RAS_`` key (``*RAS_DATA_START``; a byte-order mark and blanks ignored)."""
+    return text_start(source.data, 4096).startswith(b"*RAS_")
 
 
 def is_rigaku_asc(source: Source) -> bool:
     """Text with ``*KEY = value`` lines, among them ``*START`` and ``*COUNT``, before the data."""
-    head = source.data[:65536]
+    head = text_start(source.data)
     return head[:1] == b"*" and b"*START" in head and b"*COUNT" in head
 
 

@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import Source, numbers
+from synthxrd.io._common import Source, numbers, text_start
 from synthxrd.io.wavelength import apply_header, scan_header
 
 __all__ = ["is_uxd", "read_uxd"]
@@ -33,7 +33,7 @@ _KEY_LINE = re.compile(r"^(_[A-Z0-9_]+)\s*(?:=\s*(.*))?$", re.I)
 
 def is_uxd(source: Source) -> bool:
     """Text with ``_KEY=value`` lines: ``_FILEVERSION`` or ``_WL1``, and a data key (``_COUNTS``, ``_2THETACOUNTS``)."""
-    head = source.data[:65536]
+    head = text_start(source.data)
     return (head[:1] in (b";", b"_") and (b"_FILEVERSION" in head or b"_WL1" in head)
             and any(k.encode() in head for k in _XY_KEYS + _Y_KEYS))
 
