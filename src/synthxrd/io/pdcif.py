@@ -25,7 +25,7 @@ import numpy as np
 
 from synthxrd.errors import DataError
 from synthxrd.io._common import Source, record_tube
-from synthxrd.io.wavelength import anode_lines
+from synthxrd.io.wavelength import anode_lines, anodes
 
 __all__ = ["is_cif", "read_pdcif"]
 
@@ -133,8 +133,7 @@ def _radiation(block, path: str, meta: dict) -> None:
                          if block.find_values("_diffrn_radiation_wavelength") else []) if math.isfinite(w)]
     if not waves and _number(block, "_pd_proc_wavelength") is not None:
         waves = [_number(block, "_pd_proc_wavelength")]
-    anode = next((a for a in ("Cu", "Co", "Mo", "Fe", "Cr", "Ag") if re.search(rf"\b{a}\b", probe + " " + source)),
-                 None)
+    anode = next((a for a in anodes() if re.search(rf"\b{a}\b", probe + " " + source)), None)
     if len(waves) > 1:  # a loop of K-alpha1 and K-alpha2
         record_tube(meta, waves[0], waves[1], None, None, "_diffrn_radiation_wavelength")
     elif waves and 0.01 < waves[0] < 100:

@@ -27,7 +27,7 @@ import numpy as np
 
 from synthxrd.errors import DataError
 from synthxrd.io._common import Source, record_tube
-from synthxrd.io.wavelength import anode_lines
+from synthxrd.io.wavelength import anode_lines, anodes
 
 __all__ = ["is_stoe_raw", "read_stoe_raw"]
 
@@ -63,7 +63,7 @@ def read_stoe_raw(source: Source, meta: dict):
     meta["step_stated"] = float(step)
     alpha1, alpha2 = struct.unpack_from("<2f", data, _WAVELENGTHS)
     alpha1, alpha2 = round(float(alpha1), 6), round(float(alpha2), 6)  # float32: 7 significant digits
-    anode = next((a for a in ("Cu", "Co", "Mo", "Fe", "Cr", "Ag") if abs(anode_lines(a)[0] - alpha1) < 2e-3), None)
+    anode = next((a for a in anodes() if abs(anode_lines(a)[0] - alpha1) < 2e-3), None)
     meta["anode"] = anode
     meta["radiation"] = "x-ray" if anode else None
     ratio = anode_lines(anode)[2] if anode else None

@@ -43,7 +43,7 @@ from importlib.resources import files
 from synthxrd.io._common import record_tube
 from synthxrd.simulate.common import wavelengths
 
-__all__ = ["HeaderWavelength", "anode_lines", "anode_name", "apply_header", "kalpha2_ratios", "scan_header",
+__all__ = ["HeaderWavelength", "anode_lines", "anode_name", "anodes", "apply_header", "kalpha2_ratios", "scan_header",
            "wavelength_in"]
 
 #: Atomic numbers of the anodes of laboratory tubes (Rigaku ASC gives ``*TARGET = 29``).
@@ -58,6 +58,12 @@ def kalpha2_ratios() -> dict[str, float]:
     """K-alpha2 / K-alpha1 intensity ratio per anode (``kalpha2_ratio`` of the wavelength table)."""
     doc = json.loads(files("synthxrd.resources").joinpath("wavelengths.json").read_text())
     return dict(doc.get("kalpha2_ratio", {}))
+
+
+@lru_cache(maxsize=1)
+def anodes() -> tuple[str, ...]:
+    """The anodes whose K-alpha lines the wavelength table holds (``("Cu", "Mo", ...)``)."""
+    return tuple(name[:-3] for name in wavelengths() if name.endswith("Ka1"))
 
 
 def anode_lines(anode: str) -> tuple[float, float, float | None, float] | None:
