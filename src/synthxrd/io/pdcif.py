@@ -127,13 +127,14 @@ def _radiation(block, path: str, meta: dict) -> None:
         meta["radiation"], meta["radiation_evidence"] = "neutron", f"_diffrn_radiation_probe {probe.split()[0]!r}"
     elif "synchrotron" in source.lower():
         meta["radiation"], meta["radiation_evidence"] = "synchrotron", f"_diffrn_source {source.strip()!r}"
-    else:
-        meta["radiation"] = "x-ray" if "x-ray" in probe.lower() else None
-    waves = [float(w) for w in (_column(block, "_diffrn_radiation_wavelength", path)
-                         if block.find_values("_diffrn_radiation_wavelength") else []) if math.isfinite(w)]
+    anode = next((a for a in anodes() if re.search(rf"\b{a}\b", probe + " " + source)), None)
+    if meta.get("radiation") is None and ("x-ray" in probe.lower() or anode):
+        meta["radiation"] = "x-ray"
+    listed = block.find_values("_diffrn_radiation_wavelength")
+    waves = [float(w) for w in (_column(block, "_diffrn_radiation_wavelength", path) if listed else [])
+             if math.isfinite(w)]
     if not waves and _number(block, "_pd_proc_wavelength") is not None:
         waves = [_number(block, "_pd_proc_wavelength")]
-    anode = next((a for a in anodes() if re.search(rf"\b{a}\b", probe + " " + source)), None)
     if len(waves) > 1:  # a loop of K-alpha1 and K-alpha2
         record_tube(meta, waves[0], waves[1], None, None, "_diffrn_radiation_wavelength")
     elif waves and 0.01 < waves[0] < 100:
