@@ -21,7 +21,7 @@ import pytest
 
 from synthxrd.errors import DataError
 from synthxrd.io import PatternWarning, load_for_model, read_pattern
-from synthxrd.io.wavelength import scan_header
+from synthxrd.io.wavelength import anode_name, scan_header
 
 PATTERNS = Path(__file__).resolve().parent / "data" / "patterns"
 
@@ -285,6 +285,7 @@ def test_same_parser_in_every_text_reader(tmp_path):
     _, _, two = read_quiet(write_uxd(tmp_path / "two.uxd", tt, y, key="_2THETACOUNTS"))
     assert two["format"] == "uxd" and two["wavelength"] == 1.5406
     assert scan_header(["*WAVE_LENGTH1 = ?"]).unreadable == "header line 1: '*WAVE_LENGTH1 = ?'"
+    assert scan_header(["*TARGET = 1e999"]).anode == "1e999" and anode_name("1e999") is None  # found by fuzzing
 
 
 def test_unreadable_wavelength_is_named_not_missing(tmp_path):

@@ -276,8 +276,8 @@ def read_rigaku_asc(source: Source, meta: dict):
             raise DataError(f"{path}: line {i + 1}: cannot read {s[:60]!r} as Rigaku ASC counts") from None
         y.extend(values)
         lines_of.extend([i + 1] * len(values))
-    if len(y) != int(count):
-        raise DataError(f"{path}: Rigaku ASC: *COUNT (line {keys['COUNT'][0]}) declares {int(count)} points, "
+    if len(y) != count:
+        raise DataError(f"{path}: Rigaku ASC: *COUNT (line {keys['COUNT'][0]}) declares {count:g} points, "
                         f"the data hold {len(y)}")
     return start + step * np.arange(len(y)), np.array(y, dtype=np.float64), np.array(lines_of)
 

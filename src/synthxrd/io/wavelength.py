@@ -93,7 +93,7 @@ def anode_name(anode: str) -> str | None:
     name = anode.strip().strip("'\"").strip()
     try:
         name = ANODE_NUMBERS.get(int(float(name)), name)
-    except ValueError:
+    except (ValueError, OverflowError):  # a symbol, or no finite number
         pass
     name = name[:1].upper() + name[1:].lower()
     return name if f"{name}Ka1" in wavelengths() else None
