@@ -441,11 +441,12 @@ def test_xrdml_errors(tmp_path):
 
 def test_bruker_raw_versions_and_damage(tmp_path):
     _, y = fixture_pattern()
-    for magic in (b"RAW4.00", b"RAW2", b"RAW "):
-        path = write_bruker_raw(tmp_path / "v.raw", 20.0, 0.5, y, magic=magic)
-        version = magic.decode().strip()
-        with pytest.raises(DataError, match=rf"v\.raw: Bruker RAW version '{version}' is not supported.*export .*\.xy"):
-            read_pattern(path)
+    path = write_bruker_raw(tmp_path / "v.raw", 20.0, 0.5, y, magic=b"RAW1.02")
+    with pytest.raises(DataError, match=r"v\.raw: Bruker RAW version 'RAW1\.02' is not supported.*export .*\.xy"):
+        read_pattern(path)
+    path = write_bruker_raw(tmp_path / "v4.raw", 20.0, 0.5, y, magic=b"RAW4.00")  # a RAW1.01 layout: no range
+    with pytest.raises(DataError, match=r"v4\.raw: range 1 declares 0 points of 0 bytes"):
+        read_pattern(path)
     path = write_bruker_raw(tmp_path / "short.raw", 20.0, 0.5, y, declared=100)
     with pytest.raises(DataError, match=r"short\.raw: range 1 declares 100 points but the file ends after 41"):
         read_pattern(path)
@@ -579,7 +580,9 @@ ERRORS = [
     ("cols.xy", "head\n" + "\n".join(_rows()[:8] + ["20.80 1 2"] + _rows()[9:]),
      r"cols\.xy: line 10: 3 columns where the data have 2 \(from line 2\)"),
     ("scan.ras", "*RAS_DATA_START\n*RAS_HEADER_START\n*RAS_INT_START\n10 1 1\n*RAS_INT_END\n",
-     r"scan\.ras: Rigaku RAS files are not supported"),
+     r"scan\.ras: only 1 data point; a pattern needs at least 10"),
+    ("rock.ras", "*RAS_DATA_START\n*RAS_HEADER_START\n*MEAS_SCAN_AXIS_X \"Omega\"\n*RAS_HEADER_END\n*RAS_INT_START\n"
+     "10 1 1\n*RAS_INT_END\n", r"rock\.ras: Rigaku RAS: the scan axis is 'Omega', not 2theta \(a rocking curve"),
 ]
 
 

@@ -160,6 +160,8 @@ def _search(args: argparse.Namespace) -> int:
 
     from synthxrd.cli.options import wavelength_option
     from synthxrd.io import read_pattern
+    from synthxrd.errors import DataError
+    from synthxrd.io.read import NOT_LABORATORY, missing_wavelength
     from synthxrd.match import ReferenceLibrary
     from synthxrd.predict import failure_message
     from synthxrd.simulate.common import DEFAULT_WAVELENGTH
@@ -173,10 +175,14 @@ def _search(args: argparse.Namespace) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 tt, y, meta = read_pattern(path, wavelength=wavelength)
+            if meta.get("radiation") in NOT_LABORATORY and wavelength is None:
+                raise DataError(f"{path}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the "
+                                f"reference library is X-ray; give --wavelength to search anyway")
             lam = meta.get("wavelength")
             if lam is None:
                 lam = DEFAULT_WAVELENGTH
-                print(f"note: {path} states no wavelength; assuming Cu K-alpha1 ({lam} Å) (--wavelength to change)")
+                print(f"note: {path}: {missing_wavelength(meta)}; assuming Cu K-alpha1 ({lam} Å) "
+                      f"(--wavelength to change)")
             matches = library.search(tt, y, k=args.k, wavelength=lam, elements=args.elements,
                                      only_elements=args.only_elements)[0]
         except Exception as exc:  # one line per file, the others go on

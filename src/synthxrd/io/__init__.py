@@ -12,17 +12,26 @@ format:
 
 - :mod:`synthxrd.io.columns`: text columns (``.xy``, ``.csv``, ...) and RRUFF files;
 - :mod:`synthxrd.io.xrdml`: PANalytical XRDML;
-- :mod:`synthxrd.io.bruker`: Bruker RAW1.01 and BRML;
+- :mod:`synthxrd.io.bruker`: Bruker RAW (versions 1 to 4) and BRML;
+- :mod:`synthxrd.io.uxd`: Bruker UXD text;
+- :mod:`synthxrd.io.rigaku`: Rigaku RAS, RASX and ASC (the binary RINT ``.raw`` is refused);
+- :mod:`synthxrd.io.stoe`: STOE WinXPOW ``RAW_1.06Powdat``;
+- :mod:`synthxrd.io.pdcif`: powder CIF (pdCIF);
 - :mod:`synthxrd.io.gsas`: GSAS constant-wavelength data (STD, ESD, FXYE).
+
+Text headers are read for the wavelength and the radiation by one parser,
+:mod:`synthxrd.io.wavelength`.
 
 :mod:`synthxrd.io.read` lists the checks made on every pattern and how the wavelength is chosen;
 :mod:`synthxrd.io.prepare` holds the conversion, resampling and :func:`load_for_model`. This package
 imports neither numba nor torch: grid and wavelengths come from :mod:`synthxrd.simulate.common`.
 
->>> format_names()                                 # metadata["format"] values, in the order tried
-('brml', 'bruker_raw', 'xrdml', 'gsas', 'rruff', 'columns')
+>>> format_names()[:6]                             # metadata["format"] values, in the order tried
+('rigaku_rasx', 'brml', 'bruker_raw', 'stoe_raw', 'xrdml', 'gsas')
+>>> format_names()[6:]
+('rigaku_ras', 'rigaku_asc', 'uxd', 'pdcif', 'rruff', 'columns')
 >>> [f.name for f in FORMATS if not f.supported]   # recognised, then refused with a clear error
-['rigaku_ras']
+['rigaku_raw', 'image']
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from functools import cached_property
 from pathlib import Path
 
 from synthxrd.errors import DataError
-from synthxrd.simulate.common import resolve_wavelength
 
 #: Fewer points than this are no pattern (a peak list, a truncated file).
 MIN_POINTS = 10
@@ -96,11 +95,18 @@ class Source:
         return self.text.lstrip()[:HEAD_CHARS]
 
 
+def text_start(data: bytes, size: int = 65536) -> bytes:
+    """The first ``size`` bytes without a UTF-8 byte-order mark and leading blanks (for recognising text formats)."""
+    return data[:size].removeprefix(b"\xef\xbb\xbf").lstrip()
+
+
 def decode(data: bytes, path: str, ext: str) -> str:
     """Text of a file: UTF-16 with a byte-order mark, else UTF-8 (BOM optional), else Latin-1.
 
-    Raises :class:`UnknownFormat` when the first 8 KiB hold a NUL byte (a binary file that no binary
-    reader recognised).
+    NUL bytes are dropped where they only pad text (a title field padded with NULs, as some
+    converters write it: every other byte of the file is text or a blank). Raises
+    :class:`UnknownFormat` when the first 8 KiB hold a NUL byte otherwise (a binary file that no
+    binary reader recognised).
     """
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
@@ -108,12 +114,28 @@ def decode(data: bytes, path: str, ext: str) -> str:
         except UnicodeDecodeError:
             pass
     if b"\0" in data[:8192]:
-        raise UnknownFormat(path, f"binary file of an unsupported format{f' ({ext})' if ext else ''}",
-                            "; export the scan as .xy")
+        if not is_nul_padded_text(data):
+            raise UnknownFormat(path, f"binary file of an unsupported format{f' ({ext})' if ext else ''}",
+                                "; export the scan as .xy")
+        data = data.replace(b"\0", b"")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+#: Bytes that text holds besides NUL padding: tab, LF, FF, CR and everything from the blank up.
+_TEXT_BYTES = bytes([9, 10, 12, 13]) + bytes(range(32, 256))
+
+
+def is_nul_padded_text(data: bytes) -> bool:
+    """Whether ``data`` is text once its NUL bytes are dropped: no other control byte, and a line break.
+
+    >>> is_nul_padded_text(b"PD-01-02" + bytes(40) + b"\\r\\n 20.000 0\\r\\n"), is_nul_padded_text(b"RAW1\\0\\x01\\x02")
+    (True, False)
+    """
+    stripped = data.replace(b"\0", b"")
+    return b"\n" in stripped and not stripped.translate(None, _TEXT_BYTES)
 
 
 _NUMBER_SPLIT = re.compile(r"[,\s]+")
@@ -142,36 +164,6 @@ def numbers(s: str) -> list[float]:
     return [float(t) for t in tokens]
 
 
-_WAVELENGTH_RE = re.compile(
-    r"(?:wave\s*-?\s*length|lambda|\u03bb)[^\n]{0,24}?"          # the keyword, then up to 24 characters
-    r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"         # a number that is not part of a word
-    r"\s*(nm|pm)?(?![\w.])", re.I)
-_LINE_NAME_RE = re.compile(r"\b(Cu|Co|Mo|Fe|Cr|Ag)\s*-?\s*K\s*[-_ ]?\s*(?:alpha|a|\u03b1)\s*([12])?(?![a-z])", re.I)
-
-
-def wavelength_in(line: str) -> float | None:
-    """The wavelength (Angstrom) a header line states, or None.
-
-    A number after ``wavelength``/``lambda`` (Angstrom; ``nm`` and ``pm`` are converted), else a
-    line name such as ``Cu Ka1`` looked up in the wavelength table.
-
-    >>> wavelength_in("# Wavelength: 0.15406 nm"), wavelength_in("Mo K-alpha1 tube")
-    (1.5406, 0.7093)
-    """
-    m = _WAVELENGTH_RE.search(line)
-    if m:
-        value = float(m.group(1)) * {"nm": 10.0, "pm": 0.01}.get((m.group(2) or "").lower(), 1.0)
-        if 0.05 < value < 10.0:
-            return value
-    m = _LINE_NAME_RE.search(line)
-    if m:
-        try:
-            return resolve_wavelength(f"{m.group(1)}Ka{m.group(2) or ''}")
-        except Exception:  # noqa: BLE001 - a name not in the table is no wavelength
-            return None
-    return None
-
-
 def record_tube(meta: dict, alpha1, alpha2, ratio, average, source: str) -> None:
     """Record tube wavelengths in ``meta``; ``meta["wavelength"]`` becomes K-alpha1.
 
@@ -185,6 +177,9 @@ def record_tube(meta: dict, alpha1, alpha2, ratio, average, source: str) -> None
     meta["kalpha2"] = float(alpha2) if ok(alpha2) else None
     meta["kalpha2_ratio"] = float(ratio) if ratio is not None and math.isfinite(ratio) and ratio >= 0 else None
     meta["kalpha_average"] = float(average) if ok(average) else None
+    if meta["kalpha1"] is not None or meta["kalpha_average"] is not None:
+        if meta.get("radiation") is None:
+            meta["radiation"] = "x-ray"  # a tube's lines: a laboratory X-ray source
     if meta["kalpha1"] is not None:
         meta["wavelength"], meta["wavelength_source"] = meta["kalpha1"], f"{source}: K-alpha1"
     elif meta["kalpha_average"] is not None:

@@ -7,9 +7,9 @@
     ``;``, ``%``, ``//``) are skipped anywhere; text lines (column titles, instrument settings) are
     accepted only before the data, and so are lines holding a single number (a point count, a
     wavelength). Once the data have started, a line that is not numbers is an error that names the
-    line. A wavelength is taken from a header or comment line such as ``# Wavelength: 1.5406``
-    (Angstrom; ``nm`` is converted) or, failing that, from a line name such as ``Cu Ka1``. UTF-8,
-    UTF-16 (with BOM) and Latin-1.
+    line. A wavelength is taken from header and comment lines by :mod:`synthxrd.io.wavelength`
+    (``# Wavelength: 1.5406``, nm converted; ``_WL1=``, ``*WAVE_LENGTH1``; a line name such as
+    ``Cu Ka1``). UTF-8, UTF-16 (with BOM) and Latin-1; NUL bytes that pad a title are dropped.
 ``rruff``
     RRUFF text files (https://rruff.info): the same columns, with ``##KEY=value`` header lines (kept
     in ``metadata["fields"]``; ``##WAVELENGTH=1.541838`` gives the wavelength) and data ending at
@@ -27,7 +27,8 @@ import warnings
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import COMMENT_PREFIXES, FIELD_SPLIT, Source, numbers, wavelength_in
+from synthxrd.io._common import COMMENT_PREFIXES, FIELD_SPLIT, Source, numbers
+from synthxrd.io.wavelength import apply_header, scan_header
 
 __all__ = ["is_rruff", "read_columns", "read_rruff"]
 
@@ -118,12 +119,13 @@ def _read_table(lines: list[str], path: str, meta: dict):
         table, line_numbers = np.array(rows, dtype=np.float64), np.array(row_lines)
     meta["n_columns"] = int(table.shape[1])
     _check_column_titles(before, table.shape[1], path)
-    for ln, t in before:
-        lam = wavelength_in(t)
-        if lam is not None:
-            meta["wavelength"], meta["wavelength_source"] = lam, f"header line {ln}: {t[:60]!r}"
-            break
+    _header_wavelength(before, meta)
     return table[:, 0], table[:, 1], line_numbers, fields
+
+
+def _header_wavelength(before: list[tuple[int, str]], meta: dict) -> None:
+    """The wavelength and radiation that the numbered header lines state (:mod:`synthxrd.io.wavelength`)."""
+    apply_header(scan_header([t for _, t in before], line_numbers=[ln for ln, _ in before]), meta)
 
 
 def _plain_block(lines: list[str], first: int) -> tuple[np.ndarray, np.ndarray] | None:

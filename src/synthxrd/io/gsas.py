@@ -9,7 +9,8 @@ ignored), ``ESD`` (five ``(F8.0,F8.0)`` intensity/esd pairs per record) or ``FXY
 2theta in centidegrees, intensity, esd). ``ALT`` records and time-of-flight banks (``RALF``,
 ``SLOG``) are refused; of several banks only the first is read (``metadata["n_banks"]``). GSAS data
 files do not hold the wavelength (it is in the instrument parameter file); a header line that
-names one (``Wavelength 1.5406``) is used.
+names one (``Wavelength 1.5406``, ``Cu Ka``, a title's ``1.909A``) is used, read by
+:mod:`synthxrd.io.wavelength` (which also marks a title saying ``neutron`` as neutron data).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import re
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import Source, numbers, wavelength_in
+from synthxrd.io._common import Source, numbers
+from synthxrd.io.wavelength import apply_header, scan_header
 
 __all__ = ["bank_index", "is_gsas", "read_gsas"]
 
@@ -55,11 +57,7 @@ def read_gsas(source: Source, meta: dict):
     meta["header"] = bool(before)
     meta["header_lines"] = before[:20]
     meta["title"] = before[0] if before else None
-    for ln, s in enumerate(lines[:first], 1):
-        lam = wavelength_in(s)
-        if lam is not None:
-            meta["wavelength"], meta["wavelength_source"] = lam, f"header line {ln}: {s.strip()[:60]!r}"
-            break
+    apply_header(scan_header(lines[:first]), meta)
     nchan, kind, start, step = _bank_line(lines[first], first + 1, path)
     meta["gsas_type"] = kind
     end = next((i for i in banks if i > first), len(lines))

@@ -19,7 +19,7 @@ import numpy as np
 
 from synthxrd.errors import DataError
 from synthxrd.io._common import GAP_FACTOR, MIN_POINTS, PatternWarning
-from synthxrd.io.read import read_pattern
+from synthxrd.io.read import NOT_LABORATORY, missing_wavelength, read_pattern
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 
 __all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "resample"]
@@ -123,8 +123,10 @@ def load_for_model(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A measured pattern as the model sees it: on the grid, at the model's wavelength, max 1.
 
-    Steps: :func:`~synthxrd.io.read_pattern`; the wavelength is the file's, else ``wavelength``, else
-    Cu K-alpha1 (the laboratory default, with a :class:`PatternWarning` naming the assumption);
+    Steps: :func:`~synthxrd.io.read_pattern`; neutron and synchrotron patterns
+    (``metadata["radiation"]``) are refused unless ``wavelength`` is given (the model is X-ray); the
+    wavelength is the file's, else ``wavelength``, else Cu K-alpha1 (the laboratory default, with a
+    :class:`PatternWarning` naming the assumption, or the header line it could not read);
     constant padding at the ends is trimmed (:data:`~synthxrd.io.PADDING_MIN_RUN`);
     :func:`convert_wavelength` to ``model_wavelength`` (points with no equivalent dropped);
     :func:`resample` onto ``grid``; negative values clipped to 0; divided by the maximum over the
@@ -143,12 +145,16 @@ def load_for_model(
     """
     path_str = str(path)
     two_theta, intensity, meta = read_pattern(path, wavelength=wavelength)
+    if meta["radiation"] in NOT_LABORATORY and wavelength is None:
+        stated = f"; the file states {meta['wavelength']:g} A" if meta["wavelength"] else ""
+        raise DataError(f"{path_str}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the model and "
+                        f"the reference library are X-ray; give --wavelength to predict anyway{stated}")
     lam = meta["wavelength"]
     warn: list[str] = []
     if lam is None:  # the laboratory default, said in one line rather than refused
         lam = DEFAULT_WAVELENGTH
         meta["wavelength_source"] = "assumed"
-        warn.append(f"{path_str}: the file states no wavelength; assumed Cu K-alpha1 ({lam} Å) "
+        warn.append(f"{path_str}: {missing_wavelength(meta)}; assumed Cu K-alpha1 ({lam} Å) "
                     "(give --wavelength if it was measured otherwise)")
     lam_model = resolve_wavelength(model_wavelength)
     lead, trail = meta["constant_edges"]

@@ -16,7 +16,10 @@ The wavelength in ``metadata["wavelength"]`` is K-alpha1 where a file states K-a
 separately (XRDML, RAW, BRML): the simulator models K-alpha1 only (DESIGN.md), and the K-alpha2
 component of a measured peak is its shoulder on the high-angle side, not a shift of the peak; the
 average, K-alpha2 and the ratio are in ``kalpha_average``, ``kalpha2``, ``kalpha2_ratio``. A file
-that states one value (RRUFF's ``##WAVELENGTH``, a header line) gives that value.
+that states one value (RRUFF's ``##WAVELENGTH``, a header line) gives that value. Text headers are
+read by the one parser of :mod:`synthxrd.io.wavelength` (UXD ``_WL1``/``_ANODE``, Rigaku
+``*WAVE_LENGTH1`` and ``*HW_XG_WAVE_LENGTH_ALPHA1``, titles, line names); ``metadata["radiation"]``
+says ``"neutron"`` or ``"synchrotron"`` where the file does, with a :class:`~synthxrd.io.PatternWarning`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,16 @@ from synthxrd.io._common import (
 from synthxrd.io.formats import detect_format, supported_formats
 from synthxrd.simulate.common import resolve_wavelength
 
-__all__ = ["read_pattern"]
+__all__ = ["NOT_LABORATORY", "missing_wavelength", "read_pattern"]
+
+#: Radiations other than a laboratory X-ray tube, with what that means for the model and library
+#: (load_for_model refuses them unless a wavelength is given explicitly).
+NOT_LABORATORY = {
+    "neutron": "the model and the reference library are X-ray (neutron intensities follow scattering lengths, "
+               "not form factors): treat the answer with care",
+    "synchrotron": "the model and the reference library are laboratory X-ray (trained on Cu K-alpha1 patterns): "
+                   "treat the answer with care",
+}
 
 
 def read_pattern(path: str | Path, *, wavelength: float | str | None = None, max_bytes: int = MAX_PATTERN_BYTES
@@ -99,10 +111,21 @@ def read_pattern(path: str | Path, *, wavelength: float | str | None = None, max
                             "header": False, "header_lines": [], "n_columns": 2, "warnings": []}
     two_theta, intensity, lines_of = _read_source(Source(path_str, data), meta)
     two_theta, intensity = _check(two_theta, intensity, path_str, meta, lines_of)
+    meta.setdefault("radiation", None)
+    if meta["radiation"] in NOT_LABORATORY:
+        meta["warnings"].append(f"{path_str}: {meta['radiation']} data ({meta.get('radiation_evidence')}); "
+                                f"{NOT_LABORATORY[meta['radiation']]}")
     _apply_wavelength_argument(meta, wavelength, path_str)
     for message in meta["warnings"]:
         warnings.warn(message, PatternWarning, stacklevel=2)
     return two_theta, intensity, meta
+
+
+def missing_wavelength(meta: dict) -> str:
+    """Why ``meta`` has no wavelength, in words: the file states none, or names one that cannot be read."""
+    if meta.get("wavelength_unreadable"):
+        return f"the file names a wavelength that cannot be read ({meta['wavelength_unreadable']})"
+    return "the file states no wavelength"
 
 
 def _read_source(source: Source, meta: dict):
@@ -110,7 +133,7 @@ def _read_source(source: Source, meta: dict):
     try:
         fmt = detect_format(source)
         if fmt.read is None:
-            raise DataError(f"{source.path}: {fmt.title} files are not supported; {fmt.description}")
+            raise DataError(f"{source.path}: {fmt.title}: not read: {fmt.description}")
         meta["format"] = fmt.name
         return fmt.read(source, meta)
     except UnknownFormat as exc:

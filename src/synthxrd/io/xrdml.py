@@ -9,7 +9,9 @@ corrected for the beam attenuator); raw ``<counts>`` are multiplied by ``beamAtt
 ``commonBeamAttenuationFactor``. Per-point ``countingTimes`` that vary are divided out (counts/s).
 The wavelength is ``kAlpha1`` of ``<usedWavelength>`` (``kBeta`` when ``intended="K-Beta"``).
 Only the first ``<scan>`` is read (``metadata["n_scans"]`` says how many there are); a scan in
-which 2theta stays fixed is refused.
+which 2theta stays fixed is refused, and so is a pole figure (``measurementType="Area
+measurement"`` stepping or scanning Phi, Psi or Chi); other area measurements (reciprocal space
+maps, series) give their first scan with a warning.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from synthxrd.io._common import Source, UnknownFormat, record_tube
 from synthxrd.io._xml import children, first, float_of, floats, local, parse_xml
 
 __all__ = ["is_xml", "read_xrdml"]
+
+#: Axes that a pole figure (texture) measurement scans or steps; such XRDML files are refused.
+_TEXTURE_AXES = {"Phi", "Psi", "Chi"}
 
 
 def is_xml(source: Source) -> bool:
@@ -37,6 +42,16 @@ def read_xrdml(source: Source, meta: dict):
                                   f"(<xrdMeasurements>)")
     if "}" in root.tag:
         meta["xrdml_namespace"] = root.tag[1:].split("}")[0]
+    measurement = first(root, "xrdMeasurement")
+    kind = measurement.get("measurementType", "") if measurement is not None else ""
+    step_axis = measurement.get("measurementStepAxis", "") if measurement is not None else ""
+    scan_axes = {s.get("scanAxis", "") for s in root.iter() if local(s.tag) == "scan"}
+    if kind.lower().startswith("area") and ({step_axis} | scan_axes) & _TEXTURE_AXES:
+        raise DataError(f"{path}: pole figure: XRDML area measurement over {step_axis or '?'} and "
+                        f"{'/'.join(sorted(scan_axes))}, not a powder 2theta scan; measure or export a 2theta scan")
+    if kind.lower().startswith("area"):
+        meta["warnings"].append(f"{path}: an area measurement (a reciprocal space map or a series, step axis "
+                                f"{step_axis or '?'}); only the first scan is read")
     scans = [s for s in root.iter() if local(s.tag) == "scan"]
     if not scans:
         raise DataError(f"{path}: the XRDML file holds no <scan>")
