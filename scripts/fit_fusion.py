@@ -8,8 +8,12 @@ texture, background, noise, impurities, cropping) of
 so that the rule learns both "the library knows it" and "nobody knows it". The rule's parameters
 maximise the likelihood of the true space group (FusionRule.fit). rruff_dev is not used.
 
-  python scripts/fit_fusion.py --source ../shared/data/mp_experimental/structures.tar.xz \
+  python scripts/fit_fusion.py --source ../shared/data/mp_experimental/structures.tar.xz amcsd_cif1.db \
       --out src/synthxrd/resources/library/fusion.json
+
+(``amcsd_cif1.db``: the AMCSD database of the ``larixite`` wheel, the source of the shipped mineral
+library; the default library is both.) The held-out prototypes leave the library with every entry of
+their structure type, of either source (``ReferenceLibrary.without_part``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ def strained(crystal, rng: np.random.Generator):
     return Crystal(crystal.lattice * factors[:, None], crystal.frac_coords, crystal.numbers, crystal.occupancies)
 
 
-def read_crystals(source: str, ids: list[str]):
+def read_crystals(sources: list[str], ids: list[str]):
     from synthxrd import stats
     from synthxrd.structure import Crystal
 
     out = {}
-    for ident, text in stats.iter_cif_texts(source, ids=ids):
+    texts = (pair for source in sources for pair in stats.iter_cif_texts(source, ids=ids))
+    for ident, text in texts:
         lattice, positions, species = stats.parse_cif(text)
         counts = [len(s) for s in species]
         out[ident] = Crystal(np.asarray(lattice, float), np.repeat(np.asarray(positions, float), counts, axis=0),
@@ -44,8 +49,9 @@ def read_crystals(source: str, ids: list[str]):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--source", required=True, help="the CIFs of the library (folder or tar)")
-    ap.add_argument("--library", default=None, help="library file (default: shipped)")
+    ap.add_argument("--source", required=True, nargs="+",
+                    help="the structures of the library (folders, tar archives or AMCSD databases)")
+    ap.add_argument("--library", default=None, help="library (default: the default library, MP + AMCSD)")
     ap.add_argument("--model", default=None, help="network checkpoint (default: shipped)")
     ap.add_argument("--split", default=None, help="split CSV (default: shipped)")
     ap.add_argument("--n-library", type=int, default=600)
@@ -72,9 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(args.seed)
     library = ReferenceLibrary.load(args.library)
     split = load_split(args.split)
-    test_ids = set(split.ids_of("test").tolist())
-    in_test = np.array([i in test_ids for i in library.ids])
-    fit_library = library.select(~in_test)
+    fit_library = library.without_part(split, "test")
+    in_test = np.isin(library.ids, split.ids_of("test"))  # held out: test-part structures (of the split's source)
     known = rng.choice(fit_library.ids, args.n_library, replace=False).tolist()
     unknown = rng.choice(library.ids[in_test], args.n_held_out, replace=False).tolist()
     crystals = read_crystals(args.source, known + unknown)
@@ -90,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     matches = fit_library.search(grid.values(), patterns, k=50)
     if args.save_data:
         np.savez_compressed(args.save_data, network=network, labels=labels, known=np.isin(ids, known),
-                            scores=np.array([[m.score for m in ms] for ms in matches]),
-                            spacegroups=np.array([[m.spacegroup for m in ms] for ms in matches]))
+                            scores=np.array([[m.score for m in ms] + [0.0] * (50 - len(ms)) for ms in matches]),
+                            spacegroups=np.array([[m.spacegroup for m in ms] + [0] * (50 - len(ms)) for ms in matches]))
     rule = FusionRule.fit(network, matches, labels, metadata={
         "fitted_on": "simulated patterns, augmentation 'default'", "n_library": len(known),
         "n_held_out": len(unknown), "strain": "isotropic U(0.97, 1.03) x per-axis U(0.99, 1.01)",
