@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-library", type=int, default=600)
     ap.add_argument("--n-held-out", type=int, default=600)
     ap.add_argument("--seed", type=int, default=20261130)
+    ap.add_argument("--augment", default="default", help="augmentation preset of the patterns (default: default)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--save-data", metavar="NPZ", help="also save the fit data (network, match scores and groups)")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = np.array([library.spacegroups[library.index(i)] for i in ids], np.int64)
     grid = Grid()
     patterns = np.concatenate([augmented_patterns(CrystalBatch.from_crystals([batch[j] for j in range(a, min(a + 64, len(ids)))]),
-                                                  augment_config("default"), rng, grid=grid)
+                                                  augment_config(args.augment), rng, grid=grid)
                                for a in range(0, len(ids), 64)])
     predictor = Predictor.load(args.model, library=None, device="cpu")
     network = predictor.predict_grid(patterns)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                             scores=np.array([[m.score for m in ms] + [0.0] * (50 - len(ms)) for ms in matches]),
                             spacegroups=np.array([[m.spacegroup for m in ms] + [0] * (50 - len(ms)) for ms in matches]))
     rule = FusionRule.fit(network, matches, labels, metadata={
-        "fitted_on": "simulated patterns, augmentation 'default'", "n_library": len(known),
+        "fitted_on": f"simulated patterns, augmentation {args.augment!r}", "n_library": len(known),
         "n_held_out": len(unknown), "strain": "isotropic U(0.97, 1.03) x per-axis U(0.99, 1.01)",
         "library": library.label, "model": predictor.source, "seed": args.seed, "package_version": __version__,
         "split": split.path or "shipped"})

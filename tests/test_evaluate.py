@@ -167,6 +167,8 @@ def test_evaluate_manifest_subset(predictor, experimental_data, tmp_path):
 
 
 def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
+    from synthxrd.match import ReferenceLibrary
+
     manifest = _subset_manifest(experimental_data, tmp_path, broken=True)
     out = tmp_path / "report"
     args = ["evaluate", "--model", str(tiny_run), "--manifest", str(manifest), "--variant", "raw", "--out", str(out),
@@ -178,11 +180,12 @@ def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
     assert "5 patterns" in stdout and "1 failed" in stdout
     for label in ("top-1 space group", "top-5 space group", "crystal system", "extinction group", "ECE (15 bins)"):
         assert label in stdout
-    assert "fused network  search   prior" in stdout and "library: shipped, 46627 structures" in stdout
+    size = len(ReferenceLibrary.load())  # the default library, MP + AMCSD
+    assert "fused network  search   prior" in stdout and f"library: default, {size} structures" in stdout
     doc = json.loads((out / "evaluation.json").read_text())
     assert {"model", "network", "search", "baseline"} <= set(doc["summary"]["all"])
-    assert doc["predictions"][0]["matches"][0]["id"].startswith("mp-")
-    assert doc["config"]["model"]["library"]["n_structures"] == 46627 and doc["config"]["model"]["fusion"]
+    assert doc["predictions"][0]["matches"][0]["id"].startswith(("mp-", "amcsd-"))
+    assert doc["config"]["model"]["library"]["n_structures"] == size and doc["config"]["model"]["fusion"]
     assert doc["summary"]["n_patterns"] == 5 and len(doc["failures"]) == 1 and len(doc["predictions"]) == 5
     assert len(doc["reliability"]["bins"]) == 15 and len(doc["confusion_crystal_system"]["matrix"]) == 7
     for name in OUTPUT_FILES[1:]:

@@ -139,14 +139,14 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{library.label}: {len(library)} structures in {int((counts > 0).sum())} space groups, "
           f"{len(library.d)} reflections (d >= {library.d_min} Å, >= {m.get('min_intensity')} of the strongest, "
           f"at most {m.get('max_peaks')} per structure)")
-    print(f"source {m.get('source')}, symprec {m.get('symprec')}, built {m.get('created')} "
-          f"with synthxrd {m.get('package_version')}, {m.get('n_failures', 0)} failures")
+    for part in m.get("merged") or [m]:
+        print(f"{'  part: ' if 'merged' in m else ''}{part.get('source')}: {part.get('n_structures')} structures, "
+              f"symprec {m.get('symprec')}, built {part.get('created')} with synthxrd {part.get('package_version')}"
+              + ("" if "merged" in m else f", {m.get('n_failures', 0)} failures"))
     print("most frequent space groups: " + ", ".join(f"{g} ({counts[g]})" for g in top if counts[g]))
     n_minerals = len(set(library.minerals.tolist()) - {""})
     if n_minerals:
         print(f"{int((library.minerals != '').sum())} entries name their mineral ({n_minerals} minerals)")
-    for part in m.get("merged", []):
-        print(f"  part: {part.get('path') or part.get('source')} ({part['n_structures']} structures)")
     if "duplicates" in m:
         print(f"{m['duplicates'].get('n_duplicates', 0)} entries are duplicates of another (same formula and space group, "
               f"cell within {m['duplicates']['length_tolerance']:.0%} and {m['duplicates']['angle_tolerance']:g} degrees)")
