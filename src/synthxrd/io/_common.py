@@ -95,6 +95,21 @@ class Source:
         return self.text.lstrip()[:HEAD_CHARS]
 
 
+def zip_member(archive, name: str, path: str, kind: str = "") -> bytes:
+    """The bytes of member ``name`` of an open :class:`zipfile.ZipFile` (a .brml, a .rasx), at most
+    :data:`MAX_XML_BYTES`; a damaged member (bad CRC or header, offsets out of the file, an unknown
+    compression) is a :class:`DataError` naming the file, its kind (``"Rigaku RASX: "``) and the member."""
+    import zipfile
+    import zlib
+
+    if archive.getinfo(name).file_size > MAX_XML_BYTES:
+        raise DataError(f"{path}: {kind}{name} is larger than {MAX_XML_BYTES // 2**20} MiB")
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        raise DataError(f"{path}: {kind}broken zip archive, cannot read {name} ({exc})") from None
+
+
 def text_start(data: bytes, size: int = 65536) -> bytes:
     """The first ``size`` bytes without a UTF-8 byte-order mark and leading blanks (for recognising text formats)."""
     return data[:size].removeprefix(b"\xef\xbb\xbf").lstrip()

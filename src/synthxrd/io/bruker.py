@@ -46,7 +46,7 @@ import zlib
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import MAX_XML_BYTES, Source, UnknownFormat, record_tube
+from synthxrd.io._common import Source, UnknownFormat, record_tube, zip_member
 from synthxrd.io._xml import first, float_of, local, parse_xml
 from synthxrd.io.wavelength import anode_lines
 
@@ -304,13 +304,7 @@ def _brml_members(source: Source, meta: dict):
             meta["warnings"].append(f"{path}: {len(raw)} RawData files (ranges); only {raw[0]} is read")
 
         def read(name: str) -> bytes:
-            if archive.getinfo(name).file_size > MAX_XML_BYTES:
-                raise DataError(f"{path}: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
-            try:
-                return archive.read(name)
-            except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
-                # a damaged member: bad CRC, bad header, offsets out of the file, an unknown compression
-                raise DataError(f"{path}: broken zip archive, cannot read {name} ({exc})") from None
+            return zip_member(archive, name, path)
 
         root = parse_xml(read(raw[0]), path, raw[0])
         if first(root, "WaveLengthAlpha1") is not None:

@@ -38,7 +38,7 @@ import zlib
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import MAX_XML_BYTES, Source, numbers, record_tube, text_start
+from synthxrd.io._common import Source, numbers, record_tube, text_start, zip_member
 from synthxrd.io._xml import first, float_of, local, parse_xml
 from synthxrd.io.wavelength import anode_lines, apply_header, scan_header
 
@@ -167,12 +167,7 @@ def read_rasx(source: Source, meta: dict):
             meta["warnings"].append(f"{path}: {len(profiles)} profiles (scans); only Data0/Profile0.txt is read")
 
         def read(name: str) -> bytes:
-            if archive.getinfo(name).file_size > MAX_XML_BYTES:
-                raise DataError(f"{path}: Rigaku RASX: {name} is larger than {MAX_XML_BYTES // 2**20} MiB")
-            try:
-                return archive.read(name)
-            except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
-                raise DataError(f"{path}: Rigaku RASX: broken zip archive, cannot read {name} ({exc})") from None
+            return zip_member(archive, name, path, "Rigaku RASX: ")
 
         conditions = next((n for n in names if _RASX_CONDITIONS.match(n) and n.startswith("Data0/")), None)
         profile = read("Data0/Profile0.txt").decode("utf-8-sig", "replace")
