@@ -293,7 +293,8 @@ def test_a_build_continues_from_its_checkpoint(tmp_path, capsys):
     ("data_1000041\n_cod_database_code 1000041\n_chemical_name_mineral 'Calcite'\n"
      "_journal_name_full 'American Mineralogist'\n_journal_volume 46\n_journal_page_first 1283\n_journal_year 1961\n",
      ("Calcite", "COD 1000041; American Mineralogist 46, 1283 (1961)")),
-    ("data_67593-ICSD\n_database_code_ICSD 67593\n_chemical_name_mineral Quartz\n_journal_name_abbrev 'Z. Kristallogr.'\n",
+    ("data_67593-ICSD\n_database_code_ICSD 67593\n_chemical_name_mineral Quartz\n"
+     "_journal_name_abbrev 'Z. Kristallogr.'\n",
      ("Quartz", "ICSD 67593; Z. Kristallogr.")),
     ("data_mp-1\n_chemical_formula_sum 'Cs1'\n", ("", "")),
     ("data_x\n_chemical_name_mineral ?\n_journal_year 2001\n", ("", "")),

@@ -264,8 +264,8 @@ def iter_amcsd(path: str | Path, *, ids: Iterable[str] | None = None,
     """Yield ``(id, cif_text)`` for every structure of an AMCSD SQLite database, in AMCSD-code order.
 
     A row that cannot be written as a CIF (unreadable cell, a site whose element cannot be told) is
-    yielded as an :class:`UnreadableText` with the reason, reported as a failure like a malformed CIF. ``ids`` keeps only these ids, ``skip`` leaves
-    these out.
+    yielded as an :class:`UnreadableText` with the reason, reported as a failure like a malformed
+    CIF. ``ids`` keeps only these ids, ``skip`` leaves these out.
 
     Raises
     ------

@@ -148,8 +148,9 @@ def _info(args: argparse.Namespace) -> int:
     if n_minerals:
         print(f"{int((library.minerals != '').sum())} entries name their mineral ({n_minerals} minerals)")
     if "duplicates" in m:
-        print(f"{m['duplicates'].get('n_duplicates', 0)} entries are duplicates of another (same formula and space group, "
-              f"cell within {m['duplicates']['length_tolerance']:.0%} and {m['duplicates']['angle_tolerance']:g} degrees)")
+        dup = m["duplicates"]
+        print(f"{dup.get('n_duplicates', 0)} entries are duplicates of another (same formula and space group, "
+              f"cell within {dup['length_tolerance']:.0%} and {dup['angle_tolerance']:g} degrees)")
     for citation in sorted(({m.get("citation")} | {p.get("citation") for p in m.get("merged", [])}) - {None}):
         print(f"cite: {citation}")
     return 0

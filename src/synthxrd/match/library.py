@@ -392,7 +392,8 @@ class ReferenceLibrary:
         for g, name in zip(self.groups.tolist(), self.minerals.tolist()):
             if name and g not in named:
                 named[g] = name
-        return np.array([m or named.get(g, "") for g, m in zip(self.groups.tolist(), self.minerals.tolist())], dtype=str)
+        pairs = zip(self.groups.tolist(), self.minerals.tolist())
+        return np.array([m or named.get(g, "") for g, m in pairs], dtype=str)
 
     def index(self, id: str) -> int:
         """Row of the structure ``id``; :class:`KeyError` naming it if absent."""

@@ -426,8 +426,8 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
             score, shift = _refine(prep, library, rows, fine_values[i], fine_covered, fine_shifts,
                                    1.0 if settings.power_on_peaks else settings.power)
             order = _one_per_phase(library.groups[rows], np.argsort(-score, kind="stable"), k)
-            out.append([_match(library, int(rows[j]), float(score[j]), math.exp(-fine_shifts[shift[j]] * settings.q_step),
-                               n) for j, n in order])
+            out.append([_match(library, int(rows[j]), float(score[j]),
+                               math.exp(-fine_shifts[shift[j]] * settings.q_step), n) for j, n in order])
     return out
 
 
@@ -447,7 +447,8 @@ def _one_per_phase(groups: np.ndarray, order: np.ndarray, k: int) -> list[tuple[
 
 def _match(library: ReferenceLibrary, row: int, score: float, scale: float, duplicates: int = 0) -> Match:
     return Match(str(library.ids[row]), str(library.formulas[row]), int(library.spacegroups[row]),
-                 round(max(0.0, min(1.0, score)), 6), round(scale, 5), row, str(library.phase_minerals[row]), duplicates)
+                 round(max(0.0, min(1.0, score)), 6), round(scale, 5), row, str(library.phase_minerals[row]),
+                 duplicates)
 
 
 def _allowed(library: ReferenceLibrary, elements, only_elements: bool) -> np.ndarray | None:
