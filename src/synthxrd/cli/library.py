@@ -105,15 +105,19 @@ def _info(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import warnings
 
-    from synthxrd.cli.options import wavelength_option
+    from synthxrd.cli.options import element_options, wavelength_option
+    from synthxrd.errors import ConfigError
     from synthxrd.io import read_pattern
     from synthxrd.match import ReferenceLibrary
     from synthxrd.predict import failure_message
     from synthxrd.simulate.common import DEFAULT_WAVELENGTH
     from synthxrd.wyckoff import hermann_mauguin
 
-    library = ReferenceLibrary.load(args.library)
+    if args.k < 1:
+        raise ConfigError(f"-k: expected an integer >= 1, got {args.k}")
+    element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
+    library = ReferenceLibrary.load(args.library)
     failed = 0
     for path in args.patterns:
         try:

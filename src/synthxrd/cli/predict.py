@@ -44,7 +44,7 @@ import json
 import sys
 from pathlib import Path
 
-from synthxrd.cli.options import wavelength_option
+from synthxrd.cli.options import element_options, wavelength_option
 from synthxrd.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -131,10 +131,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
     if args.matches < 0:
         raise ConfigError(f"--matches: expected an integer >= 0, got {args.matches}")
-    if args.no_library and (args.library or args.elements):
+    if args.no_library and (args.library or args.elements is not None):
         raise ConfigError("--no-library excludes --library and --elements")
-    if args.only_elements and not args.elements:
-        raise ConfigError("--only-elements needs --elements")
+    element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
     from synthxrd.predict import DEFAULT_THRESHOLD
 
@@ -157,10 +156,6 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd import __version__
     from synthxrd.predict import Predictor, failure_message, plot_prediction
 
-    if args.elements:
-        from synthxrd.match.search import parse_elements
-
-        parse_elements(args.elements)  # an unknown element is a usage error before any work
     predictor = Predictor.load(args.model, device=args.device, threshold=threshold,
                                library=None if args.no_library else (args.library or "default"))
     if plot_dir is not None:

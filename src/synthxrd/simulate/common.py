@@ -65,6 +65,8 @@ class Grid:
         """The grid from ``start`` to ``stop`` whose spacing is closest to ``step`` degrees."""
         if not (math.isfinite(step) and step > 0):
             raise ConfigError(f"grid: need a step > 0 degrees, got {step}")
+        if not (math.isfinite(start) and math.isfinite(stop)):  # NaN and inf have no number of points
+            raise ConfigError(f"grid: need finite start and stop degrees 2theta, got start={start}, stop={stop}")
         return cls(float(start), float(stop), int(round((stop - start) / step)) + 1)
 
     @property
