@@ -41,3 +41,16 @@ def test_bad_search_options_are_usage_errors_before_any_file_is_read(command, me
     assert main([*command, str(missing)]) == 2
     line = _one_line_error(capsys, command[0])
     assert message in line and str(missing) not in line
+
+
+def test_a_file_name_that_is_not_utf8_can_be_plotted(tmp_path, capsys):
+    import os
+
+    folder = os.fsencode(tmp_path)
+    name = os.path.join(folder, b"sample\xff.csv")
+    with open(name, "wb") as fh:
+        fh.write(MEASURED.read_bytes())
+    shown = os.fsdecode(name)
+    assert main(["predict", shown, "--no-library", "--plot", str(tmp_path / "plots")]) == 0
+    assert [p.suffix for p in (tmp_path / "plots").iterdir()] == [".png"]
+    assert "sample\ufffd.csv" in capsys.readouterr().out

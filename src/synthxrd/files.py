@@ -13,7 +13,7 @@ from typing import Any
 from synthxrd.errors import ConfigError
 
 __all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "display_name"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -71,6 +71,12 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def display_name(path: str | Path) -> str:
+    """``path`` as text that any UTF-8 output (a terminal, a plot title) can show: the bytes of a file
+    name that are not UTF-8 (held by Python as lone surrogates, PEP 383) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -528,8 +528,10 @@ def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(
     ax.set_xlim(grid.start, grid.stop)
     ax.set_xlabel(f"2θ (°) at λ = {wavelength:.5g} Å")
     ax.set_ylabel("intensity (max 1)")
+    from synthxrd.files import display_name
+
     src = Path(prediction.source)
-    ax.set_title(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name), fontsize=10)
+    ax.set_title(display_name(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name)), fontsize=10)
 
     top = prediction.top(k)
     ax = fig.add_subplot(gs[1, 0])

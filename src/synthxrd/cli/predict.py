@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
-    from synthxrd.files import atomic_write, check_outputs, write_json
+    from synthxrd.files import atomic_write, check_outputs, display_name, write_json
 
     plot_dir = Path(args.plot) if args.plot else None
     names = _plot_names(args.files) if plot_dir else []
@@ -174,11 +174,11 @@ def run(args: argparse.Namespace) -> int:
                                                                     wavelength=predictor.wavelength))
                 entry["plot"] = str(target)
             if not args.json:
-                tqdm.write(_table(result, args.top, args.matches), file=sys.stdout)
+                tqdm.write(display_name(_table(result, args.top, args.matches)), file=sys.stdout)
         except Exception as exc:  # one line per bad file, the others go on
             n_failed += 1
             entry = {"source": name, "ok": False, "error": failure_message(name, exc)}
-            tqdm.write(entry["error"], file=sys.stderr)
+            tqdm.write(display_name(entry["error"]), file=sys.stderr)
         results.append(entry)
     bar.close()
 
