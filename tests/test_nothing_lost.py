@@ -54,3 +54,38 @@ def test_a_file_name_that_is_not_utf8_can_be_plotted(tmp_path, capsys):
     assert main(["predict", shown, "--no-library", "--plot", str(tmp_path / "plots")]) == 0
     assert [p.suffix for p in (tmp_path / "plots").iterdir()] == [".png"]
     assert "sample\ufffd.csv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["lr_gamma=-1", "lr_step_size=1"], "invalid lr_gamma = -1.0"),
+    (["lr_gamma=0"], "invalid lr_gamma = 0.0"),
+    (["lr=nan"], "invalid lr = nan: must be a finite number"),
+    (["max_hours=inf"], "invalid max_hours = inf: must be a finite number"),
+    (["weight_decay=-inf"], "invalid weight_decay = -inf: must be a finite number"),
+    (["workers=-2"], "invalid workers = -2"),
+    (["min_count=0"], "invalid min_count = 0"),
+])
+def test_train_numbers_are_checked_for_range_and_finiteness_before_any_work(settings, message, tmp_path, capsys):
+    args = [a for s in settings for a in ("--set", s)]
+    assert main(["train", "--out", str(tmp_path / "t"), "--max-steps", "2", *args]) == 2
+    assert message in _one_line_error(capsys, "train")
+    assert not (tmp_path / "t").exists()
+
+
+def test_torch_seed_takes_every_run_seed():
+    pytest.importorskip("torch")
+    from synthxrd.train import torch_seed
+
+    assert torch_seed(5, 1) == 5001  # unchanged where it fitted before
+    for seed in (2**63 - 1, 2**63, 2**64, 10**30):
+        assert 0 <= torch_seed(seed, 3) < 2**63
+
+
+def test_train_accepts_a_seed_of_2_to_the_63(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "t"
+    seed = str(2**63)
+    assert main(["train", "--out", str(out), "--seed", seed, "--max-steps", "1", "--batch-size", "2",
+                 "--workers", "0", "--model", "park_small", "--no-progress", "--set", "val_sets=[]",
+                 "--set", "calibrate=false"]) == 0
+    assert f"seed = {seed}" in (out / "config.toml").read_text()

@@ -124,6 +124,9 @@ class TrainConfig:
             "warmup_steps": self.warmup_steps >= 0,
             "weight_decay": self.weight_decay >= 0,
             "grad_clip": self.grad_clip >= 0,
+            "lr_gamma": 0.0 < self.lr_gamma <= 1.0,  # a decay: a factor <= 0 would train against the gradient
+            "workers": self.workers >= -1,
+            "min_count": self.min_count >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -152,6 +155,12 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         span = max(1, config.max_steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
     return 1.0
+
+
+def torch_seed(seed: int, rank: int) -> int:
+    """The seed of torch's generator on ``rank``: ``seed * 1000 + rank``, wrapped into the int64 range that
+    ``torch.manual_seed`` takes (every seed >= 0 is a valid run seed, as numpy's generators take any)."""
+    return (seed * 1000 + rank) % 2**63
 
 
 def group_tables(classes: np.ndarray) -> np.ndarray:
@@ -438,7 +447,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if device.type == "cpu":  # the workers sleep once their prefetch queue is full: give torch every core
         threads = config.threads or max(1, cores // world)
         torch.set_num_threads(threads)
-    torch.manual_seed(config.seed * 1000 + rank)
+    torch.manual_seed(torch_seed(config.seed, rank))
 
     stream_config = _stream_config(config)
     maker = BatchMaker(stream_config)
