@@ -89,3 +89,19 @@ def test_train_accepts_a_seed_of_2_to_the_63(tmp_path, capsys):
                  "--workers", "0", "--model", "park_small", "--no-progress", "--set", "val_sets=[]",
                  "--set", "calibrate=false"]) == 0
     assert f"seed = {seed}" in (out / "config.toml").read_text()
+
+
+def test_resuming_a_finished_run_keeps_its_summary(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from synthxrd.train import TrainConfig, train
+
+    config = TrainConfig(out=str(tmp_path / "run"), model="park_small", batch_size=4, workers=0, max_steps=2,
+                         val_every=2, n_val_random=8, val_sets=("random",), calibrate=False, seed=3)
+    first = train(config, progress=False)
+    assert first["validation"]["random"]
+    again = train(config, resume=True, progress=False)  # nothing left to do
+    kept = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert again["step"] == kept["step"] == 2
+    assert kept["validation"] == json.loads(json.dumps(first["validation"])) and kept["history"]

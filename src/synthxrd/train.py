@@ -401,14 +401,15 @@ def _initial_weights(path: Path, classes: np.ndarray, model_config: dict,
     return loaded.state_dict(), meta
 
 
-def _previous_history(path: Path) -> list[dict[str, Any]]:
-    """The logged history of an earlier session of the run (empty if ``summary.json`` is unreadable)."""
+def _previous_summary(path: Path) -> dict[str, Any]:
+    """The ``summary.json`` of an earlier session of the run (empty if it is unreadable)."""
     import json
 
     try:
-        return list(json.loads(path.read_text(encoding="utf-8")).get("history", []))
-    except (OSError, ValueError, AttributeError):
-        return []
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _stream_failure(exc: RuntimeError, when: str) -> str:
@@ -487,13 +488,17 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     writer = None
     val_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     history: list[dict[str, float]] = []
+    last_val: dict[str, dict[str, float]] = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         if not resume:
             write_text(out / "config.toml", to_toml(config))
-        elif (out / "summary.json").is_file():  # the history before this session is kept
-            history = [h for h in _previous_history(out / "summary.json") if h.get("step", 0) <= step]
+        else:  # the history before this session is kept, and its last validation if no step is added
+            previous = _previous_summary(out / "summary.json")
+            history = [h for h in previous.get("history", []) if h.get("step", 0) <= step]
+            if previous.get("step") == step and isinstance(previous.get("validation"), dict):
+                last_val = previous["validation"]
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if resume else None)
@@ -536,7 +541,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                          ray_address=config.ray_address)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
-    last_val: dict[str, dict[str, float]] = {}
     def new_window() -> dict[str, float]:
         return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
 
