@@ -105,3 +105,30 @@ def test_resuming_a_finished_run_keeps_its_summary(tmp_path):
     kept = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert again["step"] == kept["step"] == 2
     assert kept["validation"] == json.loads(json.dumps(first["validation"])) and kept["history"]
+
+
+@pytest.mark.parametrize("command", [["stats"], ["library", "build"], ["split"]])
+def test_an_output_is_never_a_file_inside_an_input_folder(command, tmp_path, capsys):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    cif = folder / "NaCl.cif"
+    cif.write_text(NACL.read_text())
+    for out in (cif, folder / "sub" / ".." / "NaCl.cif"):
+        assert main([*command, str(folder), "--out", str(out), "--overwrite"]) == 2
+        assert f"{out} is a file inside {folder}, an input folder" in _one_line_error(capsys, command[0])
+    assert cif.read_text() == NACL.read_text() and [p.name for p in folder.iterdir()] == ["NaCl.cif"]
+
+
+def test_export_never_writes_over_the_files_of_a_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    kept = {name: f"{name} of the run".encode() for name in ("config.toml", "run.json", "best.pt", "checkpoint.pt",
+                                                            "summary.json", "snapshots/step_00000010.pt")}
+    for name, data in kept.items():
+        (run / name).write_bytes(data)
+    for source, out in ((run, run / "best.pt"), (run / "best.pt", run / "checkpoint.pt"),
+                        (run / "snapshots" / "step_00000010.pt", run / "summary.json")):
+        assert main(["export", str(source), str(out), "--overwrite"]) == 2
+        line = _one_line_error(capsys, "export")
+        assert f"{out} is " in line and "an input" in line, line
+    assert {name: (run / name).read_bytes() for name in kept} == kept

@@ -121,15 +121,25 @@ def check_new(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--
 def check_outputs(outputs: Iterable[str | Path], *, inputs: Iterable[str | Path | None] = (), overwrite: bool,
                   option: str = "--overwrite") -> None:
     """The output policy of every command, checked before any work starts: an output is never one of
-    the command's inputs (not even with ``overwrite``), and an existing output is replaced only with
+    the command's input files (not even with ``overwrite``; an input folder stands for every file in it,
+    so an existing file inside it is refused too), and an existing output is replaced only with
     ``overwrite`` (:func:`check_new`). :class:`ConfigError` naming the path otherwise."""
     outputs = [Path(p) for p in outputs]
     given = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         for source in given:
-            same = (out.exists() and source.exists() and os.path.samefile(out, source)) or \
-                out.resolve() == source.resolve()
-            if same:
-                raise ConfigError(f"{out} is also an input of this command; nothing was written. "
-                                  "Choose another output path")
+            clash = _input_clash(out, source)
+            if clash:
+                raise ConfigError(f"{out} is {clash} of this command; nothing was written. Choose another output path")
     check_new(outputs, overwrite=overwrite, option=option)
+
+
+def _input_clash(out: Path, source: Path) -> str | None:
+    """How output ``out`` would overwrite input ``source`` (``"also an input"``, or inside an input folder),
+    None when it would not. Paths are compared resolved (symbolic links and ``..`` followed)."""
+    if (out.exists() and source.exists() and os.path.samefile(out, source)) or out.resolve() == source.resolve():
+        return "also an input"
+    target = out.resolve()  # as the file system will find it once the output's folders are made
+    if source.is_dir() and target.exists() and target.is_relative_to(source.resolve()):
+        return f"a file inside {source}, an input folder"
+    return None

@@ -61,6 +61,7 @@ __all__ = [
     "crystal_system_probabilities",
     "extinction_group_probabilities",
     "resolve_checkpoint",
+    "run_folder",
     "failure_message",
     "plot_prediction",
 ]
@@ -251,6 +252,18 @@ def resolve_checkpoint(path: str | Path | None) -> Path | None:
     if not p.is_file():
         raise DataError(f"{path}: no such checkpoint file or run folder")
     return p
+
+
+def run_folder(path: str | Path) -> Path | None:
+    """The ``synthxrd train`` run folder (one holding ``config.toml`` and ``run.json``) that ``path`` is, or
+    holds ``path`` (a checkpoint in it or in its ``snapshots/``); None if there is none. Its files are the
+    run's to keep: no command writes over them (:func:`synthxrd.files.check_outputs`)."""
+    p = Path(path)
+    candidates = [p] if p.is_dir() else [p.parent] + ([p.parent.parent] if p.parent.name == "snapshots" else [])
+    for folder in candidates:
+        if (folder / "config.toml").is_file() and (folder / "run.json").is_file():
+            return folder
+    return None
 
 
 class Predictor:
