@@ -132,3 +132,72 @@ def test_export_never_writes_over_the_files_of_a_run(tmp_path, capsys):
         line = _one_line_error(capsys, "export")
         assert f"{out} is " in line and "an input" in line, line
     assert {name: (run / name).read_bytes() for name in kept} == kept
+
+
+HOLD_LOCK = "import sys, time; from synthxrd.files import lock_folder\nwith lock_folder(sys.argv[1]):\n" \
+            "    print('locked', flush=True); time.sleep(120)"
+
+
+def _holder(folder):
+    """A process that owns ``folder`` (as a running `synthxrd train` does) until it is killed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_folder_is_owned_by_one_process_and_a_dead_owner_s_lock_is_taken_over(tmp_path):
+    import os
+
+    from synthxrd.errors import ConfigError
+    from synthxrd.files import LOCK_FILE, lock_folder
+
+    folder = tmp_path / "run"
+    with lock_folder(folder) as path:
+        assert path.read_text().strip() == str(os.getpid())
+        with pytest.raises(ConfigError, match=f"{folder} is in use by process {os.getpid()}"):
+            with lock_folder(folder):
+                pass
+    assert not folder.exists()  # made for the lock and left empty: gone again
+    holder = _holder(folder)
+    try:
+        with pytest.raises(ConfigError, match=f"in use by process {holder.pid}"):
+            with lock_folder(folder):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (folder / LOCK_FILE).read_text().strip() == str(holder.pid)  # killed: its lock file stays, stale
+    with lock_folder(folder) as path:
+        assert path.read_text().strip() == str(os.getpid())
+    assert list(folder.iterdir()) == []
+
+
+def test_a_run_folder_in_use_refuses_train_resume_and_validation_build(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from synthxrd.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(out=str(run), model="park_small", batch_size=2, workers=0, max_steps=1, val_sets=(),
+                      calibrate=False), progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    cache = tmp_path / "validation"
+    holders = [_holder(run), _holder(tmp_path / "new"), _holder(cache)]
+    try:
+        for command, pid in ((["train", "--resume", str(run)], holders[0].pid),
+                             (["train", "--out", str(tmp_path / "new"), "--seed", "5"], holders[1].pid),
+                             (["validation", "build", "--out", str(cache), "--source", str(NACL.parent),
+                               "--n-random", "0", "--sets", "match"], holders[2].pid)):
+            assert main(command) == 2
+            assert f"is in use by process {pid}" in _one_line_error(capsys, command[0])
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".synthxrd.lock"} == before
+    assert [p.name for p in (tmp_path / "new").iterdir()] == [".synthxrd.lock"]

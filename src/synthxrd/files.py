@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from synthxrd.errors import ConfigError
 
 __all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
-           "remove_stale_temporaries", "display_name"]
+           "remove_stale_temporaries", "display_name", "lock_folder", "LOCK_FILE"]
+
+#: The lock file of a folder that one process owns (a training run, a validation cache): it holds the
+#: owner's pid; the lock itself is an flock(2) on it, which the kernel drops when the owner dies.
+LOCK_FILE = ".synthxrd.lock"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -61,6 +67,60 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+@contextmanager
+def lock_folder(folder: str | Path) -> Iterator[Path]:
+    """Own ``folder`` (created if missing) for the ``with`` block: one process at a time writes a run.
+
+    The lock is an exclusive ``flock`` on ``folder/LOCK_FILE``, which holds the owner's pid. Another
+    process that holds it makes this a :class:`ConfigError` naming that pid; a lock file left by a process
+    that is gone (killed) is stale: its lock went with its process, and it is taken over. On exit the lock
+    file is removed, and ``folder`` too when this call created it and nothing was written into it.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            owner = _lock_owner(path)
+            raise ConfigError(f"{folder} is in use by {'process ' + str(owner) if owner else 'another process'} "
+                              f"(lock file {path}); wait until it ends, or choose another folder") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # its owner removed it between our open and flock
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        if created:
+            try:
+                folder.rmdir()  # only when empty: a start that failed leaves nothing behind
+            except OSError:
+                pass
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _running(pid: int) -> bool:

@@ -37,7 +37,7 @@ from synthxrd import __version__
 from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.files import remove_stale_temporaries, write_json, write_text
+from synthxrd.files import lock_folder, remove_stale_temporaries, write_json, write_text
 from synthxrd.models.checkpoint import (InputSpec, checkpoint_input, export_model, load_checkpoint, load_model,
                                         portable_config, save_checkpoint)
 from synthxrd.models.device import resolve_device
@@ -427,7 +427,17 @@ def _finite(model) -> bool:
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) training; returns a summary (steps, final losses, validation metrics)."""
+    """Run (or resume) training; returns a summary (steps, final losses, validation metrics).
+
+    The run folder is owned by this run while it trains (:func:`synthxrd.files.lock_folder`): a second
+    run or resume of it is a :class:`ConfigError` naming the process that has it."""
+    rank, _ = _distributed()
+    _check_run_folder(Path(config.out), resume=resume)  # before the lock creates the folder
+    with lock_folder(config.out) if rank == 0 else nullcontext():
+        return _train(config, resume=resume, progress=progress)
+
+
+def _train(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
