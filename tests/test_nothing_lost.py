@@ -201,3 +201,20 @@ def test_a_run_folder_in_use_refuses_train_resume_and_validation_build(tmp_path,
             holder.wait()
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".synthxrd.lock"} == before
     assert [p.name for p in (tmp_path / "new").iterdir()] == [".synthxrd.lock"]
+
+
+def test_simulate_overwrite_leaves_exactly_what_run_json_lists(tmp_path):
+    import json
+
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for name in ("nacl.cif", "cscl.cif"):
+        (cifs / name).write_text((NACL.parent / name).read_text())
+    out = tmp_path / "out"
+    assert main(["simulate", str(cifs), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main(["simulate", str(cifs / "nacl.cif"), "--out", str(out), "--overwrite"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    listed = {name for entry in record["files"] for name in entry["outputs"]}
+    assert listed == {"nacl_pattern.csv", "nacl_peaks.csv"}
+    assert {p.name for p in out.iterdir()} == listed | {"run.json", "notes.txt"}
