@@ -218,3 +218,28 @@ def test_simulate_overwrite_leaves_exactly_what_run_json_lists(tmp_path):
     listed = {name for entry in record["files"] for name in entry["outputs"]}
     assert listed == {"nacl_pattern.csv", "nacl_peaks.csv"}
     assert {p.name for p in out.iterdir()} == listed | {"run.json", "notes.txt"}
+
+
+def test_reflections_times_atoms_is_bounded_before_any_work():
+    import time
+
+    import numpy as np
+
+    from synthxrd.errors import StructureError
+    from synthxrd.simulate import pattern, peaks
+    from synthxrd.simulate.common import check_reflection_count, extended_g_range
+    from synthxrd.simulate import Grid
+    from synthxrd.structure import Crystal
+
+    n = 20_000
+    crystal = Crystal(lattice=60.0 * np.eye(3), frac_coords=np.random.default_rng(0).random((n, 3)),
+                      numbers=np.full(n, 8), occupancies=np.ones(n))
+    for simulate in (peaks, pattern):
+        start = time.perf_counter()
+        with pytest.raises(StructureError, match=r"reflections in the window x 20,000 atoms = 1\.\d+e\+10 "
+                                                 r"structure-factor terms, more than the limit of 2e\+09"):
+            simulate(crystal)
+        assert time.perf_counter() - start < 5.0
+    # the largest generated crystals (7000 A^3 at 0.75 A^3 per atom) stay well inside the limit
+    _, g_max = extended_g_range(Grid(), 1.5406, 20.0)
+    check_reflection_count(np.cbrt(7000.0) * np.eye(3)[None], g_max, atoms=[int(7000 / 0.75)])
