@@ -243,3 +243,147 @@ def test_reflections_times_atoms_is_bounded_before_any_work():
     # the largest generated crystals (7000 A^3 at 0.75 A^3 per atom) stay well inside the limit
     _, g_max = extended_g_range(Grid(), 1.5406, 20.0)
     check_reflection_count(np.cbrt(7000.0) * np.eye(3)[None], g_max, atoms=[int(7000 / 0.75)])
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EROFS"])
+def test_a_full_or_read_only_disk_is_one_error_naming_the_path_and_no_partial_file(code, tmp_path):
+    import errno
+    import os
+
+    from synthxrd.errors import OutputError
+    from synthxrd.files import atomic_write
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"before")
+
+    def half_then_full(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    with pytest.raises(OutputError, match=f"{target}: cannot write it: {os.strerror(getattr(errno, code))}"):
+        atomic_write(target, half_then_full)
+    assert target.read_bytes() == b"before" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_writer_that_does_not_say_why_fails_on_a_full_disk_is_an_output_error(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    from synthxrd import files
+    from synthxrd.errors import OutputError
+
+    def torch_like(tmp):  # torch.save and HDF5 report a full disk without an errno
+        tmp.write_bytes(b"half")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    with pytest.raises(RuntimeError, match="PytorchStreamWriter"):  # room on the disk: not a disk error
+        files.atomic_write(tmp_path / "a.pt", torch_like)
+    full = SimpleNamespace(f_flag=0, f_bavail=0, f_frsize=4096)
+    monkeypatch.setattr(files.os, "statvfs", lambda folder: full)
+    with pytest.raises(OutputError, match="a.pt: cannot write it: No space left on device"):
+        files.atomic_write(tmp_path / "a.pt", torch_like)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _disk_full_at_fsync(monkeypatch):
+    import errno
+    import os
+
+    from synthxrd import files
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("command", [
+    ["stats", str(NACL.parent), "--workers", "1", "--no-progress", "--out", "{out}/s.npz"],
+    ["split", str(NACL.parent), "--workers", "1", "--no-progress", "--out", "{out}/s.csv"],
+    ["library", "build", str(NACL.parent), "--workers", "1", "--no-progress", "--out", "{out}/l.npz"],
+    ["simulate", str(NACL), "--out", "{out}"],
+    ["generate", "--n", "2", "--seed", "1", "--out", "{out}"],
+    ["predict", str(MEASURED), "--no-library", "--json-file", "{out}/p.json"],
+])
+def test_every_writer_stops_with_one_line_when_the_disk_is_full(command, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    _disk_full_at_fsync(monkeypatch)
+    assert main([a.replace("{out}", str(out)) for a in command]) == 2
+    err = capsys.readouterr().err  # generate's progress bar may come first
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"synthxrd {command[0]}: error: ") and "Traceback" not in err, err
+    assert f"{out}" in line and "cannot write it: No space left on device; nothing was written" in line
+    assert list(out.iterdir()) == []
+
+
+def test_train_stops_its_workers_when_the_checkpoint_does_not_fit(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import errno
+    import multiprocessing
+    import os
+
+    from synthxrd.errors import OutputError
+    from synthxrd.files import LOCK_FILE
+    from synthxrd.train import TrainConfig, train
+
+    def save(payload, path):
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", save)
+    run = tmp_path / "run"
+    config = TrainConfig(out=str(run), model="park_small", batch_size=2, workers=1, max_steps=3, checkpoint_every=1,
+                         val_sets=(), calibrate=False)
+    with pytest.raises(OutputError, match="checkpoint.pt: cannot write it: No space left on device"):
+        train(config, progress=False)
+    assert multiprocessing.active_children() == []  # the data worker is stopped: nothing left to wait for
+    assert not (run / "checkpoint.pt").exists() and not list(run.glob(".*.tmp")) and not (run / LOCK_FILE).exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs the right to mount: root; skipped otherwise), unmounted afterwards."""
+    import shutil
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = shutil.which("mount")
+    if mount is None or subprocess.run([mount, "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                       capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> None:
+    import os
+
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_a_real_full_disk_is_one_line_and_train_does_not_hang(small_disk, capsys):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    _fill(small_disk, 0)
+    assert main(["stats", str(NACL.parent), "--workers", "1", "--no-progress", "--out", str(small_disk / "s.npz")]) == 2
+    assert "s.npz: cannot write it: No space left on device" in _one_line_error(capsys, "stats")
+    (small_disk / "filler").unlink()
+    _fill(small_disk, 600 * 1024)  # room for the run's config and logs, not for its checkpoint
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-m", "synthxrd", "train", "--out", str(small_disk / "run"), "--max-steps",
+                           "3", "--batch-size", "2", "--workers", "1", "--model", "park_small", "--no-progress",
+                           "--set", "val_sets=[]", "--set", "checkpoint_every=1"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"synthxrd train: error: {small_disk / 'run' / 'checkpoint.pt'}: cannot write it: No space left on device; "
+        "nothing was written there (free some space, or choose another output path)"]
+    assert not list((small_disk / "run").glob(".*")) and not (small_disk / "run" / "checkpoint.pt").exists()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from synthxrd.errors import ConfigError
+from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 
 __all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
            "remove_stale_temporaries", "display_name", "lock_folder", "LOCK_FILE"]
@@ -26,30 +26,65 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a fresh temporary path next to ``path``, then rename it onto ``path``.
 
     Readers never see a half-written file; on error the temporary file is removed and ``path`` is
-    untouched. ``write`` creates the file itself, so it gets the usual umask permissions.
+    untouched. A file system that is full, over quota or read-only is an :class:`OutputError` naming
+    ``path`` (one line in the CLI), whatever ``write`` raised. ``write`` creates the file itself, so it
+    gets the usual umask permissions.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
-        _fsync(tmp)  # the data is on disk before the name points at it (a crash leaves old or new, never empty)
+        _fsync(tmp, strict=True)  # the data is on disk before the name points at it (a crash leaves old or new)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        code = _no_room(exc, path.parent)  # asked before the temporary file gives its space back
         tmp.unlink(missing_ok=True)
+        if code is not None:
+            raise _output_error(path, code) from None
         raise
     _fsync(path.parent)  # the rename itself
     return path
 
 
-def _fsync(path: Path) -> None:
+#: errno values saying that a file system takes no more data: full, over quota, read-only.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: Free space below which a failed write counts as a full disk: writers that do not say why (torch's
+#: zip writer, HDF5) fail with the file system filled up to the last blocks.
+NO_ROOM_BYTES = 64 * 1024
+
+
+def _output_error(path: Path, code: int) -> OutputError:
+    return OutputError(f"{path}: cannot write it: {os.strerror(code)}; nothing was written there "
+                       "(free some space, or choose another output path)")
+
+
+def _no_room(exc: BaseException, folder: Path) -> int | None:
+    """The errno (in :data:`NO_ROOM`) of a write that failed because ``folder``'s file system is full,
+    over quota or read-only; None for any other failure."""
+    if not isinstance(exc, Exception) or isinstance(exc, SynthXRDError):
+        return None
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+        return exc.errno
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    return errno.ENOSPC if fs.f_bavail * fs.f_frsize < NO_ROOM_BYTES else None
+
+
+def _fsync(path: Path, *, strict: bool = False) -> None:
+    """Flush ``path`` to disk; ``strict``: a file system that runs out of room while flushing raises."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:  # a file system without fsync of directories
-        pass
+    except OSError as exc:  # a file system without fsync of directories
+        if strict and exc.errno in NO_ROOM:
+            raise
     finally:
         os.close(fd)
 
@@ -102,9 +137,15 @@ def lock_folder(folder: str | Path) -> Iterator[Path]:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            code = _no_room(exc, folder)
+            if code is None:
+                raise
+            raise _output_error(path, code) from None
         yield path
     finally:
         path.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ import os
 import signal
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -433,11 +433,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     run or resume of it is a :class:`ConfigError` naming the process that has it."""
     rank, _ = _distributed()
     _check_run_folder(Path(config.out), resume=resume)  # before the lock creates the folder
-    with lock_folder(config.out) if rank == 0 else nullcontext():
-        return _train(config, resume=resume, progress=progress)
+    with lock_folder(config.out) if rank == 0 else nullcontext(), ExitStack() as cleanup:
+        return _train(config, resume=resume, progress=progress, cleanup=cleanup)
 
 
-def _train(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitStack) -> dict[str, Any]:
+    """:func:`train`; ``cleanup`` closes the data stream however this ends (a failed write: no worker is
+    left behind for the interpreter to wait for)."""
     import torch
     from tqdm import tqdm
 
@@ -549,6 +551,8 @@ def _train(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, An
 
     stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
                          ray_address=config.ray_address)
+    if hasattr(stream, "close"):
+        cleanup.callback(stream.close)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
     def new_window() -> dict[str, float]:

@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 
 from synthxrd.cli.options import element_options, wavelength_option
-from synthxrd.errors import ConfigError
+from synthxrd.errors import ConfigError, OutputError
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -175,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                 entry["plot"] = str(target)
             if not args.json:
                 tqdm.write(display_name(_table(result, args.top, args.matches)), file=sys.stdout)
+        except OutputError:  # the disk is full or read-only: the next files would fail alike
+            raise
         except Exception as exc:  # one line per bad file, the others go on
             n_failed += 1
             entry = {"source": name, "ok": False, "error": failure_message(name, exc)}

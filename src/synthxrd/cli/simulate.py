@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from synthxrd.cli import options
-from synthxrd.errors import ConfigError, SynthXRDError
+from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.files import atomic_write, check_outputs, write_text
 
 __all__ = ["HELP", "add_arguments", "run", "DEFAULT_CRYSTALLITE_SIZE_NM", "GRID_STEP"]
@@ -316,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
                               size_nm=size, plot=args.plot)
                 entry["status"] = "ok"
                 n_ok += 1
+            except OutputError:  # the disk is full or read-only: the next files would fail alike
+                raise
             except Exception as exc:  # one line per bad file, the others go on
                 entry["error"] = _message(name, exc)
                 tqdm.write(entry["error"], file=sys.stderr)
