@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synthxrd.cli import main
@@ -387,3 +388,112 @@ def test_a_real_full_disk_is_one_line_and_train_does_not_hang(small_disk, capsys
         f"synthxrd train: error: {small_disk / 'run' / 'checkpoint.pt'}: cannot write it: No space left on device; "
         "nothing was written there (free some space, or choose another output path)"]
     assert not list((small_disk / "run").glob(".*")) and not (small_disk / "run" / "checkpoint.pt").exists()
+
+
+# ---- a pattern with no peaks gets no space group ----------------------------------------------------
+
+X = np.round(np.arange(5.0, 90.0001, 0.02), 2)
+BACKGROUNDS = {
+    "ramp": 1000.0 - 10.0 * X,
+    "parabola": (X - 47.0) ** 2 + 10.0,
+    "amorphous hump": 150.0 + 900.0 * np.exp(-0.5 * ((X - 24.0) / 5.0) ** 2),
+    "exponential": 40.0 + 3000.0 * np.exp(-(X - 5.0) / 6.0),
+}
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "synthxrd" / "resources" / "examples"
+
+
+def _lines(name: str = "NaCl.cif") -> np.ndarray:
+    from synthxrd.simulate import Grid, pattern
+
+    return pattern(EXAMPLES / name, grid=Grid(5.0, 90.0, X.size), crystallite_size_nm=50.0).astype(np.float64)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+@pytest.mark.parametrize("background", sorted(BACKGROUNDS))
+def test_the_background_estimate_finds_peaks_only_where_there_are_some(background, noise):
+    from synthxrd.io import MIN_PEAK_SIGNIFICANCE, has_peaks, peak_significance
+
+    rng = np.random.default_rng(7)
+    bare = BACKGROUNDS[background]
+    with_lines = bare + 0.5 * bare.max() * _lines()
+    rows = np.stack([bare, with_lines])
+    if noise:
+        rows = rng.poisson(rows).astype(np.float64)
+    significance = peak_significance(rows, 0.02, counts=noise)
+    assert significance[0] < MIN_PEAK_SIGNIFICANCE / 1.3, significance  # a margin, not a near miss
+    assert significance[1] > 2 * MIN_PEAK_SIGNIFICANCE, significance
+    assert has_peaks(rows, 0.02, counts=noise).tolist() == [False, True]
+
+
+def test_predict_says_no_peaks_found_for_a_background_alone(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    files = []
+    for name, y in (("parabola", BACKGROUNDS["parabola"]), ("noisy_parabola", rng.poisson(BACKGROUNDS["parabola"])),
+                    ("ramp", BACKGROUNDS["ramp"])):
+        files.append(tmp_path / f"{name}.xy")
+        np.savetxt(files[-1], np.c_[X, y], fmt="%.4f")
+    assert main(["predict", *map(str, files), str(MEASURED), "--json"]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert [e.split(": ")[0] for e in errors] == list(map(str, files))
+    assert all(": no peaks found: nothing rises 8 noise sigmas above the background" in e for e in errors)
+    import json
+
+    results = json.loads(captured.out)["results"]
+    assert [r["ok"] for r in results] == [False, False, False, True]
+
+
+def test_identify_flags_a_background_and_gives_it_no_answer():
+    from synthxrd.predict import Predictor
+
+    predictor = Predictor.load(device="cpu")  # with the shipped library
+    rows = np.stack([BACKGROUNDS["ramp"], BACKGROUNDS["ramp"] + 500.0 * _lines("Al2O3_corundum.cif")])
+    out = predictor.identify(X, rows)
+    assert out["has_peaks"].tolist() == [False, True]
+    assert out["probabilities"][0].max() < predictor.threshold and out["matches"][0] == []
+    assert out["confidence"][0] == 0.0 and out["matches"][1]
+    alone = predictor.identify(X, rows[1])  # the pattern with peaks: the same answer as before
+    np.testing.assert_allclose(out["probabilities"][1], alone["probabilities"][0], rtol=1e-4, atol=1e-7)
+
+
+def _background(kind: str, p: list[float]) -> np.ndarray:
+    """A smooth background on X from parameters in [0, 1): a polynomial of degree <= 3 (positive),
+    an exponential decay, an amorphous hump (FWHM 12-35 degrees), or the three together."""
+    t = (X - 47.5) / 42.5
+    poly = 1.0 + p[0] * t + 0.8 * p[1] * t**2 - 0.3 * p[2] * t**3
+    decay = np.exp(-(X - 5.0) / (4.0 + 30.0 * p[3]))
+    hump = np.exp(-0.5 * ((X - 15.0 - 40.0 * p[4]) / (5.0 + 10.0 * p[5])) ** 2)
+    shapes = {"polynomial": poly, "exponential": 0.05 + decay, "hump": 0.2 + hump,
+              "mixed": 0.5 * poly + p[6] * decay + p[7] * hump}
+    return shapes[kind] / shapes[kind].max()
+
+
+@pytest.fixture(scope="module")
+def network_alone():
+    from synthxrd.predict import Predictor
+
+    return Predictor.load(device="cpu", library=None)
+
+
+def test_random_smooth_backgrounds_get_no_answer_and_lines_on_them_are_found(network_alone):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    lines = {name: _lines(name) for name in ("NaCl.cif", "Si.cif", "TiO2_rutile.cif", "WO3_monoclinic.cif")}
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(kind=st.sampled_from(["polynomial", "exponential", "hump", "mixed"]),
+           p=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=8, max_size=8),
+           counts=st.floats(20.0, 20000.0), noise=st.booleans(), cif=st.sampled_from(sorted(lines)),
+           height=st.floats(0.5, 3.0), seed=st.integers(0, 2**32 - 1))
+    def check(kind, p, counts, noise, cif, height, seed):
+        rng = np.random.default_rng(seed)
+        bare = counts * _background(kind, p)
+        rows = np.stack([bare, bare + height * counts * lines[cif]])
+        if noise:
+            rows = rng.poisson(rows).astype(np.float64)
+        out = network_alone.identify(X, rows)
+        assert out["has_peaks"].tolist() == [False, True], out["peak_significance"]
+        assert out["probabilities"][0].max() < network_alone.threshold  # no confident answer on nothing
+
+    check()
