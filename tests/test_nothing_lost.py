@@ -441,6 +441,9 @@ def test_predict_says_no_peaks_found_for_a_background_alone(tmp_path, capsys):
 
     results = json.loads(captured.out)["results"]
     assert [r["ok"] for r in results] == [False, False, False, True]
+    assert main(["library", "search", *map(str, files), str(MEASURED)]) == 1  # no matches made up either
+    out = capsys.readouterr().out
+    assert out.count(": no peaks found: nothing rises 8 noise sigmas") == 3 and f"{MEASURED}: 10 matches" in out
 
 
 def test_identify_flags_a_background_and_gives_it_no_answer():

@@ -497,12 +497,11 @@ class Predictor:
             warnings.simplefilter("ignore")  # load_for_model lists its warnings in info["warnings"]
             pattern, info = load_for_model(path, wavelength=wavelength, model_wavelength=self.wavelength,
                                            grid=self.grid)
-        from synthxrd.io import MIN_PEAK_SIGNIFICANCE
+        from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error
 
         significance = float(self._peaks(pattern[None].astype(np.float64), info["coverage_mask"], info["counts"])[0])
         if significance < MIN_PEAK_SIGNIFICANCE:
-            raise DataError(f"{path}: no peaks found: nothing rises {MIN_PEAK_SIGNIFICANCE:g} noise sigmas above "
-                            f"the background (at most {significance:.1f}); no space group is given")
+            raise no_peaks_error(str(path), significance)
         network = self.predict_grid(pattern)
         try:
             result = self._fuse(network, pattern[None].astype(np.float64), info["coverage_mask"], elements,

@@ -107,7 +107,7 @@ def _search(args: argparse.Namespace) -> int:
 
     from synthxrd.cli.options import element_options, wavelength_option
     from synthxrd.errors import ConfigError
-    from synthxrd.io import read_pattern
+    from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error, pattern_peak_significance, read_pattern
     from synthxrd.match import ReferenceLibrary
     from synthxrd.predict import failure_message
     from synthxrd.simulate.common import DEFAULT_WAVELENGTH
@@ -124,6 +124,9 @@ def _search(args: argparse.Namespace) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 tt, y, meta = read_pattern(path, wavelength=wavelength)
+            significance = pattern_peak_significance(tt, y)
+            if significance < MIN_PEAK_SIGNIFICANCE:  # a background alone: any match would be made up
+                raise no_peaks_error(str(path), significance)
             lam = meta.get("wavelength")
             if lam is None:
                 lam = DEFAULT_WAVELENGTH

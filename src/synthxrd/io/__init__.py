@@ -46,6 +46,8 @@ from synthxrd.io.prepare import (
     has_peaks,
     integer_like,
     load_for_model,
+    no_peaks_error,
+    pattern_peak_significance,
     peak_significance,
     resample,
 )
@@ -65,6 +67,8 @@ __all__ = [
     "clean_patterns",
     "has_peaks",
     "integer_like",
+    "no_peaks_error",
+    "pattern_peak_significance",
     "peak_significance",
     "MIN_PEAK_SIGNIFICANCE",
     "convert_wavelength",

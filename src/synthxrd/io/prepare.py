@@ -23,7 +23,7 @@ from synthxrd.io.read import read_pattern
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 
 __all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "resample", "peak_significance", "has_peaks",
-           "integer_like",
+           "integer_like", "no_peaks_error", "pattern_peak_significance",
            "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG"]
 
 #: Width in degrees 2theta of the local quadratic background of :func:`peak_significance`: what is
@@ -286,6 +286,23 @@ def has_peaks(intensity, step: float, *, counts=False) -> np.ndarray:
     """(N,) bool: whether each pattern has a peak that stands out of its noise (:func:`peak_significance`
     >= :data:`MIN_PEAK_SIGNIFICANCE`). A pattern without one gets no space group."""
     return peak_significance(intensity, step, counts=counts) >= MIN_PEAK_SIGNIFICANCE
+
+
+def no_peaks_error(source: str, significance: float) -> DataError:
+    """The error of a pattern without peaks (``source`` names it): a background alone gets no answer."""
+    return DataError(f"{source}: no peaks found: nothing rises {MIN_PEAK_SIGNIFICANCE:g} noise sigmas above the "
+                     f"background (at most {significance:.1f}); no space group is given")
+
+
+def pattern_peak_significance(two_theta, intensity) -> float:
+    """:func:`peak_significance` of a pattern as read (any 2theta axis): on a uniform grid over its own
+    range at its median step (:func:`resample`), counts when its values are whole numbers."""
+    tt = np.asarray(two_theta, np.float64)
+    y = np.asarray(intensity, np.float64)
+    step = float(np.median(np.diff(tt)))
+    grid = Grid(float(tt[0]), float(tt[-1]), max(2, int(round((tt[-1] - tt[0]) / step)) + 1))
+    values, covered = resample(tt, y, grid)
+    return float(peak_significance(values[covered], grid.step, counts=integer_like(y))[0])
 
 
 def integer_like(intensity) -> np.ndarray:
