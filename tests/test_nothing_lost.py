@@ -305,6 +305,10 @@ def _disk_full_at_fsync(monkeypatch):
     ["simulate", str(NACL), "--out", "{out}"],
     ["generate", "--n", "2", "--seed", "1", "--out", "{out}"],
     ["predict", str(MEASURED), "--no-library", "--json-file", "{out}/p.json"],
+    ["export", str(MEASURED.parents[1] / "models" / "default.pt"), "{out}/e.pt"],
+    ["evaluate", "--manifest", str(MEASURED.parent / "manifest.csv"), "--no-library", "--out", "{out}"],
+    ["validation", "build", "--source", str(NACL.parent), "--n-random", "0", "--sets", "match", "--workers", "1",
+     "--no-progress", "--out", "{out}"],
 ])
 def test_every_writer_stops_with_one_line_when_the_disk_is_full(command, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
