@@ -508,7 +508,7 @@ def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitSt
             write_text(out / "config.toml", to_toml(config))
         else:  # the history before this session is kept, and its last validation if no step is added
             previous = _previous_summary(out / "summary.json")
-            history = [h for h in previous.get("history", []) if h.get("step", 0) <= step]
+            history = [h for h in previous.get("history") or [] if isinstance(h, dict) and h.get("step", 0) <= step]
             if previous.get("step") == step and isinstance(previous.get("validation"), dict):
                 last_val = previous["validation"]
         from torch.utils.tensorboard import SummaryWriter
