@@ -1,7 +1,7 @@
 """Typed configuration dataclasses: defaults < TOML file < command-line overrides.
 
-Unknown keys, values of the wrong type and numbers that are not finite (NaN, inf) raise :class:`~synthxrd.errors.ConfigError` naming the
-file (or ``command line``) and the key. The resolved config is written next to a run's outputs as
+Unknown keys, values of the wrong type and numbers that are not finite (NaN, inf) raise
+:class:`~synthxrd.errors.ConfigError` naming the file (or ``command line``) and the key. The resolved config is written next to a run's outputs as
 ``config.toml`` (see :func:`to_toml`), so that a run can be repeated or resumed from it alone.
 """
 

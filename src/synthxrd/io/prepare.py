@@ -227,7 +227,8 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
     2. background: a local quadratic (Savitzky-Golay filter over :data:`PEAK_BACKGROUND_DEG`) fitted
        again and again with the points above it by more than one noise sigma clipped, so that it runs
        under the peaks (iterative polynomial clipping; Lieber & Mahadevan-Jansen, Appl. Spectrosc. 57
-       (2003) 1363). A slope, a curve or a broad hump is followed exactly, with no residue left;
+       (2003) 1363). A slope or a parabola is followed exactly, an exponential or a broad hump to well
+       within the noise, so that no residue of the background is taken for a peak;
     3. noise sigma: 1.4826 x the median absolute residual (most points are no peak); for ``counts``
        (integer intensities: Poisson noise), where larger, sigma proportional to sqrt(background) with
        the factor fitted alike on the upper half of the background (smoothing and resampling change
@@ -266,7 +267,7 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
         return 1.4826 * np.median(np.abs(residual), axis=1, keepdims=True)
 
     background = fit(y)
-    for _ in range(20):
+    for _ in range(20):  # the clipped points settle in a few rounds; 20 leave no change worth a peak
         background = fit(np.minimum(y, background + noise(y - background)))
     residual = y - background
     scale = np.abs(y).max(axis=1, keepdims=True)
@@ -277,7 +278,8 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # a row with no such point: no counting noise
         gain = np.nan_to_num(np.nanmedian(ratio, axis=1, keepdims=True))
     counting = np.where(np.broadcast_to(np.asarray(counts, bool), (len(y),))[:, None], 1.4826 * gain * level, 0.0)
-    sigma = np.maximum(np.maximum(noise(residual), counting), np.maximum(NOISE_FLOOR * np.abs(background), 1e-9 * scale))
+    sigma = np.maximum(np.maximum(noise(residual), counting),
+                       np.maximum(NOISE_FLOOR * np.abs(background), 1e-9 * scale))
     top = (residual / np.where(sigma > 0, sigma, 1.0)).max(axis=1)
     return np.where(scale[:, 0] > 0, np.maximum(top, 0.0), 0.0)
 
