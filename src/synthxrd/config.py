@@ -1,13 +1,14 @@
 """Typed configuration dataclasses: defaults < TOML file < command-line overrides.
 
-Unknown keys and values of the wrong type raise :class:`~synthxrd.errors.ConfigError` naming the
-file (or ``command line``) and the key. The resolved config is written next to a run's outputs as
+Unknown keys, values of the wrong type and numbers that are not finite (NaN, inf) raise
+:class:`~synthxrd.errors.ConfigError` naming the file (or ``command line``) and the key. The resolved config is written next to a run's outputs as
 ``config.toml`` (see :func:`to_toml`), so that a run can be repeated or resumed from it alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -80,9 +81,9 @@ def _coerce(value: Any, annotation: Any, where: str, key: str) -> Any:
             return value
         raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
     if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        raise ConfigError(f"{where}: invalid {key} = {value!r}: must be a finite number")
     if annotation is str:
         if isinstance(value, str):
             return value

@@ -6,7 +6,7 @@ print it as one line without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["SynthXRDError", "ConfigError", "StructureError", "DataError"]
+__all__ = ["SynthXRDError", "ConfigError", "StructureError", "DataError", "OutputError"]
 
 
 class SynthXRDError(Exception):
@@ -23,3 +23,8 @@ class StructureError(SynthXRDError, ValueError):
 
 class DataError(SynthXRDError, ValueError):
     """A data file (pattern, statistics, dataset) is missing, malformed or inconsistent."""
+
+
+class OutputError(SynthXRDError, OSError):
+    """An output cannot be written: its file system is full, over quota or read-only. Nothing partial is
+    left (:func:`synthxrd.files.atomic_write`); the command stops."""

@@ -2,48 +2,89 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from synthxrd.errors import ConfigError
+from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 
 __all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "display_name", "lock_folder", "LOCK_FILE"]
+
+#: The lock file of a folder that one process owns (a training run, a validation cache): it holds the
+#: owner's pid; the lock itself is an flock(2) on it, which the kernel drops when the owner dies.
+LOCK_FILE = ".synthxrd.lock"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a fresh temporary path next to ``path``, then rename it onto ``path``.
 
     Readers never see a half-written file; on error the temporary file is removed and ``path`` is
-    untouched. ``write`` creates the file itself, so it gets the usual umask permissions.
+    untouched. A file system that is full, over quota or read-only is an :class:`OutputError` naming
+    ``path`` (one line in the CLI), whatever ``write`` raised. ``write`` creates the file itself, so it
+    gets the usual umask permissions.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
-        _fsync(tmp)  # the data is on disk before the name points at it (a crash leaves old or new, never empty)
+        _fsync(tmp, strict=True)  # the data is on disk before the name points at it (a crash leaves old or new)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        code = _no_room(exc, path.parent)  # asked before the temporary file gives its space back
         tmp.unlink(missing_ok=True)
+        if code is not None:
+            raise _output_error(path, code) from None
         raise
     _fsync(path.parent)  # the rename itself
     return path
 
 
-def _fsync(path: Path) -> None:
+#: errno values saying that a file system takes no more data: full, over quota, read-only.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: Free space below which a failed write counts as a full disk: writers that do not say why (torch's
+#: zip writer, HDF5) fail with the file system filled up to the last blocks.
+NO_ROOM_BYTES = 64 * 1024
+
+
+def _output_error(path: Path, code: int) -> OutputError:
+    return OutputError(f"{path}: cannot write it: {os.strerror(code)}; nothing was written there "
+                       "(free some space, or choose another output path)")
+
+
+def _no_room(exc: BaseException, folder: Path) -> int | None:
+    """The errno (in :data:`NO_ROOM`) of a write that failed because ``folder``'s file system is full,
+    over quota or read-only; None for any other failure."""
+    if not isinstance(exc, Exception) or isinstance(exc, SynthXRDError):
+        return None
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+        return exc.errno
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    return errno.ENOSPC if fs.f_bavail * fs.f_frsize < NO_ROOM_BYTES else None
+
+
+def _fsync(path: Path, *, strict: bool = False) -> None:
+    """Flush ``path`` to disk; ``strict``: a file system that runs out of room while flushing raises."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:  # a file system without fsync of directories
-        pass
+    except OSError as exc:  # a file system without fsync of directories
+        if strict and exc.errno in NO_ROOM:
+            raise
     finally:
         os.close(fd)
 
@@ -63,6 +104,66 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+@contextmanager
+def lock_folder(folder: str | Path) -> Iterator[Path]:
+    """Own ``folder`` (created if missing) for the ``with`` block: one process at a time writes a run.
+
+    The lock is an exclusive ``flock`` on ``folder/LOCK_FILE``, which holds the owner's pid. Another
+    process that holds it makes this a :class:`ConfigError` naming that pid; a lock file left by a process
+    that is gone (killed) is stale: its lock went with its process, and it is taken over. On exit the lock
+    file is removed, and ``folder`` too when this call created it and nothing was written into it.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            owner = _lock_owner(path)
+            raise ConfigError(f"{folder} is in use by {'process ' + str(owner) if owner else 'another process'} "
+                              f"(lock file {path}); wait until it ends, or choose another folder") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # its owner removed it between our open and flock
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            code = _no_room(exc, folder)
+            if code is None:
+                raise
+            raise _output_error(path, code) from None
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        if created:
+            try:
+                folder.rmdir()  # only when empty: a start that failed leaves nothing behind
+            except OSError:
+                pass
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -71,6 +172,12 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def display_name(path: str | Path) -> str:
+    """``path`` as text that any UTF-8 output (a terminal, a plot title) can show: the bytes of a file
+    name that are not UTF-8 (held by Python as lone surrogates, PEP 383) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -115,15 +222,25 @@ def check_new(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--
 def check_outputs(outputs: Iterable[str | Path], *, inputs: Iterable[str | Path | None] = (), overwrite: bool,
                   option: str = "--overwrite") -> None:
     """The output policy of every command, checked before any work starts: an output is never one of
-    the command's inputs (not even with ``overwrite``), and an existing output is replaced only with
+    the command's input files (not even with ``overwrite``; an input folder stands for every file in it,
+    so an existing file inside it is refused too), and an existing output is replaced only with
     ``overwrite`` (:func:`check_new`). :class:`ConfigError` naming the path otherwise."""
     outputs = [Path(p) for p in outputs]
     given = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         for source in given:
-            same = (out.exists() and source.exists() and os.path.samefile(out, source)) or \
-                out.resolve() == source.resolve()
-            if same:
-                raise ConfigError(f"{out} is also an input of this command; nothing was written. "
-                                  "Choose another output path")
+            clash = _input_clash(out, source)
+            if clash:
+                raise ConfigError(f"{out} is {clash} of this command; nothing was written. Choose another output path")
     check_new(outputs, overwrite=overwrite, option=option)
+
+
+def _input_clash(out: Path, source: Path) -> str | None:
+    """How output ``out`` would overwrite input ``source`` (``"also an input"``, or inside an input folder),
+    None when it would not. Paths are compared resolved (symbolic links and ``..`` followed)."""
+    if (out.exists() and source.exists() and os.path.samefile(out, source)) or out.resolve() == source.resolve():
+        return "also an input"
+    target = out.resolve()  # as the file system will find it once the output's folders are made
+    if source.is_dir() and target.exists() and target.is_relative_to(source.resolve()):
+        return f"a file inside {source}, an input folder"
+    return None

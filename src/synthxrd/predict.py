@@ -9,7 +9,9 @@ pattern grid (5-90 degrees at 0.01 degrees, at the model's wavelength) with
 the model grid, negative values clipped, normalised to maximum 1, square root); the logits are
 divided by the checkpoint's calibrated temperature and turned into probabilities with a softmax.
 A prediction whose top probability is below ``threshold`` is flagged ``uncertain`` (abstention:
-``synthxrd evaluate`` reports accuracy against coverage for these thresholds).
+``synthxrd evaluate`` reports accuracy against coverage for these thresholds). A pattern with no peak
+that stands out of its noise (:func:`synthxrd.io.has_peaks`: a background alone) gets no space group:
+:meth:`Predictor.predict_file` raises "no peaks found", :meth:`Predictor.identify` flags it.
 
 Coarser answers that a powder pattern can decide more reliably are sums of these probabilities:
 :func:`crystal_system_probabilities` (7 crystal systems) and :func:`extinction_group_probabilities`
@@ -61,6 +63,7 @@ __all__ = [
     "crystal_system_probabilities",
     "extinction_group_probabilities",
     "resolve_checkpoint",
+    "run_folder",
     "failure_message",
     "plot_prediction",
 ]
@@ -253,6 +256,18 @@ def resolve_checkpoint(path: str | Path | None) -> Path | None:
     return p
 
 
+def run_folder(path: str | Path) -> Path | None:
+    """The ``synthxrd train`` run folder (one holding ``config.toml`` and ``run.json``) that ``path`` is, or
+    holds ``path`` (a checkpoint in it or in its ``snapshots/``); None if there is none. Its files are the
+    run's to keep: no command writes over them (:func:`synthxrd.files.check_outputs`)."""
+    p = Path(path)
+    candidates = [p] if p.is_dir() else [p.parent] + ([p.parent.parent] if p.parent.name == "snapshots" else [])
+    for folder in candidates:
+        if (folder / "config.toml").is_file() and (folder / "run.json").is_file():
+            return folder
+    return None
+
+
 class Predictor:
     """A trained network with its classes, ready to predict space groups.
 
@@ -398,12 +413,23 @@ class Predictor:
         """Everything :meth:`predict` knows about patterns on a shared axis.
 
         Returns a dict with ``probabilities`` (N, 230) (fused, or the network's without a library),
-        ``network`` (N, 230), and with a library ``search`` (N, 230) (p_match), ``confidence`` (N,)
-        and ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`).
+        ``network`` (N, 230), ``has_peaks`` (N,) bool and ``peak_significance`` (N,)
+        (:func:`synthxrd.io.has_peaks`), and with a library ``search`` (N, 230) (p_match),
+        ``confidence`` (N,) and ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`).
+        A pattern with no peak gets no answer: its ``probabilities`` are uniform over the model's
+        classes (``uncertain`` at any threshold above 1 / classes), with no match and confidence 0.
         """
+        from synthxrd.io import integer_like
+
         grid_values, covered = self._on_grid(two_theta, intensities, wavelength)
         network = self.predict_grid(grid_values, batch_size=batch_size)
-        return self._fuse(network, grid_values, covered, elements, only_elements, k)
+        return self._fuse(network, grid_values, covered, elements, only_elements, k, integer_like(intensities))
+
+    def _peaks(self, grid_values: np.ndarray, covered: np.ndarray, counts) -> np.ndarray:
+        """(N,) peak significance of patterns on the pattern grid, over the points their file covers."""
+        from synthxrd.io import peak_significance
+
+        return peak_significance(grid_values[:, covered], self.grid.step, counts=counts)
 
     def _on_grid(self, two_theta, intensities, wavelength) -> tuple[np.ndarray, np.ndarray]:
         from synthxrd.io import convert_wavelength, resample
@@ -427,18 +453,29 @@ class Predictor:
         return grid_values, covered
 
     def _fuse(self, network: np.ndarray, grid_values: np.ndarray, covered: np.ndarray, elements, only_elements: bool,
-              k: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"probabilities": network, "network": network}
+              k: int, counts) -> dict[str, Any]:
+        from synthxrd.io import MIN_PEAK_SIGNIFICANCE
+
+        significance = self._peaks(grid_values, covered, counts)
+        peaks = significance >= MIN_PEAK_SIGNIFICANCE
+        none = to_full(np.full((1, len(self.classes)), 1.0 / len(self.classes)), self.classes)[0]  # no answer
+        out: dict[str, Any] = {"probabilities": np.where(peaks[:, None], network, none), "network": network,
+                               "has_peaks": peaks, "peak_significance": significance}
         if self.library is None:
             return out
         idx = np.flatnonzero(covered)
         lo, hi = idx[0], idx[-1] + 1  # the search takes one interval; gaps inside are zeros
-        matches = self.library.search(self.grid.values()[lo:hi], np.clip(grid_values[:, lo:hi], 0, None),
-                                      k=max(k, FUSION_MATCHES), wavelength=self.wavelength, elements=elements,
-                                      only_elements=only_elements)
-        out["search"] = np.array([self.fusion.match_probabilities(m) for m in matches])
-        out["confidence"] = np.array([self.fusion.confidence(m) for m in matches])
-        out["probabilities"] = np.array([self.fusion.fuse(p, m) for p, m in zip(network, matches)])
+        rows = np.flatnonzero(peaks)
+        found = self.library.search(self.grid.values()[lo:hi], np.clip(grid_values[rows, lo:hi], 0, None),
+                                    k=max(k, FUSION_MATCHES), wavelength=self.wavelength, elements=elements,
+                                    only_elements=only_elements) if rows.size else []
+        matches: list[list] = [[] for _ in network]
+        for i, m in zip(rows, found):
+            matches[i] = m
+        out["search"] = np.array([self.fusion.match_probabilities(m) if p else none for p, m in zip(peaks, matches)])
+        out["confidence"] = np.array([self.fusion.confidence(m) if p else 0.0 for p, m in zip(peaks, matches)])
+        out["probabilities"] = np.array([self.fusion.fuse(q, m) if p else none
+                                         for q, p, m in zip(network, peaks, matches)])
         out["matches"] = [m[:k] for m in matches]
         return out
 
@@ -451,7 +488,8 @@ class Predictor:
         ``wavelength`` is used only where the file states none (a file that states none and gets none
         is read as Cu K-alpha1, with a note in ``info["warnings"]``). Warnings of the reader are kept in
         ``info["warnings"]`` (not raised). With a library the result carries the ``k`` best matches.
-        :class:`DataError` naming the file if it cannot be used.
+        :class:`DataError` naming the file if it cannot be used, or if it has no peaks ("no peaks
+        found": a background alone gets no space group).
         """
         from synthxrd.io import load_for_model
 
@@ -459,10 +497,15 @@ class Predictor:
             warnings.simplefilter("ignore")  # load_for_model lists its warnings in info["warnings"]
             pattern, info = load_for_model(path, wavelength=wavelength, model_wavelength=self.wavelength,
                                            grid=self.grid)
+        from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error
+
+        significance = float(self._peaks(pattern[None].astype(np.float64), info["coverage_mask"], info["counts"])[0])
+        if significance < MIN_PEAK_SIGNIFICANCE:
+            raise no_peaks_error(str(path), significance)
         network = self.predict_grid(pattern)
         try:
             result = self._fuse(network, pattern[None].astype(np.float64), info["coverage_mask"], elements,
-                                only_elements, k)
+                                only_elements, k, info["counts"])
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
         probabilities = result["probabilities"][0]
@@ -528,8 +571,10 @@ def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(
     ax.set_xlim(grid.start, grid.stop)
     ax.set_xlabel(f"2θ (°) at λ = {wavelength:.5g} Å")
     ax.set_ylabel("intensity (max 1)")
+    from synthxrd.files import display_name
+
     src = Path(prediction.source)
-    ax.set_title(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name), fontsize=10)
+    ax.set_title(display_name(title or (f"{src.parent.name}/{src.name}" if src.parent.name else src.name)), fontsize=10)
 
     top = prediction.top(k)
     ax = fig.add_subplot(gs[1, 0])

@@ -26,7 +26,7 @@ import os
 import signal
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from synthxrd import __version__
 from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.files import remove_stale_temporaries, write_json, write_text
+from synthxrd.files import lock_folder, remove_stale_temporaries, write_json, write_text
 from synthxrd.models.checkpoint import (InputSpec, checkpoint_input, export_model, load_checkpoint, load_model,
                                         portable_config, save_checkpoint)
 from synthxrd.models.device import resolve_device
@@ -124,6 +124,9 @@ class TrainConfig:
             "warmup_steps": self.warmup_steps >= 0,
             "weight_decay": self.weight_decay >= 0,
             "grad_clip": self.grad_clip >= 0,
+            "lr_gamma": 0.0 < self.lr_gamma <= 1.0,  # a decay: a factor <= 0 would train against the gradient
+            "workers": self.workers >= -1,
+            "min_count": self.min_count >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -152,6 +155,12 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         span = max(1, config.max_steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
     return 1.0
+
+
+def torch_seed(seed: int, rank: int) -> int:
+    """The seed of torch's generator on ``rank``: ``seed * 1000 + rank``, wrapped into the int64 range that
+    ``torch.manual_seed`` takes (every seed >= 0 is a valid run seed, as numpy's generators take any)."""
+    return (seed * 1000 + rank) % 2**63
 
 
 def group_tables(classes: np.ndarray) -> np.ndarray:
@@ -392,14 +401,15 @@ def _initial_weights(path: Path, classes: np.ndarray, model_config: dict,
     return loaded.state_dict(), meta
 
 
-def _previous_history(path: Path) -> list[dict[str, Any]]:
-    """The logged history of an earlier session of the run (empty if ``summary.json`` is unreadable)."""
+def _previous_summary(path: Path) -> dict[str, Any]:
+    """The ``summary.json`` of an earlier session of the run (empty if it is unreadable)."""
     import json
 
     try:
-        return list(json.loads(path.read_text(encoding="utf-8")).get("history", []))
-    except (OSError, ValueError, AttributeError):
-        return []
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _stream_failure(exc: RuntimeError, when: str) -> str:
@@ -417,7 +427,19 @@ def _finite(model) -> bool:
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) training; returns a summary (steps, final losses, validation metrics)."""
+    """Run (or resume) training; returns a summary (steps, final losses, validation metrics).
+
+    The run folder is owned by this run while it trains (:func:`synthxrd.files.lock_folder`): a second
+    run or resume of it is a :class:`ConfigError` naming the process that has it."""
+    rank, _ = _distributed()
+    _check_run_folder(Path(config.out), resume=resume)  # before the lock creates the folder
+    with lock_folder(config.out) if rank == 0 else nullcontext(), ExitStack() as cleanup:
+        return _train(config, resume=resume, progress=progress, cleanup=cleanup)
+
+
+def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitStack) -> dict[str, Any]:
+    """:func:`train`; ``cleanup`` closes the data stream however this ends (a failed write: no worker is
+    left behind for the interpreter to wait for)."""
     import torch
     from tqdm import tqdm
 
@@ -438,7 +460,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if device.type == "cpu":  # the workers sleep once their prefetch queue is full: give torch every core
         threads = config.threads or max(1, cores // world)
         torch.set_num_threads(threads)
-    torch.manual_seed(config.seed * 1000 + rank)
+    torch.manual_seed(torch_seed(config.seed, rank))
 
     stream_config = _stream_config(config)
     maker = BatchMaker(stream_config)
@@ -478,13 +500,17 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     writer = None
     val_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     history: list[dict[str, float]] = []
+    last_val: dict[str, dict[str, float]] = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         if not resume:
             write_text(out / "config.toml", to_toml(config))
-        elif (out / "summary.json").is_file():  # the history before this session is kept
-            history = [h for h in _previous_history(out / "summary.json") if h.get("step", 0) <= step]
+        else:  # the history before this session is kept, and its last validation if no step is added
+            previous = _previous_summary(out / "summary.json")
+            history = [h for h in previous.get("history") or [] if isinstance(h, dict) and h.get("step", 0) <= step]
+            if previous.get("step") == step and isinstance(previous.get("validation"), dict):
+                last_val = previous["validation"]
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if resume else None)
@@ -525,9 +551,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
     stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
                          ray_address=config.ray_address)
+    if hasattr(stream, "close"):
+        cleanup.callback(stream.close)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
-    last_val: dict[str, dict[str, float]] = {}
     def new_window() -> dict[str, float]:
         return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
 

@@ -43,10 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synthxrd.files import check_outputs
-    from synthxrd.predict import resolve_checkpoint
+    from synthxrd.predict import resolve_checkpoint, run_folder
     from synthxrd.models.checkpoint import export_model
 
-    check_outputs([args.out], inputs=[args.checkpoint, *args.average], overwrite=args.overwrite)
+    given = [args.checkpoint, *args.average]  # and the runs they come from: their checkpoints are kept
+    check_outputs([args.out], inputs=[*given, *(run_folder(p) for p in given)], overwrite=args.overwrite)
     source = resolve_checkpoint(args.checkpoint)
     sources = [source, *(resolve_checkpoint(p) for p in args.average)]
     meta = export_model(sources if args.average else source, args.out, dtype=args.dtype)

@@ -159,17 +159,20 @@ def _info(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import warnings
 
-    from synthxrd.cli.options import wavelength_option
-    from synthxrd.io import read_pattern
-    from synthxrd.errors import DataError
+    from synthxrd.cli.options import element_options, wavelength_option
+    from synthxrd.errors import ConfigError, DataError
+    from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error, pattern_peak_significance, read_pattern
     from synthxrd.io.read import NOT_LABORATORY, missing_wavelength
     from synthxrd.match import ReferenceLibrary
     from synthxrd.predict import failure_message
     from synthxrd.simulate.common import DEFAULT_WAVELENGTH
     from synthxrd.wyckoff import hermann_mauguin
 
-    library = ReferenceLibrary.load(args.library)
+    if args.k < 1:
+        raise ConfigError(f"-k: expected an integer >= 1, got {args.k}")
+    element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
+    library = ReferenceLibrary.load(args.library)
     failed = 0
     for path in args.patterns:
         try:
@@ -179,6 +182,9 @@ def _search(args: argparse.Namespace) -> int:
             if meta.get("radiation") in NOT_LABORATORY and wavelength is None:
                 raise DataError(f"{path}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the "
                                 f"reference library is X-ray; give --wavelength to search anyway")
+            significance = pattern_peak_significance(tt, y)
+            if significance < MIN_PEAK_SIGNIFICANCE:  # a background alone: any match would be made up
+                raise no_peaks_error(str(path), significance)
             lam = meta.get("wavelength")
             if lam is None:
                 lam = DEFAULT_WAVELENGTH

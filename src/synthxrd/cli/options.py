@@ -6,7 +6,7 @@ import argparse
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["LIBRARY_HELP", "wavelength_option", "seed", "print_failures"]
+__all__ = ["LIBRARY_HELP", "wavelength_option", "seed", "element_options", "print_failures"]
 
 
 #: Help of every ``--library`` option (:meth:`synthxrd.match.ReferenceLibrary.load` reads all of these).
@@ -35,6 +35,20 @@ def seed(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
     return number
+
+
+def element_options(elements: str | None, only_elements: bool) -> None:
+    """Check ``--elements`` (every symbol known, at least one) and ``--only-elements`` (needs ``--elements``)
+    before any file is read, so that a bad option is a usage error, not a failure of each pattern file."""
+    if only_elements and elements is None:
+        raise ConfigError("--only-elements needs --elements")
+    if elements is not None:
+        from synthxrd.match.search import parse_elements
+
+        try:
+            parse_elements(elements)
+        except ConfigError as exc:
+            raise ConfigError(f"--{exc}") from None
 
 
 def print_failures(failures, show: int, where: str) -> None:

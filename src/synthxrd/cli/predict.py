@@ -44,8 +44,8 @@ import json
 import sys
 from pathlib import Path
 
-from synthxrd.cli.options import LIBRARY_HELP, wavelength_option
-from synthxrd.errors import ConfigError
+from synthxrd.cli.options import LIBRARY_HELP, element_options, wavelength_option
+from synthxrd.errors import ConfigError, OutputError
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -131,17 +131,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
     if args.matches < 0:
         raise ConfigError(f"--matches: expected an integer >= 0, got {args.matches}")
-    if args.no_library and (args.library or args.elements):
+    if args.no_library and (args.library or args.elements is not None):
         raise ConfigError("--no-library excludes --library and --elements")
-    if args.only_elements and not args.elements:
-        raise ConfigError("--only-elements needs --elements")
+    element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
     from synthxrd.predict import DEFAULT_THRESHOLD
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
-    from synthxrd.files import atomic_write, check_outputs, write_json
+    from synthxrd.files import atomic_write, check_outputs, display_name, write_json
 
     plot_dir = Path(args.plot) if args.plot else None
     names = _plot_names(args.files) if plot_dir else []
@@ -157,10 +156,6 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd import __version__
     from synthxrd.predict import Predictor, failure_message, plot_prediction
 
-    if args.elements:
-        from synthxrd.match.search import parse_elements
-
-        parse_elements(args.elements)  # an unknown element is a usage error before any work
     predictor = Predictor.load(args.model, device=args.device, threshold=threshold,
                                library=None if args.no_library else (args.library or "default"))
     if plot_dir is not None:
@@ -179,11 +174,13 @@ def run(args: argparse.Namespace) -> int:
                                                                     wavelength=predictor.wavelength))
                 entry["plot"] = str(target)
             if not args.json:
-                tqdm.write(_table(result, args.top, args.matches), file=sys.stdout)
+                tqdm.write(display_name(_table(result, args.top, args.matches)), file=sys.stdout)
+        except OutputError:  # the disk is full or read-only: the next files would fail alike
+            raise
         except Exception as exc:  # one line per bad file, the others go on
             n_failed += 1
             entry = {"source": name, "ok": False, "error": failure_message(name, exc)}
-            tqdm.write(entry["error"], file=sys.stderr)
+            tqdm.write(display_name(entry["error"]), file=sys.stderr)
         results.append(entry)
     bar.close()
 

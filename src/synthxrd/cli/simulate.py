@@ -17,7 +17,9 @@ default (--crystallite-size NM), or, with --crystallite-size random, tau ~ U(20,
 structure from --seed (the seed used is recorded in run.json).
 
 Files are written atomically. Existing outputs are never replaced without --overwrite: the command
-stops before any work and names them. A structure that cannot be read or simulated is reported in
+stops before any work and names them. With --overwrite, the outputs of the earlier run that run.json
+listed and this run does not write again are removed (no other file of DIR is touched), so that DIR
+holds exactly what the new run.json lists. A structure that cannot be read or simulated is reported in
 one line on stderr and the others are still processed.
 
 Exit status: 0 all simulated, 1 some structure failed, 2 bad options or existing outputs.
@@ -32,7 +34,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from synthxrd.cli import options
-from synthxrd.errors import ConfigError, SynthXRDError
+from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.files import atomic_write, check_outputs, write_text
 
 __all__ = ["HELP", "add_arguments", "run", "DEFAULT_CRYSTALLITE_SIZE_NM", "GRID_STEP"]
@@ -246,6 +248,18 @@ def _simulate_one(record: dict, name: str, path: Path | None, out: Path, *, lam:
         written.append(target.name)
 
 
+def _previous_outputs(out: Path) -> set[str]:
+    """The file names that the run.json of an earlier run in ``out`` lists as its outputs (empty when there
+    is none or it cannot be read). With --overwrite, those this run does not write again are removed, so
+    that the folder holds exactly what the new run.json lists; other files in ``out`` are never touched."""
+    try:
+        record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        names = {name for entry in record["files"] for name in entry.get("outputs", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n and Path(n).name == n and n not in (".", "..", "run.json")}
+
+
 def _message(name: str, exc: BaseException) -> str:
     """One line naming the file: SynthXRDError text as is, anything else as 'unexpected error'."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -289,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             sizes = [fixed_size] * len(jobs)
         out.mkdir(parents=True, exist_ok=True)
+        previous = _previous_outputs(out)
 
         files = []
         n_ok = 0
@@ -301,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
                               size_nm=size, plot=args.plot)
                 entry["status"] = "ok"
                 n_ok += 1
+            except OutputError:  # the disk is full or read-only: the next files would fail alike
+                raise
             except Exception as exc:  # one line per bad file, the others go on
                 entry["error"] = _message(name, exc)
                 tqdm.write(entry["error"], file=sys.stderr)
@@ -331,6 +348,9 @@ def run(args: argparse.Namespace) -> int:
             "summary": {"simulated": n_ok, "failed": n_failed},
             "files": files,
         }
+        written = {name for entry in files for name in entry.get("outputs", [])}
+        for name in sorted(previous - written):  # an earlier run's outputs this run replaced by nothing
+            (out / name).unlink(missing_ok=True)
         write_text(out / "run.json", json.dumps(record, indent=1) + "\n")
     print(f"{n_ok} simulated, {n_failed} failed (outputs and run.json in {out})")
     return 1 if n_failed else 0

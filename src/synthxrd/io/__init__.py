@@ -48,7 +48,18 @@ from synthxrd.io._common import (
     PatternWarning,
 )
 from synthxrd.io.formats import FORMATS, Format, format_names, formats_markdown, supported_formats
-from synthxrd.io.prepare import clean_patterns, convert_wavelength, load_for_model, resample
+from synthxrd.io.prepare import (
+    MIN_PEAK_SIGNIFICANCE,
+    clean_patterns,
+    convert_wavelength,
+    has_peaks,
+    integer_like,
+    load_for_model,
+    no_peaks_error,
+    pattern_peak_significance,
+    peak_significance,
+    resample,
+)
 from synthxrd.io.read import read_pattern
 
 __all__ = [
@@ -63,6 +74,12 @@ __all__ = [
     "PatternWarning",
     "read_pattern",
     "clean_patterns",
+    "has_peaks",
+    "integer_like",
+    "no_peaks_error",
+    "pattern_peak_significance",
+    "peak_significance",
+    "MIN_PEAK_SIGNIFICANCE",
     "convert_wavelength",
     "resample",
     "load_for_model",

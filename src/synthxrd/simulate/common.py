@@ -30,6 +30,7 @@ __all__ = [
     "check_range",
     "sigma_coefficient",
     "MAX_REFLECTIONS",
+    "MAX_REFLECTION_ATOMS",
     "check_reflection_count",
     "extended_g_range",
     "crystallite_sizes",
@@ -65,6 +66,8 @@ class Grid:
         """The grid from ``start`` to ``stop`` whose spacing is closest to ``step`` degrees."""
         if not (math.isfinite(step) and step > 0):
             raise ConfigError(f"grid: need a step > 0 degrees, got {step}")
+        if not (math.isfinite(start) and math.isfinite(stop)):  # NaN and inf have no number of points
+            raise ConfigError(f"grid: need finite start and stop degrees 2theta, got start={start}, stop={stop}")
         return cls(float(start), float(stop), int(round((stop - start) / step)) + 1)
 
     @property
@@ -127,12 +130,17 @@ def sigma_coefficient(wavelength: float, size_nm: float) -> float:
 #: K-alpha1 up to 90 degrees, beyond any crystal of this tool's kind (a cell given in the wrong units,
 #: e.g. pm, or a hostile file would otherwise run for hours and fill the memory).
 MAX_REFLECTIONS = 5_000_000
+#: Most reflections x atoms (terms of the structure factors, about 3 ns each on one core) a crystal may
+#: cost: about 5 s. Generated crystals (<= 7000 A^3, >= 0.75 A^3 per atom) stay below 3e8; a 60 A cell
+#: with 20,000 atoms (1.4e10) would run for minutes.
+MAX_REFLECTION_ATOMS = 2_000_000_000
 
 
-def check_reflection_count(lattices: np.ndarray, g_max: float) -> None:
+def check_reflection_count(lattices: np.ndarray, g_max: float, atoms: np.ndarray | None = None) -> None:
     """:class:`StructureError` when a cell has more than :data:`MAX_REFLECTIONS` reciprocal-lattice
     points with |g| <= ``g_max``: their number is about (4 pi / 3) g_max^3 V, V the cell volume (the
-    reciprocal cell has volume 1 / V)."""
+    reciprocal cell has volume 1 / V); or, given the number of ``atoms`` of each cell, when reflections
+    x atoms (the terms of the structure factors, the work) exceed :data:`MAX_REFLECTION_ATOMS`."""
     volumes = np.abs(np.linalg.det(np.asarray(lattices, np.float64).reshape(-1, 3, 3)))
     expected = 4.0 / 3.0 * math.pi * g_max**3 * volumes
     bad = np.flatnonzero(~(expected <= MAX_REFLECTIONS))
@@ -141,6 +149,16 @@ def check_reflection_count(lattices: np.ndarray, g_max: float) -> None:
         raise StructureError(
             f"crystal {i}: a cell of {volumes[i]:.3g} A^3 has about {expected[i]:.3g} reflections in the window, "
             f"more than {MAX_REFLECTIONS:,} (check the cell lengths and their units, Angstrom)")
+    if atoms is None:
+        return
+    atoms = np.broadcast_to(np.asarray(atoms, np.float64), expected.shape)
+    bad = np.flatnonzero(~(expected * atoms <= MAX_REFLECTION_ATOMS))
+    if bad.size:
+        i = int(bad[0])
+        raise StructureError(
+            f"crystal {i}: about {expected[i]:.3g} reflections in the window x {int(atoms[i]):,} atoms = "
+            f"{expected[i] * atoms[i]:.3g} structure-factor terms, more than the limit of {MAX_REFLECTION_ATOMS:.0e} "
+            "(minutes of work or more; a smaller cell, fewer atoms or a narrower 2theta window)")
 
 
 @lru_cache(maxsize=256)

@@ -93,7 +93,7 @@ def _debye_waller_table(debye_waller: Mapping[str, float] | None) -> np.ndarray:
 
 
 def _reflections(crystal, wavelength: float, g_min: float, g_max: float, dw: np.ndarray):
-    check_reflection_count(crystal.lattice, g_max)
+    check_reflection_count(crystal.lattice, g_max, atoms=len(crystal.numbers))
     _, a, b = scattering_table()
     return _kernels.reflections(crystal.lattice, crystal.frac_coords, crystal.numbers, crystal.occupancies,
                                 a, b, dw, wavelength, g_min, g_max)
@@ -252,7 +252,7 @@ def _simulate(lattices, crystals, rng, crystallite_size_nm, grid, wavelength, de
     if n == 0:
         return out
     g_min, g_max = extended_g_range(grid, lam, float(sizes.min()))
-    check_reflection_count(lattices, g_max)
+    check_reflection_count(lattices, g_max, atoms=np.diff(crystals.offsets))
     _, a, b = scattering_table()
     status = _kernels.batch_patterns(
         lattices, crystals.frac_coords, crystals.numbers, crystals.occupancies, crystals.offsets, a, b,

@@ -25,7 +25,7 @@ from synthxrd.dataset import (
     sha256_file,
 )
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.files import atomic_write, write_json
+from synthxrd.files import atomic_write, lock_folder, write_json
 from synthxrd.pool import chunked, imap_bounded
 from synthxrd.stats import default_workers, iter_cif_texts, progress_bar
 from synthxrd.structure import CrystalBatch
@@ -115,8 +115,20 @@ def build_validation_sets(out_dir: str | Path, request: ValidationRequest | None
         not be unseen).
     DataError
         If the source or split cannot be read, or the split puts an id in both parts.
+
+    The folder is owned by one build at a time (:func:`synthxrd.files.lock_folder`): a second one
+    while this one runs is a :class:`ConfigError`.
     """
-    return _build(Path(out_dir), ValidationRequest.of(request, options).resolve(), workers, progress)
+    out = Path(out_dir)
+    req = ValidationRequest.of(request, options).resolve()
+    _check_folder(out)
+    with lock_folder(out):
+        return _build(out, req, workers, progress)
+
+
+def _check_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder")
 
 
 def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Manifest:
@@ -130,8 +142,6 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder")
     sp = req.split
     test_ids = np.unique(sp.ids_of("test"))
     stat_ids = np.unique(sp.ids_of("statistics"))
@@ -374,11 +384,14 @@ def ensure_validation_sets(out_dir: str | Path, request: ValidationRequest | Non
     happened; with a rebuild, ``manifest["rebuild_reason"]`` says why."""
     req = ValidationRequest.of(request, options).resolve()
     out = Path(out_dir)
-    problem = _cache_problem(out, req)
-    if problem is None:
-        m = Manifest.load(out)
-        return Manifest(m.data, m.path, reused=True)
-    manifest = _build(out, req, workers, progress)
-    manifest.data["rebuild_reason"] = problem
-    write_json(manifest.path, manifest.data)
-    return manifest
+    if _cache_problem(out, req) is not None:  # reading a valid cache needs no lock (it may be read-only)
+        _check_folder(out)
+        with lock_folder(out):  # a cache to (re)build is owned by one process
+            problem = _cache_problem(out, req)  # again: another build may have finished meanwhile
+            if problem is not None:
+                manifest = _build(out, req, workers, progress)
+                manifest.data["rebuild_reason"] = problem
+                write_json(manifest.path, manifest.data)
+                return manifest
+    m = Manifest.load(out)
+    return Manifest(m.data, m.path, reused=True)
