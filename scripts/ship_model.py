@@ -10,8 +10,9 @@
      types), the labelled XRED patterns of the manifest and the 300 RRUFF minerals of rruff_dev;
    * fused with the shipped library on rruff_dev and XRED, and on a fixed 2,000-pattern subsample of
      ``match`` with the test part of the split held out of the library (``--hold-out-test``);
-   With ``--fusion-source CIFS`` the fusion rule is first refitted to the new network
-   (``scripts/fit_fusion.py``, simulated patterns only) into ``resources/library/fusion.json``;
+   The export fits the model's fusion rule with the default library (``--fusion-source CIFS...``:
+   the library's structures; simulated patterns only) or binds a rule file to it (``--fusion FILE``),
+   and stores it in the model (``synthxrd export --library default``);
 3. ``src/synthxrd/resources/models/default.json``: the model card's data (run, training time and
    hardware from the TensorBoard events, the learning curve of ``RUN_DIR/curve.json`` when
    ``scripts/learning_curve.py`` made one, every metric next to the prior, and what the curve from
@@ -36,7 +37,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "src" / "synthxrd" / "resources" / "models"
-FUSION = ROOT / "src" / "synthxrd" / "resources" / "library" / "fusion.json"
 DATA = ROOT.parent / "shared" / "data" / "experimental"
 METRICS = ("top1", "top5", "crystal_system", "extinction_group", "ece")
 TARGETS = (("match", "top1", 0.40), ("rruff_dev", "top1", 0.30), ("rruff_dev", "crystal_system", 0.60))
@@ -145,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-dir", required=True)
     parser.add_argument("--manifest", type=Path, default=DATA / "manifest.csv")
     parser.add_argument("--rruff", type=Path, default=DATA / "rruff_dev" / "rruff_dev300.npz")
-    parser.add_argument("--fusion-source", metavar="CIFS",
-                        help="refit the fusion rule to the new network on the library's CIFs (scripts/fit_fusion.py)")
+    fusion = parser.add_mutually_exclusive_group(required=True)
+    fusion.add_argument("--fusion-source", nargs="+", metavar="CIFS",
+                        help="fit the fusion rule of the new network on the default library's structures "
+                             "(MP tar archive and AMCSD database)")
+    fusion.add_argument("--fusion", metavar="FILE", help="bind this fusion rule file to the new network instead")
     parser.add_argument("--eval-out", type=Path, required=True)
     parser.add_argument("--project-from", metavar="RUN",
                         help="the learning curve from this run of the campaign on gives the projection for the "
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(ROOT / "scripts"))  # fit_fusion.py and learning_curve.py beside this script
+    sys.path.insert(0, str(ROOT / "scripts"))  # learning_curve.py beside this script
     from synthxrd.cli import main as synthxrd
     from synthxrd.config import available_cores
     from synthxrd.plot import plot_training
@@ -163,14 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads((MODELS / "default.json").read_text()) if (MODELS / "default.json").is_file() else {}
     flag = ["--overwrite"] if args.overwrite else []
     average = ["--average", *(str(args.run / f) for f in args.average)] if args.average else []
-    export = ["export", str(args.run / args.checkpoint), str(model), *average, "--calibrate", args.validation_dir, *flag]
+    fusion = (["--source", *args.fusion_source] if args.fusion_source else ["--fusion", args.fusion])
+    export = ["export", str(args.run / args.checkpoint), str(model), *average, "--calibrate", args.validation_dir,
+              "--library", "default", *fusion, *flag]
     print("synthxrd", " ".join(export), flush=True)
     if synthxrd(export) != 0:
         return 2
-    if args.fusion_source:
-        import fit_fusion
-
-        fit_fusion.main(["--source", args.fusion_source, "--out", str(FUSION), "--overwrite"])
     for command in _evaluations(model, args).values():
         print("synthxrd", " ".join(command), flush=True)
         if synthxrd(command) not in (0, 1):

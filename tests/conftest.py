@@ -76,3 +76,18 @@ def tiny_run(tmp_path_factory) -> Path:
         train(TrainConfig(out=str(out), model="park_small", batch_size=8, max_steps=3, workers=0,
                           val_sets=("random",), n_val_random=16, val_every=3, checkpoint_every=3), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_fused(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run`` exported with a fusion rule for the default library (the rule's start values,
+    bound by ``synthxrd export --library default --fusion FILE``): a model that fuses."""
+    out = tmp_path_factory.getbasetemp() / "tiny_fused.pt"
+    if not out.is_file():
+        from synthxrd.cli import main
+        from synthxrd.match.fusion import FusionRule
+
+        rule = FusionRule(metadata={"fitted_on": "nothing: the start values, for tests"}).save(
+            tmp_path_factory.getbasetemp() / "tiny_rule.json")
+        assert main(["export", str(tiny_run), str(out), "--library", "default", "--fusion", str(rule)]) == 0
+    return out

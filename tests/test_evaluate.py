@@ -166,12 +166,12 @@ def test_evaluate_manifest_subset(predictor, experimental_data, tmp_path):
         write_report(ev, tmp_path / "out")
 
 
-def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
+def test_cli_evaluate_manifest(tiny_fused, experimental_data, tmp_path, capsys):
     from synthxrd.match import ReferenceLibrary
 
     manifest = _subset_manifest(experimental_data, tmp_path, broken=True)
     out = tmp_path / "report"
-    args = ["evaluate", "--model", str(tiny_run), "--manifest", str(manifest), "--variant", "raw", "--out", str(out),
+    args = ["evaluate", "--model", str(tiny_fused), "--manifest", str(manifest), "--variant", "raw", "--out", str(out),
             "--device", "cpu"]
     assert main(args) == 1  # the broken row
     stdout, stderr = capsys.readouterr()
@@ -191,7 +191,7 @@ def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
     for name in OUTPUT_FILES[1:]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert main(args) == 2 and "already exists" in capsys.readouterr().err  # no overwrite
-    assert main(["evaluate", "--model", str(tiny_run), "--out", str(out)]) == 2  # no input
+    assert main(["evaluate", "--model", str(tiny_fused), "--out", str(out)]) == 2  # no input
     assert "exactly one input" in capsys.readouterr().err
     assert main([*args[:-2], "--no-library", "--overwrite"]) == 1
     stdout = capsys.readouterr().out
@@ -200,7 +200,7 @@ def test_cli_evaluate_manifest(tiny_run, experimental_data, tmp_path, capsys):
     assert "--no-library excludes" in capsys.readouterr().err
 
 
-def test_evaluate_labelled_patterns_npz_with_a_held_out_library(tiny_run, tmp_path, capsys):
+def test_evaluate_labelled_patterns_npz_with_a_held_out_library(tiny_fused, tmp_path, capsys):
     """--patterns: labelled patterns on one axis; --hold-out-test: the split's test part leaves the library."""
     from synthxrd import simulate
     from synthxrd.match import ReferenceLibrary
@@ -217,7 +217,7 @@ def test_evaluate_labelled_patterns_npz_with_a_held_out_library(tiny_run, tmp_pa
     path = tmp_path / "labelled.npz"
     np.savez(path, two_theta=tt, patterns=np.array(patterns), spacegroup=np.array([225, 227, 221]))
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(tiny_run), "--patterns", str(path), "--out", str(out), "--hold-out-test",
+    assert main(["evaluate", "--model", str(tiny_fused), "--patterns", str(path), "--out", str(out), "--hold-out-test",
                  "--device", "cpu"]) == 0
     stdout = capsys.readouterr().out
     full = ReferenceLibrary.load()
@@ -231,7 +231,7 @@ def test_evaluate_labelled_patterns_npz_with_a_held_out_library(tiny_run, tmp_pa
     assert doc["predictions"][2]["top"][0][0] == 221 and doc["config"]["model"]["library"]["held_out"]["n_removed"] > 0
     bad = tmp_path / "bad.npz"
     np.savez(bad, two_theta=tt)
-    assert main(["evaluate", "--model", str(tiny_run), "--patterns", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert main(["evaluate", "--model", str(tiny_fused), "--patterns", str(bad), "--out", str(tmp_path / "b")]) == 2
     assert "bad.npz: needs arrays two_theta, patterns and spacegroup" in capsys.readouterr().err
 
 
@@ -281,7 +281,7 @@ def test_evaluate_dataset_and_validation_dir(predictor, tmp_path, capsys):
     ev = evaluate_validation_set(predictor, cache, "match")
     assert ev.sources[0] == "mp-0" and ev.description.startswith("validation set match")
     assert main(["evaluate", "--model", predictor.metadata["checkpoint"], "--validation-dir", str(cache),
-                 "--set", "match", "--out", str(tmp_path / "val"), "--device", "cpu"]) == 0
+                 "--set", "match", "--out", str(tmp_path / "val"), "--device", "cpu", "--no-library"]) == 0
     stdout = capsys.readouterr().out
     assert "6 patterns" in stdout and "known classes" in stdout
     assert (tmp_path / "val" / "reliability.png").is_file()

@@ -43,7 +43,7 @@ def _gaussians(tt, centres, width=0.1):
 
 
 def test_load_run_folder_and_metadata(tiny_run, predictor):
-    p = Predictor.load(tiny_run, device="cpu")
+    p = Predictor.load(tiny_run, device="cpu", library=None)
     assert p.metadata["checkpoint"].endswith("best.pt")
     assert np.array_equal(p.classes, predictor.classes)
     assert p.classes.min() >= 1 and p.classes.max() <= 230
@@ -123,12 +123,12 @@ def test_probability_helpers():
     assert full.shape == (1, 230) and full[0, 1] == 0.25 and full[0, 229] == 0.75
 
 
-def test_cli_predict_tables_errors_plots(tiny_run, measured, tmp_path, capsys):
+def test_cli_predict_tables_errors_plots(tiny_fused, measured, tmp_path, capsys):
     broken = tmp_path / "broken.xy"
     broken.write_text("this is not a pattern\n")
     plots = tmp_path / "plots"
     files = [str(measured[0]), str(broken), str(measured[1])]
-    code = main(["predict", *files, "--model", str(tiny_run), "--wavelength", "CuKa", "--top", "3",
+    code = main(["predict", *files, "--model", str(tiny_fused), "--wavelength", "CuKa", "--top", "3",
                  "--plot", str(plots), "--device", "cpu"])
     out, err = capsys.readouterr()
     assert code == 1
@@ -140,7 +140,7 @@ def test_cli_predict_tables_errors_plots(tiny_run, measured, tmp_path, capsys):
     assert pngs == ["Al2O3_data.png", "MnS_data.png"]  # same stem: the folder name keeps them apart
     assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
     # existing plots are not replaced without --overwrite
-    assert main(["predict", *files, "--model", str(tiny_run), "--wavelength", "CuKa", "--plot", str(plots)]) == 2
+    assert main(["predict", *files, "--model", str(tiny_fused), "--wavelength", "CuKa", "--plot", str(plots)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -158,9 +158,9 @@ def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
     assert first["top"][0]["spacegroup"] in doc["model"]["classes"]
 
 
-def test_fused_predictor(tiny_run, measured):
+def test_fused_predictor(tiny_run, tiny_fused, measured):
     """With the shipped library: one fused distribution, the network's and the search's own, the matches."""
-    fused = Predictor.load(tiny_run, device="cpu")
+    fused = Predictor.load(tiny_fused, device="cpu")
     size = len(ReferenceLibrary.load())  # the default library: MP and AMCSD
     assert fused.library is not None and len(fused.library) == size and f"library={size}" in repr(fused)
     result = fused.predict_file(measured[1], wavelength=1.54184, k=4)  # MnS, Fm-3m
@@ -173,7 +173,7 @@ def test_fused_predictor(tiny_run, measured):
     assert doc["matches"][0]["id"].startswith(("mp-", "amcsd-")) and "network_top" in doc and json.dumps(doc)
     assert "mineral" in doc["matches"][0]
     # the array API gives the same fused answer as identify, and library=None the network's
-    alone = Predictor.load(tiny_run, device="cpu", library=None)
+    alone = Predictor.load(tiny_fused, device="cpu", library=None)
     tt = np.linspace(10, 80, 3501)
     y = _gaussians(tt, [20.0, 35.0, 50.0])
     both = fused.identify(tt, y)
@@ -185,8 +185,8 @@ def test_fused_predictor(tiny_run, measured):
         fused.predict(tt, y, elements="Qq")
 
 
-def test_cli_predict_fused_tables_and_options(tiny_run, measured, capsys):
-    args = ["predict", str(measured[0]), "--model", str(tiny_run), "--wavelength", "1.54184", "--device", "cpu"]
+def test_cli_predict_fused_tables_and_options(tiny_fused, measured, capsys):
+    args = ["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "1.54184", "--device", "cpu"]
     assert main([*args, "--matches", "2"]) == 0
     out = capsys.readouterr().out
     assert "best matches (p that the best is right:" in out and out.count(" mp-") + out.count(" amcsd-") == 2

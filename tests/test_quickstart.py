@@ -113,17 +113,17 @@ def _check_outputs(out: Path, n: int, seed: int) -> dict:
     return run
 
 
-def test_cli_end_to_end_refuses_overwrite_and_reproduces(tiny_run, tmp_path, capsys):
+def test_cli_end_to_end_refuses_overwrite_and_reproduces(tiny_fused, tmp_path, capsys):
     from synthxrd.cli import main
     from synthxrd.dataset import load_dataset
 
     out = tmp_path / "qs"
-    args = ["quickstart", "--out", str(out), "--n-crystals", "20", "--seed", "3", "--model", str(tiny_run),
+    args = ["quickstart", "--out", str(out), "--n-crystals", "20", "--seed", "3", "--model", str(tiny_fused),
             "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     run = _check_outputs(out, 20, 3)
-    assert run["model"]["source"] == str(tiny_run)
+    assert run["model"]["source"] == str(tiny_fused)
     table = printed.split("top-1 top-5  best match (score) mineral\n", 1)[1].split("\n")[:N_MEASURED]
     for line in table:  # ... top-1 top-5  id formula SG (score) [mineral]
         words = line.split()

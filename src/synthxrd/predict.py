@@ -283,7 +283,8 @@ class Predictor:
     threshold : top probability below which a prediction is flagged uncertain.
     library : a :class:`~synthxrd.match.ReferenceLibrary` whose search-match evidence is fused with
         the network's probabilities (:mod:`synthxrd.match.fusion`), or None for the network alone.
-    fusion : the :class:`~synthxrd.match.fusion.FusionRule` (default: the shipped one).
+    fusion : the :class:`~synthxrd.match.fusion.FusionRule` of network and library; required with a
+        library (:meth:`load` takes the model's own, or refuses).
     """
 
     def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
@@ -310,9 +311,8 @@ class Predictor:
         self.wavelength = spec.wavelength
         self.library = library
         if library is not None and fusion is None:
-            from synthxrd.match.fusion import FusionRule
-
-            fusion = FusionRule.load()
+            raise ConfigError(f"{source or 'model'}: a library needs a fusion rule (synthxrd.match.fusion) to "
+                              "weigh its matches against the network; none given")
         self.fusion = fusion
 
     def __repr__(self) -> str:
@@ -322,7 +322,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, library="default", device: str = "auto",
-             fusion=None, threshold: float = DEFAULT_THRESHOLD) -> Predictor:
+             fusion=None, allow_foreign_fusion: bool = False, threshold: float = DEFAULT_THRESHOLD) -> Predictor:
         """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
 
         Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
@@ -331,19 +331,26 @@ class Predictor:
         ----------
         library : ``"default"`` (the reference library shipped with synthxrd), a library file, a
             :class:`~synthxrd.match.ReferenceLibrary`, or None for the network alone.
-        fusion : a :class:`~synthxrd.match.fusion.FusionRule` or its JSON file (default: shipped).
+        fusion : a :class:`~synthxrd.match.fusion.FusionRule` or its JSON file; default: the rule stored
+            in the checkpoint (``synthxrd export --library`` fits it). Only used with a library.
+        allow_foreign_fusion : use ``fusion`` (or the checkpoint's rule) even if it was fitted with
+            another network or against another library; otherwise that is an error.
 
         Raises
         ------
         DataError
-            Missing or unreadable checkpoint or library; no shipped model yet (``path=None``).
+            Missing or unreadable checkpoint or library; no shipped model yet (``path=None``); with a
+            library: the checkpoint holds no fusion rule and none is given, or the rule belongs to
+            another network or library (the message names both).
         """
         from synthxrd.match import ReferenceLibrary
         from synthxrd.match.fusion import FusionRule
 
         if library is not None and not isinstance(library, ReferenceLibrary):
             library = ReferenceLibrary.load(None if str(library) == "default" else library)
+        rule_label = "the given fusion rule"
         if fusion is not None and not isinstance(fusion, FusionRule):
+            rule_label = f"fusion rule {fusion}"
             fusion = FusionRule.load(fusion)
         with ExitStack() as stack:
             file = resolve_checkpoint(path)
@@ -355,8 +362,22 @@ class Predictor:
                 file = stack.enter_context(as_file(resource))
                 source = "shipped"
             model, classes, meta = load_model(file)
-        metadata = {k: meta[k] for k in (*EXPORT_KEYS, "export") if k in meta}
+        metadata = {k: meta[k] for k in (*EXPORT_KEYS, "export", "weights_sha256") if k in meta}
         metadata["checkpoint"] = str(file) if source != "shipped" else SHIPPED_MODEL
+        if library is None:
+            fusion = None
+        else:
+            model_label = "the shipped model" if source == "shipped" else str(path)
+            if fusion is None:
+                if "fusion" not in meta:
+                    raise DataError(f"{model_label} holds no fusion rule for a library: export it with one "
+                                    "(synthxrd export CHECKPOINT OUT --library default --source CIFS) to fit it, or "
+                                    "use the network alone (library=None, --no-library)")
+                rule_label = f"the fusion rule of {model_label}"
+                fusion = FusionRule.from_dict(meta["fusion"], rule_label)
+            if not allow_foreign_fusion:
+                fusion.check(meta["weights_sha256"], library, network_temperature=checkpoint_temperature(meta),
+                             rule_label=rule_label, model_label=model_label)
         return cls(model, classes, metadata=metadata, source=source, device=device, spec=checkpoint_input(meta),
                    temperature=checkpoint_temperature(meta), threshold=threshold, library=library, fusion=fusion)
 

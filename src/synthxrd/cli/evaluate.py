@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patterns", metavar="FILE", help="labelled patterns (.npz: two_theta, patterns, spacegroup)")
     parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
+    options.add_fusion_arguments(parser)
     parser.add_argument("--hold-out-test", action="store_true",
                         help="leave the structures of the split's test part out of the library")
     parser.add_argument("--split", metavar="FILE", help="with --hold-out-test: split CSV (default: the shipped split)")
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd.predict import Predictor
 
     library = None if args.no_library else _library(args)
-    predictor = Predictor.load(args.model, device=args.device, library=library)
+    predictor = Predictor.load(args.model, device=args.device, library=library, **options.fusion_options(args))
     if args.manifest:
         ev = evaluate_manifest(predictor, args.manifest, variant=args.variant, wavelength=wavelength,
                                statistics=args.statistics, progress=True,

@@ -14,6 +14,24 @@ LIBRARY_HELP = ("reference library: a file, a shipped one (mp, amcsd, default = 
                 "by + (default: default)")
 
 
+def add_fusion_arguments(parser) -> None:
+    """``--fusion FILE`` and ``--force-fusion``: another fusion rule than the model's own."""
+    parser.add_argument("--fusion", metavar="FILE",
+                        help="fusion rule JSON to use instead of the one stored in the model (synthxrd export "
+                             "--library fits it); refused unless it was fitted with this network and library")
+    parser.add_argument("--force-fusion", action="store_true",
+                        help="use the fusion rule even if it was fitted with another network or library")
+
+
+def fusion_options(args) -> dict:
+    """Predictor.load keywords of :func:`add_fusion_arguments`; ConfigError with --no-library."""
+    from synthxrd.errors import ConfigError
+
+    if getattr(args, "no_library", False) and (args.fusion or args.force_fusion):
+        raise ConfigError("--no-library excludes --fusion and --force-fusion (no search, nothing to fuse)")
+    return {"fusion": args.fusion, "allow_foreign_fusion": args.force_fusion}
+
+
 def wavelength_option(value: str | None) -> float | None:
     """``--wavelength`` (a line name such as CuKa1, or Angstrom) in Angstrom; None when not given."""
     if value is None:

@@ -44,6 +44,7 @@ import json
 import sys
 from pathlib import Path
 
+from synthxrd.cli import options
 from synthxrd.cli.options import LIBRARY_HELP, element_options, wavelength_option
 from synthxrd.errors import ConfigError, OutputError
 
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR")
     parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
+    options.add_fusion_arguments(parser)
     parser.add_argument("--elements", metavar="EL,EL", help="search only structures containing all these elements")
     parser.add_argument("--only-elements", action="store_true",
                         help="with --elements: only structures made of these elements alone")
@@ -157,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd.predict import Predictor, failure_message, plot_prediction
 
     predictor = Predictor.load(args.model, device=args.device, threshold=threshold,
-                               library=None if args.no_library else (args.library or "default"))
+                               library=None if args.no_library else (args.library or "default"),
+                               **options.fusion_options(args))
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -14,8 +14,13 @@ The fused distribution is the mixture ``c p_match + (1 - c) p_network``: a stron
 space group dominate; with no good match ``c`` is small and the network's answer stands. ``T``, ``b``,
 ``w_s`` and ``w_m`` are fitted by maximum likelihood of the true space group on simulated, realistically
 augmented patterns of library structures and of held-out prototypes left out of the library
-(``scripts/fit_fusion.py``), so the mixture is calibrated where the library knows the structure and
-where it does not.
+(:func:`synthxrd.match.fusion_fit.fit_fusion`, run by ``synthxrd export --library``), so the mixture
+is calibrated where the library knows the structure and where it does not.
+
+A rule belongs to one network and one library: it is stored in the exported model (checkpoint key
+``fusion``) with the hash of the network's weights and the fingerprint of the library
+(:attr:`FusionRule.network`, :attr:`FusionRule.library`), and :meth:`FusionRule.check` refuses
+another pair.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,15 @@ import numpy as np
 
 from synthxrd.errors import DataError
 
-__all__ = ["FusionRule", "match_features", "SHIPPED_FUSION"]
+__all__ = ["FusionRule", "match_features", "short_hash"]
 
 N_SPACEGROUPS = 230
-#: The fusion rule shipped with the default library, relative to the package's ``resources`` folder.
-SHIPPED_FUSION = ("library", "fusion.json")
+_PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
+
+
+def short_hash(fingerprint: str | None) -> str:
+    """The first 12 hex digits of a ``sha256:...`` fingerprint (for messages), or ``none``."""
+    return fingerprint.split(":", 1)[-1][:12] if fingerprint else "none"
 
 
 def match_features(matches: Sequence) -> tuple[float, float]:
@@ -56,7 +64,10 @@ class FusionRule:
     ----------
     temperature : T of p_match (score units).
     bias, w_score, w_margin : logistic model of "the best match is right".
-    metadata : how the rule was fitted (data, counts, package version), JSON-compatible.
+    metadata : how the rule was fitted (data, counts, package version), JSON-compatible; a bound rule
+        (:meth:`bind`) also holds ``network`` (hash of the network's weights,
+        :func:`synthxrd.models.checkpoint.weights_fingerprint`), ``library``
+        (:attr:`synthxrd.match.ReferenceLibrary.fingerprint`) and ``library_label``.
     """
 
     temperature: float = 0.02
@@ -99,10 +110,59 @@ class FusionRule:
         p = c * p_match + (1.0 - c) * np.asarray(network, np.float64)
         return p / p.sum()
 
+    # ---- what the rule belongs to ----------------------------------------------------------------
+
+    @property
+    def network(self) -> str | None:
+        """Hash of the weights of the network the rule was fitted with (None: not bound)."""
+        return self.metadata.get("network")
+
+    @property
+    def library(self) -> str | None:
+        """Fingerprint of the library the rule was fitted against (None: not bound)."""
+        return self.metadata.get("library")
+
+    def bind(self, network: str, library: str, library_label: str = "", *,
+             network_temperature: float = 1.0) -> FusionRule:
+        """The same rule, bound to a network (weights hash and softmax temperature, which together give
+        the probabilities the rule weighs) and a library (fingerprint)."""
+        meta = dict(self.metadata, network=network, network_temperature=float(network_temperature),
+                    library=library, library_label=library_label)
+        return FusionRule(self.temperature, self.bias, self.w_score, self.w_margin, metadata=meta)
+
+    def check(self, network: str, library, *, network_temperature: float = 1.0, rule_label: str = "fusion rule",
+              model_label: str = "model") -> None:
+        """:class:`DataError` (one line naming both pairs) unless the rule was fitted with the network
+        of weights hash ``network`` (at softmax temperature ``network_temperature``) and against
+        ``library`` (a :class:`~synthxrd.match.ReferenceLibrary`; a part of the bound library,
+        :meth:`~synthxrd.match.ReferenceLibrary.select`, also passes)."""
+        same_t = math.isclose(float(self.metadata.get("network_temperature", math.nan)), network_temperature,
+                              rel_tol=1e-9)
+        if self.network == network and same_t and self.library in library.lineage:
+            return
+        bound_label = self.metadata.get("library_label")
+        bound_t = self.metadata.get("network_temperature")
+        bound_t = f"{bound_t:.4g}" if isinstance(bound_t, (int, float)) else "none"
+        raise DataError(
+            f"{rule_label} belongs to network {short_hash(self.network)} (T {bound_t})"
+            f" and library {short_hash(self.library)}"
+            f"{f' ({bound_label})' if bound_label else ''}, "
+            f"not to {model_label} (network {short_hash(network)} (T {network_temperature:.4g})) with library {short_hash(library.fingerprint)} "
+            f"({library.label}): refit it (synthxrd export --library) or accept it explicitly "
+            "(allow_foreign_fusion=True, --force-fusion)")
+
     # ---- files ----------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, label: str = "fusion rule") -> FusionRule:
+        """A rule of :meth:`to_dict` (a JSON file's or a checkpoint's ``fusion`` entry)."""
+        try:
+            return cls(**{k: float(data[k]) for k in _PARAMETERS}, metadata=dict(data.get("metadata", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{label}: not a fusion rule ({type(exc).__name__}: {exc})") from None
 
     def save(self, path: str | Path) -> Path:
         from synthxrd.files import write_json
@@ -110,25 +170,17 @@ class FusionRule:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> FusionRule:
-        """Read a rule written by :meth:`save`; ``None`` gives the rule shipped with the default library
-        (or the built-in defaults if none is shipped)."""
-        if path is None:
-            resource = files("synthxrd").joinpath("resources", *SHIPPED_FUSION)
-            if not resource.is_file():
-                return cls(metadata={"source": "built-in defaults (no fitted rule shipped)"})
-            text, label = resource.read_text(encoding="utf-8"), "shipped fusion rule"
-        else:
-            p = Path(path)
-            if not p.is_file():
-                raise DataError(f"{p}: no such fusion rule file")
-            text, label = p.read_text(encoding="utf-8"), str(p)
+    def load(cls, path: str | Path) -> FusionRule:
+        """Read a rule written by :meth:`save`. (The rule of a model is in its checkpoint; see
+        :meth:`synthxrd.predict.Predictor.load`.)"""
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: no such fusion rule file")
         try:
-            data = json.loads(text)
-            return cls(**{k: data[k] for k in ("temperature", "bias", "w_score", "w_margin")},
-                       metadata=dict(data.get("metadata", {})))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{label}: not a fusion rule ({type(exc).__name__}: {exc})") from None
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{p}: not a fusion rule ({type(exc).__name__}: {exc})") from None
+        return cls.from_dict(data, str(p))
 
     @classmethod
     def fit(cls, network: np.ndarray, matches: Sequence[Sequence], labels, *, metadata: dict | None = None

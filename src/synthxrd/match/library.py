@@ -386,6 +386,27 @@ class ReferenceLibrary:
         return {str(k): i for i, k in enumerate(self.ids)}
 
     @cached_property
+    def fingerprint(self) -> str:
+        """``sha256:`` + hex digest of the ids, space groups and reflections (offsets, d, f2): what a
+        fusion rule fitted against this library is bound to. Cheap (tens of ms for the default library)
+        and independent of file names and metadata."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update("\n".join(map(str, self.ids.tolist())).encode())
+        for array, dtype in ((self.spacegroups, np.int16), (self.offsets, np.int64), (self.d, np.float32),
+                             (self.f2, np.float32)):
+            h.update(np.ascontiguousarray(array, dtype).tobytes())
+        return "sha256:" + h.hexdigest()
+
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        """Fingerprints of this library and of the libraries it was selected from (:meth:`select`,
+        :meth:`without_part`), nearest first: a rule bound to the whole library also serves a part
+        of it (the structures left out are the "unknown" case it was fitted for)."""
+        return (self.fingerprint, *self.metadata.get("subset_of", ()))
+
+    @cached_property
     def phase_minerals(self) -> np.ndarray:
         """(N,) str mineral name of each entry, or else of another entry of its phase (``groups``)."""
         named: dict[int, str] = {}
@@ -441,7 +462,7 @@ class ReferenceLibrary:
             else np.zeros(0, np.int64)
         offsets = np.zeros(len(rows) + 1, np.int64)
         offsets[1:] = np.cumsum(counts)
-        meta = dict(self.metadata, n_selected=len(rows))
+        meta = dict(self.metadata, n_selected=len(rows), subset_of=list(self.lineage))
         return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
                                 self.elements[rows], offsets, self.d[take], self.f2[take], self.hkl[take], meta,
                                 self.minerals[rows], self.references[rows], _regroup(self.groups, rows),

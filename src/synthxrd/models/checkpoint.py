@@ -11,6 +11,9 @@ model_config       ``model.config`` of :func:`synthxrd.models.build` (rebuilds t
 classes            ITA numbers of the logits, in order
 input              :class:`InputSpec` as a dict: the model grid, wavelength, transform, clean
 calibration        ``{"temperature": T, ...}`` (:mod:`synthxrd.models.calibration`); T = 1 when absent
+fusion             the fusion rule of this network with a reference library
+                   (:class:`synthxrd.match.fusion.FusionRule` as a dict), bound to the hash of these
+                   weights (:func:`weights_fingerprint`) and of the library; written by ``synthxrd export``
 step, best, config, synthxrd_version, statistics_version
                    provenance (a training run adds optimizer, scheduler and RNG state)
 =================  ===================================================================================
@@ -43,7 +46,7 @@ from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid
 
 __all__ = ["InputSpec", "bin_patterns", "bin_weights", "load_checkpoint", "load_model", "save_checkpoint",
            "export_model", "checkpoint_input", "checkpoint_temperature", "EXPORT_KEYS", "TRANSFORMS", "PATH_KEYS",
-           "portable_config", "average_checkpoints"]
+           "portable_config", "average_checkpoints", "weights_fingerprint"]
 
 #: Input transforms of the max-normalised pattern: Schopmans et al. 2023 feed sqrt(I).
 TRANSFORMS = ("sqrt", "linear")
@@ -203,6 +206,22 @@ def checkpoint_temperature(meta: dict[str, Any]) -> float:
     return t
 
 
+def weights_fingerprint(state_dict: dict[str, Any]) -> str:
+    """``sha256:`` + hex digest of a state dict's names, shapes and values (floating tensors as
+    float32, as the loaded model holds them): what a fusion rule fitted with these weights is bound to."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        v = state_dict[name].detach().cpu()
+        v = v.to(torch.float32) if v.is_floating_point() else v
+        h.update(f"{name}:{tuple(v.shape)}:{v.dtype};".encode())
+        h.update(v.contiguous().numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
 def load_checkpoint(path: str | Path, *, default_name: str = "checkpoint.pt") -> dict[str, Any]:
     """Read a checkpoint safely (``torch.load(weights_only=True)``); DataError naming the file otherwise.
 
@@ -256,6 +275,7 @@ def load_model(path: str | Path):
         raise DataError(f"{path}: the weights are not finite ({bad[0]}{' and more' if len(bad) > 1 else ''}): "
                         "the training run diverged; use an earlier checkpoint")
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "torch_rng")}
+    meta["weights_sha256"] = weights_fingerprint(ckpt["model"])
     spec = checkpoint_input(meta)
     length = ckpt["model_config"].get("input_length", spec.n)
     if length != spec.n:
