@@ -147,3 +147,25 @@ def test_shipped_model(tmp_path):
     assert summary["model"]["source"] == "shipped"
     assert len(summary["predictions"]) == N_MEASURED
     _check_outputs(tmp_path / "qs", 5, 1)
+
+
+def test_the_shipped_model_fuses_out_of_the_box_on_the_shipped_patterns():
+    """From a fresh checkout (no ../shared): the shipped model with its own fusion rule and the default
+    library on the 17 measured patterns in the package gives the README's figures (fused top-1 10/17,
+    top-5 11/17), next to the search alone, the network alone and the prior."""
+    from synthxrd.evaluate import evaluate_manifest
+    from synthxrd.match import ReferenceLibrary
+    from synthxrd.predict import Predictor
+
+    predictor = Predictor.load(device="cpu")  # library "default", the rule stored in the model
+    assert predictor.fusion.library == ReferenceLibrary.load().fingerprint
+    assert predictor.fusion.network == predictor.metadata["weights_sha256"]
+    ev = evaluate_manifest(predictor, measured_manifest())
+    summary = ev.summary()
+    assert summary["n_patterns"] == N_MEASURED
+    hits = {who: {m: round(summary["all"][who][m] * N_MEASURED) for m in ("top1", "top5", "crystal_system")}
+            for who in ("model", "search", "network", "baseline")}
+    assert hits == {"model": {"top1": 10, "top5": 11, "crystal_system": 12},
+                    "search": {"top1": 10, "top5": 12, "crystal_system": 11},
+                    "network": {"top1": 2, "top5": 6, "crystal_system": 6},
+                    "baseline": {"top1": 1, "top5": 2, "crystal_system": 2}}
