@@ -22,6 +22,7 @@ from synthxrd.split import (
     read_split,
     read_structure_types,
     split_statistics,
+    with_calibration,
 )
 
 MINI = Path(__file__).parent / "data" / "mini_collection"
@@ -77,21 +78,40 @@ def test_split_is_deterministic_and_order_independent():
     assert not np.array_equal(a.parts, c.parts)
 
 
-@pytest.mark.parametrize("fraction, n_test", [(0.3, 30), (0.5, 50), (0.0, 0), (1.0, 100)])
-def test_fraction_of_groups_and_no_group_crosses(fraction, n_test):
+@pytest.mark.parametrize("fraction, n_held", [(0.3, 30), (0.5, 50), (0.0, 0), (1.0, 100)])
+def test_fraction_of_groups_and_no_group_crosses(fraction, n_held):
     ids, protos = synthetic()
     split = make_split(ids, protos, test_fraction=fraction, seed=0)
     counts = split.counts()
-    assert counts["test"]["groups"] == n_test
-    assert counts["statistics"]["groups"] == 100 - n_test
-    assert counts["test"]["structures"] + counts["statistics"]["structures"] == len(ids)
+    assert counts["calibration"]["groups"] == round(0.5 * n_held)  # half the held-out groups
+    assert counts["test"]["groups"] == n_held - round(0.5 * n_held)
+    assert counts["statistics"]["groups"] == 100 - n_held
+    assert sum(c["structures"] for c in counts.values()) == len(ids)
     assert_no_prototype_crosses(split)
+    two = make_split(ids, protos, test_fraction=fraction, calibration_fraction=0.0, seed=0)
+    assert two.counts()["calibration"] == {"structures": 0, "groups": 0} and len(two.ids_of("calibration")) == 0
+    # the calibration part is carved out of the test part: the statistics part of a seed stays
+    np.testing.assert_array_equal(split.ids_of("statistics"), two.ids_of("statistics"))
+    assert set(split.ids_of("calibration")) | set(split.ids_of("test")) == set(two.ids_of("test"))
+    assert with_calibration(two, 0.5, seed=0).sha256 == split.sha256
 
 
 def assert_no_prototype_crosses(split: Split) -> None:
-    test_groups = set(split.prototypes[split.parts == "test"].tolist())
-    stats_groups = set(split.prototypes[split.parts == "statistics"].tolist())
-    assert not test_groups & stats_groups
+    groups = [set(split.prototypes[split.parts == part].tolist()) for part in PARTS]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
+def test_two_part_splits_still_read(tmp_path):
+    (tmp_path / "old.csv").write_text("id,prototype,part\na,p,statistics\nb,q,test\nc,q,test\n")
+    old = read_split(tmp_path / "old.csv")
+    assert old.ids_of("test").tolist() == ["b", "c"] and old.ids_of("calibration").tolist() == []
+    new = with_calibration(old, 1.0, seed=3)
+    assert new.ids_of("calibration").tolist() == ["b", "c"] and new.ids_of("statistics").tolist() == ["a"]
+    assert new.metadata["before_calibration_sha256"] == old.sha256 and new.metadata["calibration_seed"] == 3
+    with pytest.raises(ConfigError, match="already has a calibration part"):
+        with_calibration(new, 0.5)
+    with pytest.raises(ConfigError, match="calibration fraction must be a number in"):
+        with_calibration(old, 1.5)
 
 
 def test_bad_arguments():
@@ -164,8 +184,13 @@ def test_cli_split_from_stats_file_and_from_cifs(tmp_path, capsys):
     sa, sb = read_split(a), read_split(b)
     assert sa.sha256 == sb.sha256
     assert dict(zip(sa.ids.tolist(), sa.prototypes.tolist())) == PROTOTYPES
-    # 9 prototype groups (all different), round(0.3 * 9) = 3 of them in the test part
-    assert sa.counts()["test"]["groups"] == 3 and sa.counts()["statistics"]["groups"] == 6
+    # 9 prototype groups (all different), round(0.3 * 9) = 3 of them held out: 2 calibration, 1 test
+    counts = sa.counts()
+    assert (counts["calibration"]["groups"], counts["test"]["groups"], counts["statistics"]["groups"]) == (2, 1, 6)
+    assert "calibration: " in out
+    assert main(["split", str(full), "--out", str(tmp_path / "c.csv"), "--seed", "7",
+                 "--calibration-fraction", "0"]) == 0
+    assert read_split(tmp_path / "c.csv").counts()["test"]["groups"] == 3
     assert_no_prototype_crosses(sa)
 
 
@@ -187,8 +212,11 @@ def test_shipped_split():
     assert set(np.unique(split.parts).tolist()) == set(PARTS)
     assert_no_prototype_crosses(split)
     counts = split.counts()
-    n_groups = counts["test"]["groups"] + counts["statistics"]["groups"]
-    assert abs(counts["test"]["groups"] - round(0.3 * n_groups)) <= 1
+    n_groups = sum(c["groups"] for c in counts.values())
+    held = counts["test"]["groups"] + counts["calibration"]["groups"]
+    assert abs(held - round(0.3 * n_groups)) <= 1 and counts["calibration"]["groups"] == round(0.5 * held)
     assert split.metadata["seed"] == 0 and split.metadata["test_fraction"] == 0.3
+    assert split.metadata["calibration_fraction"] == 0.5 and split.metadata["calibration_seed"] == 0
+    assert len(split.metadata["before_calibration_sha256"]) == 64
     assert split.metadata["sha256"] == split.sha256
     assert all(i.startswith("mp-") for i in split.ids[:100].tolist())

@@ -1,4 +1,4 @@
-"""Prototype (structure-type) split of a collection into a statistics part and a test part.
+"""Prototype (structure-type) split of a collection into statistics, calibration and test parts.
 
 The generator's statistics must not see the structure types the network is tested on, so a
 collection is split by prototype, not by structure: all structures of one prototype go to the same
@@ -14,9 +14,17 @@ once). Two structures of one prototype can still get different proxies when spgl
 the equivalent origins (e.g. 1a/1b swapped); the proxy errs on the side of more groups.
 
 Groups are assigned by a seeded permutation of the sorted prototype names: the first
-``round(test_fraction * n_groups)`` go to ``test``, the rest to ``statistics`` (70:30 of groups by
-default). The split is a CSV ``id,prototype,part`` (gzip-compressed when the name ends with ``.gz``)
-with a JSON sidecar ``<file>.json`` holding seed, fraction, source and counts.
+``round(test_fraction * n_groups)`` are held out, the rest go to ``statistics`` (70:30 of groups by
+default). A second permutation of the held-out groups (same seed) gives ``round(calibration_fraction
+* n_held_out)`` of them to ``calibration`` and the rest to ``test`` (half and half by default,
+:func:`with_calibration`), so the statistics part of a seed is the same with or without a
+calibration part. The parts' roles (DESIGN.md, "Evaluation protocol"): ``statistics`` feeds the
+generator and the real training crystals; ``calibration`` chooses checkpoints and fits temperature,
+fusion rule and thresholds; ``test`` (the validation set ``match``) is reported only.
+
+The split is a CSV ``id,prototype,part`` (gzip-compressed when the name ends with ``.gz``) with a
+JSON sidecar ``<file>.json`` holding seeds, fractions, source and counts. Splits written before the
+calibration part existed (two parts) still read; they have no calibration part.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PARTS",
     "DEFAULT_TEST_FRACTION",
+    "DEFAULT_CALIBRATION_FRACTION",
+    "with_calibration",
     "Split",
     "anonymized_formula",
     "prototype_label",
@@ -59,9 +69,12 @@ __all__ = [
     "load_split",
 ]
 
-#: The two parts; ``statistics`` feeds the generator, ``test`` holds unseen prototypes.
-PARTS = ("statistics", "test")
+#: The parts: ``statistics`` feeds the generator; ``calibration`` and ``test`` hold unseen prototypes,
+#: the first to fit and choose on, the second to report only.
+PARTS = ("statistics", "calibration", "test")
 DEFAULT_TEST_FRACTION = 0.3
+#: Fraction of the held-out prototype groups (``test_fraction`` of all) that go to ``calibration``.
+DEFAULT_CALIBRATION_FRACTION = 0.5
 DEFAULT_SEED = 0
 #: Shipped split of the default collection, relative to the package's ``resources`` folder.
 DEFAULT_RESOURCE = ("statistics", "default_split.csv.gz")
@@ -186,7 +199,7 @@ def read_structure_types(path: str | Path) -> dict[str, str]:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Assignment of structures to the ``statistics`` and ``test`` parts.
+    """Assignment of structures to the parts of :data:`PARTS` (``statistics``, ``calibration``, ``test``).
 
     Attributes
     ----------
@@ -195,9 +208,9 @@ class Split:
     prototypes : numpy.ndarray
         (n,) str prototype of each structure.
     parts : numpy.ndarray
-        (n,) str, ``'statistics'`` or ``'test'``.
+        (n,) str, one of :data:`PARTS` (``calibration`` absent in splits written before it existed).
     metadata : Mapping
-        seed, test_fraction, source, counts, package version, created (read-only).
+        seed, test_fraction, calibration_fraction, source, counts, package version, created (read-only).
     path : str or None
         File the split was read from.
     """
@@ -227,7 +240,7 @@ class Split:
         return len(self.ids)
 
     def ids_of(self, part: str) -> np.ndarray:
-        """Ids in ``part`` (``'statistics'`` or ``'test'``)."""
+        """Ids in ``part`` (one of :data:`PARTS`; empty for a part the split does not have)."""
         if part not in PARTS:
             raise ConfigError(f"split part must be one of {', '.join(PARTS)}, got {part!r}")
         return self.ids[self.parts == part]
@@ -244,7 +257,8 @@ class Split:
         ids = self.ids_of(part)
         keep = np.isin(statistics.ids, ids)
         info = {"file": self.path or "", "part": part, "sha256": self.sha256, "n_in_split_part": int(len(ids)),
-                "n_kept": int(keep.sum()), **{k: self.metadata.get(k) for k in ("seed", "test_fraction")}}
+                "n_kept": int(keep.sum()),
+                **{k: self.metadata.get(k) for k in ("seed", "test_fraction", "calibration_fraction")}}
         return statistics.subset(keep, metadata={"split": info})
 
     def as_dict(self) -> dict[str, str]:
@@ -297,14 +311,17 @@ def _open_text(path: Path):
 
 
 def make_split(ids: Iterable[str], prototypes: Iterable[str], *, test_fraction: float = DEFAULT_TEST_FRACTION,
-               seed: int = DEFAULT_SEED, metadata: Mapping[str, Any] | None = None) -> Split:
-    """Assign whole prototype groups to ``test`` (a fraction ``test_fraction`` of the groups) and
-    ``statistics`` (the rest) with a permutation drawn from ``numpy.random.default_rng(seed)``.
+               calibration_fraction: float = DEFAULT_CALIBRATION_FRACTION, seed: int = DEFAULT_SEED,
+               metadata: Mapping[str, Any] | None = None) -> Split:
+    """Hold out whole prototype groups (a fraction ``test_fraction`` of the groups) and give the rest to
+    ``statistics``, with a permutation drawn from ``numpy.random.default_rng(seed)``; then a fraction
+    ``calibration_fraction`` of the held-out groups go to ``calibration``, the others to ``test``
+    (:func:`with_calibration`).
 
     Raises
     ------
     ConfigError
-        If ``test_fraction`` is not in [0, 1] or the inputs differ in length.
+        If a fraction is not in [0, 1] or the inputs differ in length.
     """
     if not (isinstance(test_fraction, (int, float)) and 0.0 <= test_fraction <= 1.0):
         raise ConfigError(f"test fraction must be a number in [0, 1], got {test_fraction!r}")
@@ -329,11 +346,36 @@ def make_split(ids: Iterable[str], prototypes: Iterable[str], *, test_fraction: 
     }
     meta.update(metadata or {})
     order = np.argsort(ids_arr, kind="stable")
-    return Split(ids_arr[order], protos[order], parts[order], meta)
+    return with_calibration(Split(ids_arr[order], protos[order], parts[order], meta), calibration_fraction,
+                            seed=seed)
+
+
+def with_calibration(split: Split, fraction: float = DEFAULT_CALIBRATION_FRACTION, *,
+                     seed: int = DEFAULT_SEED) -> Split:
+    """``split`` with a fraction ``fraction`` of its test part's prototype groups moved to
+    ``calibration`` (a permutation of the sorted group names drawn from
+    ``numpy.random.default_rng([seed, 1])``); the statistics part is untouched. The split must not
+    have a calibration part yet. Records ``calibration_fraction``, ``calibration_seed`` and
+    ``before_calibration_sha256`` (the hash of ``split``, which statistics of its statistics part, the
+    same in both, recorded)."""
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0):
+        raise ConfigError(f"calibration fraction must be a number in [0, 1], got {fraction!r}")
+    if np.any(split.parts == "calibration"):
+        raise ConfigError(f"split{' ' + split.path if split.path else ''} already has a calibration part")
+    test = split.parts == "test"
+    groups = np.unique(split.prototypes[test])
+    rng = np.random.default_rng([int(seed), 1])  # its own stream: the test permutation of a seed is unchanged
+    chosen = groups[rng.permutation(len(groups))[:int(round(fraction * len(groups)))]]
+    parts = np.where(test & np.isin(split.prototypes, chosen), "calibration", split.parts)
+    meta = dict(split.metadata, calibration_fraction=float(fraction), calibration_seed=int(seed),
+                before_calibration_sha256=split.sha256)  # what statistics counted on it recorded
+    meta.pop("sha256", None)
+    meta.pop("counts", None)
+    return Split(split.ids, split.prototypes, parts, meta, split.path)
 
 
 def split_statistics(statistics: Statistics, *, test_fraction: float = DEFAULT_TEST_FRACTION,
-                     seed: int = DEFAULT_SEED, structure_types: Mapping[str, str] | None = None,
+                     calibration_fraction: float = DEFAULT_CALIBRATION_FRACTION, seed: int = DEFAULT_SEED, structure_types: Mapping[str, str] | None = None,
                      structure_types_file: str | None = None) -> Split:
     """Prototype split of the structures of ``statistics`` (see the module docstring)."""
     protos = prototype_labels(statistics, structure_types)
@@ -345,7 +387,8 @@ def split_statistics(statistics: Statistics, *, test_fraction: float = DEFAULT_T
         "structure_types_file": structure_types_file,
         "n_with_structure_type": n_named,
     }
-    return make_split(statistics.ids, protos, test_fraction=test_fraction, seed=seed, metadata=meta)
+    return make_split(statistics.ids, protos, test_fraction=test_fraction, calibration_fraction=calibration_fraction,
+                      seed=seed, metadata=meta)
 
 
 def restrict(statistics: Statistics, split: Split | str | Path, part: str = "statistics") -> Statistics:

@@ -1,12 +1,14 @@
-"""Split a collection by prototype into a statistics part and a test part (CSV id,prototype,part).
+"""Split a collection by prototype into statistics, calibration and test parts (CSV id,prototype,part).
 
-  synthxrd split stats.npz --out split.csv [--test-fraction 0.3] [--seed 0] [--structure-types types.csv]
+  synthxrd split stats.npz --out split.csv [--test-fraction 0.3] [--calibration-fraction 0.5] [--seed 0]
+                 [--structure-types types.csv]
   synthxrd split FOLDER_OR_TAR --out split.csv.gz      (analyses the CIFs first, like `synthxrd stats`)
 
 The prototype of a structure is "<space group>|<anonymized formula>|<sorted Wyckoff letters>" unless
 --structure-types gives a CSV of id,structure_type (e.g. ICSD StructureType) for it. Whole prototype
-groups go to one part; a fraction --test-fraction of the groups goes to `test`. Same input and seed:
-same split. A JSON sidecar <out>.json records seed, fraction, source and counts. Existing outputs are
+groups go to one part; a fraction --test-fraction of the groups is held out of `statistics`, and of
+those a fraction --calibration-fraction goes to `calibration` (fits: temperature, fusion rule,
+thresholds), the rest to `test` (reported only). Same input and seed: same split. A JSON sidecar <out>.json records seed, fraction, source and counts. Existing outputs are
 replaced only with --overwrite, and never when one is an input (`split stats.npz --out stats.npz`).
 """
 
@@ -25,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="statistics .npz of the whole collection, or a folder/tar of CIFs")
     parser.add_argument("--out", "-o", required=True, metavar="SPLIT.csv", help="output CSV (.csv or .csv.gz)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
-                        help="fraction of prototype groups in the test part (default 0.3)")
+                        help="fraction of prototype groups held out of the statistics part (default 0.3)")
+    parser.add_argument("--calibration-fraction", type=float, default=0.5,
+                        help="fraction of the held-out groups in the calibration part (default 0.5; 0: none)")
     parser.add_argument("--seed", type=options.seed, default=0, help="seed of the group permutation (default 0)")
     parser.add_argument("--structure-types", metavar="CSV",
                         help="CSV id,structure_type; these names replace the prototype proxy")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from synthxrd import stats as st
     from synthxrd.errors import DataError
     from synthxrd.files import check_outputs
-    from synthxrd.split import read_structure_types, split_statistics
+    from synthxrd.split import PARTS, read_structure_types, split_statistics
 
     out_path = Path(args.out)
     check_outputs([out_path, out_path.with_name(out_path.name + ".json")],
@@ -59,13 +63,14 @@ def run(args: argparse.Namespace) -> int:
         if failed:
             print(f"{failed} CIFs could not be analysed and are not in the split")
     types = read_structure_types(args.structure_types) if args.structure_types else None
-    split = split_statistics(statistics, test_fraction=args.test_fraction, seed=args.seed, structure_types=types,
+    split = split_statistics(statistics, test_fraction=args.test_fraction,
+                             calibration_fraction=args.calibration_fraction, seed=args.seed, structure_types=types,
                              structure_types_file=args.structure_types)
     out = split.write(args.out)
     counts = split.counts()
     if types is not None:
         print(f"{split.metadata['n_with_structure_type']} of {len(split)} structures named by {args.structure_types}")
-    for part in ("statistics", "test"):
+    for part in PARTS:
         print(f"{part}: {counts[part]['structures']} structures in {counts[part]['groups']} prototype groups")
     print(f"wrote {out} (and {out.name}.json)")
     return 1 if failed else 0

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", "-j", type=int, default=None,
                         help="worker processes (default: all available cores; 1 = no subprocesses)")
     parser.add_argument("--split", metavar="SPLITFILE", help="split CSV from `synthxrd split` (id,prototype,part)")
-    parser.add_argument("--part", choices=("statistics", "test"), default=None,
+    parser.add_argument("--part", choices=("statistics", "calibration", "test"), default=None,
                         help="with --split: keep only this part (default statistics)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
