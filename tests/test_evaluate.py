@@ -186,6 +186,13 @@ def test_cli_evaluate_manifest(tiny_fused, experimental_data, tmp_path, capsys):
     assert {"model", "network", "search", "baseline"} <= set(doc["summary"]["all"])
     assert doc["predictions"][0]["matches"][0]["id"].startswith(("mp-", "amcsd-"))
     assert doc["config"]["model"]["library"]["n_structures"] == size and doc["config"]["model"]["fusion"]
+    # the fusion's "p that the best match is right" next to how often it is (5 bins of c)
+    assert "p that the best match is right (fusion c)" in stdout
+    rel = doc["match_reliability"]
+    assert rel["n_bins"] == 5 and sum(b["count"] for b in rel["bins"]) == 5 and 0 <= rel["accuracy"] <= 1
+    best = [p["matches"][0]["spacegroup"] if p["matches"] else 0 for p in doc["predictions"]]
+    right = np.mean([b == p["spacegroup"] for b, p in zip(best, doc["predictions"])])
+    assert rel["accuracy"] == pytest.approx(right)
     assert doc["summary"]["n_patterns"] == 5 and len(doc["failures"]) == 1 and len(doc["predictions"]) == 5
     assert len(doc["reliability"]["bins"]) == 15 and len(doc["confusion_crystal_system"]["matrix"]) == 7
     for name in OUTPUT_FILES[1:]:

@@ -82,6 +82,8 @@ __all__ = [
     "write_report",
 ]
 
+#: Bins of the reliability table of the match confidence (few patterns per bin on a development set).
+MATCH_BINS = 5
 #: Bins of the reliability diagram and the ECE.
 N_BINS = 15
 #: Space groups shown in the space-group confusion matrix (the most frequent true groups).
@@ -280,6 +282,9 @@ class Evaluation:
         ``{"network": (N, 230), "search": (N, 230)}``, scored beside it; empty otherwise.
     matches : with a reference library (manifest inputs), the best matches of each pattern as dicts
         (id, formula, spacegroup, score, scale); empty otherwise.
+    evidence : with a reference library, ``{"confidence": (N,) c, "best_spacegroup": (N,) int}``: the
+        fusion's probability that the best match's space group is right and that space group (0: no
+        match), for :meth:`match_reliability`; empty otherwise.
     """
 
     probabilities: np.ndarray
@@ -292,6 +297,7 @@ class Evaluation:
     config: dict[str, Any] = field(default_factory=dict)
     components: dict[str, np.ndarray] = field(default_factory=dict)
     matches: list[list[dict[str, Any]]] = field(default_factory=list)
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def known(self) -> np.ndarray:
@@ -360,6 +366,18 @@ class Evaluation:
         ece, bins = expected_calibration_error(conf, topk_hits(self.probabilities, self.labels, 1), n_bins)
         return {"n_bins": n_bins, "ece": ece if len(self.labels) else None, "bins": bins}
 
+    def match_reliability(self, n_bins: int = MATCH_BINS) -> dict[str, Any] | None:
+        """How often the best match's space group is right against the fusion's probability c that it
+        is ("p that the best is right"): ECE and ``n_bins`` equal-width bins of c (None without a
+        library)."""
+        if not self.evidence:
+            return None
+        c = np.asarray(self.evidence["confidence"], np.float64)
+        right = np.asarray(self.evidence["best_spacegroup"]) == self.labels
+        ece, bins = expected_calibration_error(c, right, n_bins)
+        return {"n_bins": n_bins, "ece": ece if len(c) else None, "mean_confidence": float(c.mean()) if len(c) else None,
+                "accuracy": float(right.mean()) if len(c) else None, "bins": bins}
+
     def coverage(self, thresholds: Sequence[float] = COVERAGE_THRESHOLDS) -> list[dict[str, Any]]:
         """Accuracy against coverage: per threshold t, the patterns with top probability >= t (coverage,
         their count) and their top-1/top-5 accuracy (None when none is kept)."""
@@ -403,6 +421,7 @@ class Evaluation:
             "confusion_spacegroups": {"labels": chosen, "columns": [*chosen, "other"], "rows": "true",
                                       "matrix": sg_matrix.tolist()},
             "reliability": self.reliability(),
+            "match_reliability": self.match_reliability(),
             "coverage": self.coverage(),
             "failures": list(self.failures),
             "predictions": self.predictions(),
@@ -425,6 +444,14 @@ def _model_config(predictor: Predictor) -> dict[str, Any]:
             "library": None if lib is None else {"source": lib.label, "n_structures": len(lib),
                                                  "held_out": lib.metadata.get("held_out")},
             "fusion": None if predictor.fusion is None else predictor.fusion.to_dict()}
+
+
+def _evidence(confidence, matches) -> dict[str, np.ndarray]:
+    """``Evaluation.evidence`` of per-pattern fusion confidences and match lists (empty without a library)."""
+    if confidence is None:
+        return {}
+    return {"confidence": np.asarray(confidence, np.float64),
+            "best_spacegroup": np.array([m[0].spacegroup if m else 0 for m in matches], np.int64)}
 
 
 def _components(rows: list) -> dict[str, np.ndarray]:
@@ -482,27 +509,34 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
                               "variant": variant, "wavelength_argument": wavelength,
                               "n_rows": len(entries)}, "statistics": st_name},
                       components=_components(results),
+                      evidence=_evidence(None if not results or results[0].search is None else
+                                         [r.confidence for r in results], [r.matches for r in results]),
                       matches=[[m.to_dict() for m in r.matches] for r in results] if predictor.library else [])
 
 
 def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.ndarray | None,
-                     wavelength: float | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Probabilities (N, 230) and, with a library, the components (network, search) of patterns on an axis."""
+                     wavelength: float | None = None
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Probabilities (N, 230) and, with a library, the components (network, search) and the match
+    evidence (:attr:`Evaluation.evidence`) of patterns on an axis."""
     grid = predictor.grid.values()
     if two_theta is None:
         if patterns.shape[1] != len(grid):
             raise DataError(f"the patterns have {patterns.shape[1]} points and no 2theta axis; the model needs "
                             f"{len(grid)} on its grid")
         two_theta = grid
-    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "network": [], "search": []}
+    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "network": [], "search": [], "confidence": []}
+    matches: list = []
     for i in range(0, len(patterns), _CHUNK):
         out = predictor.identify(two_theta, patterns[i:i + _CHUNK], wavelength=wavelength)
         for name in parts:
             if name in out:
                 parts[name].append(out[name])
+        matches += out.get("matches", [])
     merged = {k: np.concatenate(v) if v else np.zeros((0, N_SPACEGROUPS)) for k, v in parts.items()}
     components = {k: merged[k] for k in ("network", "search")} if parts["search"] else {}
-    return merged["probabilities"], components
+    evidence = _evidence(merged["confidence"] if parts["search"] else None, matches)
+    return merged["probabilities"], components, evidence
 
 
 def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patterns: int = 0, seed: int = 0,
@@ -522,7 +556,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patte
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_patterns, replace=False))
     if not len(rows):
         raise DataError(f"{label}: the dataset holds no patterns")
-    probs, components = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
+    probs, components, evidence = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
     ids = getattr(ds, "ids", None)
     sources = [str(ids[r]) for r in rows] if ids is not None and len(ids) == len(ds.patterns) else \
         [f"{name or 'dataset'}[{r}]" for r in rows]
@@ -534,7 +568,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, name: str = "", max_patte
                               "input": {"dataset": label, "n_patterns": int(len(ds.patterns)),
                                         "max_patterns": max_patterns, "seed": seed},
                               "statistics": st_name},
-                      components=components)
+                      components=components, evidence=evidence)
 
 
 def evaluate_patterns(predictor: Predictor, path: str | Path, *, wavelength: float | str | None = None,
@@ -553,14 +587,15 @@ def evaluate_patterns(predictor: Predictor, path: str | Path, *, wavelength: flo
     if x.ndim != 2 or tt.shape != (x.shape[1],) or y.shape != (x.shape[0],) or not len(y):
         raise DataError(f"{label}: expected two_theta (M,), patterns (N, M), spacegroup (N,) with N >= 1; got "
                         f"{tt.shape}, {x.shape}, {y.shape}")
-    probs, components = _predict_dataset(predictor, x.astype(np.float64), tt.astype(np.float64), wavelength)
+    probs, components, evidence = _predict_dataset(predictor, x.astype(np.float64), tt.astype(np.float64),
+                                                   wavelength)
     baseline, st_name = _baseline_for(predictor, statistics)
     return Evaluation(probs, y.astype(np.int64), [f"{Path(label).stem}[{i}]" for i in range(len(y))],
                       predictor.classes, baseline, description=f"patterns {label}",
                       config={"model": _model_config(predictor),
                               "input": {"patterns": label, "n_patterns": int(len(y)), "wavelength": wavelength},
                               "statistics": st_name},
-                      components=components)
+                      components=components, evidence=evidence)
 
 
 def evaluate_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str, *,
@@ -606,7 +641,7 @@ def calibrate_on_validation_set(predictor: Predictor, validation_dir: str | Path
     rows, labels = class_rows(ds.crystals.spacegroups, predictor.classes, max_patterns, seed)
     if not len(rows):
         raise DataError(f"{validation_dir}: validation set {set_name!r} has no pattern of the model's classes")
-    probs, _ = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
+    probs, _, _ = _predict_dataset(predictor, np.asarray(ds.patterns)[rows], ds.two_theta)
     logits = np.log(np.clip(probs[:, predictor.classes - 1], 1e-300, None)) * predictor.temperature
     return {**temperature_report(logits, labels), "fitted_on": set_name, "max_patterns": max_patterns,
             "seed": seed}

@@ -112,6 +112,19 @@ def format_coverage(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_match_reliability(r: dict | None) -> str:
+    """The reliability of the fusion's "p that the best match is right" (c), per bin of c."""
+    if r is None:
+        return ""
+    lines = [f"p that the best match is right (fusion c): mean {_fmt(r['mean_confidence'])}, it is right "
+             f"{_fmt(r['accuracy'])}; ECE {_fmt(r['ece'])}",
+             "         c in   patterns   mean c   right"]
+    for b in r["bins"]:
+        lines.append(f"  {'[' if b['lower'] == 0 else '('}{b['lower']:.1f}, {b['upper']:.1f}]   {b['count']:>8d}   "
+                     f"{_fmt(b['confidence'])}   {_fmt(b['accuracy'])}")
+    return "\n".join(lines)
+
+
 def _library(args: argparse.Namespace):
     """The reference library of the run: shipped or --library, without the split's test part if asked."""
     from synthxrd.match import ReferenceLibrary
@@ -193,5 +206,7 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({held['n_removed']} of the split's test part held out)" if held else ""))
     print(format_table(s))
     print(format_coverage(ev.coverage()))
+    if ev.evidence:
+        print(format_match_reliability(ev.match_reliability()))
     print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
     return 1 if ev.failures else 0
