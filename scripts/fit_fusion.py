@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-library", type=int, default=600)
     ap.add_argument("--n-held-out", type=int, default=600)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--augment", default="default", help="augmentation preset of the patterns (default: default)")
+    ap.add_argument("--augment", default="calibration",
+                    help="augmentation preset of the patterns (default: calibration)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--save-data", metavar="NPZ", help="also save the fit data (network, match scores and groups)")

@@ -46,7 +46,8 @@ def test_rule_check_names_both_pairs():
             rule.check(network, library, network_temperature=t, rule_label="rule R", model_label="model M")
         message = str(info.value)
         assert "\n" not in message and message.startswith("rule R belongs to network abababababab (T 1.5) and library")
-        assert f"not to model M (network {network[7:19]} (T {t:.4g})) with library {library.fingerprint[7:19]}" in message
+        assert f"not to model M (network {network[7:19]} (T {t:.4g})) with library {library.fingerprint[7:19]}" \
+            in message
     assert FusionRule.from_dict(rule.to_dict()) == rule and FusionRule.from_dict(rule.to_dict()).network == rule.network
 
 

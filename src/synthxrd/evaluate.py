@@ -375,7 +375,8 @@ class Evaluation:
         c = np.asarray(self.evidence["confidence"], np.float64)
         right = np.asarray(self.evidence["best_spacegroup"]) == self.labels
         ece, bins = expected_calibration_error(c, right, n_bins)
-        return {"n_bins": n_bins, "ece": ece if len(c) else None, "mean_confidence": float(c.mean()) if len(c) else None,
+        return {"n_bins": n_bins, "ece": ece if len(c) else None,
+                "mean_confidence": float(c.mean()) if len(c) else None,
                 "accuracy": float(right.mean()) if len(c) else None, "bins": bins}
 
     def coverage(self, thresholds: Sequence[float] = COVERAGE_THRESHOLDS) -> list[dict[str, Any]]:

@@ -375,7 +375,8 @@ def with_calibration(split: Split, fraction: float = DEFAULT_CALIBRATION_FRACTIO
 
 
 def split_statistics(statistics: Statistics, *, test_fraction: float = DEFAULT_TEST_FRACTION,
-                     calibration_fraction: float = DEFAULT_CALIBRATION_FRACTION, seed: int = DEFAULT_SEED, structure_types: Mapping[str, str] | None = None,
+                     calibration_fraction: float = DEFAULT_CALIBRATION_FRACTION, seed: int = DEFAULT_SEED,
+                     structure_types: Mapping[str, str] | None = None,
                      structure_types_file: str | None = None) -> Split:
     """Prototype split of the structures of ``statistics`` (see the module docstring)."""
     protos = prototype_labels(statistics, structure_types)

@@ -63,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fusion.add_argument("--fusion-split", metavar="CSV", help="prototype split of the fit (default: the shipped one)")
     fusion.add_argument("--fusion-patterns", type=int, default=600, metavar="N",
                         help="simulated patterns of known and of held-out structures each (default 600)")
-    fusion.add_argument("--fusion-augment", default="default", metavar="PRESET",
-                        help="augmentation preset of the fit patterns (default: default)")
+    fusion.add_argument("--fusion-augment", default="calibration", metavar="PRESET",
+                        help="augmentation preset (or TOML) of the fit patterns (default: calibration, "
+                             "i.e. without cropping and background)")
     fusion.add_argument("--fusion-seed", type=int, default=None, metavar="SEED",
                         help="seed of the fit (default: synthxrd.match.fusion_fit.DEFAULT_SEED)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -147,7 +147,8 @@ class FusionRule:
             f"{rule_label} belongs to network {short_hash(self.network)} (T {bound_t})"
             f" and library {short_hash(self.library)}"
             f"{f' ({bound_label})' if bound_label else ''}, "
-            f"not to {model_label} (network {short_hash(network)} (T {network_temperature:.4g})) with library {short_hash(library.fingerprint)} "
+            f"not to {model_label} (network {short_hash(network)} (T {network_temperature:.4g})) "
+            f"with library {short_hash(library.fingerprint)} "
             f"({library.label}): refit it (synthxrd export --library) or accept it explicitly "
             "(allow_foreign_fusion=True, --force-fusion)")
 

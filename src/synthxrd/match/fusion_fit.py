@@ -1,7 +1,9 @@
 """Fit the fusion rule of a network and a library (:mod:`synthxrd.match.fusion`) on simulated patterns.
 
-Patterns: realistic augmented patterns (an :mod:`synthxrd.augment` preset, ``default``: peak shapes,
-K-alpha2, shifts, texture, background, noise, impurities, cropping) of
+Patterns: augmented patterns (an :mod:`synthxrd.augment` preset; ``calibration`` by default: peak
+shapes, K-alpha2, shifts, texture, Debye-Waller, noise and impurities, without the cropping and
+background of ``default``, which make the search far worse on simulated patterns than on measured
+ones; docs/search_match.md) of
 
 * structures of the library outside the held-out part, with their lattice strained (isotropic scale
   U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions),
@@ -62,7 +64,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
-               n_library: int = 600, n_held_out: int = 600, seed: int = DEFAULT_SEED, augment: str = "default",
+               n_library: int = 600, n_held_out: int = 600, seed: int = DEFAULT_SEED, augment: str = "calibration",
                save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
@@ -118,7 +120,8 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     is_known = np.isin(ids, known)
     if save_data:
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known,
-                            scores=np.array([[m.score for m in ms] + [0.0] * (FIT_MATCHES - len(ms)) for ms in matches]),
+                            scores=np.array([[m.score for m in ms] + [0.0] * (FIT_MATCHES - len(ms))
+                                             for ms in matches]),
                             spacegroups=np.array([[m.spacegroup for m in ms] + [0] * (FIT_MATCHES - len(ms))
                                                   for ms in matches]))
     rule = FusionRule.fit(network, matches, labels, metadata={
