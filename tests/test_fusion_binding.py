@@ -106,7 +106,7 @@ def test_export_fits_the_rule_on_the_calibration_part(tiny_run, tmp_path, capsys
     lib = ReferenceLibrary.build(str(EXAMPLES))
     library = lib.save(tmp_path / "examples.npz")
     ids = lib.ids.tolist()
-    parts = ["statistics"] * 4 + ["test"] * (len(ids) - 4)
+    parts = ["statistics"] * 3 + ["calibration"] * 3 + ["test"] * (len(ids) - 6)
     Split(np.array(ids), np.array([f"p{i}" for i in range(len(ids))]), np.array(parts)).write(tmp_path / "split.csv")
     out = tmp_path / "fitted.pt"
     assert main(["export", str(tiny_run), str(out), "--library", str(library), "--source", str(EXAMPLES),
@@ -114,7 +114,8 @@ def test_export_fits_the_rule_on_the_calibration_part(tiny_run, tmp_path, capsys
     assert "fusion rule with library" in capsys.readouterr().out
     rule = FusionRule.from_dict(load_checkpoint(out)["fusion"])
     assert rule.metadata["n_library"] == 3 and rule.metadata["n_held_out"] == 3
-    assert rule.metadata["held_out_part"] == "test" and set(rule.metadata["fit_report"]) == {
+    assert rule.metadata["fitted_on"] == "simulated patterns, augmentation 'calibration'"
+    assert rule.metadata["held_out_part"] == "calibration" and set(rule.metadata["fit_report"]) == {
         "library structures", "held-out prototypes"}
     predictor = Predictor.load(out, device="cpu", library=library)
     assert predictor.fusion == rule and rule.library == ReferenceLibrary.load(library).fingerprint
