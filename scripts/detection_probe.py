@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     data = np.load(args.rruff)
     labels = data["spacegroup"]
-    searcher = Predictor.load(args.model, device="cpu")
+    from synthxrd.match.fusion import FusionRule
+
+    # only the matches are used: any fusion rule will do (a training run's checkpoint has none)
+    searcher = Predictor.load(args.model, device="cpu", fusion=FusionRule(), allow_foreign_fusion=True)
     found = searcher.identify(data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64), k=1)
     hits = [m[0] for m in found["matches"]]
     usable = np.array([h.spacegroup == y for h, y in zip(hits, labels)])
