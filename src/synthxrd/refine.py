@@ -87,6 +87,11 @@ METRIC_TOLERANCE = 1e-4
 W0_BOUNDS = (0.005, 1.5)
 W1_BOUNDS = (0.0, 1.5)
 ZERO_BOUNDS = (-0.5, 0.5)
+#: Step (relative, in d) of the isotropic pre-scan of :func:`refine`: 0.1 % moves a line at 2theta =
+#: 90 degrees by 0.06 degrees, within a typical peak width.
+PRESCAN_STEP = 1e-3
+#: A fit whose Rwp is above this fraction of the background-alone Rwp explains nothing (flagged).
+NOTHING_EXPLAINED = 0.95
 MD_BOUNDS = (0.4, 2.5)
 
 
@@ -660,7 +665,8 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
            fwhm: tuple[float, float] | None = None, refine_profile: bool = True, eta: float = 0.5, cell_bound: float = DEFAULT_CELL_BOUND,
            preferred_orientation: bool | np.ndarray | list = False, free_intensities: bool = False,
            refine_cell: bool = True, max_nfev: int | None = None, weights: np.ndarray | None = None,
-           two_theta_range: tuple[float, float] | None = None) -> Refinement:
+           two_theta_range: tuple[float, float] | None = None, tolerance: float = 1e-8,
+           prescan: bool = True) -> Refinement:
     """Fit phases to a measured pattern (see the module docstring for the model).
 
     Parameters
@@ -681,6 +687,10 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
     max_nfev : function evaluations allowed (default 100 x parameters).
     weights : (M,) explicit weights 1/sigma^2 (default Poisson-like, module docstring).
     two_theta_range : fit only inside (lo, hi) degrees.
+    tolerance : ``ftol``, ``xtol`` and ``gtol`` of ``scipy.optimize.least_squares``.
+    prescan : first scan an isotropic scale of each phase over the bounds (steps of
+        :data:`PRESCAN_STEP` in d, profile fixed) and start the fit from the best: a local least-squares
+        fit only finds peaks that already overlap (a 2 % cell error moves a line at 90 degrees by 1.5).
 
     Returns
     -------
@@ -759,14 +769,56 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
             if axis.shape != (3,) or not np.any(axis):
                 raise ConfigError(f"preferred_orientation: expected True or an (h, k, l) axis, got {preferred_orientation!r}")
             axes_to_try = [[axis if ph.g_star is not None else None for ph in phases]]
+    original = phases
+    if prescan and refine_cell:
+        phases, edge = _prescan(tt, y, w, lines, phases, bg, free, fwhm, eta, cell_bound)
+    else:
+        edge = []
     best = None
     for axes in axes_to_try:
         result = _fit(tt, y, w, lines, phases, bg, free, list(axes), zero_shift=zero_shift, zero=zero, fwhm=fwhm,
                       refine_profile=refine_profile, eta=eta, cell_bound=cell_bound, refine_cell=refine_cell,
-                      max_nfev=max_nfev, least_squares=least_squares)
+                      max_nfev=max_nfev, least_squares=least_squares, tolerance=tolerance)
         if best is None or result.rwp < best.rwp:
             best = result
+    starts = [ph.cell(np.zeros(ph.n_cell)) for ph in original]  # the cell given, before the pre-scan
+    best = replace(best, phases=[replace(p, cell_start=c) for p, c in zip(best.phases, starts)])
+    if edge:
+        best = replace(best, converged=False, message=f"not converged: the best isotropic scale of {', '.join(edge)} "
+                       f"lies at the bound (+-{cell_bound:.0%} in d): the cell is further off")
+    elif best.converged and best.rwp > NOTHING_EXPLAINED * best.rwp_background:
+        best = replace(best, converged=False, message=f"not converged: Rwp {best.rwp:.3f} is no better than the "
+                       f"background alone ({best.rwp_background:.3f}); the phase(s) explain nothing")
     return best
+
+
+def _prescan(tt, y, w, lines, phases, bg, free, fwhm, eta, cell_bound) -> tuple[list, list]:
+    """Each phase scaled isotropically to the best of a grid of scales within the bound (the others
+    fixed), and the names of those whose best scale is the grid's first or last."""
+    w0, w1 = fwhm if fwhm is not None else (0.1, 0.02)
+    layout = {"zero": slice(0, 1), "fwhm": slice(1, 3), "eta": slice(3, 4)}
+    n = len(phases)
+    start = 4
+    for k in range(n):
+        layout[f"cell{k}"] = slice(start, start + phases[k].n_cell)
+        start += phases[k].n_cell
+    x = np.concatenate([[0.0, max(w0, 0.05), w1, eta], np.zeros(start - 4)])
+    phases = list(phases)
+    n_steps = int(2 * cell_bound / PRESCAN_STEP) + 1
+    edge = []
+    grid = np.linspace(1 - cell_bound, 1 + cell_bound, n_steps)
+    for k in range(n):
+        best, best_s = np.inf, 1.0
+        for s in grid:
+            trial = phases[:k] + [scaled(phases[k], float(s))] + phases[k + 1:]
+            setup = _Setup(tt, y, np.sqrt(w), lines, trial, bg, free, [None] * n, layout)
+            cost = float(np.sum(_residual(setup, x) ** 2))
+            if cost < best:
+                best, best_s = cost, float(s)
+        if best_s in (grid[0], grid[-1]):
+            edge.append(phases[k].name)
+        phases[k] = scaled(phases[k], best_s)
+    return phases, edge
 
 
 def _anodes():
@@ -776,7 +828,7 @@ def _anodes():
 
 
 def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refine_profile, eta, cell_bound, refine_cell,
-         max_nfev, least_squares) -> Refinement:
+         max_nfev, least_squares, tolerance) -> Refinement:
     layout: dict[str, slice] = {}
     x0, lo, hi, names = [], [], [], []
 
@@ -825,7 +877,7 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
     nfev_cap = max_nfev if max_nfev is not None else 100 * max(len(var), 1)
     if len(var):
         sol = least_squares(fun, x0[var], bounds=(lo[var], hi[var]), method="trf", x_scale="jac",
-                            max_nfev=nfev_cap, xtol=1e-8, ftol=1e-8, gtol=1e-8)
+                            max_nfev=nfev_cap, xtol=tolerance, ftol=tolerance, gtol=tolerance)
         x = full(sol.x)
         jac, nfev, status, message = sol.jac, int(sol.nfev), int(sol.status), str(sol.message)
     else:
@@ -939,7 +991,8 @@ class RerankSettings:
     n_candidates : the best matches of the search that are refined.
     max_points : the pattern is binned (adjacent points summed) to at most this many points.
     background : Chebyshev terms of the background (the raw pattern is fitted).
-    max_nfev : function evaluations per candidate.
+    max_nfev : function evaluations per candidate (scipy counts those of the numerical Jacobian apart).
+    tolerance : convergence tolerance of the fit (``refine``'s ``tolerance``).
     cell_bound : bound of each strain component (fraction of d) around the search's isotropic scale.
     symmetry_penalty : the figure of merit is Rwp x exp(symmetry_penalty x (k - 1) / n_lines), k the
         free cell components, n_lines the candidate's reflections in range: a lower-symmetry candidate
@@ -951,7 +1004,8 @@ class RerankSettings:
     n_candidates: int = 10
     max_points: int = 2500
     background: int = 6
-    max_nfev: int = 60
+    max_nfev: int = 20
+    tolerance: float = 1e-5
     cell_bound: float = DEFAULT_CELL_BOUND
     symmetry_penalty: float = 0.0
     n_isotypes: int = 3
@@ -961,7 +1015,7 @@ class RerankSettings:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
                   "background": 0 <= self.background <= 20, "max_nfev": 5 <= self.max_nfev <= 10_000,
                   "cell_bound": 0 < self.cell_bound <= 0.3, "symmetry_penalty": 0 <= self.symmetry_penalty <= 100,
-                  "n_isotypes": 0 <= self.n_isotypes <= 50, "max_family": 1 <= self.max_family <= 100_000}
+                  "n_isotypes": 0 <= self.n_isotypes <= 50, "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"rerank settings: {name}={getattr(self, name)!r} is out of range")
@@ -1026,7 +1080,7 @@ def _observed_f2(tt, y, res: Refinement, phase: PhaseModel, background: int, wav
     p = res.phases[0].strain
     fixed = replace(phase, q0=phase.q0 + phase.dq @ p, g_star=phase.metric(p), f2=None)
     lb = refine(tt, y, fixed, wavelength=wavelength, background=background, zero_shift=False, zero=res.zero_shift,
-                fwhm=tuple(res.fwhm), eta=res.eta, refine_profile=False, refine_cell=False)
+                fwhm=tuple(res.fwhm), eta=res.eta, refine_profile=False, refine_cell=False, prescan=False)
     ph = lb.phases[0]
     lp = lorentz_polarization(np.radians(ph.two_theta) / 2)
     return ph.intensity / lp, ph.hkl
@@ -1122,8 +1176,8 @@ def rerank(library, two_theta, intensities, matches: list, *, wavelength: float 
     scored, failed = [], []
 
     def fit(m, phase):
-        res = refine(tt, y, phase, wavelength=wavelength, background=settings.background,
-                     cell_bound=settings.cell_bound, max_nfev=settings.max_nfev)
+        res = refine(tt, y, phase, wavelength=wavelength, background=settings.background, prescan=False,
+                     cell_bound=settings.cell_bound, max_nfev=settings.max_nfev, tolerance=settings.tolerance)
         p = res.phases[0]
         cell = None if p.cell is None else tuple(round(float(v), 5) for v in p.cell)
         fom = figure_of_merit(res, phase, settings)
