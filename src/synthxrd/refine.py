@@ -69,6 +69,12 @@ __all__ = [
     "pseudo_voigt",
     "march_dollase",
     "refine",
+    "report",
+    "RerankSettings",
+    "rerank",
+    "scaled",
+    "figure_of_merit",
+    "anonymous_formula",
 ]
 
 #: Peaks are evaluated within this many FWHM of their centre (the Lorentzian beyond holds < 0.2 %
@@ -1208,3 +1214,36 @@ def rerank(library, two_theta, intensities, matches: list, *, wavelength: float 
                 continue
         scored.sort(key=lambda t: t[0])
     return [t[1] for t in scored] + failed + tail
+
+
+def _value_esd(value: float, esd: float | None) -> str:
+    """``4.59371(2)``: the value with its esd in units of the last digit shown (two significant digits at most)."""
+    if esd is None or not np.isfinite(esd) or esd <= 0:
+        return f"{value:.5f}"
+    digits = max(0, min(8, -int(math.floor(math.log10(esd))) + (1 if esd / 10 ** math.floor(math.log10(esd)) < 2 else 0)))
+    return f"{value:.{digits}f}({int(round(esd * 10 ** digits))})"
+
+
+def report(result: Refinement) -> str:
+    """A Rietveld program's summary of a refinement: figures of merit, global and per-phase parameters
+    with esds in parentheses (in units of the last digit)."""
+    lines = [f"Rwp {100 * result.rwp:.2f} %   Rexp {100 * result.rexp:.2f} %   GoF {result.gof:.2f}   "
+             f"(background alone: Rwp {100 * result.rwp_background:.2f} %)",
+             f"converged: {'yes' if result.converged else 'NO'} ({result.message}); {result.n_points} points, "
+             f"{result.n_parameters} parameters, {result.nfev} evaluations",
+             f"wavelength {' + '.join(f'{lam:.5f} Å x {r:g}' for lam, r in result.lines)}",
+             f"zero shift {_value_esd(result.zero_shift, result.zero_shift_esd)} °   "
+             f"FWHM = {_value_esd(result.fwhm[0], result.fwhm_esd[0])} + {_value_esd(result.fwhm[1], result.fwhm_esd[1])} "
+             f"tan θ (°)   η {_value_esd(result.eta, result.eta_esd)}"]
+    for p in result.phases:
+        lines.append(f"phase {p.name} {p.formula} SG {p.spacegroup}: weight {p.weight:.3f}, "
+                     f"{len(p.hkl)} reflections in range")
+        if p.cell is not None:
+            esd = p.cell_esd if p.cell_esd is not None else [None] * 6
+            names = ("a", "b", "c", "alpha", "beta", "gamma")
+            lines.append("  cell  " + "  ".join(f"{n} {_value_esd(v, e)}" for n, v, e in zip(names, p.cell, esd)))
+            if p.cell_start is not None:
+                lines.append("  start " + "  ".join(f"{n} {v:.5f}" for n, v in zip(names, p.cell_start)))
+        if p.texture_axis is not None:
+            lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({' '.join(str(int(i)) for i in p.texture_axis)})")
+    return "\n".join(lines)
