@@ -72,6 +72,7 @@ __all__ = [
     "report",
     "RerankSettings",
     "rerank",
+    "refine_candidates",
     "scaled",
     "figure_of_merit",
     "anonymous_formula",
@@ -133,12 +134,36 @@ def lattice_symmetry(g_star: np.ndarray, *, tolerance: float = SYMMETRY_TOLERANC
     (same 1/d^2 = h^T G* h). Matrices with larger entries are not searched: a strongly non-reduced
     cell gets a subgroup, i.e. more strain freedom, never less.
     """
-    g = np.asarray(g_star, np.float64)
+    g0 = np.asarray(g_star, np.float64)
+    t = _reduction(np.linalg.inv(g0))
+    t_inv = np.rint(np.linalg.inv(t)).astype(np.int64)
+    g = t_inv.T @ g0 @ t_inv  # G*' of the reduced basis (h' = T h)
     ops = _unimodular()
     moved = np.einsum("kji,jl,klm->kim", ops, g, ops)
     scale = np.sqrt(np.outer(np.diag(g), np.diag(g)))
     ok = np.all(np.abs(moved - g[None]) <= tolerance * scale[None], axis=(1, 2))
-    return ops[ok]
+    return np.einsum("ij,kjl,lm->kim", t_inv, ops[ok], t)  # back to the cell's own indices: T^-1 R' T
+
+
+def _reduction(g: np.ndarray) -> np.ndarray:
+    """(3, 3) unimodular integer T whose rows give a reduced basis (T A) of the lattice with direct
+    metric ``g``: pairwise Lagrange reduction |G_ij| <= G_jj / 2, repeated until nothing changes, so that
+    the lattice's symmetries have entries -1, 0, 1 in the reduced basis."""
+    t = np.eye(3, dtype=np.int64)
+    for _ in range(100):
+        changed = False
+        for i in range(3):
+            for j in range(3):
+                if i == j:
+                    continue
+                m = t @ g @ t.T
+                k = int(np.rint(m[i, j] / m[j, j]))
+                if k:
+                    t[i] -= k * t[j]
+                    changed = True
+        if not changed:
+            break
+    return t
 
 
 _SYM6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
@@ -197,6 +222,31 @@ def lattice_parameters_of_metric(g_star: np.ndarray) -> np.ndarray:
     abc = np.sqrt(np.diag(g))
     cos = [g[1, 2] / (abc[1] * abc[2]), g[0, 2] / (abc[0] * abc[2]), g[0, 1] / (abc[0] * abc[1])]
     return np.concatenate([abc, np.degrees(np.arccos(np.clip(cos, -1, 1)))])
+
+
+#: Order of the lattice point group (holohedry) of each crystal system, by
+#: :func:`synthxrd.symmetry.crystal_system_index` (trigonal: a rhombohedral lattice's 12; a hexagonal one has 24).
+_HOLOHEDRY_ORDER = (2, 4, 8, 16, 12, 24, 48)
+#: Looser tolerances tried in turn until the lattice shows the symmetry its space group requires.
+_LOOSER_TOLERANCES = (1e-2, 3e-2)
+
+
+def _symmetry_of(g_star: np.ndarray, spacegroup: int) -> np.ndarray:
+    """:func:`lattice_symmetry` at :data:`SYMMETRY_TOLERANCE`, or at the first looser tolerance at which
+    it reaches the holohedry order of the space group's crystal system (0: unknown, no retry)."""
+    ops = lattice_symmetry(g_star)
+    if not 1 <= spacegroup <= 230:
+        return ops
+    from synthxrd.symmetry import crystal_system_index
+
+    need = _HOLOHEDRY_ORDER[crystal_system_index(spacegroup)]
+    for tol in _LOOSER_TOLERANCES:
+        if len(ops) >= need:
+            break
+        looser = lattice_symmetry(g_star, tolerance=tol)
+        if len(looser) >= need:
+            ops = looser
+    return ops
 
 
 def _conventional_map(g_star: np.ndarray, conventional: np.ndarray | None) -> np.ndarray | None:
@@ -315,7 +365,9 @@ def phase_from_reflections(d, f2, hkl, *, name: str = "phase", spacegroup: int =
     if g is None:
         return PhaseModel(name, int(spacegroup), q0, q0[:, None].copy(), None if f2 is None else np.asarray(f2, float),
                           hkl, conventional=conv, formula=formula)
-    ops = lattice_symmetry(g)
+    ops = _symmetry_of(g, int(spacegroup))
+    if len(ops) > 1:  # the metric made exactly as symmetric as its lattice (a CIF's cell is only nearly so)
+        g = np.einsum("kji,jl,klm->im", ops, g, ops) / len(ops)
     basis = strain_basis(g, ops)
     dq = np.einsum("mi,kij,mj->mk", hkl.astype(np.float64), basis, hkl.astype(np.float64))
     q_exact = np.einsum("mi,ij,mj->m", hkl, g, hkl)
@@ -1005,6 +1057,8 @@ class RerankSettings:
         must fit better by more than its extra freedom buys (a Hamilton-style test, continuous).
     n_isotypes : entries of the best candidate's structure type refined in addition (:func:`rerank`).
     max_family : at most this many entries of that type are compared by their intensities.
+    shared_profile : the profile (w0, w1, eta) is refined with the search's best candidate only and
+        kept fixed for the others (the sample and instrument are the same; 2-3 times faster).
     """
 
     n_candidates: int = 10
@@ -1016,6 +1070,7 @@ class RerankSettings:
     symmetry_penalty: float = 0.0
     n_isotypes: int = 3
     max_family: int = 2000
+    shared_profile: bool = True
 
     def __post_init__(self) -> None:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
@@ -1160,6 +1215,16 @@ def _isotype_starts(library, best_row: int, best_phase: PhaseModel, best: Refine
 
 def rerank(library, two_theta, intensities, matches: list, *, wavelength: float | str = 1.5406,
            settings: RerankSettings | None = None) -> list:
+    """The matches re-ranked by refinement: :func:`refine_candidates`'s matches, then those whose fit could
+    not start, then the rest in the search's order."""
+    settings = settings or RerankSettings()
+    refined, failed = refine_candidates(library, two_theta, intensities, matches, wavelength=wavelength,
+                                        settings=settings)
+    return [m for m, _ in refined] + failed + list(matches[settings.n_candidates:])
+
+
+def refine_candidates(library, two_theta, intensities, matches: list, *, wavelength: float | str = 1.5406,
+                      settings: RerankSettings | None = None) -> tuple[list, list]:
     """Refine the first ``settings.n_candidates`` matches of one pattern and order them by
     :func:`figure_of_merit` (best first); the rest follow in the search's order.
 
@@ -1171,19 +1236,27 @@ def rerank(library, two_theta, intensities, matches: list, *, wavelength: float 
 
     Each refined :class:`~synthxrd.match.Match` carries ``cell`` (refined conventional lattice
     parameters where the setting is known, else of the library's cell), ``zero_shift`` (degrees),
-    ``rwp``, ``fom`` and ``converged``. A candidate whose fit cannot start keeps its place after the
-    refined ones.
+    ``rwp``, ``fom`` and ``converged``.
+
+    Returns
+    -------
+    ``[(Match, Refinement), ...]`` best first, and the matches whose fit could not start.
     """
     from synthxrd.match.search import _match
 
     settings = settings or RerankSettings()
     tt, y = _binned(np.asarray(two_theta, np.float64), np.asarray(intensities, np.float64), settings.max_points)
-    head, tail = matches[:settings.n_candidates], matches[settings.n_candidates:]
+    head = matches[:settings.n_candidates]
     scored, failed = [], []
+
+    profile: dict = {}
 
     def fit(m, phase):
         res = refine(tt, y, phase, wavelength=wavelength, background=settings.background, prescan=False,
-                     cell_bound=settings.cell_bound, max_nfev=settings.max_nfev, tolerance=settings.tolerance)
+                     cell_bound=settings.cell_bound, max_nfev=settings.max_nfev, tolerance=settings.tolerance,
+                     **profile)
+        if settings.shared_profile and not profile and res.converged:
+            profile.update(fwhm=tuple(res.fwhm), eta=res.eta, refine_profile=False)
         p = res.phases[0]
         cell = None if p.cell is None else tuple(round(float(v), 5) for v in p.cell)
         fom = figure_of_merit(res, phase, settings)
@@ -1213,7 +1286,7 @@ def rerank(library, two_theta, intensities, matches: list, *, wavelength: float 
             except (RefineError, StructureError, np.linalg.LinAlgError):
                 continue
         scored.sort(key=lambda t: t[0])
-    return [t[1] for t in scored] + failed + tail
+    return [(t[1], t[2]) for t in scored], failed
 
 
 def _value_esd(value: float, esd: float | None) -> str:
