@@ -215,3 +215,28 @@ def test_anisotropically_strained_known_phase_is_first_after_refinement(default_
     expected = lattice_parameters(truth.lattice)
     assert best[0].cell[:3] == pytest.approx(expected[:3], rel=2e-3)
     assert best[0].rwp < best[1].rwp
+
+
+# --------------------------------------------------------------------------------------------------
+# the command
+
+
+def test_refine_command_le_bail_and_plot(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    png = tmp_path / "fit.png"
+    rc = main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90", "--spacegroup", "62",
+               "--wavelength", "CuKa", "--range", "15", "50", "--plot", str(png)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "Rwp" in out and "GoF" in out and "cell  a 8.4" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_refine_command_usage_errors(capsys):
+    from synthxrd.cli import main
+
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90"]) == 2
+    assert "--cell needs --spacegroup" in capsys.readouterr().err
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40", "--spacegroup", "62"]) == 2
+    assert "--cell: expected six numbers" in capsys.readouterr().err
