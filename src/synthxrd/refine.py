@@ -681,31 +681,32 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
 
 
 def _solve_linear(setup: _Setup, a: np.ndarray) -> np.ndarray:
-    """Non-negative phase scales (or intensities) and free-signed background: NNLS on the weighted
-    design with the background columns doubled (+ and -)."""
+    """Non-negative phase scales (or intensities) and free-signed background coefficients.
+
+    The weighted normal equations first (fast); where a phase term comes out negative, NNLS on the
+    weighted design with the background columns doubled (+ and -)."""
     from scipy.optimize import nnls
 
     nb = setup.bg.shape[1]
     aw = a * setup.sw[:, None]
-    if nb:
-        aw = np.concatenate([aw, -aw[:, -nb:]], axis=1)
     yw = setup.y * setup.sw
-    norms = np.linalg.norm(aw, axis=0)
+    norms = np.sqrt(np.einsum("ij,ij->j", aw, aw))
     norms[norms == 0] = 1.0
     an = aw / norms
-    if nb:  # unconstrained first (normal equations, fast); NNLS only where a phase term comes out negative
-        base = an[:, :-nb]
-        gram = base.T @ base
+    if nb:
+        gram = an.T @ an
         try:
-            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)), base.T @ yw) / norms[:-nb]
+            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)), an.T @ yw) / norms
         except np.linalg.LinAlgError:
             sol = None
         if sol is not None and np.all(sol[:-nb] >= 0):
             return sol
+        an = np.concatenate([an, -an[:, -nb:]], axis=1)
+        norms = np.concatenate([norms, norms[-nb:]])
     try:
-        sol, _ = nnls(aw / norms, yw, maxiter=50 * aw.shape[1])
+        sol, _ = nnls(an, yw, maxiter=50 * an.shape[1])
     except RuntimeError:
-        sol = np.clip(np.linalg.lstsq(aw / norms, yw, rcond=None)[0], 0, None)
+        sol = np.clip(np.linalg.lstsq(an, yw, rcond=None)[0], 0, None)
     sol = sol / norms
     if nb:
         sol = np.concatenate([sol[:-2 * nb], sol[-2 * nb:-nb] - sol[-nb:]])
@@ -1170,22 +1171,24 @@ def _isotype_starts(library, best_row: int, best_phase: PhaseModel, best: Refine
     q_best = best_phase.q0 + best_phase.dq @ p
     best_key = _canonical(best_phase.hkl, ops)
     q_of = dict(zip(best_key.tolist(), q_best.tolist()))
-    ranked = []
-    for row in family:
-        a, b = library.offsets[row], library.offsets[row + 1]
-        hkl = library.hkl[a:b].astype(np.int64)
-        keys = _canonical(hkl, ops)
-        f2_of: dict[int, float] = {}
-        for key, f in zip(keys.tolist(), library.f2[a:b].astype(np.float64).tolist()):
-            f2_of[key] = f2_of.get(key, 0.0) + f
-        calc = np.array([f2_of.get(key, 0.0) for key in obs_key.tolist()])
-        found = np.array([key in f2_of for key in obs_key.tolist()])
-        if np.sum(root_obs[found]) < 0.7 * np.sum(root_obs):
-            continue
-        root_calc = np.sqrt(calc)
-        s = float(root_obs @ root_calc / max(root_calc @ root_calc, 1e-300))
-        r = float(np.sum(np.abs(root_obs - s * root_calc)) / np.sum(root_obs))
-        ranked.append((r, row, keys))
+    # every member's reflections at once: key of each reflection's class, matched to the observed classes
+    fam = np.asarray(family, np.int64)
+    counts = library.offsets[fam + 1] - library.offsets[fam]
+    take = np.concatenate([np.arange(library.offsets[r], library.offsets[r + 1]) for r in fam])
+    member = np.repeat(np.arange(len(fam)), counts)
+    keys_all = _canonical(library.hkl[take].astype(np.int64), ops)
+    pos = np.minimum(np.searchsorted(obs_key, keys_all), len(obs_key) - 1)
+    hit = obs_key[pos] == keys_all
+    calc = np.bincount(member[hit] * len(obs_key) + pos[hit], weights=library.f2[take][hit].astype(np.float64),
+                       minlength=len(fam) * len(obs_key)).reshape(len(fam), len(obs_key))
+    total = float(np.sum(root_obs))
+    coverage = ((calc > 0) @ root_obs) / total
+    root_calc = np.sqrt(calc)
+    scale = (root_calc @ root_obs) / np.maximum(np.einsum("ij,ij->i", root_calc, root_calc), 1e-300)
+    r_all = np.sum(np.abs(root_obs[None] - scale[:, None] * root_calc), axis=1) / total
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    ranked = [(float(r_all[j]), int(fam[j]), keys_all[bounds[j]:bounds[j + 1]])
+              for j in np.flatnonzero(coverage >= 0.7)]
     ranked.sort(key=lambda t: t[0])
     out = []
     formulas = set()
