@@ -1058,18 +1058,21 @@ class RerankSettings:
         must fit better by more than its extra freedom buys (a Hamilton-style test, continuous).
     n_isotypes : entries of the best candidate's structure type refined in addition (:func:`rerank`).
     max_family : at most this many entries of that type are compared by their intensities.
+    n_references : refined candidates of the best one's type (the best first) whose cells and hkl
+        settings are used to compare the type's entries (entries in another setting cannot be compared).
     shared_profile : the profile (w0, w1, eta) is refined with the search's best candidate only and
         kept fixed for the others (the sample and instrument are the same; 2-3 times faster).
     """
 
-    n_candidates: int = 10
-    max_points: int = 2500
+    n_candidates: int = 5
+    max_points: int = 1200
     background: int = 6
     max_nfev: int = 20
     tolerance: float = 1e-5
     cell_bound: float = DEFAULT_CELL_BOUND
     symmetry_penalty: float = 0.0
     n_isotypes: int = 3
+    n_references: int = 3
     max_family: int = 2000
     shared_profile: bool = True
 
@@ -1077,7 +1080,7 @@ class RerankSettings:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
                   "background": 0 <= self.background <= 20, "max_nfev": 5 <= self.max_nfev <= 10_000,
                   "cell_bound": 0 < self.cell_bound <= 0.3, "symmetry_penalty": 0 <= self.symmetry_penalty <= 100,
-                  "n_isotypes": 0 <= self.n_isotypes <= 50, "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
+                  "n_isotypes": 0 <= self.n_isotypes <= 50, "n_references": 1 <= self.n_references <= 50, "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"rerank settings: {name}={getattr(self, name)!r} is out of range")
@@ -1148,56 +1151,62 @@ def _observed_f2(tt, y, res: Refinement, phase: PhaseModel, background: int, wav
     return ph.intensity / lp, ph.hkl
 
 
-def _isotype_starts(library, best_row: int, best_phase: PhaseModel, best: Refinement, tt, y, exclude: set,
-                    settings: RerankSettings, wavelength) -> list[tuple[int, PhaseModel]]:
-    """Entries of the best candidate's structure type (space group and anonymous formula) whose
-    |F|^2 m explain the Le Bail intensities of the best fit best (sqrt-intensity R), each with its
-    metric set to the refined cell (reflections matched by hkl class): the best
-    ``settings.n_isotypes``. They share a setting with the best candidate or are skipped."""
-    if best_phase.ops is None or settings.n_isotypes == 0:
+def _isotype_scan(library, ref_row: int, ref_phase: PhaseModel, ref: Refinement, tt, y, exclude: set,
+                  settings: RerankSettings, wavelength) -> list[tuple[float, int, np.ndarray, dict]]:
+    """Entries of the reference candidate's structure type (space group and anonymous formula) compared
+    with the Le Bail intensities of the reference's fit: ``(R, row, keys, q_of)`` per entry whose
+    reflections (matched by class of lattice-equivalent hkl, so only entries in the reference's
+    setting) cover 70 % of the observed sqrt-intensity; R = sum |sqrt(I_o) - s sqrt(I_c)| / sum sqrt(I_o)."""
+    if ref_phase.ops is None:
         return []
     types = _types(library)
-    family = np.flatnonzero(types == types[best_row])
-    family = [int(r) for r in family if int(r) not in exclude][:settings.max_family]
-    if not family:
+    family = np.flatnonzero(types == types[ref_row])
+    family = np.array([int(r) for r in family if int(r) not in exclude][:settings.max_family], np.int64)
+    if len(family) == 0:
         return []
-    obs, obs_hkl = _observed_f2(tt, y, best, best_phase, settings.background, wavelength)
+    obs, obs_hkl = _observed_f2(tt, y, ref, ref_phase, settings.background, wavelength)
     if len(obs) < 3 or not np.sum(obs) > 0:
         return []
-    ops = best_phase.ops
+    ops = ref_phase.ops
     obs_key, inverse = np.unique(_canonical(obs_hkl, ops), return_inverse=True)  # equivalents summed
     root_obs = np.sqrt(np.clip(np.bincount(inverse.ravel(), weights=obs, minlength=len(obs_key)), 0, None))
-    p = best.phases[0].strain
-    q_best = best_phase.q0 + best_phase.dq @ p
-    best_key = _canonical(best_phase.hkl, ops)
-    q_of = dict(zip(best_key.tolist(), q_best.tolist()))
+    q_ref = ref_phase.q0 + ref_phase.dq @ ref.phases[0].strain
+    q_of = dict(zip(_canonical(ref_phase.hkl, ops).tolist(), q_ref.tolist()))
     # every member's reflections at once: key of each reflection's class, matched to the observed classes
-    fam = np.asarray(family, np.int64)
-    counts = library.offsets[fam + 1] - library.offsets[fam]
-    take = np.concatenate([np.arange(library.offsets[r], library.offsets[r + 1]) for r in fam])
-    member = np.repeat(np.arange(len(fam)), counts)
+    counts = library.offsets[family + 1] - library.offsets[family]
+    take = np.concatenate([np.arange(library.offsets[r], library.offsets[r + 1]) for r in family])
+    member = np.repeat(np.arange(len(family)), counts)
     keys_all = _canonical(library.hkl[take].astype(np.int64), ops)
     pos = np.minimum(np.searchsorted(obs_key, keys_all), len(obs_key) - 1)
     hit = obs_key[pos] == keys_all
     calc = np.bincount(member[hit] * len(obs_key) + pos[hit], weights=library.f2[take][hit].astype(np.float64),
-                       minlength=len(fam) * len(obs_key)).reshape(len(fam), len(obs_key))
+                       minlength=len(family) * len(obs_key)).reshape(len(family), len(obs_key))
     total = float(np.sum(root_obs))
     coverage = ((calc > 0) @ root_obs) / total
     root_calc = np.sqrt(calc)
     scale = (root_calc @ root_obs) / np.maximum(np.einsum("ij,ij->i", root_calc, root_calc), 1e-300)
     r_all = np.sum(np.abs(root_obs[None] - scale[:, None] * root_calc), axis=1) / total
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    ranked = [(float(r_all[j]), int(fam[j]), keys_all[bounds[j]:bounds[j + 1]])
-              for j in np.flatnonzero(coverage >= 0.7)]
+    return [(float(r_all[j]), int(family[j]), keys_all[bounds[j]:bounds[j + 1]], q_of)
+            for j in np.flatnonzero(coverage >= 0.7)]
+
+
+def _isotype_starts(library, references: list, tt, y, exclude: set, settings: RerankSettings,
+                    wavelength) -> list[tuple[int, PhaseModel]]:
+    """The best ``settings.n_isotypes`` entries (one per formula) of :func:`_isotype_scan` over the
+    ``references`` ((row, phase, Refinement) of refined candidates, each a setting of its type), each
+    with its metric set to its reference's refined cell (least squares on the matched reflections)."""
+    ranked = []
+    for row, phase, res in references:
+        ranked += _isotype_scan(library, row, phase, res, tt, y, exclude, settings, wavelength)
     ranked.sort(key=lambda t: t[0])
     out = []
     formulas = set()
-    for r, row, keys in ranked:
+    for r, row, keys, q_of in ranked:
         if len(out) >= settings.n_isotypes:
             break
         if str(library.formulas[row]) in formulas:  # one entry per formula: the isotypes differ by chemistry
             continue
-        formulas.add(str(library.formulas[row]))
         try:
             phase = phase_from_library(library, row)
         except (RefineError, StructureError):
@@ -1209,6 +1218,7 @@ def _isotype_starts(library, best_row: int, best_phase: PhaseModel, best: Refine
         g = metric_from_reflections(1 / np.sqrt(q_target), phase.hkl[matched])
         if g is None:
             continue
+        formulas.add(str(library.formulas[row]))
         p0 = np.linalg.lstsq(phase.basis.reshape(len(phase.basis), -1).T, (g - phase.g_star).ravel(), rcond=None)[0]
         start = replace(phase, q0=phase.q0 + phase.dq @ p0, g_star=phase.metric(p0),
                         conventional_map=_conventional_map_cached(phase))
@@ -1273,11 +1283,14 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
             failed.append(m)
     scored.sort(key=lambda t: t[0])
     if scored and settings.n_isotypes:
-        _, m0, res0, phase0 = scored[0]
+        # references: the best-fitting candidate and the next ones of its structure type (other settings)
+        types = _types(library)
+        kind = types[scored[0][1].index]
+        references = [(t[1].index, t[3], t[2]) for t in scored if types[t[1].index] == kind][:settings.n_references]
         groups = {int(library.groups[m.index]) for m in matches}
         exclude = {m.index for m in matches}
         try:
-            starts = _isotype_starts(library, m0.index, phase0, res0, tt, y, exclude, settings, wavelength)
+            starts = _isotype_starts(library, references, tt, y, exclude, settings, wavelength)
         except (RefineError, StructureError, np.linalg.LinAlgError):
             starts = []
         for row, phase in starts:
