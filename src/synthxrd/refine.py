@@ -383,7 +383,8 @@ def phase_from_library(library, key) -> PhaseModel:
                                   conventional=e.lattice)
 
 
-def phase_from_crystal(crystal, *, name: str = "phase", d_min: float = 0.5, free_intensities: bool = False) -> PhaseModel:
+def phase_from_crystal(crystal, *, name: str = "phase", d_min: float = 0.5,
+                       free_intensities: bool = False) -> PhaseModel:
     """The :class:`PhaseModel` of a crystal (``Crystal``, pymatgen ``Structure``, ASE ``Atoms`` or a CIF
     path): reflections with d >= ``d_min`` from :mod:`synthxrd.simulate`, exact metric of its cell."""
     from synthxrd import stats
@@ -721,7 +722,8 @@ def _residual(setup: _Setup, x: np.ndarray) -> np.ndarray:
 
 def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, kalpha2: bool | None = None,
            background: int = 6, zero_shift: bool = True, zero: float = 0.0,
-           fwhm: tuple[float, float] | None = None, refine_profile: bool = True, eta: float = 0.5, cell_bound: float = DEFAULT_CELL_BOUND,
+           fwhm: tuple[float, float] | None = None, refine_profile: bool = True, eta: float = 0.5,
+           cell_bound: float = DEFAULT_CELL_BOUND,
            preferred_orientation: bool | np.ndarray | list = False, free_intensities: bool = False,
            refine_cell: bool = True, max_nfev: int | None = None, weights: np.ndarray | None = None,
            two_theta_range: tuple[float, float] | None = None, tolerance: float = 1e-8,
@@ -736,7 +738,8 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
     wavelength : Angstrom or a line name; a K-alpha name or average adds K-alpha2 (:func:`kalpha_lines`)
         unless ``kalpha2=False``; ``kalpha2=True`` forces the doublet of the nearest anode.
     background : number of Chebyshev terms (0: none, for a background-subtracted pattern).
-    zero_shift : refine the zero shift; zero : its starting value (degrees). fwhm : starting (w0, w1) degrees (default: 0.1, 0.02).
+    zero_shift : refine the zero shift; zero : its starting value (degrees).
+    fwhm : starting (w0, w1) degrees (default: 0.1, 0.02).
     refine_profile : refine w0, w1 and eta (else fixed). eta : starting Lorentz fraction.
     cell_bound : each strain component is bounded so that d moves by at most this fraction.
     preferred_orientation : False; True (try the texture normals of the three largest-d reflections
@@ -767,7 +770,8 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
     tt = np.asarray(two_theta, np.float64)
     y = np.asarray(intensities, np.float64)
     if tt.ndim != 1 or y.shape != tt.shape:
-        raise RefineError(f"refine: two_theta and intensities must be (M,) arrays of one length, got {tt.shape} and {y.shape}")
+        raise RefineError(f"refine: two_theta and intensities must be (M,) arrays of one length, "
+                          f"got {tt.shape} and {y.shape}")
     if not (np.all(np.isfinite(tt)) and np.all(np.isfinite(y))):
         raise RefineError("refine: two_theta and intensities must be finite (found NaN or inf)")
     if two_theta_range is not None:
@@ -826,7 +830,8 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
         else:
             axis = np.asarray(preferred_orientation, np.float64)
             if axis.shape != (3,) or not np.any(axis):
-                raise ConfigError(f"preferred_orientation: expected True or an (h, k, l) axis, got {preferred_orientation!r}")
+                raise ConfigError(f"preferred_orientation: expected True or an (h, k, l) axis, "
+                                  f"got {preferred_orientation!r}")
             axes_to_try = [[axis if ph.g_star is not None else None for ph in phases]]
     original = phases
     if prescan and refine_cell:
@@ -908,7 +913,8 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
     for k, ph in enumerate(phases):
         rel = np.max(np.abs(ph.dq / ph.q0[:, None]), axis=0)
         bound = qb / np.where(rel > 0, rel, 1.0)
-        add(f"cell{k}", [0.0] * ph.n_cell, list(-bound), list(bound), [f"{ph.name}:strain{j}" for j in range(ph.n_cell)])
+        add(f"cell{k}", [0.0] * ph.n_cell, list(-bound), list(bound),
+            [f"{ph.name}:strain{j}" for j in range(ph.n_cell)])
         if po[k] is not None:
             add(f"po{k}", [1.0], [MD_BOUNDS[0]], [MD_BOUNDS[1]], [f"{ph.name}:r"])
     x0, lo, hi = np.array(x0, float), np.array(lo, float), np.array(hi, float)
@@ -1080,7 +1086,8 @@ class RerankSettings:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
                   "background": 0 <= self.background <= 20, "max_nfev": 5 <= self.max_nfev <= 10_000,
                   "cell_bound": 0 < self.cell_bound <= 0.3, "symmetry_penalty": 0 <= self.symmetry_penalty <= 100,
-                  "n_isotypes": 0 <= self.n_isotypes <= 50, "n_references": 1 <= self.n_references <= 50, "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
+                  "n_isotypes": 0 <= self.n_isotypes <= 50, "n_references": 1 <= self.n_references <= 50,
+                  "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"rerank settings: {name}={getattr(self, name)!r} is out of range")
@@ -1100,7 +1107,8 @@ def scaled(phase: PhaseModel, scale: float) -> PhaseModel:
     s2 = 1.0 / scale ** 2
     g = None if phase.g_star is None else phase.g_star * s2
     basis = None if phase.basis is None else phase.basis * s2
-    conv = None if phase.conventional is None else np.concatenate([phase.conventional[:3] * scale, phase.conventional[3:]])
+    conv = None if phase.conventional is None else np.concatenate([phase.conventional[:3] * scale,
+                                                                   phase.conventional[3:]])
     return replace(phase, q0=phase.q0 * s2, dq=phase.dq * s2, g_star=g, basis=basis, conventional=conv,
                    conventional_map=None if g is None else _conventional_map_cached(phase))
 
@@ -1137,7 +1145,8 @@ def _canonical(hkl: np.ndarray, ops: np.ndarray) -> np.ndarray:
     return code.max(axis=0)
 
 
-def _observed_f2(tt, y, res: Refinement, phase: PhaseModel, background: int, wavelength) -> tuple[np.ndarray, np.ndarray]:
+def _observed_f2(tt, y, res: Refinement, phase: PhaseModel, background: int,
+                 wavelength) -> tuple[np.ndarray, np.ndarray]:
     """Le Bail intensities |F|^2 m (LP divided out) of the refined ``phase``'s reflections in range, with their hkl:
     one linear solve with the cell, profile and zero shift of ``res`` fixed."""
     from synthxrd.simulate.physics import lorentz_polarization
@@ -1309,7 +1318,8 @@ def _value_esd(value: float, esd: float | None) -> str:
     """``4.59371(2)``: the value with its esd in units of the last digit shown (two significant digits at most)."""
     if esd is None or not np.isfinite(esd) or esd <= 0:
         return f"{value:.5f}"
-    digits = max(0, min(8, -int(math.floor(math.log10(esd))) + (1 if esd / 10 ** math.floor(math.log10(esd)) < 2 else 0)))
+    exponent = math.floor(math.log10(esd))
+    digits = max(0, min(8, -int(exponent) + (1 if esd / 10 ** exponent < 2 else 0)))
     return f"{value:.{digits}f}({int(round(esd * 10 ** digits))})"
 
 
@@ -1322,7 +1332,8 @@ def report(result: Refinement) -> str:
              f"{result.n_parameters} parameters, {result.nfev} evaluations",
              f"wavelength {' + '.join(f'{lam:.5f} Å x {r:g}' for lam, r in result.lines)}",
              f"zero shift {_value_esd(result.zero_shift, result.zero_shift_esd)} °   "
-             f"FWHM = {_value_esd(result.fwhm[0], result.fwhm_esd[0])} + {_value_esd(result.fwhm[1], result.fwhm_esd[1])} "
+             f"FWHM = {_value_esd(result.fwhm[0], result.fwhm_esd[0])} + "
+             f"{_value_esd(result.fwhm[1], result.fwhm_esd[1])} "
              f"tan θ (°)   η {_value_esd(result.eta, result.eta_esd)}"]
     for p in result.phases:
         lines.append(f"phase {p.name} {p.formula} SG {p.spacegroup}: weight {p.weight:.3f}, "
@@ -1334,5 +1345,6 @@ def report(result: Refinement) -> str:
             if p.cell_start is not None:
                 lines.append("  start " + "  ".join(f"{n} {v:.5f}" for n, v in zip(names, p.cell_start)))
         if p.texture_axis is not None:
-            lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({' '.join(str(int(i)) for i in p.texture_axis)})")
+            axis = " ".join(str(int(i)) for i in p.texture_axis)
+            lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({axis})")
     return "\n".join(lines)
