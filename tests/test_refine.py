@@ -240,3 +240,20 @@ def test_refine_command_usage_errors(capsys):
     assert "--cell needs --spacegroup" in capsys.readouterr().err
     assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40", "--spacegroup", "62"]) == 2
     assert "--cell: expected six numbers" in capsys.readouterr().err
+
+
+def test_profile_kernel_matches_its_numpy_twin():
+    from synthxrd._refine_kernels import profile_block, profile_block_numpy
+
+    rng = np.random.default_rng(2)
+    tt = np.sort(rng.uniform(10, 80, 3000))
+    centre = rng.uniform(5, 85, 40)
+    fwhm = rng.uniform(0.03, 0.4, 40)
+    amp = rng.uniform(0, 2, 40)
+    col = rng.integers(0, 3, 40)
+    got = profile_block(tt, centre, fwhm, amp, col, 0.3, R.WINDOW_FWHM, 3)
+    assert got == pytest.approx(profile_block_numpy(tt, centre, fwhm, amp, col, 0.3, R.WINDOW_FWHM, 3), abs=1e-12)
+    # and the kernel's peak is the area-normalised pseudo-Voigt of the module
+    fine = np.linspace(20, 40, 20001)
+    one = profile_block(fine, np.array([30.0]), np.array([0.2]), np.array([1.0]), np.array([0]), 0.3, 1000.0, 1)[0]
+    assert one == pytest.approx(R.pseudo_voigt(fine - 30.0, 0.2, 0.3), rel=1e-12)

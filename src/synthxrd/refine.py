@@ -624,6 +624,7 @@ def _positions(q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
 def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
     """Design matrix (N, C) of the linear parameters at nonlinear parameters x, and per phase the
     column range and per-reflection (centre 2theta at line 1, LP x P, reflection index) used."""
+    from synthxrd._refine_kernels import profile_block
     from synthxrd.simulate.physics import lorentz_polarization
 
     lay = setup.layout
@@ -643,39 +644,20 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
             factor = march_dollase(phase.hkl, phase.metric(p), phase.ops, setup.po[k], r)
         free = setup.free[k]
         ncol = len(q) if free else 1
-        flat_idx, flat_col, flat_val = [], [], []
+        centres, widths, amps, cols = [], [], [], []
         for lam, ratio in setup.lines:
             centre, ok = _positions(q, lam)
             centre = centre + zero
             theta = np.radians(centre) / 2
             fw = w0 + w1 * np.tan(np.clip(theta, 0, 1.55))
-            inside = ok & (centre + WINDOW_FWHM * fw >= tt[0]) & (centre - WINDOW_FWHM * fw <= tt[-1])
-            if not inside.any():
-                continue
-            ids = np.flatnonzero(inside)
-            c, f = centre[ids], fw[ids]
-            lo = np.searchsorted(tt, c - WINDOW_FWHM * f)
-            hi = np.searchsorted(tt, c + WINDOW_FWHM * f)
-            lens = hi - lo
-            total = int(lens.sum())
-            if total == 0:
-                continue
-            owner = np.repeat(np.arange(len(ids)), lens)
-            idx = np.arange(total) - np.repeat(np.cumsum(lens) - lens - lo, lens)
-            prof = pseudo_voigt(tt[idx] - c[owner], f[owner], eta)
+            ids = np.flatnonzero(ok & (centre + WINDOW_FWHM * fw >= tt[0]) & (centre - WINDOW_FWHM * fw <= tt[-1]))
             amp = ratio * lorentz_polarization(theta[ids]) * factor[ids]
-            if not free:
-                amp = amp * phase.f2[ids]
-            flat_idx.append(idx)
-            flat_col.append(ids[owner] if free else np.zeros(total, np.int64))
-            flat_val.append(prof * amp[owner])
-        if flat_idx:
-            idx = np.concatenate(flat_idx)
-            col = np.concatenate(flat_col)
-            val = np.concatenate(flat_val)
-            block = np.bincount(col * n + idx, weights=val, minlength=n * ncol).reshape(ncol, n).T
-        else:
-            block = np.zeros((n, ncol))
+            centres.append(centre[ids])
+            widths.append(fw[ids])
+            amps.append(amp if free else amp * phase.f2[ids])
+            cols.append(ids if free else np.zeros(len(ids), np.int64))
+        block = profile_block(tt, np.concatenate(centres), np.concatenate(widths), np.concatenate(amps),
+                              np.concatenate(cols).astype(np.int64), float(eta), WINDOW_FWHM, ncol).T
         blocks.append(block)
         info.append((q, factor))
     return np.concatenate(blocks + [setup.bg], axis=1), info
