@@ -528,11 +528,6 @@ class RefinedPhase:
     intensity: np.ndarray
     weight: float
 
-    @property
-    def cell_change(self) -> float:
-        """Largest relative change of the d-spacings the refined metric gives (0: unchanged)."""
-        return float(np.max(np.abs(self.strain))) if len(self.strain) else 0.0
-
 
 @dataclass(frozen=True)
 class Refinement:

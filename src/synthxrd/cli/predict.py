@@ -19,6 +19,11 @@ of the 7 crystal systems (sums over their groups) and the --matches best-matchin
   --json-file PATH   also write them as JSON to PATH
   --plot DIR         write DIR/STEM.png per file: the pattern on the model grid, the top groups and
                      the crystal systems as bar charts
+  --refine           fit the --matches best matches to the file's pattern as measured (cell within its
+                     crystal system, zero shift, profile, background; docs/refine.md) and list them
+                     re-ranked by Rwp with their refined cell and zero shift; with --plot also
+                     DIR/STEM_refined.png, observed/calculated/difference of the best. The fused
+                     probabilities are not changed by it.
 
 The wavelength is the file's own where it states one; --wavelength gives it for files that do not
 (plain .xy/.csv columns); a file that states none and gets none is read as Cu K-alpha1, with a
