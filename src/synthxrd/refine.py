@@ -1045,6 +1045,9 @@ class RerankSettings:
         settings are used to compare the type's entries (entries in another setting cannot be compared).
     shared_profile : the profile (w0, w1, eta) is refined with the search's best candidate only and
         kept fixed for the others (the sample and instrument are the same; 2-3 times faster).
+    cleaned : fit the search's cleaned pattern (background removed by its rolling minimum, noise floor
+        subtracted; :func:`synthxrd.match.search.prepare`) instead of the raw pattern with a Chebyshev
+        background (measured: docs/refine.md).
     """
 
     n_candidates: int = 5
@@ -1058,6 +1061,7 @@ class RerankSettings:
     n_references: int = 3
     max_family: int = 2000
     shared_profile: bool = True
+    cleaned: bool = False
 
     def __post_init__(self) -> None:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
@@ -1244,7 +1248,12 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
     from synthxrd.match.search import _match
 
     settings = settings or RerankSettings()
-    tt, y = _binned(np.asarray(two_theta, np.float64), np.asarray(intensities, np.float64), settings.max_points)
+    tt, y = np.asarray(two_theta, np.float64), np.asarray(intensities, np.float64)
+    if settings.cleaned:
+        from synthxrd.match.search import SearchSettings, prepare
+
+        y = prepare(tt, y[None], SearchSettings())[0]
+    tt, y = _binned(tt, y, settings.max_points)
     head = matches[:settings.n_candidates]
     scored, failed = [], []
 
