@@ -114,6 +114,11 @@ def test_anisotropic_strain_zero_shift_kalpha2_and_texture_are_recovered():
     assert res.phases[0].march_dollase == pytest.approx(0.85, abs=0.05)
     assert 0.8 < res.gof < 1.3  # Rwp near Rexp: the model is the truth up to noise
     assert np.all(res.phases[0].cell_esd[:3] > 0) and np.all(res.phases[0].cell_esd[:3] < 1e-3)
+    # Caglioti widths (started from the w0 + w1 tan fit): the same cell and fit quality
+    cag = R.refine(tt, y, phase, wavelength="CuKa", preferred_orientation=[0, 0, 1], caglioti=True)
+    assert cag.converged and len(cag.fwhm) == 3, cag.message
+    assert cag.phases[0].cell[:3] == pytest.approx(lattice_parameters(truth.lattice)[:3], rel=5e-4)
+    assert cag.rwp == pytest.approx(res.rwp, rel=0.02)
     # without K-alpha2 in the model the fit is clearly worse
     single = R.refine(tt, y, phase, wavelength="CuKa1", preferred_orientation=[0, 0, 1])
     assert single.rwp > 1.5 * res.rwp

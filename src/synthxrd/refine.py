@@ -475,6 +475,16 @@ def pseudo_voigt(x: np.ndarray, fwhm: np.ndarray, eta: float) -> np.ndarray:
     return eta * lor + (1 - eta) * g
 
 
+def _fwhm(params: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """FWHM (degrees) at Bragg angles ``theta`` (radians): w0 + w1 tan(theta) for two parameters,
+    Caglioti sqrt(U tan^2 + V tan + W) for three (G. Caglioti, A. Paoletti, F. P. Ricci, Nucl.
+    Instrum. 3, 223 (1958), doi:10.1016/0369-643X(58)90029-X)."""
+    t = np.tan(np.clip(theta, 0, 1.55))
+    if len(params) == 2:
+        return params[0] + params[1] * t
+    return np.sqrt(np.maximum(params[0] * t * t + params[1] * t + params[2], 1e-6))
+
+
 def march_dollase(hkl: np.ndarray, g_star: np.ndarray, ops: np.ndarray, axis: np.ndarray, r: float) -> np.ndarray:
     """(P,) March-Dollase factors, averaged over each reflection's lattice equivalents R h.
 
@@ -624,7 +634,7 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
 
     lay = setup.layout
     zero = x[lay["zero"]][0]
-    w0, w1 = x[lay["fwhm"]]
+    widths_p = x[lay["fwhm"]]
     eta = x[lay["eta"]][0]
     tt = setup.tt
     n = len(tt)
@@ -644,7 +654,7 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
             centre, ok = _positions(q, lam)
             centre = centre + zero
             theta = np.radians(centre) / 2
-            fw = w0 + w1 * np.tan(np.clip(theta, 0, 1.55))
+            fw = _fwhm(widths_p, theta)
             ids = np.flatnonzero(ok & (centre + WINDOW_FWHM * fw >= tt[0]) & (centre - WINDOW_FWHM * fw <= tt[-1]))
             amp = ratio * lorentz_polarization(theta[ids]) * factor[ids]
             centres.append(centre[ids])
@@ -699,7 +709,8 @@ def _residual(setup: _Setup, x: np.ndarray) -> np.ndarray:
 
 def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, kalpha2: bool | None = None,
            background: int = 6, zero_shift: bool = True, zero: float = 0.0,
-           fwhm: tuple[float, float] | None = None, refine_profile: bool = True, eta: float = 0.5,
+           fwhm: tuple[float, ...] | None = None, caglioti: bool = False, refine_profile: bool = True,
+           eta: float = 0.5,
            cell_bound: float = DEFAULT_CELL_BOUND,
            preferred_orientation: bool | np.ndarray | list = False, free_intensities: bool = False,
            refine_cell: bool = True, max_nfev: int | None = None, weights: np.ndarray | None = None,
@@ -716,7 +727,10 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
         unless ``kalpha2=False``; ``kalpha2=True`` forces the doublet of the nearest anode.
     background : number of Chebyshev terms (0: none, for a background-subtracted pattern).
     zero_shift : refine the zero shift; zero : its starting value (degrees).
-    fwhm : starting (w0, w1) degrees (default: 0.1, 0.02).
+    fwhm : starting (w0, w1) degrees of H = w0 + w1 tan(theta) (default: 0.1, 0.02), or (U, V, W) degrees^2
+        of the Caglioti H^2 = U tan^2 + V tan + W.
+    caglioti : Caglioti widths; without ``fwhm`` the fit is made with w0 + w1 tan(theta) first and
+        continued with the Caglioti U, V, W that give the same widths (w1^2, 2 w0 w1, w0^2).
     refine_profile : refine w0, w1 and eta (else fixed). eta : starting Lorentz fraction.
     cell_bound : each strain component is bounded so that d moves by at most this fraction.
     preferred_orientation : False; True (try the texture normals of the three largest-d reflections
@@ -810,6 +824,11 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
                 raise ConfigError(f"preferred_orientation: expected True or an (h, k, l) axis, "
                                   f"got {preferred_orientation!r}")
             axes_to_try = [[axis if ph.g_star is not None else None for ph in phases]]
+    two_stage = caglioti and fwhm is None and refine_profile  # w0 + w1 tan first, then Caglioti from it
+    if fwhm is None:
+        fwhm = (0.1, 0.02)
+    if len(fwhm) not in (2, 3):
+        raise ConfigError(f"fwhm: expected (w0, w1) or Caglioti (U, V, W), got {fwhm!r}")
     original = phases
     if prescan and refine_cell:
         phases, edge = _prescan(tt, y, w, lines, phases, bg, free, fwhm, eta, cell_bound)
@@ -820,6 +839,19 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
         result = _fit(tt, y, w, lines, phases, bg, free, list(axes), zero_shift=zero_shift, zero=zero, fwhm=fwhm,
                       refine_profile=refine_profile, eta=eta, cell_bound=cell_bound, refine_cell=refine_cell,
                       max_nfev=max_nfev, least_squares=least_squares, tolerance=tolerance)
+        if two_stage:  # (w0 + w1 t)^2 = w1^2 t^2 + 2 w0 w1 t + w0^2: the same widths as a Caglioti start
+            first = result
+            w0, w1 = result.fwhm
+            moved = [replace(ph, q0=ph.q0 + ph.dq @ rp.strain, g_star=ph.metric(rp.strain),
+                             conventional_map=None if ph.g_star is None else _conventional_map_cached(ph))
+                     for ph, rp in zip(phases, result.phases)]
+            result = _fit(tt, y, w, lines, moved, bg, free, list(axes), zero_shift=zero_shift,
+                          zero=result.zero_shift, fwhm=(w1 * w1, 2 * w0 * w1, w0 * w0), refine_profile=True,
+                          eta=result.eta, cell_bound=cell_bound, refine_cell=refine_cell, max_nfev=max_nfev,
+                          least_squares=least_squares, tolerance=tolerance)
+            # strains relative to the phases as given (the metric is linear in them)
+            result = replace(result, phases=[replace(rp, strain=rp.strain + fp.strain)
+                                             for rp, fp in zip(result.phases, first.phases)])
         if best is None or result.rwp < best.rwp:
             best = result
     starts = [ph.cell(np.zeros(ph.n_cell)) for ph in original]  # the cell given, before the pre-scan
@@ -836,14 +868,17 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
 def _prescan(tt, y, w, lines, phases, bg, free, fwhm, eta, cell_bound) -> tuple[list, list]:
     """Each phase scaled isotropically to the best of a grid of scales within the bound (the others
     fixed), and the names of those whose best scale is the grid's first or last."""
-    w0, w1 = fwhm if fwhm is not None else (0.1, 0.02)
-    layout = {"zero": slice(0, 1), "fwhm": slice(1, 3), "eta": slice(3, 4)}
+    widths = list(fwhm)
+    if len(widths) == 2:
+        widths[0] = max(widths[0], 0.05)  # broad enough to see lines off by a step
+    nw = len(widths)
+    layout = {"zero": slice(0, 1), "fwhm": slice(1, 1 + nw), "eta": slice(1 + nw, 2 + nw)}
     n = len(phases)
-    start = 4
+    start = 2 + nw
     for k in range(n):
         layout[f"cell{k}"] = slice(start, start + phases[k].n_cell)
         start += phases[k].n_cell
-    x = np.concatenate([[0.0, max(w0, 0.05), w1, eta], np.zeros(start - 4)])
+    x = np.concatenate([[0.0], widths, [eta], np.zeros(start - 2 - nw)])
     phases = list(phases)
     n_steps = int(2 * cell_bound / PRESCAN_STEP) + 1
     edge = []
@@ -882,8 +917,10 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
         layout[name] = slice(start, len(x0))
 
     add("zero", [float(zero)], [ZERO_BOUNDS[0]], [ZERO_BOUNDS[1]], ["zero"])
-    w0, w1 = fwhm if fwhm is not None else (0.1, 0.02)
-    add("fwhm", [w0, w1], [W0_BOUNDS[0], W1_BOUNDS[0]], [W0_BOUNDS[1], W1_BOUNDS[1]], ["w0", "w1"])
+    if len(fwhm) == 2:
+        add("fwhm", list(fwhm), [W0_BOUNDS[0], W1_BOUNDS[0]], [W0_BOUNDS[1], W1_BOUNDS[1]], ["w0", "w1"])
+    else:
+        add("fwhm", list(fwhm), [0.0, -1.0, 1e-5], [2.0, 1.0, 2.0], ["U", "V", "W"])
     add("eta", [eta], [0.0], [1.0], ["eta"])
     # a strain coefficient p changes 1/d^2 by up to p * max|dq/q0|: bound so that d moves <= cell_bound
     qb = 1.0 / (1 - cell_bound) ** 2 - 1
@@ -1048,6 +1085,7 @@ class RerankSettings:
     cleaned : fit the search's cleaned pattern (background removed by its rolling minimum, noise floor
         subtracted; :func:`synthxrd.match.search.prepare`) instead of the raw pattern with a Chebyshev
         background (measured: docs/refine.md).
+    caglioti : Caglioti U, V, W widths instead of w0 + w1 tan(theta) (measured: docs/refine.md).
     """
 
     n_candidates: int = 5
@@ -1062,6 +1100,7 @@ class RerankSettings:
     max_family: int = 2000
     shared_profile: bool = True
     cleaned: bool = False
+    caglioti: bool = False
 
     def __post_init__(self) -> None:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
@@ -1262,7 +1301,7 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
     def fit(m, phase):
         res = refine(tt, y, phase, wavelength=wavelength, background=settings.background, prescan=False,
                      cell_bound=settings.cell_bound, max_nfev=settings.max_nfev, tolerance=settings.tolerance,
-                     **profile)
+                     **(profile or {"caglioti": settings.caglioti}))
         if settings.shared_profile and not profile and res.converged:
             profile.update(fwhm=tuple(res.fwhm), eta=res.eta, refine_profile=False)
         p = res.phases[0]
@@ -1318,9 +1357,11 @@ def report(result: Refinement) -> str:
              f"{result.n_parameters} parameters, {result.nfev} evaluations",
              f"wavelength {' + '.join(f'{lam:.5f} Å x {r:g}' for lam, r in result.lines)}",
              f"zero shift {_value_esd(result.zero_shift, result.zero_shift_esd)} °   "
-             f"FWHM = {_value_esd(result.fwhm[0], result.fwhm_esd[0])} + "
-             f"{_value_esd(result.fwhm[1], result.fwhm_esd[1])} "
-             f"tan θ (°)   η {_value_esd(result.eta, result.eta_esd)}"]
+             + (f"FWHM = {_value_esd(result.fwhm[0], result.fwhm_esd[0])} + "
+                f"{_value_esd(result.fwhm[1], result.fwhm_esd[1])} tan θ (°)   " if len(result.fwhm) == 2 else
+                "FWHM² = " + " ".join(f"{n} {_value_esd(v, e)}" for n, v, e in
+                                      zip(("U", "V", "W"), result.fwhm, result.fwhm_esd)) + " (°², Caglioti)   ")
+             + f"η {_value_esd(result.eta, result.eta_esd)}"]
     for p in result.phases:
         lines.append(f"phase {p.name} {p.formula} SG {p.spacegroup}: weight {p.weight:.3f}, "
                      f"{len(p.hkl)} reflections in range")
