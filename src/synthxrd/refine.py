@@ -433,11 +433,14 @@ def phase_from_cell(cell, spacegroup: int, *, d_min: float, name: str = "cell") 
     hkl, g = hkl[keep], g[keep]
     if len(hkl) == 0:
         raise RefineError(f"cell: no allowed reflection with d >= {d_min:.3g} Angstrom")
-    order = np.argsort(-1 / g, kind="stable")
-    hkl, g = hkl[order], g[order]
+    # decreasing d; among equal d (equivalents, Friedel mates) the most positive indices first: (1 1 0) before (1 -1 0)
+    d_key = np.round(1 / g, 6)
+    nonneg = np.sum(hkl >= 0, axis=1)
+    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], -nonneg, -d_key))
+    hkl, g, d_key = hkl[order], g[order], d_key[order]
     d = 1 / g
     new = np.ones(len(d), bool)
-    new[1:] = np.abs(np.diff(d)) > 1e-6 * d[1:]
+    new[1:] = np.diff(d_key) != 0
     return phase_from_reflections(d[new], None, hkl[new], name=name, spacegroup=int(spacegroup),
                                   g_star=reciprocal_metric(lattice), conventional=cell)
 
@@ -591,7 +594,10 @@ class Refinement:
                 "phases": [{"name": p.name, "formula": p.formula, "spacegroup": p.spacegroup, "cell": arr(p.cell),
                             "cell_esd": arr(p.cell_esd), "cell_start": arr(p.cell_start), "scale": p.scale,
                             "scale_esd": p.scale_esd, "march_dollase": p.march_dollase,
-                            "texture_axis": arr(p.texture_axis), "weight": p.weight} for p in self.phases]}
+                            "texture_axis": arr(p.texture_axis), "weight": p.weight,
+                            "reflections": [{"hkl": [int(i) for i in h], "two_theta": float(t), "intensity": float(v)}
+                                            for h, t, v in zip(p.hkl, p.two_theta, p.intensity)]}
+                           for p in self.phases]}
 
 
 def _noise_scale(y: np.ndarray, floor: float) -> float:
@@ -1348,9 +1354,10 @@ def _value_esd(value: float, esd: float | None) -> str:
     return f"{value:.{digits}f}({int(round(esd * 10 ** digits))})"
 
 
-def report(result: Refinement) -> str:
+def report(result: Refinement, *, reflections: int = 0) -> str:
     """A Rietveld program's summary of a refinement: figures of merit, global and per-phase parameters
-    with esds in parentheses (in units of the last digit)."""
+    with esds in parentheses (in units of the last digit), and the ``reflections`` strongest
+    reflections of each phase (hkl in the cell the phase's indices belong to, 2theta, intensity)."""
     lines = [f"Rwp {100 * result.rwp:.2f} %   Rexp {100 * result.rexp:.2f} %   GoF {result.gof:.2f}   "
              f"(background alone: Rwp {100 * result.rwp_background:.2f} %)",
              f"converged: {'yes' if result.converged else 'NO'} ({result.message}); {result.n_points} points, "
@@ -1374,4 +1381,11 @@ def report(result: Refinement) -> str:
         if p.texture_axis is not None:
             axis = " ".join(str(int(i)) for i in p.texture_axis)
             lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({axis})")
+        if reflections and len(p.hkl):
+            top = np.sort(np.argsort(-p.intensity, kind="stable")[:reflections])
+            lines.append(f"  {'h':>4}{'k':>4}{'l':>4}{'2theta':>10}{'intensity':>12}")
+            peak = float(np.max(p.intensity)) or 1.0
+            for i in top:
+                h, k, l = (int(v) for v in p.hkl[i])
+                lines.append(f"  {h:>4}{k:>4}{l:>4}{p.two_theta[i]:>10.3f}{100 * p.intensity[i] / peak:>12.1f}")
     return "\n".join(lines)

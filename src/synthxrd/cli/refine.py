@@ -31,17 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--cif", metavar="FILE", help="a CIF: intensities from its structure")
     src.add_argument("--match", metavar="ID", help="a reference-library entry by id (see `synthxrd library search`)")
-    src.add_argument("--cell", metavar="'a b c al be ga'", help="a cell (Å, degrees) for a Le Bail fit; needs --spacegroup")
+    src.add_argument("--cell", metavar="'a b c al be ga'",
+                     help="a cell (Å, degrees) for a Le Bail fit; needs --spacegroup")
     parser.add_argument("--spacegroup", type=int, metavar="N", help="ITA number of --cell (its systematic absences)")
     parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--wavelength", metavar="LAMBDA",
-                        help="Å or a line name; CuKa (K-alpha average) adds K-alpha2 (default: the file's, else CuKa1)")
+                        help="Å or a line name; CuKa (K-alpha average) adds K-alpha2 "
+                             "(default: the file's, else CuKa1)")
     parser.add_argument("--bound", type=float, default=0.08, metavar="F",
                         help="largest relative change of d the cell may make (default 0.08)")
     parser.add_argument("--background", type=int, default=6, metavar="N", help="Chebyshev terms (default 6)")
     parser.add_argument("--texture", action="store_true",
                         help="refine March-Dollase preferred orientation (best of three low-index axes)")
     parser.add_argument("--le-bail", action="store_true", help="intensities free (Le Bail) also for --cif/--match")
+    parser.add_argument("--caglioti", action="store_true",
+                        help="Caglioti widths U, V, W instead of w0 + w1 tan(theta)")
+    parser.add_argument("--reflections", type=int, default=10, metavar="N",
+                        help="list the N strongest reflections (default 10; 0: none)")
     parser.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"), help="fit only LO-HI degrees 2theta")
     parser.add_argument("--plot", metavar="PNG", help="write the observed/calculated/difference figure here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         phase = R.phase_from_cell(_cell(args.cell), args.spacegroup, d_min=max(d_min, 0.5))
     result = R.refine(tt, y, phase, wavelength=wavelength, background=args.background, cell_bound=args.bound,
                       preferred_orientation=bool(args.texture), free_intensities=args.le_bail,
+                      caglioti=args.caglioti,
                       two_theta_range=tuple(args.range) if args.range else None)
     if args.plot:
         from synthxrd.plot import plot_refinement
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"command": "refine", "pattern": args.pattern, **result.to_dict()}, indent=1))
     else:
         print(f"{args.pattern}")
-        print(R.report(result))
+        print(R.report(result, reflections=max(args.reflections, 0)))
         if args.plot:
             print(f"plot in {args.plot}")
     if not result.converged:
