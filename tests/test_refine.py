@@ -135,6 +135,20 @@ def test_isotropic_strain_of_a_cubic_phase_single_line():
     assert res.gof < 1.3
 
 
+def test_two_phases_are_refined_together():
+    rutile, si = _crystal("TiO2_rutile"), _crystal("Si")
+    truth_a, truth_b = _strained(rutile, [1.005, 1.005, 0.99]), _strained(si, [1.003] * 3)
+    tt, ya = _measured_like(truth_a, zero=0.02, kalpha2=False, seed=1, counts=10000)
+    _, yb = _measured_like(truth_b, zero=0.02, kalpha2=False, seed=2, counts=10000)
+    res = R.refine(tt, ya + yb, [R.phase_from_crystal(rutile, name="rutile", d_min=0.8),
+                                 R.phase_from_crystal(si, name="Si", d_min=0.8)], wavelength=CU_KA1)
+    assert res.converged, res.message
+    assert res.phases[0].cell[:3] == pytest.approx(lattice_parameters(truth_a.lattice)[:3], rel=5e-4)
+    assert res.phases[1].cell[:3] == pytest.approx(lattice_parameters(truth_b.lattice)[:3], rel=5e-4)
+    assert res.zero_shift == pytest.approx(0.02, abs=0.005) and res.gof < 1.3
+    assert sum(p.weight for p in res.phases) == pytest.approx(1.0)
+
+
 def test_le_bail_fit_of_a_cell_without_atoms():
     truth = _strained(_crystal("TiO2_rutile"), [1.01, 1.01, 0.99])
     tt, y = _measured_like(truth, zero=0.0, kalpha2=False, seed=5)

@@ -813,7 +813,7 @@ def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, 
     bg = _chebyshev(x_axis, int(background))
     # texture axes
     po: list = [None] * len(phases)
-    axes_to_try: list[list] = [[None]]
+    axes_to_try: list[list] = [[None] * len(phases)]
     if preferred_orientation is not False and preferred_orientation is not None:
         if preferred_orientation is True:
             options = []
