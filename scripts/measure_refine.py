@@ -1,4 +1,4 @@
-"""Search-match alone and with refinement (synthxrd.refine re-ranking) on a labelled pattern set.
+"""Search-match alone and with refinement (synthxrd.match.rerank) on a labelled pattern set.
 
   OPENBLAS_NUM_THREADS=1 python scripts/measure_refine.py ../shared/data/experimental/rruff_dev/rruff_dev300.npz \
       [--library default|mp|FILE] [--every 1] [--settings '{"n_candidates": 10}'] [--out result.json]
@@ -31,7 +31,7 @@ def scores(truths, lists) -> str:
 
 def main() -> None:
     from synthxrd.match import ReferenceLibrary
-    from synthxrd.refine import RerankSettings
+    from synthxrd.match.rerank import RerankSettings
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("patterns", help="NPZ with two_theta, patterns, spacegroup")

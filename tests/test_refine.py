@@ -276,3 +276,21 @@ def test_profile_kernel_matches_its_numpy_twin():
     fine = np.linspace(20, 40, 20001)
     one = profile_block(fine, np.array([30.0]), np.array([0.2]), np.array([1.0]), np.array([0]), 0.3, 1000.0, 1)[0]
     assert one == pytest.approx(R.pseudo_voigt(fine - 30.0, 0.2, 0.3), rel=1e-12)
+
+
+def test_bench_refine_compares_search_with_and_without_refinement(shared_data, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    # a child process: the benchmark pins itself to one core, which must not stay with the test session
+    patterns = shared_data / "experimental" / "rruff_dev" / "rruff_dev300.npz"
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "synthxrd", "bench", "refine", "--patterns", str(patterns),
+                          "--max-patterns", "3", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "search + refinement" in run.stdout and "one fit (rutile" in run.stdout
+
+    result = json.loads(out.read_text())
+    assert result["n_patterns"] == 3 and 0 <= result["refined"]["top1"] <= 1
+    assert result["one_fit"]["synthxrd_cell"] == pytest.approx(result["one_fit"]["truth_cell"], rel=5e-4)

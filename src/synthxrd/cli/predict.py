@@ -141,7 +141,7 @@ def _refine_matches(library, path: str, result, wavelength, n: int) -> list:
     import numpy as np
 
     from synthxrd.io import read_pattern
-    from synthxrd.refine import RerankSettings, refine_candidates
+    from synthxrd.match.rerank import RerankSettings, refine_candidates
 
     tt, y, meta = read_pattern(path)
     lam = meta.get("wavelength") or wavelength or 1.5406

@@ -391,8 +391,8 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
     elements : element symbols (``"Fe,O"`` or a list): only structures containing all of them;
         with ``only_elements=True``, only structures made of these elements alone (a subset).
     settings : :class:`SearchSettings` (default: the tuned defaults).
-    refine : False; True or a :class:`synthxrd.refine.RerankSettings`: the best candidates are
-        fitted to the pattern (:func:`synthxrd.refine.rerank`) and re-ranked by the figure of merit
+    refine : False; True or a :class:`synthxrd.match.rerank.RerankSettings`: the best candidates are
+        fitted to the pattern (:func:`synthxrd.match.rerank.rerank`) and re-ranked by the figure of merit
         of the fit; each refined :class:`Match` carries its refined cell, zero shift, Rwp and fom.
 
     Returns
@@ -428,7 +428,7 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
     fine_shifts = settings.shifts(settings.q_step)
     rerank_settings = None
     if refine is not False and refine is not None:
-        from synthxrd.refine import RerankSettings
+        from synthxrd.match.rerank import RerankSettings
 
         if refine is not True and not isinstance(refine, RerankSettings):
             raise ConfigError(f"refine: expected True, False or RerankSettings, got {refine!r}")
@@ -452,11 +452,11 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
             out.append([_match(library, int(rows[j]), float(score[j]), math.exp(-fine_shifts[shift[j]] * settings.q_step),
                                n) for j, n in order])
     if rerank_settings is not None:
-        from synthxrd.refine import rerank
+        from synthxrd.match.rerank import rerank
 
         line = DEFAULT_WAVELENGTH if wavelength is None else wavelength
-        out = [rerank(library, tt, row, matches, wavelength=line, settings=rerank_settings)
-               for row, matches in zip(y, out)]
+        out = [rerank(library, tt, row, matches, wavelength=line, settings=rerank_settings, cleaned=cleaned)
+               for row, matches, cleaned in zip(y, out, clean)]
     return [m[:k_out] for m in out]
 
 
