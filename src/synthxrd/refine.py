@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.errors import ConfigError, DataError
 
 __all__ = [
     "WINDOW_FWHM",
