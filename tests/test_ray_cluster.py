@@ -49,7 +49,7 @@ def test_actors_on_the_data_nodes_survive_a_lost_node_and_the_batches_stay_the_s
 
     stream = make_stream(CONFIG, workers=2, ray_address="auto", ray_resources={"data_node": 1})
     assert isinstance(stream, RayStream)
-    stream._timeout = 120.0  # a hang would be a failure, not a stuck CI job
+    stream.timeout = 120.0  # a hang would be a failure, not a stuck CI job
     try:
         ids = {node.node_id: node for node in data_nodes}
         placed = stream.nodes()
@@ -66,7 +66,7 @@ def test_actors_on_the_data_nodes_survive_a_lost_node_and_the_batches_stay_the_s
             expected = maker(b.index)
             assert np.array_equal(b.inputs, expected.inputs) and np.array_equal(b.labels, expected.labels)
 
-        stream._timeout = 2.0
+        stream.timeout = 2.0
         cluster.remove_node(ids[kept])  # no node left with room: one clear line, no hang
         with pytest.raises(RuntimeError, match="no batch from the Ray actors in 2 s|a Ray actor was lost"):
             for _ in range(8):

@@ -411,7 +411,7 @@ class RayStream:
         self._queue_size = queue_size or 2 * len(self._actors)
         self._next = start
         self._rank, self._world = rank, world_size
-        self._timeout = timeout
+        self.timeout = timeout
         self._pending: deque = deque()
 
     def _submit(self) -> None:
@@ -428,9 +428,9 @@ class RayStream:
         while len(self._pending) < self._queue_size:
             self._submit()
         try:
-            batch = self._ray.get(self._pending[0], timeout=self._timeout)
+            batch = self._ray.get(self._pending[0], timeout=self.timeout)
         except GetTimeoutError:
-            raise RuntimeError(f"no batch from the Ray actors in {self._timeout:g} s: a lost actor finds no node "
+            raise RuntimeError(f"no batch from the Ray actors in {self.timeout:g} s: a lost actor finds no node "
                                "with room to restart on (ray status)") from None
         except RayActorError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -443,9 +443,11 @@ class RayStream:
 
     def nodes(self) -> list[str]:
         """The Ray node id of each actor, now (a restarted actor may have moved)."""
-        return self._ray.get([actor.ray_node_id.remote() for actor in self._actors], timeout=self._timeout)
+        return self._ray.get([actor.ray_node_id.remote() for actor in self._actors], timeout=self.timeout)
 
     def close(self) -> None:
+        for ref in self._pending:  # unfinished batches: not retried on the killed actors
+            self._ray.cancel(ref)
         for actor in self._actors:
             self._ray.kill(actor)
         self._actors, self._pending = [], deque()
