@@ -44,7 +44,7 @@ def measure(n_nodes: int, args: argparse.Namespace) -> dict:
     cluster.wait_for_nodes()
     result: dict = {"nodes": n_nodes}
     try:
-        config = StreamConfig(batch_size=args.batch_size, seed=args.seed)
+        config = StreamConfig(batch_size=args.batch_size, seed=args.seed, grid_step=args.grid_step)
         stream = make_stream(config, workers=n_nodes, ray_address="auto", ray_resources={"data_node": 1})
         try:
             placed = stream.nodes()
@@ -66,11 +66,12 @@ def measure(n_nodes: int, args: argparse.Namespace) -> dict:
             from synthxrd.train import TrainConfig, train
 
             with tempfile.TemporaryDirectory() as out:
-                summary = train(TrainConfig(out=os.path.join(out, "run"), model=args.model, batch_size=args.batch_size,
-                                            max_steps=args.train_steps, workers=n_nodes, ray_address="auto",
-                                            ray_resources={"data_node": 1}, val_sets=(), calibrate=False,
-                                            log_every=max(1, args.train_steps // 2), threads=1, seed=args.seed),
-                                progress=False)
+                config = TrainConfig(out=os.path.join(out, "run"), model=args.model, batch_size=args.batch_size,
+                                     max_steps=args.train_steps, workers=n_nodes, ray_address="auto",
+                                     ray_resources={"data_node": 1}, val_sets=(), calibrate=False,
+                                     grid_step=args.grid_step, log_every=max(1, args.train_steps // 2), threads=1,
+                                     seed=args.seed)
+                summary = train(config, progress=False)
             last = summary["history"][-1]  # the second half of the steps (the first holds start-up)
             result.update(train_patterns_per_s=last["patterns_per_s"], train_wait=last["data_wait_fraction"])
     finally:
@@ -85,10 +86,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30, help="timed batches per cluster size")
     parser.add_argument("--batch-size", type=int, default=145)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid-step", type=float, default=0.04, help="model grid step (train's default 0.04)")
     parser.add_argument("--train-steps", type=int, default=0, help="also train this many steps (0 = no)")
     parser.add_argument("--model", default="park_small")
     args = parser.parse_args()
-    print(f"cores on this machine: {os.cpu_count()}; batch size {args.batch_size}; {args.batches} timed batches")
+    print(f"cores on this machine: {os.cpu_count()}; batch size {args.batch_size}; grid step {args.grid_step}; "
+          f"{args.batches} timed batches")
     header = "| data nodes | stream batches/s | stream patterns/s | per actor, patterns per busy s |"
     rows = []
     for n in args.nodes:
