@@ -9,9 +9,9 @@ and N data nodes of 1 CPU and the custom resource ``{"data_node": 1}``, the same
 It then makes ``synthxrd.data.make_stream(..., workers=N, ray_resources={"data_node": 1})`` (one
 actor per data node; the script checks that they sit on distinct data nodes, none on the head),
 discards the first ``2 N`` batches (actor start-up), and times the next ``--batches`` batches seen
-by the driver. Reported per N: the stream's patterns/s at the driver, and the actors' own
-patterns per busy second (``Batch.seconds``, time inside ``BatchMaker``), which does not depend on
-how many cores the machine has. With ``--train-steps K`` it also trains ``--model`` for K steps on
+by the driver. Reported per N: the stream's patterns/s at the driver, and each actor's own patterns per second
+of wall time inside ``BatchMaker`` (``Batch.seconds``; falls when actors share a core) and per
+CPU-second (``Batch.cpu_seconds``; what one actor on a core of its own makes). With ``--train-steps K`` it also trains ``--model`` for K steps on
 the driver with the same stream and reports the trainer's patterns/s (``summary.json`` history).
 
 Usage, from the repository root::
@@ -30,7 +30,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 import ray
 from ray.cluster_utils import Cluster
 
@@ -59,9 +58,9 @@ def measure(n_nodes: int, args: argparse.Namespace) -> dict:
         finally:
             stream.close()
         patterns = sum(len(b.labels) for b in batches)
-        busy = sum(b.seconds for b in batches)
         result.update(batches_per_s=args.batches / wall, patterns_per_s=patterns / wall,
-                      per_actor_patterns_per_busy_s=patterns / busy)
+                      per_actor_wall=patterns / sum(b.seconds for b in batches),
+                      per_actor_cpu=patterns / sum(b.cpu_seconds for b in batches))
         if args.train_steps:
             from synthxrd.train import TrainConfig, train
 
@@ -92,28 +91,23 @@ def main() -> None:
     args = parser.parse_args()
     print(f"cores on this machine: {os.cpu_count()}; batch size {args.batch_size}; grid step {args.grid_step}; "
           f"{args.batches} timed batches")
-    header = "| data nodes | stream batches/s | stream patterns/s | per actor, patterns per busy s |"
+    header = ("| data nodes | stream batches/s | stream patterns/s | per actor, patterns per wall s "
+              "| per actor, patterns per CPU s |")
     rows = []
     for n in args.nodes:
-        r = measure(n, args)
-        rows.append(r)
-        line = (f"| {n} | {r['batches_per_s']:.2f} | {r['patterns_per_s']:.0f} | "
-                f"{r['per_actor_patterns_per_busy_s']:.0f} |")
-        if "train_patterns_per_s" in r:
-            line += f" {r['train_patterns_per_s']:.0f} | {r['train_wait']:.0%} |"
-        print(line, flush=True)
-    print()
+        rows.append(measure(n, args))
+        print(rows[-1], flush=True)
     if args.train_steps:
         header += f" train ({args.model}, 1 thread) patterns/s | data wait |"
+    print()
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in rows:
-        cells = [r["nodes"], f"{r['batches_per_s']:.2f}", f"{r['patterns_per_s']:.0f}",
-                 f"{r['per_actor_patterns_per_busy_s']:.0f}"]
+        cells = [r["nodes"], f"{r['batches_per_s']:.2f}", f"{r['patterns_per_s']:.0f}", f"{r['per_actor_wall']:.0f}",
+                 f"{r['per_actor_cpu']:.0f}"]
         if "train_patterns_per_s" in r:
             cells += [f"{r['train_patterns_per_s']:.0f}", f"{r['train_wait']:.0%}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"mean per-actor patterns per busy second: {np.mean([r['per_actor_patterns_per_busy_s'] for r in rows]):.0f}")
 
 
 if __name__ == "__main__":
