@@ -425,7 +425,7 @@ class RayStream:
         return self
 
     def __next__(self) -> Batch:
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError
 
         while len(self._pending) < self._queue_size:
             self._submit()
@@ -434,9 +434,13 @@ class RayStream:
         except GetTimeoutError:
             raise RuntimeError(f"no batch from the Ray actors in {self.timeout:g} s: a lost actor finds no node "
                                "with room to restart on (ray status)") from None
-        except RayActorError as exc:
+        except RayError as exc:  # an actor or its batch lost for good (restarts used up), or a failed batch
+            if isinstance(exc, (RayActorError, ObjectLostError)):
+                raise RuntimeError(f"a Ray actor and its batches were lost and the actor has no restart left "
+                                   f"({type(exc).__name__})") from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeError(f"a Ray actor was lost and not restarted ({first})") from None
+            index = (self._next - len(self._pending)) * self._world + self._rank
+            raise RuntimeError(f"a Ray actor failed to make batch {index} ({first})") from None
         self._pending.popleft()
         batch.labels = np.require(batch.labels, requirements="W")  # arrays from Ray's object store are read-only
         if batch.inputs is not None:
