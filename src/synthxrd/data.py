@@ -385,15 +385,16 @@ class RayStream:
     the actors off the head); the actors are spread over the nodes that have them (``"SPREAD"``).
 
     A lost actor (its node removed or dead, its process killed) is restarted by Ray on a node with
-    room, up to ``max_restarts`` times, and its unfinished batches are made again there: a batch is a
-    pure function of ``(seed, index)``, so the stream is unchanged. When no restart is left, or no
-    batch comes for ``timeout`` seconds (no node has room for the restarted actor), ``next()`` raises
-    a one-line ``RuntimeError``, which the trainer turns into a checkpointed stop.
+    room, up to ``max_restarts`` times (-1: no limit; preemptible nodes can come and go for days), and
+    its unfinished batches are made again there: a batch is a pure function of ``(seed, index)``, so
+    the stream is unchanged. When no restart is left, or no batch comes for ``timeout`` seconds (no
+    node has room for the restarted actor, or it keeps dying), ``next()`` raises a one-line
+    ``RuntimeError``, which the trainer turns into a checkpointed stop.
     """
 
     def __init__(self, config: StreamConfig, *, actors: int, start: int = 0, rank: int = 0, world_size: int = 1,
                  queue_size: int | None = None, address: str | None = None, num_cpus_per_actor: float = 1.0,
-                 resources: dict[str, float] | None = None, max_restarts: int = 3, timeout: float = 600.0):
+                 resources: dict[str, float] | None = None, max_restarts: int = -1, timeout: float = 600.0):
         import ray
 
         resources = _ray_resources(resources)
@@ -432,8 +433,8 @@ class RayStream:
         try:
             batch = self._ray.get(self._pending[0], timeout=self.timeout)
         except GetTimeoutError:
-            raise RuntimeError(f"no batch from the Ray actors in {self.timeout:g} s: a lost actor finds no node "
-                               "with room to restart on (ray status)") from None
+            raise RuntimeError(f"no batch from the Ray actors in {self.timeout:g} s (a lost actor finds no node "
+                               "with room to restart on, or dies at every start; see `ray status`)") from None
         except RayError as exc:  # an actor or its batch lost for good (restarts used up), or a failed batch
             if isinstance(exc, (RayActorError, ObjectLostError)):
                 raise RuntimeError(f"a Ray actor and its batches were lost and the actor has no restart left "

@@ -78,7 +78,7 @@ class TrainConfig:
     min_count: int = 50  # classes: groups with >= min_count structures in the statistics
     statistics: str | None = None  # None = shipped statistics
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
-    ray_resources: dict = field(default_factory=dict)  # custom Ray resources per actor, e.g. {data_node = 1}: places the actors (docs/scaling.md)
+    ray_resources: dict = field(default_factory=dict)  # custom Ray resources per actor, e.g. {data_node = 1} (docs/scaling.md)
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
     augment: str = "none"  # experimental realism: none | default | measured | path of a TOML file (synthxrd.augment)
     grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
