@@ -6,8 +6,8 @@ patterns (rruff_dev, network alone, no library). The table (configuration, patte
 best validation top-1/top-5 per set, rruff_dev top-1/top-5/crystal system, each with the prior) is
 printed as Markdown and written with all figures as JSON.
 
-  python scripts/compare_training.py --hours 0.5 --out /work/tmp/compare30 \
-      --validation-dir /work/tmp/validation_gap --real /work/tmp/real/stats_part.h5 \
+  python scripts/compare_training.py --hours 0.5 --out runs/compare30 \
+      --validation-dir validation --real real/stats_part.h5 \
       --rruff ../shared/data/experimental/rruff_dev/rruff_dev300.npz --val-max-patterns 2000 \
       --configs park_big_0.04_r4_clean50_lr1e-3,park_big_0.04_r4,park_big_0.04_r4_clean50_lr1e-3_real50
 

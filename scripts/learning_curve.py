@@ -6,8 +6,8 @@ of rruff_dev and the raw XRED patterns, next to the frequency prior. Results are
 ``<run>/curve.json`` (a snapshot is scored once, so the script can be rerun as the run grows, with
 ``nice`` beside a training) and drawn against patterns seen::
 
-    nice -n 10 python scripts/learning_curve.py /work/campaign/run1 \
-        --validation-dir /work/tmp/validation_gap --plot docs/learning_curve.png
+    nice -n 10 python scripts/learning_curve.py runs/run1 \
+        --validation-dir validation --plot docs/learning_curve.png
 
 Never train on rruff_dev or XRED: they measure and choose, nothing else.
 """

@@ -6,10 +6,10 @@ augmentation; ``train`` trains a fresh network for a fixed wall time on them (op
 ``--mix`` from a second, e.g. ideal, set) and scores it on a fixed subsample of a validation set.
 Each ``train`` prints one JSON line. Measured on 2 cores:
 
-  python scripts/probe_fixed_data.py make --n 30000 --augment default --out /work/tmp/explore/aug.npz
-  python scripts/probe_fixed_data.py make --n 30000 --augment none --out /work/tmp/explore/ideal.npz
-  python scripts/probe_fixed_data.py train --data /work/tmp/explore/aug.npz --mix 0.5 \
-      --mix-data /work/tmp/explore/ideal.npz --lr 1e-3 --seconds 150 --validation-dir /work/tmp/validation_gap
+  python scripts/probe_fixed_data.py make --n 30000 --augment default --out explore/aug.npz
+  python scripts/probe_fixed_data.py make --n 30000 --augment none --out explore/ideal.npz
+  python scripts/probe_fixed_data.py train --data explore/aug.npz --mix 0.5 \
+      --mix-data explore/ideal.npz --lr 1e-3 --seconds 150 --validation-dir validation
 """
 
 from __future__ import annotations

@@ -299,3 +299,16 @@ def test_the_shipped_card_states_what_the_shipped_model_does(shared_data):
         assert summary["baseline"][metric] == pytest.approx(stated["prior"][metric], abs=1e-3), metric
     assert summary["model"]["top5"] > summary["baseline"]["top5"]
     assert summary["model"]["crystal_system"] > summary["baseline"]["crystal_system"] + 0.1
+
+
+def test_cli_predict_refine_lists_refined_matches_and_plots(tiny_fused, measured, tmp_path, capsys):
+    plots = tmp_path / "plots"
+    code = main(["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "CuKa", "--matches", "3",
+                 "--refine", "--plot", str(plots), "--json", "--device", "cpu"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out)["results"][0]
+    refined = result["refined"]
+    assert len(refined) >= 3 and all(r["rwp"] is not None and len(r["cell"]) == 6 for r in refined)
+    assert [r["rwp"] for r in refined] == sorted(r["rwp"] for r in refined)  # re-ranked by the fit
+    assert Path(result["refined_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

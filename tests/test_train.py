@@ -234,6 +234,23 @@ def test_threads_and_label_smoothing_are_checked():
     assert TrainConfig(grid_step=0.02, model_kwargs={"input_step": 0.02}).grid_step == 0.02
 
 
+def test_ray_resources_are_checked_in_the_config_and_parsed_on_the_command_line():
+    import argparse
+
+    from synthxrd.cli import train as train_cli
+
+    assert TrainConfig(ray_resources={"data_node": 1}).ray_resources == {"data_node": 1}
+    with pytest.raises(ConfigError, match="ray_resources: data_node = 0 is not a positive number"):
+        TrainConfig(ray_resources={"data_node": 0})
+    with pytest.raises(ConfigError, match="ray_resources: 'CPU' is not a custom resource name"):
+        TrainConfig(ray_resources={"CPU": 2})
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    assert parser.parse_args(["--ray-resources", '{"data_node": 1}']).ray_resources == {"data_node": 1}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--ray-resources", "data_node=1"])  # not JSON: an argparse error
+
+
 def test_the_train_command_quickstart_prints_runs_as_printed(tmp_path, monkeypatch, capsys):
     """No --validation-dir: the random set only, one warning; the CPU defaults (park_big, 0.04 deg grid)."""
     from synthxrd.cli import main

@@ -115,6 +115,7 @@ class Batch:
     crystals : dict of the CrystalBatch arrays with ``simulate_on="device"``, else None.
     replaced : crystals that failed and were replaced by a new draw.
     seconds : wall time spent making the batch.
+    cpu_seconds : CPU time of the process making it, in that time (below ``seconds`` when the core is shared).
     """
 
     index: int
@@ -123,6 +124,7 @@ class Batch:
     crystals: dict[str, np.ndarray] | None = None
     replaced: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def batch_rng(seed: int, index: int) -> np.random.Generator:
@@ -202,6 +204,12 @@ class BatchMaker:
         """Batch ``index`` (the method Ray actors expose)."""
         return self(index)
 
+    def ray_node_id(self) -> str:
+        """The id of the Ray node this actor runs on (:meth:`RayStream.nodes`)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def _synthetic(self, group: int, rng: np.random.Generator, what: str):
         """One generated crystal of ``group``: (CrystalBatch of 1, redraws needed)."""
         for replaced in range(self.MAX_REPLACEMENTS):
@@ -223,7 +231,7 @@ class BatchMaker:
         from synthxrd import simulate
         from synthxrd.structure import CrystalBatch
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         cfg = self.config
         rng = batch_rng(cfg.seed, index)
         groups, probs = self.generator.prior()
@@ -253,7 +261,7 @@ class BatchMaker:
             arrays = {k: getattr(crystals, k) for k in ("lattices", "frac_coords", "numbers", "occupancies", "offsets")}
             arrays["crystallite_size_nm"] = rng.uniform(*simulate.DEFAULT_SIZE_RANGE_NM, size=len(labels))
             return Batch(index, labels.astype(np.int64), crystals=arrays, replaced=replaced,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
         is_real = np.zeros(len(labels), bool)
         if n_real:
             real, real_labels = self._real_crystals(-(-n_real // renders), rng)
@@ -282,7 +290,7 @@ class BatchMaker:
                 raise GenerationError(f"batch {index}: slot {i} has no reflection in range after "
                                       f"{self.MAX_REPLACEMENTS} redraws")
         return Batch(index, labels.astype(np.int64), inputs=self.spec.apply(patterns), replaced=replaced,
-                     seconds=time.perf_counter() - start)
+                     seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
 
 
 def _has_reflection(lattices: np.ndarray, two_theta_max: float = 90.0, wavelength: float = 1.5406) -> np.ndarray:
@@ -371,24 +379,42 @@ class RayStream:
     ``actors`` actors each hold a :class:`BatchMaker`; at most ``queue_size`` batches are in flight
     (requested, not yet consumed), so a slow trainer applies back-pressure instead of filling memory.
     Works with a local ``ray.init()`` or a cluster (``address="auto"`` or ``"HOST:PORT"``).
+
+    Placement: each actor reserves ``num_cpus_per_actor`` CPUs and the custom ``resources`` (e.g.
+    ``{"data_node": 1}``, a resource given only to the data nodes by ``ray start --resources``, keeps
+    the actors off the head); the actors are spread over the nodes that have them (``"SPREAD"``).
+
+    A lost actor (its node removed or dead, its process killed) is restarted by Ray on a node with
+    room, up to ``max_restarts`` times (-1: no limit; preemptible nodes can come and go for days), and
+    its unfinished batches are made again there: a batch is a pure function of ``(seed, index)``, so
+    the stream is unchanged. When no restart is left, or no batch comes for ``timeout`` seconds (no
+    node has room for the restarted actor, or it keeps dying), ``next()`` raises a one-line
+    ``RuntimeError``, which the trainer turns into a checkpointed stop.
     """
 
     def __init__(self, config: StreamConfig, *, actors: int, start: int = 0, rank: int = 0, world_size: int = 1,
-                 queue_size: int | None = None, address: str | None = None, num_cpus_per_actor: float = 1.0):
+                 queue_size: int | None = None, address: str | None = None, num_cpus_per_actor: float = 1.0,
+                 resources: dict[str, float] | None = None, max_restarts: int = -1, timeout: float = 600.0):
         import ray
 
+        resources = _ray_resources(resources)
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        n_actors, cpus = max(1, actors), ray.cluster_resources().get("CPU", 0.0)
-        if n_actors * num_cpus_per_actor > cpus:  # the extra actors would never start: wait forever
-            raise ConfigError(f"{n_actors} Ray actors need {n_actors * num_cpus_per_actor:g} CPUs, the Ray cluster has "
-                              f"{cpus:g}; use at most --workers {int(cpus // num_cpus_per_actor)}")
-        remote_maker = ray.remote(num_cpus=num_cpus_per_actor)(BatchMaker)
+        n_actors, total = max(1, actors), ray.cluster_resources()
+        for name, need in {"CPU": num_cpus_per_actor, **resources}.items():
+            have = total.get(name, 0.0)
+            if n_actors * need > have:  # the extra actors would never start: wait forever
+                what = "CPUs" if name == "CPU" else f"of the resource {name!r}"
+                raise ConfigError(f"{n_actors} Ray actors need {n_actors * need:g} {what}, the Ray cluster has "
+                                  f"{have:g}; use at most --workers {int(have // need)}")
+        remote_maker = ray.remote(num_cpus=num_cpus_per_actor, resources=resources or None, max_restarts=max_restarts,
+                                  max_task_retries=-1 if max_restarts else 0, scheduling_strategy="SPREAD")(BatchMaker)
         self._ray = ray
         self._actors = [remote_maker.remote(config) for _ in range(n_actors)]
         self._queue_size = queue_size or 2 * len(self._actors)
         self._next = start
         self._rank, self._world = rank, world_size
+        self.timeout = timeout
         self._pending: deque = deque()
 
     def _submit(self) -> None:
@@ -400,26 +426,63 @@ class RayStream:
         return self
 
     def __next__(self) -> Batch:
+        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError
+
         while len(self._pending) < self._queue_size:
             self._submit()
-        batch = self._ray.get(self._pending.popleft())
+        try:
+            batch = self._ray.get(self._pending[0], timeout=self.timeout)
+        except GetTimeoutError:
+            raise RuntimeError(f"no batch from the Ray actors in {self.timeout:g} s (a lost actor finds no node "
+                               "with room to restart on, or dies at every start; see `ray status`)") from None
+        except RayError as exc:  # an actor or its batch lost for good (restarts used up), or a failed batch
+            if isinstance(exc, (RayActorError, ObjectLostError)):
+                raise RuntimeError(f"a Ray actor and its batches were lost and the actor has no restart left "
+                                   f"({type(exc).__name__})") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            index = (self._next - len(self._pending)) * self._world + self._rank
+            raise RuntimeError(f"a Ray actor failed to make batch {index} ({first})") from None
+        self._pending.popleft()
         batch.labels = np.require(batch.labels, requirements="W")  # arrays from Ray's object store are read-only
         if batch.inputs is not None:
             batch.inputs = np.require(batch.inputs, requirements="W")
         return batch
 
+    def nodes(self) -> list[str]:
+        """The Ray node id of each actor, now (a restarted actor may have moved)."""
+        return self._ray.get([actor.ray_node_id.remote() for actor in self._actors], timeout=self.timeout)
+
     def close(self) -> None:
+        for ref in self._pending:  # unfinished batches: not retried on the killed actors
+            self._ray.cancel(ref)
         for actor in self._actors:
             self._ray.kill(actor)
         self._actors, self._pending = [], deque()
 
 
+def _ray_resources(resources: dict[str, float] | None) -> dict[str, float]:
+    """Custom Ray resources per actor, checked (``{"data_node": 1}``); CPUs go by ``num_cpus_per_actor``."""
+    resources = dict(resources or {})
+    for name, amount in resources.items():
+        if name in ("CPU", "GPU") or not isinstance(name, str):
+            raise ConfigError(f"ray_resources: {name!r} is not a custom resource name (each actor takes 1 CPU)")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+            raise ConfigError(f"ray_resources: {name} = {amount!r} is not a positive number")
+    return {k: float(v) for k, v in resources.items()}
+
+
 def make_stream(config: StreamConfig, *, workers: int, start: int = 0, rank: int = 0, world_size: int = 1,
-                ray_address: str | None = None):
-    """Iterator of :class:`Batch`: Ray actors when ``ray_address`` is given, else local workers."""
+                ray_address: str | None = None, ray_resources: dict[str, float] | None = None):
+    """Iterator of :class:`Batch`: Ray actors when ``ray_address`` is given, else local workers.
+
+    ``ray_resources``: custom Ray resources each actor reserves (:class:`RayStream`), e.g.
+    ``{"data_node": 1}`` to place the actors on the nodes started with that resource.
+    """
     if ray_address:
         return RayStream(config, actors=max(1, workers), start=start, rank=rank, world_size=world_size,
-                         address=None if ray_address == "local" else ray_address)
+                         address=None if ray_address == "local" else ray_address, resources=ray_resources)
+    if ray_resources:
+        raise ConfigError("ray_resources needs ray_address (they place Ray actors)")
     return WatchedLoader(local_loader(config, workers=workers, start=start, rank=rank, world_size=world_size))
 
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+    from synthxrd.refine import Refinement
     from synthxrd.simulate.pattern import PeakList
 
-__all__ = ["hkl_label", "plot_pattern"]
+__all__ = ["hkl_label", "plot_pattern", "plot_refinement"]
 
 
 def hkl_label(hkl) -> str:
@@ -128,3 +129,48 @@ def plot_training(path: str | Path, runs: dict[str, str | Path]) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def plot_refinement(path: str | Path, result: Refinement, *, title: str = "", dpi: int = 120) -> Path:
+    """Write a Rietveld-style PNG of a :class:`~synthxrd.refine.Refinement`: observed (points),
+    calculated and background (lines), the difference below, and a row of tick marks per phase at
+    its reflections (K-alpha1 positions), with Rwp and GoF in the title.
+
+    Returns
+    -------
+    The path written (always PNG).
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 5.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    tt, obs, calc = result.two_theta, result.observed, result.calculated
+    span = float(np.max(obs) - min(np.min(obs), 0.0)) or 1.0
+    ax.plot(tt, obs, ".", ms=2.0, color="tab:blue", label="observed")
+    ax.plot(tt, calc, "-", lw=0.9, color="tab:red", label="calculated")
+    ax.plot(tt, result.background_curve, "-", lw=0.7, color="tab:gray", label="background")
+    low = min(float(np.min(obs)), 0.0)
+    offset = low - 0.15 * span
+    diff = obs - calc
+    ax.plot(tt, diff + offset - float(np.max(diff)), "-", lw=0.7, color="tab:green", label="observed − calculated")
+    base = offset - float(np.max(diff)) + float(np.min(diff)) - 0.04 * span
+    colors = ["tab:purple", "tab:orange", "tab:olive", "tab:cyan", "tab:brown"]
+    for k, phase in enumerate(result.phases):
+        y0 = base - 0.06 * span * k
+        ax.vlines(phase.two_theta, y0 - 0.02 * span, y0 + 0.02 * span, color=colors[k % len(colors)], lw=0.8,
+                  label=f"{phase.name} {phase.formula} (SG {phase.spacegroup})")
+    ax.set_xlim(float(tt[0]), float(tt[-1]))
+    ax.set_xlabel("2θ (°)")
+    ax.set_ylabel("intensity")
+    head = f"Rwp {100 * result.rwp:.2f} %, Rexp {100 * result.rexp:.2f} %, GoF {result.gof:.2f}"
+    if not result.converged:
+        head += " (NOT CONVERGED)"
+    ax.set_title(f"{title}\n{head}" if title else head, fontsize=10)
+    ax.legend(loc="upper right", fontsize=7, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path

@@ -78,6 +78,7 @@ class TrainConfig:
     min_count: int = 50  # classes: groups with >= min_count structures in the statistics
     statistics: str | None = None  # None = shipped statistics
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
+    ray_resources: dict = field(default_factory=dict)  # custom Ray resources per actor, e.g. {data_node = 1} (docs/scaling.md)
     simulate_on: str = "worker"  # worker | device (GPU simulates, workers only generate)
     augment: str = "none"  # experimental realism: none | default | measured | path of a TOML file (synthxrd.augment)
     grid_step: float = 0.04  # model grid step in degrees (0.01, 0.02, 0.04, ...; synthxrd.models.checkpoint)
@@ -131,6 +132,10 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"train config: invalid {bad[0]} = {getattr(self, bad[0])!r}")
+        if self.ray_resources:
+            from synthxrd.data import _ray_resources
+
+            _ray_resources(self.ray_resources)  # a bad name or amount fails here, not on the cluster
         step = self.model_kwargs.get("input_step", self.grid_step) if isinstance(self.model_kwargs, dict) else None
         if isinstance(step, (int, float)) and not math.isclose(step, self.grid_step):
             raise ConfigError(f"train config: model_kwargs input_step = {step} is not grid_step = {self.grid_step}")
@@ -550,7 +555,7 @@ def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitSt
         return results
 
     stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
-                         ray_address=config.ray_address)
+                         ray_address=config.ray_address, ray_resources=config.ray_resources)
     if hasattr(stream, "close"):
         cleanup.callback(stream.close)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)

@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "synthxrd.cli.train"),
     ("export", "synthxrd.cli.export"),
     ("predict", "synthxrd.cli.predict"),
+    ("refine", "synthxrd.cli.refine"),
     ("evaluate", "synthxrd.cli.evaluate"),
     ("bench", "synthxrd.cli.bench"),
 )

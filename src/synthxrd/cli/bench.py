@@ -6,6 +6,8 @@
   synthxrd bench train [--json FILE]      trainer steps/s, stream patterns/s, data-wait fraction
   synthxrd bench match [--json FILE]      search-match ms/pattern and accuracy vs the naive baseline
                                           (labelled patterns; default rruff_dev of the shared data)
+  synthxrd bench refine [--json FILE]     search-match alone vs with refinement (re-ranking): ms/pattern
+                                          and accuracy; one fit vs lmfit where installed
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    p = sub.add_parser("refine", help="search-match alone vs with refinement; one fit vs lmfit")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--patterns", metavar="NPZ", default=None,
+                   help="labelled patterns: two_theta, patterns, spacegroup (default: "
+                        "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
+    p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
+    p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_bench(library_path=args.library, patterns_path=args.patterns or default_patterns(),
                            max_patterns=args.max_patterns, naive=not args.no_naive)
+    elif args.what == "refine":
+        from synthxrd.bench.match import default_patterns
+        from synthxrd.bench.refine import run_bench, summary_lines
+
+        result = run_bench(library_path=args.library, patterns_path=args.patterns or default_patterns(),
+                           max_patterns=args.max_patterns)
     else:
         from synthxrd.bench.train import run_benchmark, summary_lines
 

@@ -55,6 +55,19 @@ def seed(value: str) -> int:
     return number
 
 
+def json_object(value: str) -> dict:
+    """A JSON object given on the command line (``--ray-resources '{"data_node": 1}'``)."""
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {value!r} ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {value!r} (e.g. '{{\"data_node\": 1}}')")
+    return parsed
+
+
 def element_options(elements: str | None, only_elements: bool) -> None:
     """Check ``--elements`` (every symbol known, at least one) and ``--only-elements`` (needs ``--elements``)
     before any file is read, so that a bad option is a usage error, not a failure of each pattern file."""

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--seed", type=options.seed, help="run seed (default 0)")
     parser.add_argument("--ray-address", help="use Ray actors: local | auto | HOST:PORT")
+    parser.add_argument("--ray-resources", type=options.json_object, metavar="JSON",
+                        help="custom Ray resources each actor reserves, e.g. '{\"data_node\": 1}' to place the "
+                             "actors on the nodes started with `ray start --resources '{\"data_node\": 4}'`")
     parser.add_argument("--validation-dir", help="cached validation sets (synthxrd validation build)")
     parser.add_argument("--augment", metavar="default|measured|none|FILE",
                         help="experimental realism of the training patterns (synthxrd.augment; default none)")
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"model": args.model, "batch_size": args.batch_size, "max_steps": args.max_steps, "lr": args.lr,
                  "out": args.out, "workers": args.workers, "device": args.device, "seed": args.seed,
-                 "ray_address": args.ray_address, "validation_dir": args.validation_dir, "augment": args.augment,
+                 "ray_address": args.ray_address, "ray_resources": args.ray_resources,
+                 "validation_dir": args.validation_dir, "augment": args.augment,
                  "grid_step": args.grid_step, "renders": args.renders, "clean_fraction": args.clean_fraction, "real": args.real,
                  "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours,
                  "init_weights": args.init_weights, "clean_input": args.clean_input}

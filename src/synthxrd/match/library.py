@@ -727,8 +727,9 @@ class ReferenceLibrary:
 
     def search(self, two_theta, intensities, *, k: int = 10, wavelength: float | str | None = None,
                elements: Sequence[str] | str | None = None, only_elements: bool = False,
-               settings=None) -> list[list]:
-        """Best-matching structures of each pattern; see :func:`synthxrd.match.search.search`."""
+               settings=None, refine=False) -> list[list]:
+        """Best-matching structures of each pattern; see :func:`synthxrd.match.search.search`
+        (``refine=True``: the best candidates refined and re-ranked, :func:`synthxrd.match.rerank.rerank`)."""
 
         return search(self, two_theta, intensities, k=k, wavelength=wavelength, elements=elements,
-                      only_elements=only_elements, settings=settings)
+                      only_elements=only_elements, settings=settings, refine=refine)

@@ -116,6 +116,11 @@ class Match:
     mineral : str, mineral name of the entry, or of another entry of its phase ("" if none).
     duplicates : int, other entries of the same phase that the search ranked lower and left out
         (:meth:`~synthxrd.match.ReferenceLibrary.merge`).
+    cell : (6,) refined lattice parameters (a, b, c Angstrom, alpha, beta, gamma degrees; conventional
+        where the library's setting maps to it) or None when not refined (``search(refine=True)``).
+    zero_shift : float, refined zero shift (degrees); rwp : float, weighted profile R of the fit
+        (None: not refined); fom : float, figure of merit of the re-ranking (lower is better);
+        converged : bool, whether the fit converged (None: not refined).
     """
 
     id: str
@@ -126,6 +131,11 @@ class Match:
     index: int = -1
     mineral: str = ""
     duplicates: int = 0
+    cell: tuple | None = None
+    zero_shift: float | None = None
+    rwp: float | None = None
+    fom: float | None = None
+    converged: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -368,7 +378,7 @@ def _refine(prep: _Prepared, library: ReferenceLibrary, candidates: np.ndarray, 
 
 def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wavelength: float | str | None = None,
            elements: Sequence[str] | str | None = None, only_elements: bool = False,
-           settings: SearchSettings | None = None) -> list[list[Match]]:
+           settings: SearchSettings | None = None, refine=False) -> list[list[Match]]:
     """The ``k`` best-matching library structures of each pattern, best first.
 
     Parameters
@@ -381,6 +391,9 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
     elements : element symbols (``"Fe,O"`` or a list): only structures containing all of them;
         with ``only_elements=True``, only structures made of these elements alone (a subset).
     settings : :class:`SearchSettings` (default: the tuned defaults).
+    refine : False; True or a :class:`synthxrd.match.rerank.RerankSettings`: the best candidates are
+        fitted to the pattern (:func:`synthxrd.match.rerank.rerank`) and re-ranked by the figure of merit
+        of the fit; each refined :class:`Match` carries its refined cell, zero shift, Rwp and fom.
 
     Returns
     -------
@@ -413,6 +426,16 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
     prep = _prepared(library, lam, settings)
     screen_shifts = settings.shifts(settings.screen_q_step)
     fine_shifts = settings.shifts(settings.q_step)
+    rerank_settings = None
+    if refine is not False and refine is not None:
+        from synthxrd.match.rerank import RerankSettings
+
+        if refine is not True and not isinstance(refine, RerankSettings):
+            raise ConfigError(f"refine: expected True, False or RerankSettings, got {refine!r}")
+        rerank_settings = refine if isinstance(refine, RerankSettings) else RerankSettings()
+    k_out = k
+    if rerank_settings is not None:
+        k = max(k, rerank_settings.n_candidates)
     n_candidates = max(k, settings.n_refine)
     out: list[list[Match]] = []
     for start in range(0, len(clean), settings.batch_size):
@@ -428,7 +451,13 @@ def search(library: ReferenceLibrary, two_theta, intensities, *, k: int = 10, wa
             order = _one_per_phase(library.groups[rows], np.argsort(-score, kind="stable"), k)
             out.append([_match(library, int(rows[j]), float(score[j]),
                                math.exp(-fine_shifts[shift[j]] * settings.q_step), n) for j, n in order])
-    return out
+    if rerank_settings is not None:
+        from synthxrd.match.rerank import rerank
+
+        line = DEFAULT_WAVELENGTH if wavelength is None else wavelength
+        out = [rerank(library, tt, row, matches, wavelength=line, settings=rerank_settings, cleaned=cleaned)
+               for row, matches, cleaned in zip(y, out, clean)]
+    return [m[:k_out] for m in out]
 
 
 def _one_per_phase(groups: np.ndarray, order: np.ndarray, k: int) -> list[tuple[int, int]]:

@@ -1,0 +1,296 @@
+"""Whole-pattern refinement (synthxrd.refine) and the re-ranking of search-match candidates: real fits."""
+
+from __future__ import annotations
+
+import csv
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthxrd import refine as R
+from synthxrd._cif import lattice_from_parameters, lattice_parameters
+from synthxrd.simulate.physics import lorentz_polarization, reciprocal_metric
+from synthxrd.structure import Crystal, to_crystal
+
+EXAMPLES = Path(str(files("synthxrd") / "resources" / "examples"))
+MEASURED = Path(str(files("synthxrd") / "resources" / "measured"))
+CU_KA1, CU_KA2 = 1.54056, 1.54439
+
+
+def _crystal(name: str) -> Crystal:
+    return to_crystal(str(EXAMPLES / f"{name}.cif"))
+
+
+def _strained(crystal: Crystal, factors) -> Crystal:
+    return Crystal(crystal.lattice @ np.diag(factors), crystal.frac_coords, crystal.numbers, crystal.occupancies)
+
+
+def _measured_like(crystal: Crystal, *, zero: float, kalpha2: bool, texture=None, r: float = 1.0,
+                   seed: int = 0, counts: float = 20000.0) -> tuple[np.ndarray, np.ndarray]:
+    """A pattern written independently of the refinement's model code path: reflections of the
+    (strained) crystal from the simulator, pseudo-Voigt peaks, Chebyshev-free background, Poisson noise."""
+    from synthxrd.match.library import structure_reflections
+
+    d, f2, hkl = structure_reflections(crystal, d_min=0.8, min_intensity=1e-4, max_peaks=None)
+    tt = np.arange(10.0, 110.0, 0.02)
+    y = np.zeros_like(tt)
+    factor = np.ones(len(d))
+    if texture is not None:
+        g = reciprocal_metric(crystal.lattice)
+        factor = R.march_dollase(hkl, g, R.lattice_symmetry(g), np.asarray(texture, float), r)
+    lines = ((CU_KA1, 1.0), (CU_KA2, 0.5)) if kalpha2 else ((CU_KA1, 1.0),)
+    for lam, ratio in lines:
+        s = lam / (2 * d)
+        ok = s < 1
+        centre = np.degrees(2 * np.arcsin(s[ok])) + zero
+        theta = np.radians(centre) / 2
+        fwhm = 0.06 + 0.03 * np.tan(theta)
+        for c, h, i in zip(centre, fwhm, ratio * f2[ok] * factor[ok] * lorentz_polarization(theta)):
+            y += i * R.pseudo_voigt(tt - c, h, 0.4)
+    y = y / y.max() * counts + 200 + 50 * np.cos(tt / 30)
+    return tt, np.random.default_rng(seed).poisson(y).astype(float)
+
+
+# --------------------------------------------------------------------------------------------------
+# the metric and its symmetry
+
+
+@pytest.mark.parametrize("cell, k", [
+    ((5.43, 5.43, 5.43, 90, 90, 90), 1),       # cubic
+    ((4.59, 4.59, 2.96, 90, 90, 90), 2),       # tetragonal
+    ((3.25, 3.25, 5.21, 90, 90, 120), 2),      # hexagonal
+    ((8.48, 5.40, 6.96, 90, 90, 90), 3),       # orthorhombic
+    ((7.3, 7.5, 7.7, 90, 91.2, 90), 4),        # monoclinic
+    ((5.1, 6.2, 7.3, 81, 85, 77), 6),          # triclinic
+])
+def test_strain_basis_has_the_crystal_systems_free_components(cell, k):
+    g = reciprocal_metric(lattice_from_parameters(*cell))
+    basis = R.strain_basis(g, R.lattice_symmetry(g))
+    assert basis.shape == (k, 3, 3)
+
+
+def test_a_primitive_cell_of_a_centred_lattice_keeps_its_symmetry():
+    # fcc Si as its rhombohedral primitive cell (60 degrees): still one free component (cubic)
+    a = 5.431
+    prim = np.array([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
+    g = reciprocal_metric(prim)
+    assert len(R.lattice_symmetry(g)) == 48
+    assert R.strain_basis(g, R.lattice_symmetry(g)).shape[0] == 1
+    # and the map back to the conventional cell is found
+    m = R._conventional_map(g, np.array([a, a, a, 90, 90, 90]))
+    assert m is not None
+    assert R.lattice_parameters_of_metric(np.linalg.inv(m @ np.linalg.inv(g) @ m.T)) == pytest.approx(
+        [a, a, a, 90, 90, 90], abs=1e-6)
+
+
+def test_metric_from_reflections_reproduces_the_cell():
+    cr = _crystal("WO3_monoclinic")
+    from synthxrd.match.library import structure_reflections
+
+    d, _, hkl = structure_reflections(cr)
+    g = R.metric_from_reflections(d, hkl)
+    assert g == pytest.approx(reciprocal_metric(cr.lattice), rel=1e-6)
+    assert R.metric_from_reflections(d[:4], hkl[:4]) is None  # too few to determine six components
+
+
+# --------------------------------------------------------------------------------------------------
+# fits of simulated patterns
+
+
+def test_anisotropic_strain_zero_shift_kalpha2_and_texture_are_recovered():
+    rutile = _crystal("TiO2_rutile")
+    truth = _strained(rutile, [0.995, 0.995, 1.03])
+    tt, y = _measured_like(truth, zero=0.03, kalpha2=True, texture=[0, 0, 1], r=0.85)
+    phase = R.phase_from_crystal(rutile, name="rutile", d_min=0.8)
+    assert phase.n_cell == 2
+    res = R.refine(tt, y, phase, wavelength="CuKa", preferred_orientation=[0, 0, 1])
+    assert res.converged, res.message
+    cell = res.phases[0].cell
+    assert cell[:3] == pytest.approx(lattice_parameters(truth.lattice)[:3], rel=5e-4)
+    assert cell[3:] == pytest.approx([90, 90, 90], abs=1e-6)
+    assert res.zero_shift == pytest.approx(0.03, abs=0.005)
+    assert res.phases[0].march_dollase == pytest.approx(0.85, abs=0.05)
+    assert 0.8 < res.gof < 1.3  # Rwp near Rexp: the model is the truth up to noise
+    assert np.all(res.phases[0].cell_esd[:3] > 0) and np.all(res.phases[0].cell_esd[:3] < 1e-3)
+    # Caglioti widths (started from the w0 + w1 tan fit): the same cell and fit quality
+    cag = R.refine(tt, y, phase, wavelength="CuKa", preferred_orientation=[0, 0, 1], caglioti=True)
+    assert cag.converged and len(cag.fwhm) == 3, cag.message
+    assert cag.phases[0].cell[:3] == pytest.approx(lattice_parameters(truth.lattice)[:3], rel=5e-4)
+    assert cag.rwp == pytest.approx(res.rwp, rel=0.02)
+    # without K-alpha2 in the model the fit is clearly worse
+    single = R.refine(tt, y, phase, wavelength="CuKa1", preferred_orientation=[0, 0, 1])
+    assert single.rwp > 1.5 * res.rwp
+
+
+def test_isotropic_strain_of_a_cubic_phase_single_line():
+    si = _crystal("Si")
+    truth = _strained(si, [1.02] * 3)
+    tt, y = _measured_like(truth, zero=-0.02, kalpha2=False, seed=3)
+    res = R.refine(tt, y, R.phase_from_crystal(si, name="Si", d_min=0.8), wavelength=CU_KA1)
+    assert res.converged, res.message
+    assert res.phases[0].cell[:3] == pytest.approx([5.431 * 1.02] * 3, rel=5e-4)  # Si.cif: a = 5.431
+    assert res.zero_shift == pytest.approx(-0.02, abs=0.005)
+    assert res.gof < 1.3
+
+
+def test_two_phases_are_refined_together():
+    rutile, si = _crystal("TiO2_rutile"), _crystal("Si")
+    truth_a, truth_b = _strained(rutile, [1.005, 1.005, 0.99]), _strained(si, [1.003] * 3)
+    tt, ya = _measured_like(truth_a, zero=0.02, kalpha2=False, seed=1, counts=10000)
+    _, yb = _measured_like(truth_b, zero=0.02, kalpha2=False, seed=2, counts=10000)
+    res = R.refine(tt, ya + yb, [R.phase_from_crystal(rutile, name="rutile", d_min=0.8),
+                                 R.phase_from_crystal(si, name="Si", d_min=0.8)], wavelength=CU_KA1)
+    assert res.converged, res.message
+    assert res.phases[0].cell[:3] == pytest.approx(lattice_parameters(truth_a.lattice)[:3], rel=5e-4)
+    assert res.phases[1].cell[:3] == pytest.approx(lattice_parameters(truth_b.lattice)[:3], rel=5e-4)
+    assert res.zero_shift == pytest.approx(0.02, abs=0.005) and res.gof < 1.3
+    assert sum(p.weight for p in res.phases) == pytest.approx(1.0)
+
+
+def test_le_bail_fit_of_a_cell_without_atoms():
+    truth = _strained(_crystal("TiO2_rutile"), [1.01, 1.01, 0.99])
+    tt, y = _measured_like(truth, zero=0.0, kalpha2=False, seed=5)
+    start = lattice_parameters(_crystal("TiO2_rutile").lattice)
+    phase = R.phase_from_cell(start, 136, d_min=0.9)
+    res = R.refine(tt, y, phase, wavelength=CU_KA1, two_theta_range=(20, 100))
+    assert res.converged, res.message
+    assert res.phases[0].cell[:3] == pytest.approx(lattice_parameters(truth.lattice)[:3], rel=5e-4)
+    # 100 is extinguished in P4_2/mnm (h0l: h + l odd absent; 100 is h00 with h odd)
+    assert not any((h == [1, 0, 0]).all() for h in phase.hkl)
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_input_gives_one_line_errors_or_a_not_converged_flag():
+    si = _crystal("Si")
+    tt, y = _measured_like(_strained(si, [1.0] * 3), zero=0.0, kalpha2=False, seed=7)
+    phase = R.phase_from_crystal(si, name="Si", d_min=0.8)
+    bad = y.copy()
+    bad[10] = np.nan
+    with pytest.raises(R.RefineError, match="finite"):
+        R.refine(tt, bad, phase)
+    with pytest.raises(R.RefineError, match="no reflection between"):
+        R.refine(tt, y, phase, two_theta_range=(10, 25))  # Si's first line is at 28.4 degrees
+    with pytest.raises(R.RefineError, match="no positive intensity"):
+        R.refine(tt, np.zeros_like(y), phase)
+    # the pattern's cell is 5 % larger than the bound allows: flagged, not silently accepted
+    far = R.phase_from_crystal(_strained(si, [0.95] * 3), name="Si small", d_min=0.8)
+    res = R.refine(tt, y, far, cell_bound=0.02, fwhm=(0.06, 0.03))
+    assert not res.converged and ("at the bound" in res.message or "explain nothing" in res.message), res.message
+    near = R.phase_from_crystal(_strained(si, [0.975] * 3), name="Si 2.5 % small", d_min=0.8)
+    res = R.refine(tt, y, near, cell_bound=0.02, fwhm=(0.06, 0.03))
+    assert not res.converged and "bound" in res.message, res.message
+    res = R.refine(tt, y, phase, max_nfev=1)
+    assert not res.converged and "not converged" in res.message
+    with pytest.raises(Exception, match="cell: expected"):
+        R.phase_from_cell([5.4, 5.4, -1, 90, 90, 90], 227, d_min=1.0)
+    with pytest.raises(Exception, match="spacegroup"):
+        R.phase_from_cell([5.4, 5.4, 5.4, 90, 90, 90], 231, d_min=1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# a measured pattern and the re-ranking of search-match
+
+
+def test_measured_xred_pattern_refines_to_its_cif_cell(experimental_data):
+    from synthxrd.io import read_pattern
+
+    rows = {r["sample_id"]: r for r in csv.DictReader(open(experimental_data / "manifest.csv"))
+            if r["variant"] == "raw"}
+    cif = experimental_data / rows["xred_PbSO4"]["cif_path"]
+    tt, y, _ = read_pattern(MEASURED / "PbSO4.csv")
+    phase = R.phase_from_crystal(cif, name="PbSO4", d_min=1.0)
+    res = R.refine(tt, y, phase, wavelength="CuKa", two_theta_range=(15, 70))
+    assert res.converged, res.message
+    start = lattice_parameters(to_crystal(cif).lattice)
+    assert res.phases[0].cell[:3] == pytest.approx(start[:3], rel=0.01)
+    assert res.rwp < 0.5 * res.rwp_background  # the phase explains the pattern
+
+
+@pytest.fixture(scope="module")
+def default_library():
+    from synthxrd.match import ReferenceLibrary
+
+    return ReferenceLibrary.load()
+
+
+@pytest.mark.parametrize("name, formula, spacegroup", [("TiO2_rutile", "TiO2", 136), ("ZnO_wurtzite", "ZnO", 186)])
+def test_anisotropically_strained_known_phase_is_first_after_refinement(default_library, name, formula, spacegroup):
+    from synthxrd import simulate
+
+    cr = _crystal(name)
+    truth = _strained(cr, [1, 1, 1.04])
+    grid = np.linspace(5, 90, 8501)
+    y = simulate.pattern(truth, rng=np.random.default_rng(1), crystallite_size_nm=50)
+    plain = default_library.search(grid, y, k=10)[0]
+    assert formula not in [(m.formula) for m in plain[:1]]  # the isotropic search alone misses it
+    best = default_library.search(grid, y, k=5, refine=True)[0]
+    assert (best[0].formula, best[0].spacegroup) == (formula, spacegroup)
+    assert best[0].rwp is not None and best[0].converged
+    expected = lattice_parameters(truth.lattice)
+    assert best[0].cell[:3] == pytest.approx(expected[:3], rel=2e-3)
+    assert best[0].rwp < best[1].rwp
+
+
+# --------------------------------------------------------------------------------------------------
+# the command
+
+
+def test_refine_command_le_bail_and_plot(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    png = tmp_path / "fit.png"
+    rc = main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90", "--spacegroup", "62",
+               "--wavelength", "CuKa", "--range", "15", "50", "--plot", str(png)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "Rwp" in out and "GoF" in out and "cell  a 8.4" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_refine_command_usage_errors(capsys):
+    from synthxrd.cli import main
+
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90"]) == 2
+    assert "--cell needs --spacegroup" in capsys.readouterr().err
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40", "--spacegroup", "62"]) == 2
+    assert "--cell: expected six numbers" in capsys.readouterr().err
+
+
+def test_profile_kernel_matches_its_numpy_twin():
+    from synthxrd._refine_kernels import profile_block, profile_block_numpy
+
+    rng = np.random.default_rng(2)
+    tt = np.sort(rng.uniform(10, 80, 3000))
+    centre = rng.uniform(5, 85, 40)
+    fwhm = rng.uniform(0.03, 0.4, 40)
+    amp = rng.uniform(0, 2, 40)
+    col = rng.integers(0, 3, 40)
+    got = profile_block(tt, centre, fwhm, amp, col, 0.3, R.WINDOW_FWHM, 3)
+    assert got == pytest.approx(profile_block_numpy(tt, centre, fwhm, amp, col, 0.3, R.WINDOW_FWHM, 3), abs=1e-12)
+    # and the kernel's peak is the area-normalised pseudo-Voigt of the module
+    fine = np.linspace(20, 40, 20001)
+    one = profile_block(fine, np.array([30.0]), np.array([0.2]), np.array([1.0]), np.array([0]), 0.3, 1000.0, 1)[0]
+    assert one == pytest.approx(R.pseudo_voigt(fine - 30.0, 0.2, 0.3), rel=1e-12)
+
+
+def test_bench_refine_compares_search_with_and_without_refinement(shared_data, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    # a child process: the benchmark pins itself to one core, which must not stay with the test session
+    patterns = shared_data / "experimental" / "rruff_dev" / "rruff_dev300.npz"
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "synthxrd", "bench", "refine", "--patterns", str(patterns),
+                          "--max-patterns", "3", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "search + refinement" in run.stdout and "one fit (rutile" in run.stdout
+
+    result = json.loads(out.read_text())
+    assert result["n_patterns"] == 3 and 0 <= result["refined"]["top1"] <= 1
+    assert result["one_fit"]["synthxrd_cell"] == pytest.approx(result["one_fit"]["truth_cell"], rel=5e-4)
