@@ -39,6 +39,11 @@ FIT_MATCHES = 50
 _BATCH = 64
 
 
+def _name(source: str | None) -> str:
+    """A file's name (not this machine's folders) for the rule's metadata; shipped things as they are."""
+    return "shipped" if not source else source if source.startswith("shipped") else Path(source).name
+
+
 def strained(crystal, rng: np.random.Generator):
     """``crystal`` with its cell scaled by U(1 - 0.03, 1 + 0.03) x U(0.99, 1.01) per axis."""
     from synthxrd.structure import Crystal
@@ -129,8 +134,8 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         "n_held_out": int((~is_known).sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
-        "model": predictor.source, "seed": int(seed), "package_version": __version__,
-        "split": split.path or "shipped"})
+        "model": _name(predictor.source), "seed": int(seed), "package_version": __version__,
+        "split": _name(split.path)})
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}
