@@ -106,7 +106,7 @@ def test_export_fits_the_rule_on_the_calibration_part(tiny_run, tmp_path, capsys
     lib = ReferenceLibrary.build(str(EXAMPLES))
     library = lib.save(tmp_path / "examples.npz")
     ids = lib.ids.tolist()
-    parts = ["statistics"] * 3 + ["calibration"] * 3 + ["test"] * (len(ids) - 6)
+    parts = ["statistics"] + ["calibration"] * 6 + ["test"] * (len(ids) - 7)
     Split(np.array(ids), np.array([f"p{i}" for i in range(len(ids))]), np.array(parts)).write(tmp_path / "split.csv")
     out = tmp_path / "fitted.pt"
     assert main(["export", str(tiny_run), str(out), "--library", str(library), "--source", str(EXAMPLES),

@@ -3,12 +3,13 @@
 Patterns: augmented patterns (an :mod:`synthxrd.augment` preset; ``calibration`` by default: peak
 shapes, K-alpha2, shifts, texture, Debye-Waller, noise and impurities, without the cropping and
 background of ``default``, which make the search far worse on simulated patterns than on measured
-ones; docs/search_match.md) of
+ones; docs/search_match.md) of structures of the held-out part of the prototype split (the
+calibration part where the split has one, else the test part), never of the statistics part (the
+network's training crystals), with their lattice strained (isotropic scale
+U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions):
 
-* structures of the library outside the held-out part, with their lattice strained (isotropic scale
-  U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions),
-* structures of the held-out part of the prototype split (the calibration part where the split has
-  one, else the test part), searched with that part left out of the library
+* ``n_library`` of them searched against the whole library, which holds them,
+* ``n_held_out`` others searched with their part left out of the library
   (:meth:`~synthxrd.match.ReferenceLibrary.without_part`: by id and by prototype, in every source),
 
 so that the rule learns both "the library knows it" and "nobody knows it". The parameters maximise
@@ -103,11 +104,11 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     part = part or ("calibration" if "calibration" in set(split.parts.tolist()) else "test")
     fit_library = library.without_part(split, part)
     held = np.isin(library.ids, split.ids_of(part))
-    if held.sum() < n_held_out or len(fit_library) < n_library:
-        raise DataError(f"fusion fit: {library.label} has {int(held.sum())} structures of the {part} part and "
-                        f"{len(fit_library)} others; asked for {n_held_out} and {n_library}")
-    known = rng.choice(fit_library.ids, n_library, replace=False).tolist()
-    unknown = rng.choice(library.ids[held], n_held_out, replace=False).tolist()
+    if held.sum() < n_library + n_held_out:
+        raise DataError(f"fusion fit: {library.label} has {int(held.sum())} structures of the {part} part; "
+                        f"asked for {n_library} + {n_held_out}")
+    chosen = rng.choice(library.ids[held], n_library + n_held_out, replace=False).tolist()
+    known, unknown = chosen[:n_library], chosen[n_library:]
     crystals = read_crystals(sources, known + unknown)
     ids = [i for i in known + unknown if i in crystals]
     if len(ids) < (n_library + n_held_out) // 2:
@@ -121,8 +122,12 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         augmented_patterns(CrystalBatch.from_crystals([batch[j] for j in range(a, min(a + _BATCH, len(ids)))]),
                            config, rng, grid=grid) for a in range(0, len(ids), _BATCH)])
     network = predictor.predict_grid(patterns)
-    matches = fit_library.search(grid.values(), patterns, k=FIT_MATCHES)
     is_known = np.isin(ids, known)
+    matches: list = [None] * len(ids)  # the known ones against the library, the others with their part left out
+    for lib, sel in ((library, is_known), (fit_library, ~is_known)):
+        rows = np.flatnonzero(sel)
+        for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES) if len(rows) else []):
+            matches[r] = m
     if save_data:
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known,
                             scores=np.array([[m.score for m in ms] + [0.0] * (FIT_MATCHES - len(ms))
