@@ -375,3 +375,24 @@ def test_init_weights_starts_a_new_run_from_an_export(uninterrupted, tmp_path):
     with pytest.raises(DataError, match="junk.pt"):
         train(TrainConfig(out=str(tmp_path / "junk"), max_steps=1, **TINY, init_weights=str(tmp_path / "junk.pt")),
               progress=False)
+
+
+def test_read_scalars_follows_the_order_the_files_were_started_not_their_names(tmp_path):
+    """Two writers started in the same second are named by a counter ("...10" sorts before "...9"):
+    the series follow the files' start times, and a later file replaces the steps it writes again."""
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from synthxrd.plot import read_scalars
+
+    for session, steps in enumerate(([1, 2, 3, 4], [4, 5, 6])):
+        writer = SummaryWriter(log_dir=str(tmp_path / f"s{session}"))
+        for step in steps:
+            writer.add_scalar("train/loss", 10.0 * session + step, step)
+        writer.close()
+        time.sleep(0.05)
+    first, second = (next((tmp_path / f"s{k}").glob("*tfevents*")) for k in (0, 1))
+    second.rename(tmp_path / "events.out.tfevents.0000000001.host.1.10")  # the later file sorts first
+    first.rename(tmp_path / "events.out.tfevents.0000000001.host.1.9")
+    assert read_scalars(tmp_path)["train/loss"] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0), (5, 15.0), (6, 16.0)]

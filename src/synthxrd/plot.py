@@ -97,12 +97,31 @@ def plot_pattern(
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalar series of a run's TensorBoard event files: tag -> [(step, value), ...]."""
+    """All scalar series of a run's TensorBoard event files: tag -> [(step, value), ...].
+
+    The files are read in the order they were started (the wall time of their first event, not their
+    names: two writers started in the same second are named by a process-wide counter, and "...10"
+    sorts before "...9"), and a later file replaces the steps it writes again, from its first step on
+    (as a resumed run's writer purges them)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    loaded = []
+    for file in sorted(Path(run_dir).glob("*tfevents*")):
+        acc = EventAccumulator(str(file), size_guidance={"scalars": 0})
+        acc.Reload()
+        try:
+            started = acc.FirstEventTimestamp()
+        except ValueError:  # an empty file
+            continue
+        series = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+        loaded.append((started, series))
+    out: dict[str, list[tuple[int, float]]] = {}
+    for _, series in sorted(loaded, key=lambda item: item[0]):
+        for tag, points in series.items():
+            if points:
+                first = min(step for step, _ in points)
+                out[tag] = [p for p in out.get(tag, []) if p[0] < first] + points
+    return out
 
 
 def plot_training(path: str | Path, runs: dict[str, str | Path]) -> Path:
