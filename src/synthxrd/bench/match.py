@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics", "summary_lines", "default_patterns"]
+__all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics", "summary_lines", "default_patterns",
+           "labelled_patterns"]
 
 
 def default_patterns():
@@ -31,6 +32,22 @@ def default_patterns():
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give --patterns NPZ (two_theta, patterns, spacegroup)")
     return path
+
+
+def labelled_patterns(path, max_patterns: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(two_theta (M,), patterns (N, M), spacegroup (N,)) of an .npz of labelled patterns (the layout
+    of rruff_dev), the first ``max_patterns`` of them (0: all); :class:`DataError` naming the file."""
+    from synthxrd.errors import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tt, x, labels = (data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64),
+                             data["spacegroup"])
+    except (KeyError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: needs arrays two_theta, patterns, spacegroup ({exc})") from None
+    if max_patterns:
+        x, labels = x[:max_patterns], labels[:max_patterns]
+    return tt, x, labels
 
 
 def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406, k: int = 10,
@@ -90,17 +107,8 @@ def run_bench(*, library_path=None, patterns_path=None, max_patterns: int = 0, n
     from synthxrd.bench.common import machine_info, pin_single_core
     from synthxrd.match import ReferenceLibrary
 
-    from synthxrd.errors import DataError
-
     pinned = pin_single_core()
-    try:
-        with np.load(patterns_path, allow_pickle=False) as data:
-            tt, x, labels = (data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64),
-                             data["spacegroup"])
-    except (KeyError, OSError, ValueError) as exc:
-        raise DataError(f"{patterns_path}: needs arrays two_theta, patterns, spacegroup ({exc})") from None
-    if max_patterns:
-        x, labels = x[:max_patterns], labels[:max_patterns]
+    tt, x, labels = labelled_patterns(patterns_path, max_patterns)
     t0 = time.perf_counter()
     library = ReferenceLibrary.load(library_path)
     load_s = time.perf_counter() - t0

@@ -25,21 +25,13 @@ def run_bench(*, library_path=None, patterns_path=None, max_patterns: int = 0, s
     at Cu K-alpha1 (rruff_dev's layout). ``settings``: :class:`synthxrd.match.rerank.RerankSettings`.
     """
     from synthxrd.bench.common import machine_info, pin_single_core
-    from synthxrd.bench.match import ranking_metrics, spacegroup_ranking
-    from synthxrd.errors import DataError
+    from synthxrd.bench.match import labelled_patterns, ranking_metrics, spacegroup_ranking
     from synthxrd.match import ReferenceLibrary
     from synthxrd.match.rerank import RerankSettings
 
     settings = settings or RerankSettings()
     pinned = pin_single_core()
-    try:
-        with np.load(patterns_path, allow_pickle=False) as data:
-            tt, x, labels = (data["two_theta"].astype(np.float64), data["patterns"].astype(np.float64),
-                             data["spacegroup"])
-    except (KeyError, OSError, ValueError) as exc:
-        raise DataError(f"{patterns_path}: needs arrays two_theta, patterns, spacegroup ({exc})") from None
-    if max_patterns:
-        x, labels = x[:max_patterns], labels[:max_patterns]
+    tt, x, labels = labelled_patterns(patterns_path, max_patterns)
     library = ReferenceLibrary.load(library_path)
     library.search(tt, x[:1], k=1, refine=settings)  # renders the library and its structure types (cached)
     t0 = time.perf_counter()
