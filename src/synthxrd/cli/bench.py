@@ -34,21 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="trainer and data stream on the CPU (park_big, resnet10)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (default 10)")
-    p = sub.add_parser("match", help="search-match vs the naive nearest-neighbour baseline")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--patterns", metavar="NPZ", default=None,
-                   help="labelled patterns: two_theta, patterns, spacegroup (default: "
-                        "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
-    p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
-    p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
-    p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    p = sub.add_parser("refine", help="search-match alone vs with refinement; one fit vs lmfit")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--patterns", metavar="NPZ", default=None,
-                   help="labelled patterns: two_theta, patterns, spacegroup (default: "
-                        "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
-    p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
-    p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
+    for name, help_ in (("match", "search-match vs the naive nearest-neighbour baseline"),
+                        ("refine", "search-match alone vs with refinement; one fit vs lmfit")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+        p.add_argument("--patterns", metavar="NPZ", default=None,
+                       help="labelled patterns: two_theta, patterns, spacegroup (default: "
+                            "../shared/data/experimental/rruff_dev/rruff_dev300.npz)")
+        p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
+        p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
+        if name == "match":
+            p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
 
 
 def run(args: argparse.Namespace) -> int:

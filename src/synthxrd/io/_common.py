@@ -95,6 +95,19 @@ class Source:
         return self.text.lstrip()[:HEAD_CHARS]
 
 
+def open_zip(data: bytes, path: str, kind: str = ""):
+    """An open :class:`zipfile.ZipFile` of ``data`` (a .brml, a .rasx); a broken archive is a
+    :class:`DataError` naming the file and its kind (``"Rigaku RASX: "``)."""
+    import io
+    import zipfile
+    import zlib
+
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        raise DataError(f"{path}: {kind}broken zip archive ({exc})") from None
+
+
 def zip_member(archive, name: str, path: str, kind: str = "") -> bytes:
     """The bytes of member ``name`` of an open :class:`zipfile.ZipFile` (a .brml, a .rasx), at most
     :data:`MAX_XML_BYTES`; a damaged member (bad CRC or header, offsets out of the file, an unknown

@@ -37,16 +37,13 @@
 
 from __future__ import annotations
 
-import io as _stdio
 import re
 import struct
-import zipfile
-import zlib
 
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import Source, UnknownFormat, record_tube, zip_member
+from synthxrd.io._common import Source, UnknownFormat, open_zip, record_tube, zip_member
 from synthxrd.io._xml import first, float_of, local, parse_xml
 from synthxrd.io.wavelength import anode_lines
 
@@ -286,11 +283,7 @@ def _natural_key(name: str) -> list:
 def _brml_members(source: Source, meta: dict):
     """The parsed first ``RawData*.xml``, its name, and the XML that holds the tube wavelengths (or None)."""
     path = source.path
-    try:
-        archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
-        raise DataError(f"{path}: broken zip archive ({exc})") from None
-    with archive:
+    with open_zip(source.data, path) as archive:
         raw = sorted((n for n in archive.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=_natural_key)
         if not raw:
             if source.ext in (".xlsx", ".xlsm", ".ods"):

@@ -30,15 +30,12 @@
 
 from __future__ import annotations
 
-import io as _stdio
 import re
-import zipfile
-import zlib
 
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.io._common import Source, numbers, record_tube, text_start, zip_member
+from synthxrd.io._common import Source, numbers, open_zip, record_tube, text_start, zip_member
 from synthxrd.io._xml import first, float_of, local, parse_xml
 from synthxrd.io.wavelength import anode_lines, apply_header, scan_header
 
@@ -150,11 +147,7 @@ def _with_attenuation(rows: list[list[float]], path: str, meta: dict) -> tuple[n
 def read_rasx(source: Source, meta: dict):
     """2theta and intensity of ``Data0`` of a RASX archive (see module docstring); no line numbers."""
     path = source.path
-    try:
-        archive = zipfile.ZipFile(_stdio.BytesIO(source.data))
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
-        raise DataError(f"{path}: Rigaku RASX: broken zip archive ({exc})") from None
-    with archive:
+    with open_zip(source.data, path, "Rigaku RASX: ") as archive:
         names = archive.namelist()
         profiles = [n for n in names if _RASX_PROFILE.match(n)]
         meta["n_scans"] = len(profiles)
