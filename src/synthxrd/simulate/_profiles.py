@@ -1,5 +1,5 @@
-"""Compiled kernels of :mod:`synthxrd.augment` (private; the numpy functions of ``augment`` are the
-readable reference and the test oracle).
+"""Compiled kernels of :mod:`synthxrd.augment` (private; the numpy functions of
+:mod:`synthxrd.simulate.physics`, re-exported by ``augment``, are the readable reference and the test oracle).
 
 * :func:`build_lines` turns the unmerged reflections of each crystal into the line list of one
   measurement: per-reflection texture (March-Dollase) factors, merging of reflections at the

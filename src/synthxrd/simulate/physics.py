@@ -37,6 +37,12 @@ __all__ = [
     "SCHERRER_K",
     "FWHM_TO_SIGMA",
     "scherrer_fwhm",
+    "same_d_two_theta",
+    "debye_waller_factor",
+    "displacement_shift",
+    "march_dollase",
+    "line_fwhm_eta",
+    "pseudo_voigt",
 ]
 
 #: 41.78214 = 4 pi^2 / ... constant of the four-Gaussian fit convention used by pymatgen
@@ -210,3 +216,92 @@ def gaussian_profile(
     x = np.asarray(grid)[None, :] - np.asarray(two_theta)[:, None]
     gauss = np.exp(-(x**2) / (2.0 * sigma[:, None] ** 2)) / (sigma[:, None] * np.sqrt(2.0 * np.pi))
     return np.asarray(intensity) @ gauss
+
+
+# ------------------------------------------------------------------------------------------------
+# Sample and instrument effects of a laboratory scan (the numpy references of the compiled kernels
+# in :mod:`synthxrd.simulate._profiles`, used by :mod:`synthxrd.augment`; angles in degrees 2theta,
+# wavelengths in Angstrom).
+
+
+def _default_wavelength(wavelength: float | None) -> float:
+    """``wavelength``, or :data:`synthxrd.simulate.common.DEFAULT_WAVELENGTH` (Cu K-alpha1) for None."""
+    if wavelength is None:
+        from synthxrd.simulate.common import DEFAULT_WAVELENGTH  # common imports this module
+
+        return DEFAULT_WAVELENGTH
+    return wavelength
+
+
+def same_d_two_theta(two_theta: np.ndarray, lambda1: float, lambda2: float) -> np.ndarray:
+    """2theta at ``lambda2`` of the d-spacing that diffracts at ``two_theta`` for ``lambda1`` (Bragg).
+
+    sin(theta2) = sin(theta1) lambda2/lambda1 (J. A. Bearden, Rev. Mod. Phys. 39 (1967) 78 for the
+    K-alpha lines). A d-spacing without a Bragg angle at ``lambda2`` (sin(theta2) > 1) gives 180.
+    """
+    s = np.sin(np.radians(np.asarray(two_theta, np.float64) / 2.0)) * lambda2 / lambda1
+    return np.degrees(2.0 * np.arcsin(np.clip(s, -1.0, 1.0)))
+
+
+def debye_waller_factor(two_theta: np.ndarray, b: float, wavelength: float | None = None) -> np.ndarray:
+    """Intensity factor exp(-2 B s^2), s = sin(theta)/lambda (B in Angstrom^2).
+
+    Isotropic B (B. T. M. Willis, A. W. Pryor, *Thermal Vibrations in Crystallography*, Cambridge
+    1975); ``wavelength`` None is Cu K-alpha1 (``DEFAULT_WAVELENGTH``).
+    """
+    s = np.sin(np.radians(np.asarray(two_theta, np.float64) / 2.0)) / _default_wavelength(wavelength)
+    return np.exp(-2.0 * b * s * s)
+
+
+def displacement_shift(two_theta: np.ndarray, displacement_mm: float, radius_mm: float) -> np.ndarray:
+    """Peak shift (degrees 2theta) of a sample displaced by s: -(180/pi) 2 s cos(theta) / R.
+
+    s > 0: sample surface below the goniometer axis (peaks move to lower angles); R the goniometer
+    radius (H. P. Klug, L. E. Alexander, *X-Ray Diffraction Procedures*, 2nd ed., Wiley 1974, ch. 5).
+    """
+    return -np.degrees(2.0 * displacement_mm * np.cos(np.radians(np.asarray(two_theta, np.float64) / 2.0)) / radius_mm)
+
+
+def march_dollase(cos_alpha: np.ndarray, r: float | np.ndarray) -> np.ndarray:
+    """March-Dollase factor P = (r^2 cos^2 alpha + sin^2 alpha / r)^(-3/2) (Dollase 1986, eq. 9).
+
+    Normalised: the mean of P over all directions (uniform on the sphere) is 1 for every r > 0
+    (W. A. Dollase, J. Appl. Cryst. 19 (1986) 267-272).
+    """
+    c2 = np.clip(np.asarray(cos_alpha, np.float64) ** 2, 0.0, 1.0)
+    r = np.asarray(r, np.float64)
+    return (r * r * c2 + (1.0 - c2) / r) ** -1.5
+
+
+def line_fwhm_eta(two_theta, wavelength: float | None = None, *, size_nm: float, strain: float = 0.0,
+                  u: float = 0.0, v: float = 0.0, w: float = 0.0, x: float = 0.0, y: float = 0.0,
+                  xi: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(FWHM in degrees, eta) of the Thompson-Cox-Hastings pseudo-Voigt at ``two_theta`` (degrees).
+
+    H_G^2 = U tan^2 + V tan + W + (1 - xi)^2 (H_size^2 + H_strain^2), H_L = X tan + Y/cos + xi (H_size +
+    H_strain); H_size = (180/pi) 0.9 lambda/(tau cos theta), H_strain = (180/pi) 4 eps tan theta;
+    H^5 = H_G^5 + 2.69269 H_G^4 H_L + 2.42843 H_G^3 H_L^2 + 4.47163 H_G^2 H_L^3 + 0.07842 H_G H_L^4 + H_L^5,
+    eta = 1.36603 q - 0.47719 q^2 + 0.11116 q^3 with q = H_L/H (TCH 1987, eqs. 3-4: P. Thompson,
+    D. E. Cox, J. B. Hastings, J. Appl. Cryst. 20 (1987) 79-83). ``wavelength`` None is Cu K-alpha1.
+    """
+    theta = np.radians(np.asarray(two_theta, np.float64) / 2.0)
+    t, c = np.tan(theta), np.cos(theta)
+    h_size = scherrer_fwhm(_default_wavelength(wavelength), size_nm, c)
+    h_strain = np.degrees(4.0 * strain * t)
+    hg = np.sqrt(np.maximum(u * t * t + v * t + w + (1.0 - xi) ** 2 * (h_size**2 + h_strain**2), 0.0))
+    hl = x * t + y / c + xi * (h_size + h_strain)
+    h = (hg**5 + 2.69269 * hg**4 * hl + 2.42843 * hg**3 * hl**2 + 4.47163 * hg**2 * hl**3
+         + 0.07842 * hg * hl**4 + hl**5) ** 0.2
+    q = hl / h
+    return h, np.clip(1.36603 * q - 0.47719 * q * q + 0.11116 * q**3, 0.0, 1.0)
+
+
+def pseudo_voigt(x: np.ndarray, center: float, fwhm: float, eta: float) -> np.ndarray:
+    """Area-1 pseudo-Voigt eta L + (1 - eta) G of FWHM ``fwhm``, untruncated.
+
+    G = (2/H) sqrt(ln2/pi) exp(-4 ln2 (x - c)^2 / H^2), L = (2/(pi H)) / (1 + 4 (x - c)^2 / H^2).
+    """
+    d = (np.asarray(x, np.float64) - center) / fwhm
+    g = 2.0 / fwhm * math.sqrt(math.log(2.0) / math.pi) * np.exp(-4.0 * math.log(2.0) * d * d)
+    lor = 2.0 / (math.pi * fwhm) / (1.0 + 4.0 * d * d)
+    return eta * lor + (1.0 - eta) * g
