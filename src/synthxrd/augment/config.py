@@ -42,7 +42,7 @@ class AugmentConfig:
     Every ``*_probability`` is the chance per pattern that the component is present, every range
     ``(low, high)`` is sampled uniformly per pattern (``noise_peak_counts`` and ``crop_step``
     log-uniformly, so that typical scans are as fine as typical measurements). See the
-    module docstring for the formulas, defaults and references; the defaults marked [R] there were
+    docstring of :mod:`synthxrd.augment` for the formulas, defaults and references; the defaults marked [R] there were
     fitted to measured patterns with ``synthxrd realism`` (docs/realism.md).
     """
 

@@ -59,7 +59,7 @@ def line_list(
     grid: Grid = Grid(),
     wavelength: float | str = DEFAULT_WAVELENGTH,
 ) -> LineList:
-    """The lines (stages 1-5 of the module docstring) that :func:`render_with` draws.
+    """The lines (stages 1-5 of :mod:`synthxrd.augment`) that :func:`render_with` draws.
 
     The impurity scale and the :data:`REL_DROP` cut refer to the strongest merged peak on ``grid``.
     """
