@@ -163,7 +163,8 @@ from synthxrd.augment.rendering import (MIN_WINDOW_FWHM, TAIL_MARGIN_CAP_DEG, TA
                                         add_counting_noise, augmented_patterns, reflection_window, render,
                                         render_with)
 # the reference formulas (numpy; documentation and test oracles of the kernels) live in simulate.physics
-from synthxrd.simulate.physics import debye_waller_factor, displacement_shift, line_fwhm_eta, march_dollase, pseudo_voigt
+from synthxrd.simulate.physics import (debye_waller_factor, displacement_shift, line_fwhm_eta, march_dollase,
+                                       pseudo_voigt)
 from synthxrd.simulate.physics import same_d_two_theta as kalpha2_two_theta
 
 __all__ = [

@@ -17,8 +17,8 @@ from synthxrd.predict import N_SPACEGROUPS, failure_message
 if TYPE_CHECKING:
     from synthxrd.predict import Predictor
 
-__all__ = ["evaluate_manifest", "evaluate_dataset", "evaluate_patterns", "evaluate_validation_set", "temperature_report",
-           "calibrate_on_validation_set"]
+__all__ = ["evaluate_manifest", "evaluate_dataset", "evaluate_patterns", "evaluate_validation_set",
+           "temperature_report", "calibrate_on_validation_set"]
 
 #: Patterns per forward pass chunk when evaluating datasets.
 _CHUNK = 1024

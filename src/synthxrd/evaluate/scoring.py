@@ -10,8 +10,8 @@ import numpy as np
 from synthxrd.predict import N_SPACEGROUPS, crystal_system_probabilities, extinction_group_probabilities, ranking
 from synthxrd.symmetry import crystal_system_table, extinction_group_table
 
-__all__ = ["N_BINS", "MATCH_BINS", "N_CONFUSION_GROUPS", "COVERAGE_THRESHOLDS", "topk_hits", "expected_calibration_error",
-           "metrics", "prior_probabilities"]
+__all__ = ["N_BINS", "MATCH_BINS", "N_CONFUSION_GROUPS", "COVERAGE_THRESHOLDS", "topk_hits",
+           "expected_calibration_error", "metrics", "prior_probabilities"]
 
 #: Bins of the reliability table of the match confidence (few patterns per bin on a development set).
 MATCH_BINS = 5
