@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 import warnings
 from contextlib import ExitStack, nullcontext
@@ -38,16 +37,16 @@ from synthxrd.config import available_cores, merge, to_dict, to_toml
 from synthxrd.data import BatchMaker, StreamConfig, make_stream
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import lock_folder, remove_stale_temporaries, write_json, write_text
-from synthxrd.models.checkpoint import (InputSpec, checkpoint_input, export_model, load_checkpoint, load_model,
-                                        portable_config, save_checkpoint)
+from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, portable_config
 from synthxrd.models.device import resolve_device
+from synthxrd.train_session import (BEST, CHECKPOINT, SNAPSHOTS, _agreed_stop, _calibrate,  # noqa: F401
+                                    _check_run_folder, _distributed, _final_checkpoint, _initial_weights,
+                                    _previous_summary, _resume_checkpoint, _StopFlag, _stream_failure,
+                                    _validate_and_checkpoint)
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
            "topk_accuracy", "lr_factor", "predict_logits"]
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-SNAPSHOTS = "snapshots"  # weights-only checkpoints every snapshot_every steps (synthxrd evaluate loads them)
 
 
 @dataclass(frozen=True)
@@ -233,25 +232,6 @@ def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, ba
             "top5": acc[min(5, logits.shape[1])], "n": n}
 
 
-def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, device
-               ) -> dict[str, Any] | None:
-    """Fit the softmax temperature (:func:`synthxrd.evaluate.temperature_report`) of the weights in
-    ``path`` on the validation set that selects them (``match``, else ``random``) and store it in that file."""
-    from synthxrd.evaluate import temperature_report
-
-    name = "match" if "match" in val_sets else "random" if "random" in val_sets else None
-    if name is None or not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    model.load_state_dict(ckpt["model"])
-    x, y = val_sets[name]
-    info = {**temperature_report(predict_logits(model, x, device=device), y), "fitted_on": name,
-            "step": int(ckpt["step"]), "file": path.name}
-    ckpt["calibration"] = info
-    save_checkpoint(path, ckpt)
-    return info
-
-
 #: The :class:`TrainConfig` fields that define the training stream: those of :class:`synthxrd.data.StreamConfig`.
 STREAM_FIELDS = tuple(f.name for f in fields(StreamConfig))
 
@@ -275,13 +255,15 @@ def replayed_batches(meta: dict[str, Any], config: TrainConfig) -> int:
     return int(meta.get("step", 0))
 
 
-def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Validation inputs (:meth:`InputSpec.apply`) and class indices; ``random`` from a separate synthetic stream."""
+def _validation_sets(config: TrainConfig, classes: np.ndarray, *, stacklevel: int = 3
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Validation inputs (:meth:`InputSpec.apply`) and class indices; ``random`` from a separate synthetic stream.
+    ``stacklevel``: of the warning about a missing validation_dir (3: the caller's caller)."""
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     names = list(config.val_sets)
     if names != ["random"] and not config.validation_dir and "random" in names:
         warnings.warn(f"no validation_dir: validating on the random set only (skipping {[n for n in names if n != 'random']}; "
-                      "build real-crystal sets with `synthxrd validation build`)", stacklevel=3)
+                      "build real-crystal sets with `synthxrd validation build`)", stacklevel=stacklevel)
         names = ["random"]
     spec = InputSpec(step=config.grid_step, clean=config.clean_input)
     if "random" in names and config.n_val_random > 0:
@@ -306,131 +288,6 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray) -> dict[str, tupl
     return sets
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, initialising the process group if needed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
-
-
-def _agreed_stop(local: bool, world: int, device) -> bool:
-    """Whether any rank wants to stop (a one-element all-reduce under DDP), so that all stop together."""
-    if world <= 1:
-        return local
-    import torch
-    import torch.distributed as dist
-
-    flag = torch.tensor([1.0 if local else 0.0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item() > 0)
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checkpoints and exits at the next step boundary."""
-
-    def __init__(self) -> None:
-        self.raised: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.raised = signal.Signals(signum).name
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _check_run_folder(out: Path, *, resume: bool) -> None:
-    """The run folder rules: a new run needs a folder without a run (one whose start failed before its
-    first checkpoint holds only config.toml/run.json and may be reused); a resumed run needs a checkpoint."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the run")
-    has_checkpoint = (out / CHECKPOINT).is_file()
-    if resume and not has_checkpoint:
-        raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}: the run stopped before its first checkpoint); "
-                          f"start it again with --out {out}")
-    if not resume and (out / CHECKPOINT).exists():
-        raise ConfigError(f"{out} already holds a run; resume it with `synthxrd train --resume {out}` or choose another --out")
-
-
-def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> dict[str, Any]:
-    """The training checkpoint at ``path``, checked against this run's classes and network before any
-    state is loaded (:class:`DataError` naming what differs)."""
-    ckpt = load_checkpoint(path)
-    missing = [k for k in ("model", "optimizer", "scheduler", "step", "torch_rng", "classes", "model_config")
-               if k not in ckpt]
-    if missing:
-        raise DataError(f"{path}: not a checkpoint of synthxrd train (no {missing[0]!r}); an exported model "
-                        "cannot be resumed")
-    if [int(c) for c in ckpt["classes"]] != [int(c) for c in classes]:
-        raise DataError(f"{path}: the statistics give other classes than the checkpoint ({len(classes)} against "
-                        f"{len(ckpt['classes'])}); resume with the same statistics and min_count")
-    if dict(ckpt["model_config"]) != dict(model_config):
-        raise DataError(f"{path}: the checkpoint holds the network {ckpt['model_config']}, this run builds "
-                        f"{model_config}; resume with the same model and options")
-    return ckpt
-
-
-def _initial_weights(path: Path, classes: np.ndarray, model_config: dict,
-                     spec: InputSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The float32 weights and the metadata of a checkpoint or exported model (``init_weights``, read by
-    :func:`load_model`), checked to fit this run's classes, network and input grid (:class:`DataError`
-    naming what differs). Continues a campaign whose run folder is lost from its last export: the
-    optimizer and schedule start afresh (with ``warmup_steps``), as in fine-tuning."""
-    loaded, loaded_classes, meta = load_model(path)
-    differs = {
-        "classes": loaded_classes.tolist() != [int(c) for c in classes],
-        "network": dict(meta["model_config"]) != dict(model_config),
-        # the grid, not the cleaning: a network continues from raw to clean inputs as from any other data
-        "input grid": {**checkpoint_input(meta).to_dict(), "clean": spec.clean} != spec.to_dict(),
-    }
-    bad = [k for k, d in differs.items() if d]
-    if bad:
-        raise DataError(f"{path}: init_weights has another {bad[0]} than this run "
-                        f"(classes {len(loaded_classes)} vs {len(classes)}, network {meta['model_config']} vs "
-                        f"{model_config}); train with the same statistics, min_count, model and grid")
-    return loaded.state_dict(), meta
-
-
-def _previous_summary(path: Path) -> dict[str, Any]:
-    """The ``summary.json`` of an earlier session of the run (empty if it is unreadable)."""
-    import json
-
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
-
-
-def _stream_failure(exc: RuntimeError, when: str) -> str:
-    """One line for a failed data stream (a killed data worker reaches the trainer from ``next(stream)``,
-    :func:`synthxrd.data.make_stream`)."""
-    what = "a data worker died" if "DataLoader worker" in str(exc) else "the data stream failed"
-    return f"{what} {when} ({str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__})"
-
-
-def _finite(model) -> bool:
-    """Whether every parameter of ``model`` is finite (checked before weights are validated or saved)."""
-    import torch
-
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (steps, final losses, validation metrics).
 
@@ -444,16 +301,75 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
 def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitStack) -> dict[str, Any]:
     """:func:`train`; ``cleanup`` closes the data stream however this ends (a failed write: no worker is
-    left behind for the interpreter to wait for)."""
-    import torch
+    left behind for the interpreter to wait for). The steps, in order: :func:`_open_run`,
+    :func:`_build_model`, :func:`_build_optimizer`, :func:`_restore_weights`, :func:`_distribute_model`,
+    :func:`_open_logs`, :func:`_open_stream`, :func:`_train_loop` (:func:`_train_step`,
+    :func:`_log_window`, :func:`_validate_and_checkpoint`), :func:`_final_checkpoint`, :func:`_finish`."""
     from tqdm import tqdm
 
-    from synthxrd.models import build
+    run = _open_run(config, resume=resume)
+    _build_model(run)
+    _build_optimizer(run)
+    _restore_weights(run)
+    _distribute_model(run)
+    _open_logs(run)
+    stream = _open_stream(run, cleanup)
+    loss_fn, groups = _objective(run)
+    window = _new_window()
+    bar = tqdm(total=config.max_steps, initial=run.step, desc="train", unit="step",
+               disable=not progress or run.rank != 0)
+    deadline = time.time() + 3600.0 * config.max_hours if config.max_hours > 0 else math.inf
+    run.model.train()
+    with _StopFlag() as stop:
+        _train_loop(run, stream, stop, bar, window, deadline, loss_fn, groups)
+        bar.close()
+        _final_checkpoint(run, stop)
+    return _finish(run, stream, stop)
+
+
+@dataclass
+class _Run:
+    """The state of one training session that the steps of :func:`_train` share and advance."""
+
+    config: TrainConfig
+    resume: bool
+    rank: int
+    world: int
+    device: Any
+    out: Path
+    cores: int
+    workers: int
+    threads: int
+    stream_config: StreamConfig | None = None
+    maker: BatchMaker | None = None
+    classes: np.ndarray | None = None
+    spec: InputSpec | None = None
+    model: Any = None  # what is trained: the network, or its DDP wrapper
+    core: Any = None  # the network itself (saved, validated)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    optimizer: Any = None
+    scheduler: Any = None
+    autocast: Any = nullcontext
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    writer: Any = None  # TensorBoard, on rank 0
+    val_sets: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    last_val: dict[str, dict[str, float]] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+
+def _open_run(config: TrainConfig, *, resume: bool) -> _Run:
+    """Rank, device, the run folder checked on every rank, cores and threads, torch's seed."""
+    import torch
 
     rank, world = _distributed()
     device = resolve_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
     out = Path(config.out)
-    ckpt_path = out / CHECKPOINT
     _check_run_folder(out, resume=resume)
     if world > 1:  # every rank has checked before rank 0 writes anything
         import torch.distributed as dist
@@ -466,219 +382,246 @@ def _train(config: TrainConfig, *, resume: bool, progress: bool, cleanup: ExitSt
         threads = config.threads or max(1, cores // world)
         torch.set_num_threads(threads)
     torch.manual_seed(torch_seed(config.seed, rank))
+    return _Run(config=config, resume=resume, rank=rank, world=world, device=device, out=out, cores=cores,
+                workers=workers, threads=threads)
 
-    stream_config = _stream_config(config)
-    maker = BatchMaker(stream_config)
-    classes = maker.classes
-    spec = maker.spec
-    model = build(config.model, num_classes=len(classes), input_length=spec.n, **config.model_kwargs).to(device)
-    model_config = dict(model.config)
+
+def _build_model(run: _Run) -> None:
+    """The stream's batch maker (classes, input spec) and the network for them, on the device."""
+    from synthxrd.models import build
+
+    config = run.config
+    run.stream_config = _stream_config(config)
+    run.maker = BatchMaker(run.stream_config)
+    run.classes = run.maker.classes
+    run.spec = run.maker.spec
+    run.model = build(config.model, num_classes=len(run.classes), input_length=run.spec.n,
+                      **config.model_kwargs).to(run.device)
+    run.model_config = dict(run.model.config)
+
+
+def _build_optimizer(run: _Run) -> None:
+    """Adam or AdamW and the learning-rate schedule of :func:`lr_factor`."""
+    import torch
+
+    config = run.config
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
-    step, best = 0, {}
-    if resume:
-        ckpt = _resume_checkpoint(ckpt_path, classes, model_config)
+    run.optimizer = opt_cls(run.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda s: lr_factor(config, s))
+
+
+def _restore_weights(run: _Run) -> None:
+    """A resumed run's full training state, or the ``init_weights`` of a new one (with a warning when
+    they were trained on this very stream)."""
+    import torch
+
+    config = run.config
+    if run.resume:
+        ckpt = _resume_checkpoint(run.ckpt_path, run.classes, run.model_config)
         try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            run.model.load_state_dict(ckpt["model"])
+            run.optimizer.load_state_dict(ckpt["optimizer"])
+            run.scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["torch_rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{ckpt_path}: cannot restore the training state ({type(exc).__name__}: "
+            raise DataError(f"{run.ckpt_path}: cannot restore the training state ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        step, best = int(ckpt["step"]), dict(ckpt.get("best", {}))
+        run.step, run.best = int(ckpt["step"]), dict(ckpt.get("best", {}))
     elif config.init_weights:
-        weights, source = _initial_weights(Path(config.init_weights), classes, model_config, spec)
-        model.load_state_dict(weights)
+        weights, source = _initial_weights(Path(config.init_weights), run.classes, run.model_config, run.spec)
+        run.model.load_state_dict(weights)
         replayed = replayed_batches(source, config)
-        if replayed and rank == 0:
+        if replayed and run.rank == 0:
             warnings.warn(f"{config.init_weights} was trained on batches 0-{replayed - 1} of this very stream "
                           f"(seed {config.seed}, same data settings): this run repeats them before it sees a new "
-                          "pattern; pass another --seed to continue on new data", stacklevel=2)
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    core = model.module if world > 1 else model
+                          "pattern; pass another --seed to continue on new data", stacklevel=3)
+
+
+def _distribute_model(run: _Run) -> None:
+    """DDP under torchrun, and bf16 autocast where it is on."""
+    import torch
+
+    config, device = run.config, run.device
+    if run.world > 1:
+        run.model = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
+    run.core = run.model.module if run.world > 1 else run.model
     use_amp = device.type == "cuda" and config.amp != "off" or config.amp == "on"
-    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
+    run.autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
 
-    writer = None
-    val_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    history: list[dict[str, float]] = []
-    last_val: dict[str, dict[str, float]] = {}
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        if not resume:
-            write_text(out / "config.toml", to_toml(config))
-        else:  # the history before this session is kept, and its last validation if no step is added
-            previous = _previous_summary(out / "summary.json")
-            history = [h for h in previous.get("history") or [] if isinstance(h, dict) and h.get("step", 0) <= step]
-            if previous.get("step") == step and isinstance(previous.get("validation"), dict):
-                last_val = previous["validation"]
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if resume else None)
-        val_sets = _validation_sets(config, classes)
-        write_json(out / "run.json", {
-            "synthxrd_version": __version__, "torch_version": torch.__version__, "config": to_dict(config),
-            "classes": [int(c) for c in classes], "model": model_config,
-            "parameters": sum(p.numel() for p in core.parameters()), "world_size": world, "device": str(device),
-            "cores": cores, "torch_threads": threads, "workers": workers, "input": spec.to_dict(),
-            "statistics": {"path": config.statistics or "shipped", "version": maker.generator.statistics.version,
-                           "n_structures": maker.generator.statistics.n_structures},
-            "validation_sets": {k: len(v[1]) for k, v in val_sets.items()}, "resumed_at_step": step if resume else None,
-        })
+def _open_logs(run: _Run) -> None:
+    """On rank 0: the run folder, ``config.toml`` (a new run) or the history so far (a resumed one),
+    TensorBoard, the validation sets and ``run.json``."""
+    if run.rank != 0:
+        return
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
 
-    def save(path: Path, *, weights_only: bool = False) -> None:
-        payload = {
-            "model": core.state_dict(), "step": step, "best": best, "config": to_dict(config),
-            "classes": [int(c) for c in classes], "model_config": model_config, "input": spec.to_dict(),
-            "synthxrd_version": __version__, "statistics_version": maker.generator.statistics.version,
-        }
-        if not weights_only:  # the training state resume needs
-            payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           torch_rng=torch.get_rng_state())
-        save_checkpoint(path, payload)
+    config, out, step = run.config, run.out, run.step
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    if not run.resume:
+        write_text(out / "config.toml", to_toml(config))
+    else:  # the history before this session is kept, and its last validation if no step is added
+        previous = _previous_summary(out / "summary.json")
+        run.history = [h for h in previous.get("history") or [] if isinstance(h, dict) and h.get("step", 0) <= step]
+        if previous.get("step") == step and isinstance(previous.get("validation"), dict):
+            run.last_val = previous["validation"]
+    run.writer = SummaryWriter(log_dir=str(out), purge_step=step + 1 if run.resume else None)
+    run.val_sets = _validation_sets(config, run.classes, stacklevel=4)
+    write_json(out / "run.json", {
+        "synthxrd_version": __version__, "torch_version": torch.__version__, "config": to_dict(config),
+        "classes": [int(c) for c in run.classes], "model": run.model_config,
+        "parameters": sum(p.numel() for p in run.core.parameters()), "world_size": run.world,
+        "device": str(run.device), "cores": run.cores, "torch_threads": run.threads, "workers": run.workers,
+        "input": run.spec.to_dict(),
+        "statistics": {"path": config.statistics or "shipped", "version": run.maker.generator.statistics.version,
+                       "n_structures": run.maker.generator.statistics.n_structures},
+        "validation_sets": {k: len(v[1]) for k, v in run.val_sets.items()},
+        "resumed_at_step": step if run.resume else None,
+    })
 
-    def validate() -> dict[str, dict[str, float]]:
-        results = {name: evaluate_arrays(core, x, y, device=device) for name, (x, y) in val_sets.items()}
-        for name, r in results.items():
-            for key in ("loss", "top1", "top5"):
-                writer.add_scalar(f"val/{name}/{key}", r[key], step)
-        if "random" in results and "match" in results:
-            writer.add_scalar("val/gap_random_minus_match_top1", results["random"]["top1"] - results["match"]["top1"], step)
-        key = "match" if "match" in results else "random" if "random" in results else None
-        if key and results[key]["top1"] > best.get("top1", -1.0):
-            best.update(set=key, top1=results[key]["top1"], step=step)
-            save(out / BEST)
-        return results
 
-    stream = make_stream(stream_config, workers=workers, start=step, rank=rank, world_size=world,
+def _open_stream(run: _Run, cleanup: ExitStack):
+    """The data stream from this session's first step, closed by ``cleanup`` however the run ends."""
+    config = run.config
+    stream = make_stream(run.stream_config, workers=run.workers, start=run.step, rank=run.rank, world_size=run.world,
                          ray_address=config.ray_address, ray_resources=config.ray_resources)
     if hasattr(stream, "close"):
         cleanup.callback(stream.close)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    groups = torch.as_tensor(group_tables(classes), device=device) if config.aux_weight > 0 else None
-    def new_window() -> dict[str, float]:
-        return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
+    return stream
 
-    window = new_window()
-    failure = None
-    bar = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
-    deadline = time.time() + 3600.0 * config.max_hours if config.max_hours > 0 else math.inf
-    model.train()
-    with _StopFlag() as stop:
-        while step < config.max_steps:
-            if time.time() > deadline and stop.raised is None:
-                stop.raised = "max_hours"
-            if _agreed_stop(stop.raised is not None, world, device):
-                stop.raised = stop.raised or "peer"
-                break
-            t_wait = time.perf_counter()
-            try:
-                batch = next(stream)
-            except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
-                stop.raised = "data worker failure"
-                failure = _stream_failure(exc, f"before step {step + 1}")
-                break
-            y = torch.as_tensor(batch.labels, device=device)
-            if batch.inputs is not None:
-                x = torch.as_tensor(batch.inputs, device=device)
-            else:
-                from synthxrd.simulate.torch_sim import patterns_torch
 
-                arrays = dict(batch.crystals)
-                sizes = arrays.pop("crystallite_size_nm")
-                x = spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=device,
-                                                   allow_empty=True))
-                has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
-                if not bool(has_peaks.all()):
-                    window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
-                    x, y = x[has_peaks], y[has_peaks]
-            window["wait"] += time.perf_counter() - t_wait
-            window["replaced"] += batch.replaced
-            with autocast():
-                logits = model(x)
-                loss = loss_fn(logits.float(), y)
-                if groups is not None:
-                    loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
-            if _agreed_stop(not bool(torch.isfinite(loss)), world, device):
-                stop.raised = "non-finite loss"
-                failure = (f"the loss is {loss.item()} at step {step + 1}: training diverged (lower --lr, or set "
-                           "grad_clip)")
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            window["loss"] += loss.item()
-            window["acc"] += float((logits.argmax(1) == y).float().mean())
-            window["n"] += 1
-            window["patterns"] += len(y)
-            bar.update(1)
-            if rank == 0 and (step % config.log_every == 0 or step == config.max_steps):
-                elapsed = time.perf_counter() - window["t0"]
-                row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
-                       "lr": scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
-                       "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
-                       "patterns_per_s": window["patterns"] * world / max(elapsed, 1e-9)}
-                history.append(row)
-                writer.add_scalar("train/loss", row["loss"], step)
-                writer.add_scalar("train/top1", row["top1"], step)
-                writer.add_scalar("train/lr", row["lr"], step)
-                writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
-                writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
-                writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
-                writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
-                if window.get("empty"):
-                    writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
-                window = new_window()
-            due = (step % config.val_every == 0 or step == config.max_steps) \
-                or step % config.checkpoint_every == 0 or (config.snapshot_every and step % config.snapshot_every == 0)
-            if due and _agreed_stop(not _finite(core), world, device):  # before anything is saved; same on every rank
-                stop.raised = "non-finite weights"
-                failure = (f"the weights are not finite after step {step}: training diverged (lower --lr, or set "
-                           "grad_clip)")
-                break
-            if rank == 0 and val_sets and (step % config.val_every == 0 or step == config.max_steps):
-                last_val = validate()
-                bar.write(f"step {step}: " + ", ".join(f"{k} top1 {v['top1']:.3f} top5 {v['top5']:.3f}"
-                                                       for k, v in last_val.items()))
-            if rank == 0 and step % config.checkpoint_every == 0:
-                save(ckpt_path)
-            if rank == 0 and config.snapshot_every and step % config.snapshot_every == 0:
-                (out / SNAPSHOTS).mkdir(exist_ok=True)
-                save(out / SNAPSHOTS / f"step_{step:08d}.pt", weights_only=True)
-        bar.close()
-        keep_last = stop.raised in ("non-finite loss", "non-finite weights")
-        if rank == 0 and val_sets and stop.raised == "max_hours" and step % config.val_every:
-            last_val = validate()  # a time-limited run ends validated, like one that reaches max_steps
-        if rank == 0:
-            if not keep_last:
-                save(ckpt_path)
-                if failure:
-                    failure += f"; checkpointed at step {step}"
-            elif ckpt_path.is_file():
-                failure += f"; this state was not saved, the last checkpoint (step {load_checkpoint(ckpt_path)['step']}) is kept"
-            else:
-                failure += "; no checkpoint was written yet"
-            writer.flush()
-            writer.close()
+def _objective(run: _Run):
+    """The loss function (label smoothing) and the group tables of the auxiliary loss (None: off)."""
+    import torch
+
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
+    groups = torch.as_tensor(group_tables(run.classes), device=run.device) if run.config.aux_weight > 0 else None
+    return loss_fn, groups
+
+
+def _new_window() -> dict[str, float]:
+    """The running sums of one logging window."""
+    return {"loss": 0.0, "acc": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "patterns": 0, "replaced": 0}
+
+
+def _train_loop(run: _Run, stream, stop: _StopFlag, bar, window: dict[str, float], deadline: float, loss_fn,
+                groups) -> None:
+    """Steps until ``max_steps``, a stop (signal, ``max_hours``, another rank) or a failure (``stop.raised``
+    and ``run.failure`` say which)."""
+    import torch
+
+    config = run.config
+    while run.step < config.max_steps:
+        if time.time() > deadline and stop.raised is None:
+            stop.raised = "max_hours"
+        if _agreed_stop(stop.raised is not None, run.world, run.device):
+            stop.raised = stop.raised or "peer"
+            break
+        t_wait = time.perf_counter()
+        try:
+            batch = next(stream)
+        except RuntimeError as exc:  # a data worker died (killed, out of memory): stop checkpointed
+            stop.raised = "data worker failure"
+            run.failure = _stream_failure(exc, f"before step {run.step + 1}")
+            break
+        y = torch.as_tensor(batch.labels, device=run.device)
+        if batch.inputs is not None:
+            x = torch.as_tensor(batch.inputs, device=run.device)
+        else:
+            from synthxrd.simulate.torch_sim import patterns_torch
+
+            arrays = dict(batch.crystals)
+            sizes = arrays.pop("crystallite_size_nm")
+            x = run.spec.apply_torch(patterns_torch(arrays, crystallite_size_nm=sizes, device=run.device,
+                                                    allow_empty=True))
+            has_peaks = x.amax(dim=1) > 0  # workers pre-check this; a rare miss is counted, not hidden
+            if not bool(has_peaks.all()):
+                window["empty"] = window.get("empty", 0) + int((~has_peaks).sum())
+                x, y = x[has_peaks], y[has_peaks]
+        window["wait"] += time.perf_counter() - t_wait
+        window["replaced"] += batch.replaced
+        reason = _train_step(run, x, y, window, loss_fn, groups)
+        if reason:  # (a signal's stop.raised, set during the step, is kept otherwise)
+            stop.raised = reason
+            break
+        bar.update(1)
+        if run.rank == 0 and (run.step % config.log_every == 0 or run.step == config.max_steps):
+            window = _log_window(run, window, bar)
+        reason = _validate_and_checkpoint(run, bar)
+        if reason:
+            stop.raised = reason
+            break
+
+
+def _train_step(run: _Run, x, y, window: dict[str, float], loss_fn, groups) -> str | None:
+    """One optimisation step on (x, y), added to ``window``; "non-finite loss" (nothing updated) if the
+    loss of any rank is not finite, else None."""
+    import torch
+
+    config = run.config
+    with run.autocast():
+        logits = run.model(x)
+        loss = loss_fn(logits.float(), y)
+        if groups is not None:
+            loss = loss + config.aux_weight * marginal_loss(logits, y, groups)
+    if _agreed_stop(not bool(torch.isfinite(loss)), run.world, run.device):
+        run.failure = (f"the loss is {loss.item()} at step {run.step + 1}: training diverged (lower --lr, or set "
+                       "grad_clip)")
+        return "non-finite loss"
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.step += 1
+    window["loss"] += loss.item()
+    window["acc"] += float((logits.argmax(1) == y).float().mean())
+    window["n"] += 1
+    window["patterns"] += len(y)
+    return None
+
+
+def _log_window(run: _Run, window: dict[str, float], bar) -> dict[str, float]:
+    """The window's means into the history, TensorBoard and the progress bar; returns a new window."""
+    step, writer = run.step, run.writer
+    elapsed = time.perf_counter() - window["t0"]
+    row = {"step": step, "loss": window["loss"] / window["n"], "top1": window["acc"] / window["n"],
+           "lr": run.scheduler.get_last_lr()[0], "data_wait_s": window["wait"] / window["n"],
+           "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
+           "patterns_per_s": window["patterns"] * run.world / max(elapsed, 1e-9)}
+    run.history.append(row)
+    writer.add_scalar("train/loss", row["loss"], step)
+    writer.add_scalar("train/top1", row["top1"], step)
+    writer.add_scalar("train/lr", row["lr"], step)
+    writer.add_scalar("time/data_wait_s_per_step", row["data_wait_s"], step)
+    writer.add_scalar("time/data_wait_fraction", row["data_wait_fraction"], step)
+    writer.add_scalar("throughput/patterns_per_s", row["patterns_per_s"], step)
+    writer.add_scalar("data/replaced_per_batch", window["replaced"] / window["n"], step)
+    if window.get("empty"):
+        writer.add_scalar("data/empty_patterns_dropped", window["empty"], step)
+    bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
+    return _new_window()
+
+
+def _finish(run: _Run, stream, stop: _StopFlag) -> dict[str, Any]:
+    """Close the stream, calibrate the weights predict uses, write ``summary.json`` and leave the process
+    group; returns the summary."""
+    out, rank = run.out, run.rank
     if hasattr(stream, "close"):
         stream.close()
     calibration = None
-    if rank == 0 and config.calibrate and stop.raised in (None, "max_hours"):  # the weights predict uses
-        calibration = _calibrate(core, val_sets, out / BEST if (out / BEST).is_file() else ckpt_path, device=device)
-    summary = {"step": step, "stopped_by": stop.raised, "history": history, "validation": last_val, "best": best,
-               "calibration": calibration, "out": str(out), "error": failure}
+    if rank == 0 and run.config.calibrate and stop.raised in (None, "max_hours"):  # the weights predict uses
+        calibration = _calibrate(run.core, run.val_sets, out / BEST if (out / BEST).is_file() else run.ckpt_path,
+                                 device=run.device)
+    summary = {"step": run.step, "stopped_by": stop.raised, "history": run.history, "validation": run.last_val,
+               "best": run.best, "calibration": calibration, "out": str(out), "error": run.failure}
     if rank == 0:
         write_json(out / "summary.json", summary)
-    if world > 1:
+    if run.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
