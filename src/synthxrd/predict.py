@@ -158,6 +158,8 @@ class Prediction:
     network, search : (230,) the network's and the search's own probabilities (``probabilities`` is
         their fusion), or None without a library.
     confidence : probability that the best match's space group is right (fusion weight), or None.
+    known : probability that the library holds the structure (the fusion rule's ``known``), or None;
+        below 0.5 no known phase explains the pattern (``no_known_phase``).
     uncertain : the top probability is below the predictor's threshold (abstain from this answer).
     """
 
@@ -169,9 +171,15 @@ class Prediction:
     network: np.ndarray | None = field(default=None, repr=False)
     search: np.ndarray | None = field(default=None, repr=False)
     confidence: float | None = None
+    known: float | None = None
     uncertain: bool = False
 
     ok = True
+
+    @property
+    def no_known_phase(self) -> bool:
+        """The library probably does not hold this structure (``known`` below 0.5)."""
+        return self.known is not None and self.known < 0.5
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable space groups: (ITA number, symbol, probability)."""
@@ -206,6 +214,8 @@ class Prediction:
         if self.search is not None:
             out["matches"] = [m.to_dict() for m in self.matches]
             out["match_confidence"] = self.confidence
+            out["known_phase_probability"] = self.known
+            out["no_known_phase"] = self.no_known_phase
         return out
 
 
@@ -280,7 +290,8 @@ class Predictor:
     device : torch device name (``auto``: CUDA if available).
     spec : the model's input (:class:`~synthxrd.models.checkpoint.InputSpec`: grid, wavelength, transform).
     temperature : softmax temperature (calibration; 1 = none).
-    threshold : top probability below which a prediction is flagged uncertain.
+    threshold : top probability below which a prediction is flagged uncertain; None: the fusion
+        rule's (chosen on its calibration patterns), else :data:`DEFAULT_THRESHOLD`.
     library : a :class:`~synthxrd.match.ReferenceLibrary` whose search-match evidence is fused with
         the network's probabilities (:mod:`synthxrd.match.fusion`), or None for the network alone.
     fusion : the :class:`~synthxrd.match.fusion.FusionRule` of network and library; required with a
@@ -289,7 +300,7 @@ class Predictor:
 
     def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
                  device: str = "cpu", spec: InputSpec = InputSpec(), temperature: float = 1.0,
-                 threshold: float = DEFAULT_THRESHOLD, library=None, fusion=None) -> None:
+                 threshold: float | None = None, library=None, fusion=None) -> None:
         classes = np.asarray(classes, np.int64)
         if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
                 or len(np.unique(classes)) != len(classes):
@@ -302,6 +313,9 @@ class Predictor:
         self.source = source
         if not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
+        if threshold is None:
+            threshold = fusion.threshold if library is not None and fusion is not None \
+                and fusion.threshold is not None else DEFAULT_THRESHOLD
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must lie in [0, 1], got {threshold!r}")
         self.spec = spec
@@ -322,7 +336,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, library="default", device: str = "auto",
-             fusion=None, allow_foreign_fusion: bool = False, threshold: float = DEFAULT_THRESHOLD) -> Predictor:
+             fusion=None, allow_foreign_fusion: bool = False, threshold: float | None = None) -> Predictor:
         """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
 
         Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
@@ -436,7 +450,8 @@ class Predictor:
         Returns a dict with ``probabilities`` (N, 230) (fused, or the network's without a library),
         ``network`` (N, 230), ``has_peaks`` (N,) bool and ``peak_significance`` (N,)
         (:func:`synthxrd.io.has_peaks`), and with a library ``search`` (N, 230) (p_match),
-        ``confidence`` (N,) and ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`).
+        ``confidence`` (N,), ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`) and,
+        where the rule has one, ``known`` (N,) (probability that the library holds the structure).
         A pattern with no peak gets no answer: its ``probabilities`` are uniform over the model's
         classes (``uncertain`` at any threshold above 1 / classes), with no match and confidence 0.
         """
@@ -495,6 +510,8 @@ class Predictor:
             matches[i] = m
         out["search"] = np.array([self.fusion.match_probabilities(m) if p else none for p, m in zip(peaks, matches)])
         out["confidence"] = np.array([self.fusion.confidence(m) if p else 0.0 for p, m in zip(peaks, matches)])
+        if self.fusion.known is not None:
+            out["known"] = np.array([self.fusion.known_probability(m) if p else 0.0 for p, m in zip(peaks, matches)])
         out["probabilities"] = np.array([self.fusion.fuse(q, m) if p else none
                                          for q, p, m in zip(network, peaks, matches)])
         out["matches"] = [m[:k] for m in matches]
@@ -535,7 +552,7 @@ class Predictor:
             return Prediction(str(path), probabilities, pattern, _jsonable_info(info), uncertain=uncertain)
         return Prediction(str(path), probabilities, pattern, _jsonable_info(info), matches=result["matches"][0],
                           network=network[0], search=result["search"][0], confidence=float(result["confidence"][0]),
-                          uncertain=uncertain)
+                          known=float(result["known"][0]) if "known" in result else None, uncertain=uncertain)
 
     def predict_files(self, paths: Iterable[str | Path], *, wavelength: float | str | None = None,
                       errors: str = "raise", elements=None, only_elements: bool = False,

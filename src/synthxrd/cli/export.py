@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fusion.add_argument("--fusion-augment", default="calibration", metavar="PRESET",
                         help="augmentation preset (or TOML) of the fit patterns (default: calibration, "
                              "i.e. without cropping and background)")
+    fusion.add_argument("--fusion-form", choices=("mixture", "stacking"), default="mixture",
+                        help="form of the rule (synthxrd.match.fusion; default: mixture)")
     fusion.add_argument("--fusion-seed", type=int, default=None, metavar="SEED",
                         help="seed of the fit (default: synthxrd.match.fusion_fit.DEFAULT_SEED)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -151,7 +153,7 @@ def add_fusion(path: Path, args: argparse.Namespace, plan: str) -> dict:
         from synthxrd.match.fusion_fit import DEFAULT_SEED, fit_fusion
 
         rule = fit_fusion(predictor, library, args.source, split=args.fusion_split, n_library=args.fusion_patterns,
-                          n_held_out=args.fusion_patterns, augment=args.fusion_augment,
+                          n_held_out=args.fusion_patterns, augment=args.fusion_augment, form=args.fusion_form,
                           seed=DEFAULT_SEED if args.fusion_seed is None else args.fusion_seed)
     return store_fusion(path, rule)
 

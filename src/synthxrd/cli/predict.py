@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matches", type=int, default=5, metavar="N",
                         help="best-matching known structures listed per file (default 5)")
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
-                        help="flag a result as uncertain when its top probability is below P (default 0.5)")
+                        help="flag a result as uncertain when its top probability is below P (default: the fusion "
+                             "rule's threshold, chosen on its calibration patterns; 0.5 for the network alone)")
     parser.add_argument("--refine", action="store_true",
                         help="refine the best matches against the file's pattern and re-rank them: refined cell, "
                              "zero shift and Rwp per match; with --plot also a Rietveld-style figure of the best "
@@ -127,7 +128,11 @@ def _table(result, k: int, n_matches: int = 5) -> str:
     if result.search is not None:
         from synthxrd.wyckoff import hermann_mauguin
 
-        lines.append(f"  best matches (p that the best is right: {result.confidence:.2f})")
+        known = "" if result.known is None else f", p that the library holds it: {result.known:.2f}"
+        lines.append(f"  best matches (p that the best is right: {result.confidence:.2f}{known})")
+        if result.no_known_phase:
+            lines.append("  NO KNOWN PHASE: no library structure explains this pattern well; "
+                         "the space group rests on the network")
         lines.append(f"  {'id':<15}{'formula':<18}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}  mineral")
         for m in result.matches[:n_matches]:
             lines.append(f"  {m.id:<15}{m.formula:<18}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
@@ -173,10 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--no-library excludes --library and --elements")
     element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
-    from synthxrd.predict import DEFAULT_THRESHOLD
-
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    if not 0.0 <= threshold <= 1.0:
+    threshold = args.threshold  # None: the fusion rule's (Predictor)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
     from synthxrd.files import atomic_write, check_outputs, display_name, write_json
 

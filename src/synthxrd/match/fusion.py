@@ -11,11 +11,22 @@ of its margin over the best match of another space group,
     c = sigmoid(b + w_s s_1 + w_m (s_1 - s_other)).
 
 The fused distribution is the mixture ``c p_match + (1 - c) p_network``: a strong match makes its
-space group dominate; with no good match ``c`` is small and the network's answer stands. ``T``, ``b``,
+space group dominate; with no good match ``c`` is small and the network's answer stands. A rule of
+form ``stacking`` replaces the mixture by a conditional logit over the groups whose features carry
+the same evidence (:mod:`synthxrd.match.stacking`); ``c`` keeps its meaning. ``T``, ``b``,
 ``w_s`` and ``w_m`` are fitted by maximum likelihood of the true space group on simulated, realistically
 augmented patterns of library structures and of held-out prototypes left out of the library
 (:func:`synthxrd.match.fusion_fit.fit_fusion`, run by ``synthxrd export --library``), so the mixture
-is calibrated where the library knows the structure and where it does not.
+is calibrated where the library knows the structure and where it does not. The same patterns give
+two more parts of a rule:
+
+* ``known``: the probability that the library holds the pattern's structure,
+  ``sigmoid(k_0 + k_1 s_1 + k_2 (s_1 - s_other))``, fitted on "known" against "held-out" patterns
+  (equal numbers of each, so a prior of 1/2); below 1/2 the answer says that no known phase explains
+  the pattern, and the space group rests on the network;
+* ``threshold``: the smallest fused top probability above which the fused answers of the fit
+  patterns are right at least ``TARGET_ACCURACY`` of the time (:func:`abstention_threshold`);
+  ``synthxrd predict`` flags answers below it UNCERTAIN.
 
 A rule belongs to one network and one library: it is stored in the exported model (checkpoint key
 ``fusion``) with the hash of the network's weights and the fingerprint of the library
@@ -28,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +47,29 @@ import numpy as np
 
 from synthxrd.errors import DataError
 
-__all__ = ["FusionRule", "match_features", "short_hash"]
+__all__ = ["FusionRule", "match_features", "short_hash", "abstention_threshold", "TARGET_ACCURACY", "FORMS"]
 
 N_SPACEGROUPS = 230
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
+FORMS = ("mixture", "stacking")
+#: Accuracy, on the fit patterns, of the answers that are not flagged uncertain.
+TARGET_ACCURACY = 0.9
+
+
+def abstention_threshold(top_probability, correct, *, accuracy: float = TARGET_ACCURACY,
+                         min_patterns: int = 20) -> float:
+    """The smallest t (in steps of 0.01) such that the answers with top probability >= t are right in
+    at least ``accuracy`` of the cases, over at least ``min_patterns`` of them (selective prediction,
+    Geifman & El-Yaniv 2017); 1.0 if no t reaches it."""
+    p = np.asarray(top_probability, np.float64)
+    ok = np.asarray(correct, bool)
+    for t in np.round(np.arange(0.0, 1.0, 0.01), 2):
+        kept = p >= t
+        if kept.sum() < min_patterns:
+            break
+        if ok[kept].mean() >= accuracy:
+            return float(t)
+    return 1.0
 
 
 def short_hash(fingerprint: str | None) -> str:
@@ -64,6 +94,10 @@ class FusionRule:
     ----------
     temperature : T of p_match (score units).
     bias, w_score, w_margin : logistic model of "the best match is right".
+    form : ``mixture`` (c p_match + (1 - c) p_network) or ``stacking`` (conditional logit, ``stack``).
+    stack : weights of the stacking form (:data:`synthxrd.match.stacking.STACK_FEATURES`).
+    known : (k_0, k_1, k_2) of the probability that the library holds the structure, or None.
+    threshold : fused top probability below which an answer is uncertain, or None (not fitted).
     metadata : how the rule was fitted (data, counts, package version), JSON-compatible; a bound rule
         (:meth:`bind`) also holds ``network`` (hash of the network's weights,
         :func:`synthxrd.models.checkpoint.weights_fingerprint`), ``library``
@@ -74,12 +108,27 @@ class FusionRule:
     bias: float = -8.0
     w_score: float = 10.0
     w_margin: float = 20.0
+    form: str = "mixture"
+    stack: tuple[float, ...] = ()
+    known: tuple[float, float, float] | None = None
+    threshold: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        values = (self.temperature, self.bias, self.w_score, self.w_margin)
+        from synthxrd.match.stacking import STACK_FEATURES
+
+        values = (self.temperature, self.bias, self.w_score, self.w_margin, *self.stack, *(self.known or ()))
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or self.temperature <= 0:
             raise DataError(f"fusion rule: parameters must be finite numbers with temperature > 0, got {values}")
+        if self.form not in FORMS:
+            raise DataError(f"fusion rule: form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        if self.form == "stacking" and len(self.stack) != len(STACK_FEATURES):
+            raise DataError(f"fusion rule: the stacking form needs {len(STACK_FEATURES)} weights "
+                            f"({', '.join(STACK_FEATURES)}), got {len(self.stack)}")
+        if self.known is not None and len(self.known) != 3:
+            raise DataError(f"fusion rule: known needs 3 parameters (k_0, k_1, k_2), got {len(self.known)}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise DataError(f"fusion rule: threshold must lie in [0, 1], got {self.threshold!r}")
 
     # ---- the rule -------------------------------------------------------------------------------
 
@@ -101,11 +150,25 @@ class FusionRule:
         z = self.bias + self.w_score * s + self.w_margin * margin
         return float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
 
+    def known_probability(self, matches: Sequence) -> float | None:
+        """Probability that the library holds the structure (None: the rule has no ``known`` part)."""
+        if self.known is None:
+            return None
+        from synthxrd.match.stacking import logistic
+
+        return float(logistic(self.known, [match_features(matches)])[0]) if matches else 0.0
+
     def fuse(self, network: np.ndarray | None, matches: Sequence) -> np.ndarray:
-        """(230,) fused probabilities: c p_match + (1 - c) p_network; p_match alone when ``network`` is None."""
+        """(230,) fused probabilities (mixture: c p_match + (1 - c) p_network; stacking: the conditional
+        logit); p_match alone when ``network`` is None."""
         p_match = self.match_probabilities(matches)
         if network is None:
             return p_match
+        if self.form == "stacking":
+            from synthxrd.match.stacking import group_features, match_arrays, stacked_probabilities
+
+            scores, groups = match_arrays([matches])
+            return stacked_probabilities(self.stack, group_features(network, scores, groups, self.temperature))[0]
         c = self.confidence(matches)
         p = c * p_match + (1.0 - c) * np.asarray(network, np.float64)
         return p / p.sum()
@@ -128,7 +191,7 @@ class FusionRule:
         the probabilities the rule weighs) and a library (fingerprint)."""
         meta = dict(self.metadata, network=network, network_temperature=float(network_temperature),
                     library=library, library_label=library_label)
-        return FusionRule(self.temperature, self.bias, self.w_score, self.w_margin, metadata=meta)
+        return replace(self, metadata=meta)
 
     def check(self, network: str, library, *, network_temperature: float = 1.0, rule_label: str = "fusion rule",
               model_label: str = "model") -> None:
@@ -161,7 +224,13 @@ class FusionRule:
     def from_dict(cls, data: Any, label: str = "fusion rule") -> FusionRule:
         """A rule of :meth:`to_dict` (a JSON file's or a checkpoint's ``fusion`` entry)."""
         try:
-            return cls(**{k: float(data[k]) for k in _PARAMETERS}, metadata=dict(data.get("metadata", {})))
+            known = data.get("known")
+            threshold = data.get("threshold")
+            return cls(**{k: float(data[k]) for k in _PARAMETERS}, form=str(data.get("form", "mixture")),
+                       stack=tuple(float(v) for v in data.get("stack", ())),
+                       known=None if known is None else tuple(float(v) for v in known),
+                       threshold=None if threshold is None else float(threshold),
+                       metadata=dict(data.get("metadata", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"{label}: not a fusion rule ({type(exc).__name__}: {exc})") from None
 
@@ -184,14 +253,45 @@ class FusionRule:
         return cls.from_dict(data, str(p))
 
     @classmethod
-    def fit(cls, network: np.ndarray, matches: Sequence[Sequence], labels, *, metadata: dict | None = None
-            ) -> FusionRule:
+    def fit(cls, network: np.ndarray, matches: Sequence[Sequence], labels, *, known=None, form: str = "mixture",
+            metadata: dict | None = None) -> FusionRule:
         """Maximum-likelihood parameters on patterns with known space groups.
 
-        network : (N, 230) network probabilities; matches : N match lists; labels : (N,) ITA numbers.
-        Minimises the mean negative log-likelihood of the true group under the fused distribution
-        (Nelder-Mead from the defaults, then from the best point again).
+        network : (N, 230) network probabilities; matches : N match lists; labels : (N,) ITA numbers;
+        known : (N,) bool, the library holds the pattern's structure (fits ``known``; None: not fitted);
+        form : ``mixture`` or ``stacking`` (fitted after the mixture, at its temperature).
+        The mixture minimises the mean negative log-likelihood of the true group under the fused
+        distribution (Nelder-Mead from the defaults, then from the best point again); the stacking
+        weights likewise (:func:`synthxrd.match.stacking.fit_stacking`). ``threshold`` is
+        :func:`abstention_threshold` of the fused answers.
         """
+        if form not in FORMS:
+            raise DataError(f"fusion fit: form must be one of {', '.join(FORMS)}, got {form!r}")
+        rule = cls._fit_mixture(network, matches, labels, metadata)
+        from synthxrd.match.stacking import fit_logistic, fit_stacking, group_features, match_arrays
+
+        labels = np.asarray(labels, np.int64)
+        meta = dict(rule.metadata)
+        if form == "stacking":
+            scores, groups = match_arrays(matches)
+            weights, nll = fit_stacking(group_features(network, scores, groups, rule.temperature), labels)
+            rule = replace(rule, form="stacking", stack=tuple(float(w) for w in weights))
+            meta.update(mixture_nll=meta["mean_nll"], mean_nll=nll)
+        if known is not None:
+            known = np.asarray(known, bool)
+            if known.all() or not known.any():
+                raise DataError("fusion fit: fitting 'known' needs patterns of structures the library holds and "
+                                "of structures it does not")
+            rule = replace(rule, known=tuple(float(v) for v in fit_logistic([match_features(m) for m in matches],
+                                                                               known)))
+        fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
+        threshold = abstention_threshold(fused.max(axis=1), fused.argmax(axis=1) + 1 == labels)
+        meta.update(target_accuracy=TARGET_ACCURACY)
+        return replace(rule, threshold=threshold, metadata=meta)
+
+    @classmethod
+    def _fit_mixture(cls, network, matches, labels, metadata) -> FusionRule:
+        """The mixture's four parameters (:meth:`fit`)."""
         from scipy.optimize import minimize
 
         labels = np.asarray(labels, np.int64)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
                n_library: int = 600, n_held_out: int = 600, seed: int = DEFAULT_SEED, augment: str = "calibration",
-               save_data: str | Path | None = None) -> FusionRule:
+               form: str = "mixture", save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
     Parameters
@@ -82,6 +83,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     split : prototype split (:func:`synthxrd.split.load_split`; default the shipped one).
     part : the held-out part (default ``"calibration"`` where the split has one, else ``"test"``).
     n_library, n_held_out : patterns of known structures and of held-out ones.
+    form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
     save_data : also write the fit data (network, match scores and groups) to this NPZ.
 
     Returns
@@ -134,7 +136,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
                                              for ms in matches]),
                             spacegroups=np.array([[m.spacegroup for m in ms] + [0] * (FIT_MATCHES - len(ms))
                                                   for ms in matches]))
-    rule = FusionRule.fit(network, matches, labels, metadata={
+    rule = FusionRule.fit(network, matches, labels, known=is_known, form=form, metadata={
         "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(is_known.sum()),
         "n_held_out": int((~is_known).sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
@@ -147,7 +149,17 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     for name, sel in (("library structures", is_known), ("held-out prototypes", ~is_known)):
         report[name] = {kind: {k: round(v, 4) for k, v in metrics(p[sel], labels[sel]).items() if isinstance(v, float)}
                         for kind, p in (("network", network), ("search", search_only), ("fused", fused))}
+    kept = fused.max(axis=1) >= rule.threshold
+    report["answers not flagged uncertain"] = {
+        "threshold": rule.threshold, "coverage": round(float(kept.mean()), 4),
+        "top1": round(float((fused[kept].argmax(axis=1) + 1 == labels[kept]).mean()), 4) if kept.any() else None}
+    p_known = np.array([rule.known_probability(m) for m in matches])
+    report["library holds the structure"] = {
+        "said known, is known": int(((p_known >= 0.5) & is_known).sum()),
+        "said known, is held out": int(((p_known >= 0.5) & ~is_known).sum()),
+        "said unknown, is known": int(((p_known < 0.5) & is_known).sum()),
+        "said unknown, is held out": int(((p_known < 0.5) & ~is_known).sum())}
     meta = dict(rule.metadata, fit_report=report, wall_time_s=round(time.perf_counter() - start, 1))
-    rule = FusionRule(rule.temperature, rule.bias, rule.w_score, rule.w_margin, metadata=meta)
+    rule = replace(rule, metadata=meta)
     return rule.bind(predictor.metadata["weights_sha256"], library.fingerprint, library.label,
                      network_temperature=predictor.temperature)
