@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="network checkpoint (default: shipped)")
     ap.add_argument("--split", default=None, help="split CSV (default: shipped)")
     ap.add_argument("--part", default=None, help="held-out part (default: calibration, else test)")
-    ap.add_argument("--n-library", type=int, default=600)
-    ap.add_argument("--n-held-out", type=int, default=600)
+    ap.add_argument("--n-library", type=int, default=1000)
+    ap.add_argument("--n-held-out", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--augment", default="calibration",
                     help="augmentation preset of the patterns (default: calibration)")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from synthxrd.errors import DataError
-from synthxrd.match.fusion import FusionRule, abstention_threshold
+from synthxrd.match.fusion import FusionRule, abstention_threshold, unknown_cut
 from synthxrd.match.stacking import STACK_FEATURES, fit_logistic, group_features, logistic, match_arrays
 
 
@@ -47,6 +47,15 @@ def test_abstention_threshold_by_hand():
     assert abstention_threshold(p, ok, accuracy=1.0, min_patterns=5) == 1.0  # never 5 answers all right
 
 
+def test_unknown_cut_by_hand():
+    p = np.linspace(0.02, 0.98, 50)  # p_known of 50 patterns
+    known = p > 0.22  # the 11 below 0.22 are held out, so are 3 of the next 10
+    known[[11, 13, 15]] = False
+    assert unknown_cut(p, known, precision=1.0, min_patterns=5) == pytest.approx(0.25)  # 12 flagged, all held out
+    assert unknown_cut(p, known, precision=0.8, min_patterns=5) == pytest.approx(0.35)  # 17 flagged, 14 held out
+    assert unknown_cut(p, known, precision=1.0, min_patterns=20) == 0.0
+
+
 def test_logistic_fit_recovers_its_parameters():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20000, 2))
@@ -76,6 +85,8 @@ def test_fitted_rule_learns_when_to_trust_the_search(form):
     assert (fused.argmax(axis=1) + 1 == labels).mean() > 0.95  # search right on known, network on the others
     p_known = np.array([rule.known_probability(m) for m in matches])
     assert (p_known[known] > 0.8).all() and (p_known[~known] < 0.2).all()
+    said = np.array([rule.no_known_phase(m) for m in matches])
+    assert rule.unknown_below == 0.5 and (said == ~known).all()
     assert rule.threshold is not None and 0.0 <= rule.threshold < 0.6
     again = FusionRule.from_dict(rule.to_dict())
     assert again == rule and again.form == form

@@ -158,8 +158,8 @@ class Prediction:
     network, search : (230,) the network's and the search's own probabilities (``probabilities`` is
         their fusion), or None without a library.
     confidence : probability that the best match's space group is right (fusion weight), or None.
-    known : probability that the library holds the structure (the fusion rule's ``known``), or None;
-        below 0.5 no known phase explains the pattern (``no_known_phase``).
+    known : probability that the library holds the structure (the fusion rule's ``known``), or None.
+    no_known_phase : no library structure explains the pattern (``known`` below the rule's cut).
     uncertain : the top probability is below the predictor's threshold (abstain from this answer).
     """
 
@@ -172,14 +172,10 @@ class Prediction:
     search: np.ndarray | None = field(default=None, repr=False)
     confidence: float | None = None
     known: float | None = None
+    no_known_phase: bool = False
     uncertain: bool = False
 
     ok = True
-
-    @property
-    def no_known_phase(self) -> bool:
-        """The library probably does not hold this structure (``known`` below 0.5)."""
-        return self.known is not None and self.known < 0.5
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable space groups: (ITA number, symbol, probability)."""
@@ -451,7 +447,8 @@ class Predictor:
         ``network`` (N, 230), ``has_peaks`` (N,) bool and ``peak_significance`` (N,)
         (:func:`synthxrd.io.has_peaks`), and with a library ``search`` (N, 230) (p_match),
         ``confidence`` (N,), ``matches`` (N lists of the ``k`` best :class:`~synthxrd.match.Match`) and,
-        where the rule has one, ``known`` (N,) (probability that the library holds the structure).
+        where the rule has one, ``known`` (N,) (probability that the library holds the structure) and
+        ``no_known_phase`` (N,) bool.
         A pattern with no peak gets no answer: its ``probabilities`` are uniform over the model's
         classes (``uncertain`` at any threshold above 1 / classes), with no match and confidence 0.
         """
@@ -512,6 +509,7 @@ class Predictor:
         out["confidence"] = np.array([self.fusion.confidence(m) if p else 0.0 for p, m in zip(peaks, matches)])
         if self.fusion.known is not None:
             out["known"] = np.array([self.fusion.known_probability(m) if p else 0.0 for p, m in zip(peaks, matches)])
+            out["no_known_phase"] = np.array([bool(p) and self.fusion.no_known_phase(m) for p, m in zip(peaks, matches)])
         out["probabilities"] = np.array([self.fusion.fuse(q, m) if p else none
                                          for q, p, m in zip(network, peaks, matches)])
         out["matches"] = [m[:k] for m in matches]
@@ -552,7 +550,8 @@ class Predictor:
             return Prediction(str(path), probabilities, pattern, _jsonable_info(info), uncertain=uncertain)
         return Prediction(str(path), probabilities, pattern, _jsonable_info(info), matches=result["matches"][0],
                           network=network[0], search=result["search"][0], confidence=float(result["confidence"][0]),
-                          known=float(result["known"][0]) if "known" in result else None, uncertain=uncertain)
+                          known=float(result["known"][0]) if "known" in result else None,
+                          no_known_phase=bool(result.get("no_known_phase", [False])[0]), uncertain=uncertain)
 
     def predict_files(self, paths: Iterable[str | Path], *, wavelength: float | str | None = None,
                       errors: str = "raise", elements=None, only_elements: bool = False,

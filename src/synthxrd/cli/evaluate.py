@@ -125,6 +125,15 @@ def format_match_reliability(r: dict | None) -> str:
     return "\n".join(lines)
 
 
+def format_unknown(r: dict | None) -> str:
+    """How the patterns flagged "no known phase" fare against the others."""
+    if r is None:
+        return ""
+    return (f"no known phase (fusion): {r['n']} patterns ({_fmt(r['share'])}); best match right in "
+            f"{_fmt(r['best_right_said'])} of them, {_fmt(r['best_right_other'])} of the others; fused top-1 "
+            f"{_fmt(r['fused_right_said'])} and {_fmt(r['fused_right_other'])}")
+
+
 def _library(args: argparse.Namespace):
     """The reference library of the run: shipped or --library, without the split's test part if asked."""
     from synthxrd.match import ReferenceLibrary
@@ -206,7 +215,12 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({held['n_removed']} of the split's test part held out)" if held else ""))
     print(format_table(s))
     print(format_coverage(ev.coverage()))
+    kept = ev.coverage([predictor.threshold])[0]
+    print(f"predict's UNCERTAIN threshold {predictor.threshold:.2f}"
+          f"{' (the fusion rule, chosen on its calibration patterns)' if ev.evidence else ''}: "
+          f"answers {_fmt(kept['coverage'])} of the patterns, top-1 {_fmt(kept['top1'])} of them")
     if ev.evidence:
         print(format_match_reliability(ev.match_reliability()))
+        print(format_unknown(ev.unknown_report()))
     print(f"outputs in {out}: {', '.join(OUTPUT_FILES)}")
     return 1 if ev.failures else 0

@@ -61,11 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fusion.add_argument("--fusion", type=Path, metavar="FILE",
                         help="store this fusion rule JSON (scripts/fit_fusion.py) instead of fitting one")
     fusion.add_argument("--fusion-split", metavar="CSV", help="prototype split of the fit (default: the shipped one)")
-    fusion.add_argument("--fusion-patterns", type=int, default=600, metavar="N",
-                        help="simulated patterns of known and of held-out structures each (default 600)")
+    fusion.add_argument("--fusion-patterns", type=int, default=1000, metavar="N",
+                        help="simulated patterns of known and of held-out structures each (default 1000)")
     fusion.add_argument("--fusion-augment", default="calibration", metavar="PRESET",
                         help="augmentation preset (or TOML) of the fit patterns (default: calibration, "
-                             "i.e. without cropping and background)")
+                             "i.e. without cropping)")
     fusion.add_argument("--fusion-form", choices=("mixture", "stacking"), default="mixture",
                         help="form of the rule (synthxrd.match.fusion; default: mixture)")
     fusion.add_argument("--fusion-seed", type=int, default=None, metavar="SEED",

@@ -134,6 +134,23 @@ class Evaluation:
                 "mean_confidence": float(c.mean()) if len(c) else None,
                 "accuracy": float(right.mean()) if len(c) else None, "bins": bins}
 
+    def unknown_report(self) -> dict[str, Any] | None:
+        """The patterns the fusion says no known phase explains: how many, and how often the best match's
+        and the fused answer's space group are right among them and among the others (None without
+        the flags)."""
+        if "no_known_phase" not in self.evidence:
+            return None
+        said = np.asarray(self.evidence["no_known_phase"], bool)
+        best = np.asarray(self.evidence["best_spacegroup"]) == self.labels
+        fused = topk_hits(self.probabilities, self.labels, 1)
+
+        def share(x: np.ndarray, sel: np.ndarray) -> float | None:
+            return float(x[sel].mean()) if sel.any() else None
+
+        return {"n": int(said.sum()), "share": share(said, np.ones_like(said)),
+                "best_right_said": share(best, said), "best_right_other": share(best, ~said),
+                "fused_right_said": share(fused, said), "fused_right_other": share(fused, ~said)}
+
     def coverage(self, thresholds: Sequence[float] = COVERAGE_THRESHOLDS) -> list[dict[str, Any]]:
         """Accuracy against coverage: per threshold t, the patterns with top probability >= t (coverage,
         their count) and their top-1/top-5 accuracy (None when none is kept)."""
@@ -178,6 +195,7 @@ class Evaluation:
                                       "matrix": sg_matrix.tolist()},
             "reliability": self.reliability(),
             "match_reliability": self.match_reliability(),
+            "no_known_phase": self.unknown_report(),
             "coverage": self.coverage(),
             "failures": list(self.failures),
             "predictions": self.predictions(),
@@ -202,12 +220,16 @@ def _model_config(predictor: Predictor) -> dict[str, Any]:
             "fusion": None if predictor.fusion is None else predictor.fusion.to_dict()}
 
 
-def _evidence(confidence, matches) -> dict[str, np.ndarray]:
-    """``Evaluation.evidence`` of per-pattern fusion confidences and match lists (empty without a library)."""
+def _evidence(confidence, matches, no_known_phase=None) -> dict[str, np.ndarray]:
+    """``Evaluation.evidence`` of per-pattern fusion confidences, match lists and "no known phase" flags
+    (empty without a library)."""
     if confidence is None:
         return {}
-    return {"confidence": np.asarray(confidence, np.float64),
-            "best_spacegroup": np.array([m[0].spacegroup if m else 0 for m in matches], np.int64)}
+    out = {"confidence": np.asarray(confidence, np.float64),
+           "best_spacegroup": np.array([m[0].spacegroup if m else 0 for m in matches], np.int64)}
+    if no_known_phase is not None:
+        out["no_known_phase"] = np.asarray(no_known_phase, bool)
+    return out
 
 
 def _components(rows: list) -> dict[str, np.ndarray]:

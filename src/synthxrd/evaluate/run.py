@@ -73,7 +73,9 @@ def evaluate_manifest(predictor: Predictor, manifest: str | Path, *, variant: st
                               "n_rows": len(entries)}, "statistics": st_name},
                       components=_components(results),
                       evidence=_evidence(None if not results or results[0].search is None else
-                                         [r.confidence for r in results], [r.matches for r in results]),
+                                         [r.confidence for r in results], [r.matches for r in results],
+                                         None if not results or results[0].known is None else
+                                         [r.no_known_phase for r in results]),
                       matches=[[m.to_dict() for m in r.matches] for r in results] if predictor.library else [])
 
 
@@ -88,7 +90,8 @@ def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.n
             raise DataError(f"the patterns have {patterns.shape[1]} points and no 2theta axis; the model needs "
                             f"{len(grid)} on its grid")
         two_theta = grid
-    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "network": [], "search": [], "confidence": []}
+    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "network": [], "search": [], "confidence": [],
+                                          "no_known_phase": []}
     matches: list = []
     for i in range(0, len(patterns), _CHUNK):
         out = predictor.identify(two_theta, patterns[i:i + _CHUNK], wavelength=wavelength)
@@ -98,7 +101,8 @@ def _predict_dataset(predictor: Predictor, patterns: np.ndarray, two_theta: np.n
         matches += out.get("matches", [])
     merged = {k: np.concatenate(v) if v else np.zeros((0, N_SPACEGROUPS)) for k, v in parts.items()}
     components = {k: merged[k] for k in ("network", "search")} if parts["search"] else {}
-    evidence = _evidence(merged["confidence"] if parts["search"] else None, matches)
+    evidence = _evidence(merged["confidence"] if parts["search"] else None, matches,
+                         merged["no_known_phase"] if parts["no_known_phase"] else None)
     return merged["probabilities"], components, evidence
 
 

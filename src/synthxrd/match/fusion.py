@@ -22,8 +22,10 @@ two more parts of a rule:
 
 * ``known``: the probability that the library holds the pattern's structure,
   ``sigmoid(k_0 + k_1 s_1 + k_2 (s_1 - s_other))``, fitted on "known" against "held-out" patterns
-  (equal numbers of each, so a prior of 1/2); below 1/2 the answer says that no known phase explains
-  the pattern, and the space group rests on the network;
+  (equal numbers of each, so a prior of 1/2), and ``unknown_below``: the largest cut (steps of 0.05,
+  at most 1/2) below which at least ``UNKNOWN_PRECISION`` of the fit patterns are held-out ones
+  (:func:`unknown_cut`); below it the answer says that no known phase explains the pattern, and the
+  space group rests on the network;
 * ``threshold``: the smallest fused top probability above which the fused answers of the fit
   patterns are right at least ``TARGET_ACCURACY`` of the time (:func:`abstention_threshold`);
   ``synthxrd predict`` flags answers below it UNCERTAIN.
@@ -47,13 +49,29 @@ import numpy as np
 
 from synthxrd.errors import DataError
 
-__all__ = ["FusionRule", "match_features", "short_hash", "abstention_threshold", "TARGET_ACCURACY", "FORMS"]
+__all__ = ["FusionRule", "match_features", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
+           "UNKNOWN_PRECISION", "FORMS"]
 
 N_SPACEGROUPS = 230
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
 FORMS = ("mixture", "stacking")
 #: Accuracy, on the fit patterns, of the answers that are not flagged uncertain.
 TARGET_ACCURACY = 0.9
+#: Share of held-out structures among the fit patterns flagged "no known phase".
+UNKNOWN_PRECISION = 0.8
+
+
+def unknown_cut(p_known, known, *, precision: float = UNKNOWN_PRECISION, min_patterns: int = 20) -> float:
+    """The largest cut t in 0.05, 0.10, ..., 0.50 such that of the patterns with ``p_known < t`` (at
+    least ``min_patterns``) at least ``precision`` are of structures the library does not hold
+    (``known`` False); 0.0 (never flag) if none."""
+    p = np.asarray(p_known, np.float64)
+    held_out = ~np.asarray(known, bool)
+    for t in np.round(np.arange(0.5, 0.0, -0.05), 2):
+        flagged = p < t
+        if flagged.sum() >= min_patterns and held_out[flagged].mean() >= precision:
+            return float(t)
+    return 0.0
 
 
 def abstention_threshold(top_probability, correct, *, accuracy: float = TARGET_ACCURACY,
@@ -97,6 +115,7 @@ class FusionRule:
     form : ``mixture`` (c p_match + (1 - c) p_network) or ``stacking`` (conditional logit, ``stack``).
     stack : weights of the stacking form (:data:`synthxrd.match.stacking.STACK_FEATURES`).
     known : (k_0, k_1, k_2) of the probability that the library holds the structure, or None.
+    unknown_below : probability of ``known`` below which no known phase explains a pattern.
     threshold : fused top probability below which an answer is uncertain, or None (not fitted).
     metadata : how the rule was fitted (data, counts, package version), JSON-compatible; a bound rule
         (:meth:`bind`) also holds ``network`` (hash of the network's weights,
@@ -111,6 +130,7 @@ class FusionRule:
     form: str = "mixture"
     stack: tuple[float, ...] = ()
     known: tuple[float, float, float] | None = None
+    unknown_below: float = 0.5
     threshold: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -127,6 +147,8 @@ class FusionRule:
                             f"({', '.join(STACK_FEATURES)}), got {len(self.stack)}")
         if self.known is not None and len(self.known) != 3:
             raise DataError(f"fusion rule: known needs 3 parameters (k_0, k_1, k_2), got {len(self.known)}")
+        if not 0.0 <= self.unknown_below <= 1.0:
+            raise DataError(f"fusion rule: unknown_below must lie in [0, 1], got {self.unknown_below!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise DataError(f"fusion rule: threshold must lie in [0, 1], got {self.threshold!r}")
 
@@ -157,6 +179,11 @@ class FusionRule:
         from synthxrd.match.stacking import logistic
 
         return float(logistic(self.known, [match_features(matches)])[0]) if matches else 0.0
+
+    def no_known_phase(self, matches: Sequence) -> bool:
+        """No library structure explains the pattern: ``known`` below ``unknown_below`` (False without ``known``)."""
+        p = self.known_probability(matches)
+        return p is not None and p < self.unknown_below
 
     def fuse(self, network: np.ndarray | None, matches: Sequence) -> np.ndarray:
         """(230,) fused probabilities (mixture: c p_match + (1 - c) p_network; stacking: the conditional
@@ -226,10 +253,11 @@ class FusionRule:
         try:
             known = data.get("known")
             threshold = data.get("threshold")
+            extra = {"unknown_below": float(data["unknown_below"])} if "unknown_below" in data else {}
             return cls(**{k: float(data[k]) for k in _PARAMETERS}, form=str(data.get("form", "mixture")),
                        stack=tuple(float(v) for v in data.get("stack", ())),
                        known=None if known is None else tuple(float(v) for v in known),
-                       threshold=None if threshold is None else float(threshold),
+                       threshold=None if threshold is None else float(threshold), **extra,
                        metadata=dict(data.get("metadata", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"{label}: not a fusion rule ({type(exc).__name__}: {exc})") from None
@@ -284,6 +312,7 @@ class FusionRule:
                                 "of structures it does not")
             rule = replace(rule, known=tuple(float(v) for v in fit_logistic([match_features(m) for m in matches],
                                                                                known)))
+            rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in matches], known))
         fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
         threshold = abstention_threshold(fused.max(axis=1), fused.argmax(axis=1) + 1 == labels)
         meta.update(target_accuracy=TARGET_ACCURACY)

@@ -71,7 +71,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
-               n_library: int = 600, n_held_out: int = 600, seed: int = DEFAULT_SEED, augment: str = "calibration",
+               n_library: int = 1000, n_held_out: int = 1000, seed: int = DEFAULT_SEED, augment: str = "calibration",
                form: str = "mixture", save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
@@ -153,12 +153,11 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     report["answers not flagged uncertain"] = {
         "threshold": rule.threshold, "coverage": round(float(kept.mean()), 4),
         "top1": round(float((fused[kept].argmax(axis=1) + 1 == labels[kept]).mean()), 4) if kept.any() else None}
-    p_known = np.array([rule.known_probability(m) for m in matches])
-    report["library holds the structure"] = {
-        "said known, is known": int(((p_known >= 0.5) & is_known).sum()),
-        "said known, is held out": int(((p_known >= 0.5) & ~is_known).sum()),
-        "said unknown, is known": int(((p_known < 0.5) & is_known).sum()),
-        "said unknown, is held out": int(((p_known < 0.5) & ~is_known).sum())}
+    said = np.array([rule.no_known_phase(m) for m in matches])
+    report["no known phase"] = {"cut": rule.unknown_below, "said, is held out": int((said & ~is_known).sum()),
+                                "said, is known": int((said & is_known).sum()),
+                                "not said, is held out": int((~said & ~is_known).sum()),
+                                "not said, is known": int((~said & is_known).sum())}
     meta = dict(rule.metadata, fit_report=report, wall_time_s=round(time.perf_counter() - start, 1))
     rule = replace(rule, metadata=meta)
     return rule.bind(predictor.metadata["weights_sha256"], library.fingerprint, library.label,
