@@ -6,7 +6,7 @@ put through the predictor's path (:func:`synthxrd.io.load_for_model`, then
 :func:`synthxrd.io.peak_significance` over the covered grid) and, for ``library search``, through
 :func:`synthxrd.io.pattern_peak_significance` on the file's own axis. Prints the weakest patterns::
 
-    python scripts/peak_check.py [EXPERIMENTAL_DIR]     # default ../shared/data/experimental
+    python scripts/peak_check.py [EXPERIMENTAL_DIR]     # default: experimental/ of the shared data
 
 Exit status 1 when a pattern is found to have no peaks.
 """
@@ -55,4 +55,7 @@ def main(base: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/data/experimental")))
+    from synthxrd.files import shared_data_dir
+
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1
+                  else shared_data_dir(Path(__file__).resolve().parents[1]) / "experimental"))

@@ -18,8 +18,10 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 def shared_data_root() -> Path:
-    """``$SYNTHXRD_SHARED_DATA``, or ``<repo>/../shared/data``."""
-    return Path(os.environ.get("SYNTHXRD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    """``$SYNTHXRD_SHARED_DATA``, or ``<repo>/../shared/data`` (:func:`synthxrd.files.shared_data_dir`)."""
+    from synthxrd.files import shared_data_dir
+
+    return shared_data_dir(REPO_ROOT)
 
 
 def running_in_ci() -> bool:

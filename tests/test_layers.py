@@ -20,7 +20,7 @@ ROOT = Path(synthxrd.__file__).parent
 
 INFERENCE = ("synthxrd.io", "synthxrd.match", "synthxrd.models", "synthxrd.predict", "synthxrd.evaluate")
 TRAINING = ("synthxrd.train", "synthxrd.data", "synthxrd.generate", "synthxrd.validation", "synthxrd.real",
-            "synthxrd.gap")
+            "synthxrd.gap", "synthxrd.modelcard")
 BASE = ("synthxrd.errors", "synthxrd.files", "synthxrd.pool", "synthxrd.config", "synthxrd.symmetry",
         "synthxrd.wyckoff", "synthxrd.structure", "synthxrd.simulate")
 CLI = ("synthxrd.cli", "synthxrd.__main__", "synthxrd.quickstart", "synthxrd.bench")

@@ -234,6 +234,14 @@ def update_curve(run: Path, *, every: int = 1, log=print, **sets) -> list[dict]:
     return curve
 
 
+def _synthxrd(args: list[str]) -> int:
+    """Exit status of ``python -m synthxrd ARGS`` in this interpreter."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "synthxrd", *args], check=False).returncode
+
+
 def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, manifest: Path, rruff: Path,
          eval_out: Path, checkpoint: str = "best.pt", average: Sequence[str] = (),
          fusion_source: Sequence[str] | None = None, fusion: str | None = None, project_from: str | None = None,
@@ -251,9 +259,9 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
     4. ``docs_dir/model_card_training.png`` (training curves) and ``docs_dir/model_card_curve.png``
        (the campaign's learning curve).
 
-    A failed export or evaluation is a :class:`ConfigError` naming the command.
+    The commands run as ``python -m synthxrd ...`` (the library never imports the CLI). A failed
+    export or evaluation is a :class:`ConfigError` naming the command.
     """
-    from synthxrd.cli import main as synthxrd
     from synthxrd.config import available_cores
     from synthxrd.plot import plot_training
 
@@ -268,13 +276,13 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
     export = ["export", str(run / checkpoint), str(model), *averaged, "--calibrate", str(validation_dir),
               "--library", "default", *rule, *flag]
     log("synthxrd " + " ".join(export))
-    if synthxrd(export) != 0:
+    if _synthxrd(export) != 0:
         raise ConfigError(f"synthxrd {' '.join(export)} failed")
     commands = evaluation_commands(model, validation_dir=validation_dir, manifest=manifest, rruff=rruff,
                                    eval_out=eval_out, overwrite=overwrite)
     for command in commands.values():
         log("synthxrd " + " ".join(command))
-        if synthxrd(command) not in (0, 1):
+        if _synthxrd(command) not in (0, 1):
             raise ConfigError(f"synthxrd {' '.join(command)} failed")
     import torch
 

@@ -22,13 +22,10 @@ __all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics",
 
 def default_patterns():
     """rruff_dev of the shared data (``$SYNTHXRD_SHARED_DATA`` or ``../shared/data`` from here)."""
-    import os
-    from pathlib import Path
-
     from synthxrd.errors import ConfigError
+    from synthxrd.files import shared_data_dir
 
-    root = Path(os.environ.get("SYNTHXRD_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
-    path = root / "experimental" / "rruff_dev" / "rruff_dev300.npz"
+    path = shared_data_dir() / "experimental" / "rruff_dev" / "rruff_dev300.npz"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give --patterns NPZ (two_theta, patterns, spacegroup)")
     return path
