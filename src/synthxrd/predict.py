@@ -47,7 +47,7 @@ import numpy as np
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input, checkpoint_temperature, load_model
 from synthxrd.models.device import resolve_device
-from synthxrd.simulate.common import Grid, resolve_wavelength
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
 from synthxrd.wyckoff import hermann_mauguin
 
@@ -574,7 +574,7 @@ def failure_message(name: str, exc: BaseException) -> str:
 
 
 def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(), *, k: int = 10,
-                    title: str = "", dpi: int = 110, wavelength: float = 1.5406) -> Path:
+                    title: str = "", dpi: int = 110, wavelength: float = DEFAULT_WAVELENGTH) -> Path:
     """PNG of a prediction: the pattern as the model saw it, the top-``k`` groups and the crystal systems.
 
     matplotlib is imported here and draws on its own Agg canvas (no pyplot state). ``path`` is

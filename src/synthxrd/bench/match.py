@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
+
 __all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics", "summary_lines", "default_patterns",
            "labelled_patterns"]
 
@@ -47,7 +49,7 @@ def labelled_patterns(path, max_patterns: int = 0) -> tuple[np.ndarray, np.ndarr
     return tt, x, labels
 
 
-def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406, k: int = 10,
+def naive_search(library, two_theta, intensities, *, wavelength: float = DEFAULT_WAVELENGTH, k: int = 10,
                  step: float = 0.05, sigma: float = 0.1, scales=np.linspace(0.96, 1.04, 17)) -> list[list[int]]:
     """Rows of the ``k`` best library entries per pattern (naive baseline, see module docstring)."""
     from synthxrd.io import resample

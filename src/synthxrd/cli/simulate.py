@@ -36,6 +36,7 @@ from pathlib import Path
 from synthxrd.cli import options
 from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.files import atomic_write, check_outputs, write_text
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = ["HELP", "add_arguments", "run", "DEFAULT_CRYSTALLITE_SIZE_NM", "GRID_STEP"]
 
@@ -57,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (created if missing)")
     parser.add_argument("--examples", action="store_true",
                         help="also simulate the example structures shipped with synthxrd")
-    parser.add_argument("--wavelength", default="1.5406", metavar="LAMBDA",
+    parser.add_argument("--wavelength", default=str(DEFAULT_WAVELENGTH), metavar="LAMBDA",
                         help="X-ray wavelength in Angstrom or a line name such as CuKa1, MoKa1 "
-                             "(default: 1.5406, Cu K-alpha1)")
+                             f"(default: {DEFAULT_WAVELENGTH}, Cu K-alpha1)")
     parser.add_argument("--range", nargs=2, type=float, default=(5.0, 90.0), metavar=("MIN", "MAX"),
                         dest="two_theta_range",
                         help="2theta window in degrees, 0 < MIN < MAX < 180 (default: 5 90)")
