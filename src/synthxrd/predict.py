@@ -49,7 +49,7 @@ from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input,
 from synthxrd.models.device import resolve_device
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
-from synthxrd.wyckoff import hermann_mauguin
+from synthxrd.wyckoff import N_SPACEGROUPS, hermann_mauguin
 
 __all__ = [
     "N_SPACEGROUPS",
@@ -68,7 +68,6 @@ __all__ = [
     "plot_prediction",
 ]
 
-N_SPACEGROUPS = 230
 #: The shipped model, relative to the package's ``resources`` folder.
 SHIPPED_MODEL = "models/default.pt"
 NO_SHIPPED_MODEL = "no pretrained model is shipped yet; pass a checkpoint (synthxrd train) with --model"

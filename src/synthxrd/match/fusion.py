@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import DataError
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = ["FusionRule", "match_features", "short_hash"]
 
-N_SPACEGROUPS = 230
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
 
 
