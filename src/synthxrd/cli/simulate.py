@@ -45,9 +45,9 @@ HELP = "simulate pXRD patterns and peak lists of CIF files (CSV, optional PNG)"
 #: Crystallite size used unless --crystallite-size is given: the middle of the U(20, 100) nm range
 #: of the training patterns, so that example patterns look like typical training inputs.
 DEFAULT_CRYSTALLITE_SIZE_NM = 50.0
-#: Pattern grid spacing in degrees 2theta (DESIGN.md: 5-90 degrees, 8501 points).
+#: Pattern grid spacing in degrees 2theta (docs/architecture.md: 5-90 degrees, 8501 points).
 GRID_STEP = 0.01
-#: Sizes drawn with ``--crystallite-size random`` (DESIGN.md).
+#: Sizes drawn with ``--crystallite-size random`` (docs/architecture.md).
 RANDOM_SIZE_RANGE_NM = (20.0, 100.0)
 
 
