@@ -40,6 +40,23 @@ def require_path(path: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+#: The packages whose versions head the test report (CI states what it ran; constraints.txt pins them).
+REPORTED_PACKAGES = ("numpy", "scipy", "numba", "torch", "pymatgen", "spglib", "gemmi", "h5py", "ray")
+
+
+def pytest_report_header(config) -> str:
+    """One line of the versions the tests run with, under pytest's own header."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    return "synthxrd dependencies: " + ", ".join(f"{name} {found(name)}" for name in REPORTED_PACKAGES)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of the shared data (``experimental/``, ``mp_experimental/``); skip, or fail under CI."""
