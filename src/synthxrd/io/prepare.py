@@ -36,7 +36,7 @@ from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelengt
 __all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "read_measured", "MeasuredPattern", "to_grid",
            "resample", "peak_significance", "has_peaks",
            "integer_like", "no_peaks_error", "pattern_peak_significance",
-           "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG"]
+           "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG", "MAD_TO_SIGMA"]
 
 #: Width in degrees 2theta of the local quadratic background of :func:`peak_significance`: what is
 #: narrower stands out of it (Bragg peaks, also the ~5 degree wide reflections of nanometre crystallites),
@@ -51,6 +51,9 @@ MIN_PEAK_SIGNIFICANCE = 8.0
 NOISE_FLOOR = 0.01
 #: Gaussian smoothing (degrees) before the test: a peak spans several points, noise does not.
 PEAK_SMOOTH_DEG = 0.05
+#: Median absolute deviation -> standard deviation of Gaussian noise, 1 / Phi^-1(3/4) (Rousseeuw &
+#: Croux, J. Am. Stat. Assoc. 88 (1993) 1273): the one robust noise scale of the package.
+MAD_TO_SIGMA = 1.4826
 
 
 def convert_wavelength(two_theta, from_wavelength: float | str, to_wavelength: float | str
@@ -354,7 +357,7 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
         return savgol_filter(values, window, 2, axis=1, mode="interp")
 
     def noise(residual):
-        return 1.4826 * np.median(np.abs(residual), axis=1, keepdims=True)
+        return MAD_TO_SIGMA * np.median(np.abs(residual), axis=1, keepdims=True)
 
     background = fit(y)
     for _ in range(20):  # the clipped points settle in a few rounds; 20 leave no change worth a peak
@@ -367,7 +370,8 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row with no such point: no counting noise
         gain = np.nan_to_num(np.nanmedian(ratio, axis=1, keepdims=True))
-    counting = np.where(np.broadcast_to(np.asarray(counts, bool), (len(y),))[:, None], 1.4826 * gain * level, 0.0)
+    counting = np.where(np.broadcast_to(np.asarray(counts, bool), (len(y),))[:, None], MAD_TO_SIGMA * gain * level,
+                        0.0)
     sigma = np.maximum(np.maximum(noise(residual), counting),
                        np.maximum(NOISE_FLOOR * np.abs(background), 1e-9 * scale))
     top = (residual / np.where(sigma > 0, sigma, 1.0)).max(axis=1)
@@ -445,7 +449,7 @@ def clean_patterns(y: np.ndarray, step: float, *, smooth_deg: float = 0.05, back
     if noise_sigmas > 0:
         median = np.median(out, axis=1, keepdims=True)
         mad = np.median(np.abs(out - median), axis=1, keepdims=True)
-        out -= median + noise_sigmas * 1.4826 * mad
+        out -= median + noise_sigmas * MAD_TO_SIGMA * mad
     np.clip(out, 0.0, None, out=out)
     peak = out.max(axis=1, keepdims=True)
     return np.divide(out, peak, out=np.zeros_like(out), where=peak > 0)
