@@ -3,7 +3,8 @@
 #
 #   scripts/build_default_statistics.sh [SOURCE]
 #
-# SOURCE defaults to ../shared/data/mp_experimental/structures.tar.xz (relative to the repository).
+# SOURCE defaults to mp_experimental/structures.tar.xz of the shared data folder (synthxrd.files.shared_data_dir:
+# $SYNTHXRD_SHARED_DATA, else ../shared/data from the repository).
 # Environment: WORKERS (default 2), WORKDIR (default ${TMPDIR:-/tmp}/synthxrd-statistics) for the
 # statistics of the whole collection, which are not shipped.
 #
@@ -13,11 +14,11 @@
 #   3. the shipped statistics = the records of step 1 restricted to the `statistics` part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SOURCE=${1:-../shared/data/mp_experimental/structures.tar.xz}
+PY=${PYTHON:-python}
+SOURCE=${1:-$("$PY" -c "from synthxrd.files import shared_data_dir; print(shared_data_dir())")/mp_experimental/structures.tar.xz}
 WORKERS=${WORKERS:-2}
 WORKDIR=${WORKDIR:-${TMPDIR:-/tmp}/synthxrd-statistics}
 OUTDIR=src/synthxrd/resources/statistics
-PY=${PYTHON:-python}
 mkdir -p "$WORKDIR" "$OUTDIR"
 
 start=$(date +%s)

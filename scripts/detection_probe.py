@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RRUFF = ROOT.parent / "shared" / "data" / "experimental" / "rruff_dev" / "rruff_dev300.npz"
 FWHM_DEG = 0.1
 
 
@@ -64,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="checkpoint or export (default: the shipped model)")
     parser.add_argument("--source", type=Path, required=True, help="the CIFs of the library (folder or tar)")
-    parser.add_argument("--rruff", type=Path, default=RRUFF)
+    parser.add_argument("--rruff", type=Path, default=None,
+                        help="rruff_dev NPZ (default: experimental/rruff_dev/rruff_dev300.npz of the shared data)")
     parser.add_argument("--limits", type=float, nargs="+", default=[0.0, 1e-3, 3e-3, 0.01, 0.03, 0.1])
     parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.rruff is None:
+        from synthxrd.files import shared_data_dir
+
+        args.rruff = shared_data_dir(ROOT) / "experimental" / "rruff_dev" / "rruff_dev300.npz"
 
     from synthxrd.files import write_json
     from synthxrd.predict import Predictor

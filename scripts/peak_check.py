@@ -6,14 +6,13 @@ put through the predictor's path (:func:`synthxrd.io.load_for_model`, then
 :func:`synthxrd.io.peak_significance` over the covered grid) and, for ``library search``, through
 :func:`synthxrd.io.pattern_peak_significance` on the file's own axis. Prints the weakest patterns::
 
-    python scripts/peak_check.py [EXPERIMENTAL_DIR]     # default ../shared/data/experimental
+    python scripts/peak_check.py [EXPERIMENTAL_DIR]     # default: experimental/ of the shared data
 
 Exit status 1 when a pattern is found to have no peaks.
 """
 
 from __future__ import annotations
 
-import csv
 import sys
 import warnings
 from importlib.resources import files
@@ -22,15 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from synthxrd.io import (MIN_PEAK_SIGNIFICANCE, integer_like, load_for_model, pattern_peak_significance,
-                         peak_significance, read_pattern)
+                         peak_significance, read_manifest, read_pattern)
 
 
 def main(base: Path) -> int:
     shipped = Path(str(files("synthxrd").joinpath("resources", "measured")))
     paths = sorted(shipped.glob("*.csv"))
     if (base / "manifest.csv").is_file():
-        with open(base / "manifest.csv", newline="") as fh:
-            paths += [base / row["pattern_path"] for row in csv.DictReader(fh)]
+        paths += [entry.path for entry in read_manifest(base / "manifest.csv", labelled=False)]
     results = []
     for path in (p for p in paths if p.name != "manifest.csv"):
         with warnings.catch_warnings():
@@ -55,4 +53,7 @@ def main(base: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/data/experimental")))
+    from synthxrd.files import shared_data_dir
+
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1
+                  else shared_data_dir(Path(__file__).resolve().parents[1]) / "experimental"))

@@ -18,8 +18,10 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 def shared_data_root() -> Path:
-    """``$SYNTHXRD_SHARED_DATA``, or ``<repo>/../shared/data``."""
-    return Path(os.environ.get("SYNTHXRD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    """``$SYNTHXRD_SHARED_DATA``, or ``<repo>/../shared/data`` (:func:`synthxrd.files.shared_data_dir`)."""
+    from synthxrd.files import shared_data_dir
+
+    return shared_data_dir(REPO_ROOT)
 
 
 def running_in_ci() -> bool:
@@ -36,6 +38,23 @@ def require_path(path: Path, what: str) -> Path:
     if running_in_ci():
         pytest.fail(f"CI: {message}", pytrace=False)
     pytest.skip(message)
+
+
+#: The packages whose versions head the test report (CI states what it ran; constraints.txt pins them).
+REPORTED_PACKAGES = ("numpy", "scipy", "numba", "torch", "pymatgen", "spglib", "gemmi", "h5py", "ray")
+
+
+def pytest_report_header(config) -> str:
+    """One line of the versions the tests run with, under pytest's own header."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    return "synthxrd dependencies: " + ", ".join(f"{name} {found(name)}" for name in REPORTED_PACKAGES)
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,18 @@
-"""The arithmetic of the training campaign's scripts (``scripts/learning_curve.py``, ``scripts/ship_model.py``):
-the projection the model card states, checked on curves whose answer is known by hand."""
+"""The arithmetic of the training campaign (:mod:`synthxrd.modelcard`, run by ``scripts/learning_curve.py``
+and ``scripts/ship_model.py``): the projection the model card states, checked on curves whose answer is
+known by hand; the scripts' command lines, run as the user runs them."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from synthxrd import modelcard
+from synthxrd.errors import ConfigError
 
-import learning_curve  # noqa: E402
-import ship_model  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def point(seen, run="run1", step=None, **sets):
@@ -21,18 +24,18 @@ def point(seen, run="run1", step=None, **sets):
 def test_project_inverts_a_line_in_log_patterns():
     # acc = 0.1 + 0.05 log10(n): 0.40 at n = 1e6, 0.50 at n = 1e8
     curve = [point(10.0 ** k, rruff_dev=(0.1 + 0.05 * k, 0.0)) for k in range(1, 7)]
-    assert learning_curve.project(curve, "rruff_dev", "top1", 0.50) == pytest.approx(1e8, rel=1e-6)
+    assert modelcard.project(curve, "rruff_dev", "top1", 0.50) == pytest.approx(1e8, rel=1e-6)
     # only the second half counts (past the warm-up): a wild start changes nothing
     wild = [point(10.0, rruff_dev=(0.9, 0.0)), *curve[1:]]
-    assert learning_curve.project(wild, "rruff_dev", "top1", 0.50) == pytest.approx(1e8, rel=1e-6)
+    assert modelcard.project(wild, "rruff_dev", "top1", 0.50) == pytest.approx(1e8, rel=1e-6)
 
 
 def test_project_gives_none_for_a_flat_or_falling_curve_or_too_few_points():
     flat = [point(10.0 ** k, match=(0.3, 0.5)) for k in range(1, 7)]
     falling = [point(10.0 ** k, match=(0.5 - 0.01 * k, 0.5)) for k in range(1, 7)]
-    assert learning_curve.project(flat, "match", "top1", 0.4) is None
-    assert learning_curve.project(falling, "match", "top1", 0.6) is None
-    assert learning_curve.project(flat[:1], "match", "top1", 0.4) is None
+    assert modelcard.project(flat, "match", "top1", 0.4) is None
+    assert modelcard.project(falling, "match", "top1", 0.6) is None
+    assert modelcard.project(flat[:1], "match", "top1", 0.4) is None
 
 
 def test_projection_of_the_card_from_a_run_of_the_campaign():
@@ -41,7 +44,7 @@ def test_projection_of_the_card_from_a_run_of_the_campaign():
     later = [point(10.0 ** k, "run2", **sets(k)) for k in (3, 4, 5, 6)]
     campaign = [{"run": "run1", "patterns_seen": 100, "wall_hours": 1.0},
                 {"run": "run2", "patterns_seen": 2_000_000, "wall_hours": 4.0}]  # 500,000 patterns per hour
-    projection = ship_model._projection(early + later, campaign, "run2")
+    projection = modelcard.projection(early + later, campaign, "run2")
     assert projection["from_run"] == "run2" and projection["points"] == 4
     assert projection["patterns_seen"] == 1e6 and projection["patterns_per_hour"] == 500_000
     match, top1, system = projection["targets"]
@@ -51,8 +54,8 @@ def test_projection_of_the_card_from_a_run_of_the_campaign():
     assert top1["reached"] and top1["more_hours"] is None
     assert not system["reached"] and system["patterns_seen"] == pytest.approx(1e25, rel=1e-6)
     assert system["more_hours"] == pytest.approx((1e25 - 1e6) / 5e5, rel=1e-6)
-    with pytest.raises(SystemExit, match="the learning curve has the runs run1, run2"):
-        ship_model._projection(early + later, campaign, "run7")
+    with pytest.raises(ConfigError, match="the learning curve has the runs run1, run2"):
+        modelcard.projection(early + later, campaign, "run7")
 
 
 def test_lineage_follows_init_weights_back_to_the_card(tmp_path):
@@ -65,10 +68,10 @@ def test_lineage_follows_init_weights_back_to_the_card(tmp_path):
     first = run("run2")
     second = run("run3", first / "checkpoint.pt")
     third = run("run4", second / "checkpoint.pt")
-    assert ship_model._lineage(third, set()) == ([first, second, third], False)  # back to a fresh start
-    assert ship_model._lineage(third, {"run2"}) == ([second, third], True)  # run 2 is on the card already
+    assert modelcard.lineage(third, set()) == ([first, second, third], False)  # back to a fresh start
+    assert modelcard.lineage(third, {"run2"}) == ([second, third], True)  # run 2 is on the card already
     exported = run("run5", tmp_path / "models" / "default.pt")  # from the shipped export
-    assert ship_model._lineage(exported, set()) == ([exported], True)
+    assert modelcard.lineage(exported, set()) == ([exported], True)
 
 
 def test_the_learning_curve_plot_is_written(tmp_path):
@@ -79,5 +82,21 @@ def test_the_learning_curve_plot_is_written(tmp_path):
         for name in row["sets"]:
             row["sets"][name]["prior"] = {"top1": 0.1, "crystal_system": 0.2}
     out = tmp_path / "curve.png"
-    learning_curve.plot(curve, out)
+    modelcard.plot_curve(curve, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("script", ["ship_model.py", "learning_curve.py", "fit_fusion.py"])
+def test_the_campaign_scripts_parse_their_options(script):
+    """The scripts are thin: their --help runs (the package importable from where they stand)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), "--help"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_ship_needs_exactly_one_fusion_rule(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of fusion_source"):
+        modelcard.ship(tmp_path, models_dir=tmp_path, docs_dir=tmp_path, validation_dir=tmp_path,
+                       manifest=tmp_path / "m.csv", rruff=tmp_path / "r.npz", eval_out=tmp_path / "eval")

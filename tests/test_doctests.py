@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["synthxrd.simulate.pattern", "synthxrd.wyckoff", "synthxrd.generate"]
+MODULES = ["synthxrd.simulate.pattern", "synthxrd.wyckoff", "synthxrd.generate", "synthxrd.io.manifest"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -186,7 +186,7 @@ def test_number_of_elements_of_p21c(statistics, p21c_batch):
 def sequential_wyckoff_expectation(probs, fixed, site_counts, rng, replicates: int = 4000) -> np.ndarray:
     """Expected Wyckoff-letter counts of crystals with ``site_counts`` sites when each site draws a
     position from ``probs`` and a fixed (0-DOF) position, once drawn, is removed from the draw
-    (the generator's rule, DESIGN.md). Monte Carlo with ``replicates`` crystals per site count."""
+    (the generator's rule, docs/architecture.md). Monte Carlo with ``replicates`` crystals per site count."""
     probs = np.asarray(probs, np.float64)
     fixed = np.asarray(fixed, bool)
     ks, multiplicity = np.unique(np.asarray(site_counts), return_counts=True)

@@ -1,6 +1,6 @@
 """The package's import structure, read from the source (every import statement, lazy ones too).
 
-Training and inference are two sides that meet only in a checkpoint (DESIGN.md): inference (io,
+Training and inference are two sides that meet only in a checkpoint (docs/architecture.md): inference (io,
 match, models, predict, evaluate) must not reach train, data, generate, validation, real or gap, even
 through a function-level import; the base (errors, files, pool, config, symmetry, wyckoff, structure,
 simulate) imports neither side; nothing below the CLI imports it; and no two modules import each
@@ -20,7 +20,7 @@ ROOT = Path(synthxrd.__file__).parent
 
 INFERENCE = ("synthxrd.io", "synthxrd.match", "synthxrd.models", "synthxrd.predict", "synthxrd.evaluate")
 TRAINING = ("synthxrd.train", "synthxrd.data", "synthxrd.generate", "synthxrd.validation", "synthxrd.real",
-            "synthxrd.gap")
+            "synthxrd.gap", "synthxrd.modelcard")
 BASE = ("synthxrd.errors", "synthxrd.files", "synthxrd.pool", "synthxrd.config", "synthxrd.symmetry",
         "synthxrd.wyckoff", "synthxrd.structure", "synthxrd.simulate")
 CLI = ("synthxrd.cli", "synthxrd.__main__", "synthxrd.quickstart", "synthxrd.bench")

@@ -321,7 +321,7 @@ def test_cli_library_build_info_search(cif_folder, tmp_path, capsys):
     np.savetxt(pattern, np.column_stack([tt, y]))
     assert main(["library", "search", str(pattern), "--library", str(out), "-k", "2"]) == 0
     text = capsys.readouterr().out
-    assert "states no wavelength; assuming Cu K-alpha1" in text
+    assert "states no wavelength; assumed Cu K-alpha1" in text
     best = text.splitlines()[3]
     assert "rutile" in best.lower() and " 136 P4_2/mnm" in best
     assert main(["library", "search", str(pattern), str(tmp_path / "missing.xy"), "--library", str(out)]) == 1

@@ -1,6 +1,6 @@
 """synthxrd: space groups from powder X-ray diffraction patterns.
 
-Stable API (see DESIGN.md)::
+Stable API (docs/architecture.md)::
 
     from synthxrd import simulate
     simulate.peaks(structure)       # exact peak list, equal to pymatgen's XRDCalculator

@@ -37,6 +37,7 @@ import numpy as np
 from synthxrd.errors import ConfigError
 from synthxrd.generate import GenerationError, Generator, GeneratorConfig
 from synthxrd.models.checkpoint import InputSpec
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = ["StreamConfig", "BatchMaker", "Batch", "batch_rng", "local_loader", "RayStream", "make_stream"]
 
@@ -293,7 +294,8 @@ class BatchMaker:
                      seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
 
 
-def _has_reflection(lattices: np.ndarray, two_theta_max: float = 90.0, wavelength: float = 1.5406) -> np.ndarray:
+def _has_reflection(lattices: np.ndarray, two_theta_max: float = 90.0,
+                    wavelength: float = DEFAULT_WAVELENGTH) -> np.ndarray:
     """Whether some reciprocal basis vector is short enough for a reflection below ``two_theta_max``.
 
     |b_i| <= 2 sin(theta_max) / lambda guarantees the reflection (100), (010) or (001) - or a

@@ -1,4 +1,5 @@
-"""Safe output files: atomic writes and refusing to overwrite what a user already has."""
+"""Safe output files (atomic writes, refusing to overwrite what a user already has) and where the
+project's shared data folder is (:func:`shared_data_dir`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,26 @@ from typing import Any
 from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 
 __all__ = ["atomic_write", "write_text", "write_json", "plain_json", "check_new", "check_outputs",
-           "remove_stale_temporaries", "display_name", "lock_folder", "LOCK_FILE"]
+           "remove_stale_temporaries", "display_name", "lock_folder", "LOCK_FILE", "shared_data_dir",
+           "SHARED_DATA_ENV"]
 
 #: The lock file of a folder that one process owns (a training run, a validation cache): it holds the
 #: owner's pid; the lock itself is an flock(2) on it, which the kernel drops when the owner dies.
 LOCK_FILE = ".synthxrd.lock"
+
+#: The environment variable that names the shared data folder (``experimental/``, ``mp_experimental/``).
+SHARED_DATA_ENV = "SYNTHXRD_SHARED_DATA"
+
+
+def shared_data_dir(start: str | Path | None = None) -> Path:
+    """The project's shared data folder: ``$SYNTHXRD_SHARED_DATA`` when set, else ``shared/data`` beside
+    ``start`` (``<start>/../shared/data``; default: the current folder, i.e. the repository root for
+    commands run there). The one place that says where the big read-only inputs (rruff_dev, XRED,
+    mp_experimental) live; the folder may not exist (a fresh checkout), callers check."""
+    value = os.environ.get(SHARED_DATA_ENV)
+    if value:
+        return Path(value)
+    return Path(start if start is not None else Path.cwd()).parent / "shared" / "data"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -1,7 +1,7 @@
 """Synthetic crystals drawn from per-space-group statistics of a structure database.
 
 Algorithm (Schopmans, Reiser & Friederich, Digital Discovery 2 (2023) 1414, arXiv 2303.11699,
-section 2.2; DESIGN.md "Generation reference"), per crystal:
+section 2.2; docs/architecture.md, "Data flow: training"), per crystal:
 
 1. space group ~ prior (structure counts of the represented groups, or uniform);
 2. number of distinct elements n ~ P(n | SG); elements ~ P(el | SG) without replacement;

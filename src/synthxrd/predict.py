@@ -47,9 +47,9 @@ import numpy as np
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.models.checkpoint import EXPORT_KEYS, InputSpec, checkpoint_input, checkpoint_temperature, load_model
 from synthxrd.models.device import resolve_device
-from synthxrd.simulate.common import Grid, resolve_wavelength
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table, extinction_group_table, n_extinction_groups
-from synthxrd.wyckoff import hermann_mauguin
+from synthxrd.wyckoff import N_SPACEGROUPS, hermann_mauguin
 
 __all__ = [
     "N_SPACEGROUPS",
@@ -68,7 +68,6 @@ __all__ = [
     "plot_prediction",
 ]
 
-N_SPACEGROUPS = 230
 #: The shipped model, relative to the package's ``resources`` folder.
 SHIPPED_MODEL = "models/default.pt"
 NO_SHIPPED_MODEL = "no pretrained model is shipped yet; pass a checkpoint (synthxrd train) with --model"
@@ -465,24 +464,16 @@ class Predictor:
         return peak_significance(grid_values[:, covered], self.grid.step, counts=counts)
 
     def _on_grid(self, two_theta, intensities, wavelength) -> tuple[np.ndarray, np.ndarray]:
-        from synthxrd.io import convert_wavelength, resample
+        """(N, grid.n) patterns and the (grid.n,) covered points: :func:`synthxrd.io.prepare.to_grid`,
+        the step that :meth:`predict_file` takes through :func:`synthxrd.io.load_for_model`."""
+        from synthxrd.io.prepare import to_grid
 
         tt = np.asarray(two_theta, np.float64)
         y = np.asarray(intensities, np.float64)
         if tt.ndim != 1 or y.ndim not in (1, 2) or y.shape[-1] != tt.size:
             raise DataError(f"two_theta must be (M,) and intensities (M,) or (N, M); got {tt.shape} and {y.shape}")
-        y = np.atleast_2d(y)
-        if wavelength is not None and not math.isclose(resolve_wavelength(wavelength), self.wavelength, rel_tol=1e-9):
-            tt, mask = convert_wavelength(tt, wavelength, self.wavelength)
-            y = y[:, mask]
-        grid_values = np.empty((len(y), self.grid.n))
-        covered = np.zeros(self.grid.n, bool)
-        for i, row in enumerate(y):
-            values, covered = resample(tt, row, self.grid)
-            if not covered.any():
-                raise DataError(f"the 2theta range {tt[0]:.3f}-{tt[-1]:.3f} degrees does not overlap the model grid "
-                                f"{self.grid.start}-{self.grid.stop} degrees")
-            grid_values[i] = values
+        grid_values, covered, _ = to_grid(tt, np.atleast_2d(y), self.wavelength if wavelength is None else wavelength,
+                                          model_wavelength=self.wavelength, grid=self.grid)
         return grid_values, covered
 
     def _fuse(self, network: np.ndarray, grid_values: np.ndarray, covered: np.ndarray, elements, only_elements: bool,
@@ -590,7 +581,7 @@ def failure_message(name: str, exc: BaseException) -> str:
 
 
 def plot_prediction(path: str | Path, prediction: Prediction, grid: Grid = Grid(), *, k: int = 10,
-                    title: str = "", dpi: int = 110, wavelength: float = 1.5406) -> Path:
+                    title: str = "", dpi: int = 110, wavelength: float = DEFAULT_WAVELENGTH) -> Path:
     """PNG of a prediction: the pattern as the model saw it, the top-``k`` groups and the crystal systems.
 
     matplotlib is imported here and draws on its own Agg canvas (no pyplot state). ``path`` is

@@ -18,7 +18,7 @@ Groups are assigned by a seeded permutation of the sorted prototype names: the f
 default). A second permutation of the held-out groups (same seed) gives ``round(calibration_fraction
 * n_held_out)`` of them to ``calibration`` and the rest to ``test`` (half and half by default,
 :func:`with_calibration`), so the statistics part of a seed is the same with or without a
-calibration part. The parts' roles (DESIGN.md, "Evaluation protocol"): ``statistics`` feeds the
+calibration part. The parts' roles (docs/architecture.md, "Evaluation protocol"): ``statistics`` feeds the
 generator and the real training crystals; ``calibration`` chooses checkpoints and fits temperature,
 fusion rule and thresholds; ``test`` (the validation set ``match``) is reported only.
 

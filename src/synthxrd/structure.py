@@ -51,6 +51,7 @@ from synthxrd._cif import (
     site_kind,
 )
 from synthxrd.errors import StructureError
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -173,7 +174,7 @@ class CrystalBatch:
         _coerce(self, ("lattices", "frac_coords", "occupancies"), ints, "batch")
         _check_arrays(self.lattices, self.frac_coords, self.numbers, self.occupancies, self.offsets, "batch")
         if self.spacegroups is not None and (self.spacegroups.shape != (len(self.lattices),) or (
-                len(self.spacegroups) and (self.spacegroups.min() < 1 or self.spacegroups.max() > 230))):
+                len(self.spacegroups) and (self.spacegroups.min() < 1 or self.spacegroups.max() > N_SPACEGROUPS))):
             raise StructureError(f"batch: spacegroups must be {len(self.lattices)} ITA numbers 1-230")
 
     def __len__(self) -> int:

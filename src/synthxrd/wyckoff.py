@@ -55,7 +55,12 @@ __all__ = [
     "orbit",
     "crystal_system",
     "hermann_mauguin",
+    "N_SPACEGROUPS",
 ]
+
+#: The number of space-group types (ITA numbers 1..230): the one definition of this fact (the
+#: network's output columns, label checks, fusion; :mod:`synthxrd.predict` re-exports it).
+N_SPACEGROUPS = 230
 
 FloatArray: TypeAlias = NDArray[np.float64]
 IntArray: TypeAlias = NDArray[np.int64]
@@ -166,7 +171,7 @@ def _table() -> dict:
 
 def _check_number(number: object) -> int:
     """``number`` as int if it is an integer 1..230, else ``ConfigError``."""
-    if isinstance(number, Integral) and not isinstance(number, bool) and 1 <= number <= 230:
+    if isinstance(number, Integral) and not isinstance(number, bool) and 1 <= number <= N_SPACEGROUPS:
         return int(number)
     raise ConfigError(f"space group number must be an integer 1..230, got {number!r}")
 

@@ -363,6 +363,18 @@ def test_simulate_and_generate_do_not_import_torch():
     assert result.stdout.strip() == "[]"
 
 
+def test_the_checkpoint_contract_loads_without_torch():
+    """The numpy side of the contract (InputSpec, checkpoint_input, ...) and the package's registry
+    names: torch comes with the first network name used, not with the import."""
+    result = _run("import sys, synthxrd.models.checkpoint, synthxrd.models.device, synthxrd.models.calibration\n"
+                  "from synthxrd.models.checkpoint import InputSpec\n"
+                  "print('torch' in sys.modules)\n"
+                  "from synthxrd.models import build, list_models\n"
+                  "print('torch' in sys.modules, 'park_small' in list_models())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "True"]
+
+
 def test_models_need_neither_pymatgen_spglib_nor_ray():
     """The GPU machine lacks them: importing and building must work with them blocked."""
     result = _run("import sys\n"

@@ -5,7 +5,7 @@ end-to-end throughput generate -> batched simulate -> pattern.
 The workload: ``n`` crystals drawn by synthxrd from the shipped statistics (fixed seed); pyxtal is
 asked for the same space group and the same number of atoms of each element in the conventional
 cell (``pyxtal().from_random(3, sg, species, numIons)``). pyxtal checks interatomic distances and
-synthxrd deliberately does not (DESIGN.md), so this compares the two tools at their intended use.
+synthxrd deliberately does not (docs/architecture.md), so this compares the two tools at their intended use.
 """
 
 from __future__ import annotations

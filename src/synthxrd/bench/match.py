@@ -16,19 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
+
 __all__ = ["naive_search", "run_bench", "spacegroup_ranking", "ranking_metrics", "summary_lines", "default_patterns",
            "labelled_patterns"]
 
 
 def default_patterns():
     """rruff_dev of the shared data (``$SYNTHXRD_SHARED_DATA`` or ``../shared/data`` from here)."""
-    import os
-    from pathlib import Path
-
     from synthxrd.errors import ConfigError
+    from synthxrd.files import shared_data_dir
 
-    root = Path(os.environ.get("SYNTHXRD_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
-    path = root / "experimental" / "rruff_dev" / "rruff_dev300.npz"
+    path = shared_data_dir() / "experimental" / "rruff_dev" / "rruff_dev300.npz"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give --patterns NPZ (two_theta, patterns, spacegroup)")
     return path
@@ -50,7 +49,7 @@ def labelled_patterns(path, max_patterns: int = 0) -> tuple[np.ndarray, np.ndarr
     return tt, x, labels
 
 
-def naive_search(library, two_theta, intensities, *, wavelength: float = 1.5406, k: int = 10,
+def naive_search(library, two_theta, intensities, *, wavelength: float = DEFAULT_WAVELENGTH, k: int = 10,
                  step: float = 0.05, sigma: float = 0.1, scales=np.linspace(0.96, 1.04, 17)) -> list[list[int]]:
     """Rows of the ``k`` best library entries per pattern (naive baseline, see module docstring)."""
     from synthxrd.io import resample

@@ -67,6 +67,7 @@ def _one_fit() -> dict[str, Any]:
     from importlib.resources import files
 
     from synthxrd import refine as R
+    from synthxrd.io.wavelength import anode_lines
     from synthxrd.match.library import structure_reflections
     from synthxrd.simulate.physics import lorentz_polarization
     from synthxrd.structure import Crystal, to_crystal
@@ -77,7 +78,8 @@ def _one_fit() -> dict[str, Any]:
     d, f2, _ = structure_reflections(truth, d_min=0.8, min_intensity=1e-4, max_peaks=None)
     tt = np.arange(10.0, 110.0, 0.02)
     y = np.zeros_like(tt)
-    for lam, ratio in ((1.54056, 1.0), (1.54439, 0.5)):
+    ka1, ka2, ratio2, _ = anode_lines("Cu")  # the wavelength table: 1.54056, 1.54439, 0.5
+    for lam, ratio in ((ka1, 1.0), (ka2, ratio2)):
         s = lam / (2 * d)
         ok = s < 1
         centre = np.degrees(2 * np.arcsin(s[ok])) + 0.03

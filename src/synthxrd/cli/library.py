@@ -160,12 +160,11 @@ def _search(args: argparse.Namespace) -> int:
     import warnings
 
     from synthxrd.cli.options import element_options, wavelength_option
-    from synthxrd.errors import ConfigError, DataError
-    from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error, pattern_peak_significance, read_pattern
-    from synthxrd.io.read import NOT_LABORATORY, missing_wavelength
+    from synthxrd.errors import ConfigError
+    from synthxrd.io import MIN_PEAK_SIGNIFICANCE, no_peaks_error, pattern_peak_significance
+    from synthxrd.io.prepare import read_measured
     from synthxrd.match import ReferenceLibrary
     from synthxrd.predict import failure_message
-    from synthxrd.simulate.common import DEFAULT_WAVELENGTH
     from synthxrd.wyckoff import hermann_mauguin
 
     if args.k < 1:
@@ -178,18 +177,13 @@ def _search(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                tt, y, meta = read_pattern(path, wavelength=wavelength)
-            if meta.get("radiation") in NOT_LABORATORY and wavelength is None:
-                raise DataError(f"{path}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the "
-                                f"reference library is X-ray; give --wavelength to search anyway")
+                measured = read_measured(path, wavelength=wavelength, action="search")  # as predict reads it
+            tt, y, lam = measured.two_theta, measured.intensity, measured.wavelength
             significance = pattern_peak_significance(tt, y)
             if significance < MIN_PEAK_SIGNIFICANCE:  # a background alone: any match would be made up
                 raise no_peaks_error(str(path), significance)
-            lam = meta.get("wavelength")
-            if lam is None:
-                lam = DEFAULT_WAVELENGTH
-                print(f"note: {path}: {missing_wavelength(meta)}; assuming Cu K-alpha1 ({lam} Å) "
-                      f"(--wavelength to change)")
+            for note in measured.notes:
+                print(f"note: {note}")
             matches = library.search(tt, y, k=args.k, wavelength=lam, elements=args.elements,
                                      only_elements=args.only_elements)[0]
         except Exception as exc:  # one line per file, the others go on

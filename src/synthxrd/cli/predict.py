@@ -52,6 +52,7 @@ from pathlib import Path
 from synthxrd.cli import options
 from synthxrd.cli.options import LIBRARY_HELP, element_options, wavelength_option
 from synthxrd.errors import ConfigError, OutputError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -151,7 +152,7 @@ def _refine_matches(library, path: str, result, wavelength, n: int) -> list:
     from synthxrd.match.rerank import RerankSettings, refine_candidates
 
     tt, y, meta = read_pattern(path)
-    lam = meta.get("wavelength") or wavelength or 1.5406
+    lam = meta.get("wavelength") or wavelength or DEFAULT_WAVELENGTH
     refined, _ = refine_candidates(library, np.asarray(tt, float), np.asarray(y, float), result.matches,
                                    wavelength=lam, settings=RerankSettings(n_candidates=n))
     return refined

@@ -66,19 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-def _shared_root() -> Path:
-    import os
-
-    return Path(os.environ.get("SYNTHXRD_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
-
-
 def _source(value: str | None, default: Path, option: str, what: str) -> Path | None:
     """The path of a measured source: given, 'none' (None), or the shared default if it exists."""
     from synthxrd.errors import ConfigError
+    from synthxrd.files import shared_data_dir
 
     if value is not None:
         return None if value.strip().lower() == "none" else Path(value)
-    path = _shared_root() / default
+    path = shared_data_dir() / default
     if not path.is_file():
         raise ConfigError(f"no {what} at the default {path}; give {option} PATH (or {option} none to leave "
                           "it out; SYNTHXRD_SHARED_DATA sets the shared data folder)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from synthxrd.cli.options import LIBRARY_HELP
 from synthxrd.errors import ConfigError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         args.wavelength if not _is_number(args.wavelength) else wavelength_option(args.wavelength))
     tt, y, meta = read_pattern(args.pattern)
     if wavelength is None:
-        wavelength = meta.get("wavelength") or 1.5406
+        wavelength = meta.get("wavelength") or DEFAULT_WAVELENGTH
     tt, y = np.asarray(tt, np.float64), np.asarray(y, np.float64)
     lam1 = R.kalpha_lines(wavelength)[0][0]
     d_min = max(0.3, lam1 / (2 * np.sin(np.radians(min(float(tt[-1]), 179.0)) / 2)) * 0.98)

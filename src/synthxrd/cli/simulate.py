@@ -36,6 +36,7 @@ from pathlib import Path
 from synthxrd.cli import options
 from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.files import atomic_write, check_outputs, write_text
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
 __all__ = ["HELP", "add_arguments", "run", "DEFAULT_CRYSTALLITE_SIZE_NM", "GRID_STEP"]
 
@@ -44,9 +45,9 @@ HELP = "simulate pXRD patterns and peak lists of CIF files (CSV, optional PNG)"
 #: Crystallite size used unless --crystallite-size is given: the middle of the U(20, 100) nm range
 #: of the training patterns, so that example patterns look like typical training inputs.
 DEFAULT_CRYSTALLITE_SIZE_NM = 50.0
-#: Pattern grid spacing in degrees 2theta (DESIGN.md: 5-90 degrees, 8501 points).
+#: Pattern grid spacing in degrees 2theta (docs/architecture.md: 5-90 degrees, 8501 points).
 GRID_STEP = 0.01
-#: Sizes drawn with ``--crystallite-size random`` (DESIGN.md).
+#: Sizes drawn with ``--crystallite-size random`` (docs/architecture.md).
 RANDOM_SIZE_RANGE_NM = (20.0, 100.0)
 
 
@@ -57,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (created if missing)")
     parser.add_argument("--examples", action="store_true",
                         help="also simulate the example structures shipped with synthxrd")
-    parser.add_argument("--wavelength", default="1.5406", metavar="LAMBDA",
+    parser.add_argument("--wavelength", default=str(DEFAULT_WAVELENGTH), metavar="LAMBDA",
                         help="X-ray wavelength in Angstrom or a line name such as CuKa1, MoKa1 "
-                             "(default: 1.5406, Cu K-alpha1)")
+                             f"(default: {DEFAULT_WAVELENGTH}, Cu K-alpha1)")
     parser.add_argument("--range", nargs=2, type=float, default=(5.0, 90.0), metavar=("MIN", "MAX"),
                         dest="two_theta_range",
                         help="2theta window in degrees, 0 < MIN < MAX < 180 (default: 5 90)")

@@ -23,7 +23,8 @@ Text headers are read for the wavelength and the radiation by one parser,
 :mod:`synthxrd.io.wavelength`.
 
 :mod:`synthxrd.io.read` lists the checks made on every pattern and how the wavelength is chosen;
-:mod:`synthxrd.io.prepare` holds the conversion, resampling and :func:`load_for_model`. This package
+:mod:`synthxrd.io.prepare` holds the conversion, resampling and :func:`load_for_model`;
+:mod:`synthxrd.io.manifest` reads manifests of pattern files (:func:`read_manifest`). This package
 imports neither numba nor torch: grid and wavelengths come from :mod:`synthxrd.simulate.common`.
 
 >>> format_names()[:6]                             # metadata["format"] values, in the order tried
@@ -48,6 +49,7 @@ from synthxrd.io._common import (
     PatternWarning,
 )
 from synthxrd.io.formats import FORMATS, Format, format_names, formats_markdown, supported_formats
+from synthxrd.io.manifest import ManifestEntry, read_manifest
 from synthxrd.io.prepare import (
     MIN_PEAK_SIGNIFICANCE,
     clean_patterns,
@@ -88,4 +90,6 @@ __all__ = [
     "format_names",
     "formats_markdown",
     "supported_formats",
+    "ManifestEntry",
+    "read_manifest",
 ]

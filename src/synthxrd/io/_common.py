@@ -195,7 +195,7 @@ def numbers(s: str) -> list[float]:
 def record_tube(meta: dict, alpha1, alpha2, ratio, average, source: str) -> None:
     """Record tube wavelengths in ``meta``; ``meta["wavelength"]`` becomes K-alpha1.
 
-    The simulator models K-alpha1 only (DESIGN.md), and the K-alpha2 component of a measured peak is
+    The simulator models K-alpha1 only (docs/architecture.md), and the K-alpha2 component of a measured peak is
     its shoulder on the high-angle side, not a shift of the peak; so a file that states K-alpha1 and
     K-alpha2 gives K-alpha1, else the K-alpha average. Values outside 0.01-100 Angstrom are dropped.
     """

@@ -6,12 +6,23 @@ puts a pattern onto the model's 2theta grid; :func:`clean_patterns` takes away b
 :func:`load_for_model` reads a file
 (:func:`~synthxrd.io.read_pattern`) and does both, then normalises. Grid and default wavelength come
 from :mod:`synthxrd.simulate.common`, the same constants the simulator uses.
+
+One pipeline from a file to what the model and the library see:
+
+1. :func:`read_measured`: read, refuse neutron/synchrotron data unless a wavelength is given, choose
+   the wavelength (the file's, else the caller's, else Cu K-alpha1 with a note), trim constant
+   padding. ``synthxrd library search`` stops here (the search works on the file's own axis), and so
+   does realism's reading of manifests (then :func:`convert_wavelength` and its window);
+2. :func:`to_grid`: :func:`convert_wavelength` to the model's wavelength and :func:`resample` onto the
+   grid (also :meth:`synthxrd.predict.Predictor.identify` for arrays);
+3. :func:`load_for_model`: both, clipped and normalised, for :meth:`~synthxrd.predict.Predictor.predict_file`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +33,10 @@ from synthxrd.io._common import GAP_FACTOR, MIN_POINTS, PatternWarning
 from synthxrd.io.read import NOT_LABORATORY, missing_wavelength, read_pattern
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelength
 
-__all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "resample", "peak_significance", "has_peaks",
+__all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "read_measured", "MeasuredPattern", "to_grid",
+           "resample", "peak_significance", "has_peaks",
            "integer_like", "no_peaks_error", "pattern_peak_significance",
-           "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG"]
+           "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG", "MAD_TO_SIGMA"]
 
 #: Width in degrees 2theta of the local quadratic background of :func:`peak_significance`: what is
 #: narrower stands out of it (Bragg peaks, also the ~5 degree wide reflections of nanometre crystallites),
@@ -39,6 +51,9 @@ MIN_PEAK_SIGNIFICANCE = 8.0
 NOISE_FLOOR = 0.01
 #: Gaussian smoothing (degrees) before the test: a peak spans several points, noise does not.
 PEAK_SMOOTH_DEG = 0.05
+#: Median absolute deviation -> standard deviation of Gaussian noise, 1 / Phi^-1(3/4) (Rousseeuw &
+#: Croux, J. Am. Stat. Assoc. 88 (1993) 1273): the one robust noise scale of the package.
+MAD_TO_SIGMA = 1.4826
 
 
 def convert_wavelength(two_theta, from_wavelength: float | str, to_wavelength: float | str
@@ -130,6 +145,102 @@ def resample(two_theta, intensity, grid: Grid = Grid()) -> tuple[np.ndarray, np.
     return np.where(covered, values, 0.0), covered
 
 
+@dataclass(frozen=True)
+class MeasuredPattern:
+    """A measured pattern file as read for the model or the library (:func:`read_measured`).
+
+    Attributes
+    ----------
+    two_theta, intensity : (M,) float64 on the file's own axis (degrees 2theta), constant padding trimmed.
+    wavelength : Angstrom: the file's, else the caller's, else Cu K-alpha1 (``notes`` says so).
+    metadata : that of :func:`~synthxrd.io.read_pattern` (``wavelength_source`` is ``"assumed"`` when
+        Cu K-alpha1 was assumed).
+    trimmed_padding : (start, end) points of constant padding removed.
+    notes : what was assumed, one line each, naming the file (the caller warns or prints them).
+    """
+
+    two_theta: np.ndarray
+    intensity: np.ndarray
+    wavelength: float
+    metadata: dict[str, Any]
+    trimmed_padding: tuple[int, int]
+    notes: tuple[str, ...]
+
+
+def read_measured(path: str | Path, *, wavelength: float | str | None = None, action: str = "predict",
+                  refuse_other_radiation: bool = True) -> MeasuredPattern:
+    """Read a measured pattern for the model or the library: the first step of every file pipeline.
+
+    :func:`~synthxrd.io.read_pattern` (``wavelength`` is used only where the file states none);
+    neutron and synchrotron patterns (``metadata["radiation"]``) are a :class:`DataError` unless
+    ``wavelength`` is given or ``refuse_other_radiation`` is False (the model and the library are
+    X-ray; ``action`` names what the user would do anyway: ``"predict"``, ``"search"``); a file
+    with no wavelength is read as Cu K-alpha1 with a note; constant padding at the ends is trimmed
+    (:data:`~synthxrd.io.PADDING_MIN_RUN`) unless fewer than ``MIN_POINTS`` points would remain.
+    """
+    path_str = str(path)
+    two_theta, intensity, meta = read_pattern(path, wavelength=wavelength)
+    if refuse_other_radiation and meta["radiation"] in NOT_LABORATORY and wavelength is None:
+        stated = f"; the file states {meta['wavelength']:g} A" if meta["wavelength"] else ""
+        raise DataError(f"{path_str}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the model and "
+                        f"the reference library are X-ray; give --wavelength to {action} anyway{stated}")
+    lam = meta["wavelength"]
+    notes: list[str] = []
+    if lam is None:  # the laboratory default, said in one line rather than refused
+        lam = DEFAULT_WAVELENGTH
+        meta["wavelength_source"] = "assumed"
+        notes.append(f"{path_str}: {missing_wavelength(meta)}; assumed Cu K-alpha1 ({lam} Å) "
+                     "(give --wavelength if it was measured otherwise)")
+    lead, trail = meta["constant_edges"]
+    if lead or trail:
+        keep = slice(lead, two_theta.size - trail)
+        if two_theta[keep].size >= MIN_POINTS:
+            two_theta, intensity = two_theta[keep], intensity[keep]
+        else:
+            lead = trail = 0
+    return MeasuredPattern(two_theta, intensity, float(lam), meta, (int(lead), int(trail)), tuple(notes))
+
+
+def to_grid(two_theta, intensity, wavelength: float | str, *, model_wavelength: float | str = DEFAULT_WAVELENGTH,
+            grid: Grid = Grid(), source: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+    """Pattern(s) measured at ``wavelength`` on the model's grid at ``model_wavelength``.
+
+    :func:`convert_wavelength` (points with no equivalent dropped), then :func:`resample` of each row.
+
+    Parameters
+    ----------
+    two_theta : (M,) degrees. intensity : (M,) or (N, M).
+    source : prefix of error messages (a file name), if any.
+
+    Returns
+    -------
+    values : (grid.n,) or (N, grid.n) float64 (not normalised, not clipped).
+    covered : (grid.n,) bool, the grid points inside the measured range.
+    n_dropped : points with no equivalent 2theta below 180 degrees at the model wavelength.
+    """
+    prefix = f"{source}: " if source else ""
+    tt = np.asarray(two_theta, np.float64)
+    y = np.asarray(intensity, np.float64)
+    lam, lam_model = resolve_wavelength(wavelength), resolve_wavelength(model_wavelength)
+    n_dropped = 0
+    if not math.isclose(lam, lam_model, rel_tol=1e-9):
+        tt, mask = convert_wavelength(tt, lam, lam_model)
+        y = y[..., mask]
+        n_dropped = int((~mask).sum())
+        if tt.size < 2:
+            raise DataError(f"{prefix}at the model wavelength {lam_model} A no point of the pattern "
+                            f"(measured at {lam} A) has an equivalent 2theta below 180 degrees")
+    rows = np.atleast_2d(y)
+    values = np.empty((len(rows), grid.n))
+    covered = np.zeros(grid.n, bool)
+    for i, row in enumerate(rows):
+        values[i], covered = resample(tt, row, grid)
+        if not covered.any():
+            raise DataError(f"{prefix}the measured range {tt[0]:.3f}-{tt[-1]:.3f} degrees 2theta (at {lam_model} A) "
+                            f"does not overlap the model grid {grid.start}-{grid.stop} degrees")
+    return (values[0] if y.ndim == 1 else values), covered, n_dropped
+
+
 def load_for_model(
     path: str | Path,
     *,
@@ -139,14 +250,12 @@ def load_for_model(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A measured pattern as the model sees it: on the grid, at the model's wavelength, max 1.
 
-    Steps: :func:`~synthxrd.io.read_pattern`; neutron and synchrotron patterns
-    (``metadata["radiation"]``) are refused unless ``wavelength`` is given (the model is X-ray); the
-    wavelength is the file's, else ``wavelength``, else Cu K-alpha1 (the laboratory default, with a
-    :class:`PatternWarning` naming the assumption, or the header line it could not read);
-    constant padding at the ends is trimmed (:data:`~synthxrd.io.PADDING_MIN_RUN`);
-    :func:`convert_wavelength` to ``model_wavelength`` (points with no equivalent dropped);
-    :func:`resample` onto ``grid``; negative values clipped to 0; divided by the maximum over the
-    covered points.
+    Steps: :func:`read_measured` (neutron and synchrotron patterns refused unless ``wavelength`` is
+    given; the wavelength is the file's, else ``wavelength``, else Cu K-alpha1 with a
+    :class:`PatternWarning` naming the assumption, or the header line it could not read; constant
+    padding trimmed); :func:`to_grid` (:func:`convert_wavelength` to ``model_wavelength``, points
+    with no equivalent dropped; :func:`resample` onto ``grid``); negative values clipped to 0;
+    divided by the maximum over the covered points.
 
     Returns
     -------
@@ -161,39 +270,16 @@ def load_for_model(
         ``metadata`` (that of :func:`~synthxrd.io.read_pattern`).
     """
     path_str = str(path)
-    two_theta, intensity, meta = read_pattern(path, wavelength=wavelength)
-    if meta["radiation"] in NOT_LABORATORY and wavelength is None:
-        stated = f"; the file states {meta['wavelength']:g} A" if meta["wavelength"] else ""
-        raise DataError(f"{path_str}: {meta['radiation']} data ({meta.get('radiation_evidence')}): the model and "
-                        f"the reference library are X-ray; give --wavelength to predict anyway{stated}")
-    lam = meta["wavelength"]
-    warn: list[str] = []
-    if lam is None:  # the laboratory default, said in one line rather than refused
-        lam = DEFAULT_WAVELENGTH
-        meta["wavelength_source"] = "assumed"
-        warn.append(f"{path_str}: {missing_wavelength(meta)}; assumed Cu K-alpha1 ({lam} Å) "
-                    "(give --wavelength if it was measured otherwise)")
+    measured = read_measured(path, wavelength=wavelength)
+    two_theta, intensity, lam, meta = measured.two_theta, measured.intensity, measured.wavelength, measured.metadata
+    warn = list(measured.notes)
     lam_model = resolve_wavelength(model_wavelength)
-    lead, trail = meta["constant_edges"]
-    if lead or trail:
-        keep = slice(lead, two_theta.size - trail)
-        if two_theta[keep].size >= MIN_POINTS:
-            two_theta, intensity = two_theta[keep], intensity[keep]
-        else:
-            lead = trail = 0
     converted = not math.isclose(lam, lam_model, rel_tol=1e-9)
-    n_dropped = 0
-    if converted:
+    values, covered, n_dropped = to_grid(two_theta, intensity, lam, model_wavelength=lam_model, grid=grid,
+                                         source=path_str)
+    if converted:  # the points that reached the grid (the resampling method, whole-number counts)
         two_theta, mask = convert_wavelength(two_theta, lam, lam_model)
         intensity = intensity[mask]
-        n_dropped = int((~mask).sum())
-        if two_theta.size < 2:
-            raise DataError(f"{path_str}: at the model wavelength {lam_model} A no point of the pattern "
-                            f"(measured at {lam} A) has an equivalent 2theta below 180 degrees")
-    values, covered = resample(two_theta, intensity, grid)
-    if not covered.any():
-        raise DataError(f"{path_str}: the measured range {two_theta[0]:.3f}-{two_theta[-1]:.3f} degrees 2theta "
-                        f"(at {lam_model} A) does not overlap the model grid {grid.start}-{grid.stop} degrees")
     n_clipped = int((values < 0).sum())
     values = np.maximum(values, 0.0)
     scale = float(values[covered].max())
@@ -205,6 +291,7 @@ def load_for_model(
                     f"{grid.start}-{grid.stop} degrees")
     for message in warn:
         warnings.warn(message, PatternWarning, stacklevel=2)
+    lead, trail = measured.trimmed_padding
     g = grid.values()[covered]
     info = {
         "coverage": coverage,
@@ -270,7 +357,7 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
         return savgol_filter(values, window, 2, axis=1, mode="interp")
 
     def noise(residual):
-        return 1.4826 * np.median(np.abs(residual), axis=1, keepdims=True)
+        return MAD_TO_SIGMA * np.median(np.abs(residual), axis=1, keepdims=True)
 
     background = fit(y)
     for _ in range(20):  # the clipped points settle in a few rounds; 20 leave no change worth a peak
@@ -283,7 +370,8 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row with no such point: no counting noise
         gain = np.nan_to_num(np.nanmedian(ratio, axis=1, keepdims=True))
-    counting = np.where(np.broadcast_to(np.asarray(counts, bool), (len(y),))[:, None], 1.4826 * gain * level, 0.0)
+    counting = np.where(np.broadcast_to(np.asarray(counts, bool), (len(y),))[:, None], MAD_TO_SIGMA * gain * level,
+                        0.0)
     sigma = np.maximum(np.maximum(noise(residual), counting),
                        np.maximum(NOISE_FLOOR * np.abs(background), 1e-9 * scale))
     top = (residual / np.where(sigma > 0, sigma, 1.0)).max(axis=1)
@@ -361,7 +449,7 @@ def clean_patterns(y: np.ndarray, step: float, *, smooth_deg: float = 0.05, back
     if noise_sigmas > 0:
         median = np.median(out, axis=1, keepdims=True)
         mad = np.median(np.abs(out - median), axis=1, keepdims=True)
-        out -= median + noise_sigmas * 1.4826 * mad
+        out -= median + noise_sigmas * MAD_TO_SIGMA * mad
     np.clip(out, 0.0, None, out=out)
     peak = out.max(axis=1, keepdims=True)
     return np.divide(out, peak, out=np.zeros_like(out), where=peak > 0)

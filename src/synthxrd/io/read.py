@@ -13,7 +13,7 @@ are kept and counted (``metadata["n_negative"]``); :func:`~synthxrd.io.load_for_
 zero.
 
 The wavelength in ``metadata["wavelength"]`` is K-alpha1 where a file states K-alpha1 and K-alpha2
-separately (XRDML, RAW, BRML): the simulator models K-alpha1 only (DESIGN.md), and the K-alpha2
+separately (XRDML, RAW, BRML): the simulator models K-alpha1 only (docs/architecture.md), and the K-alpha2
 component of a measured peak is its shoulder on the high-angle side, not a shift of the peak; the
 average, K-alpha2 and the ratio are in ``kalpha_average``, ``kalpha2``, ``kalpha2_ratio``. A file
 that states one value (RRUFF's ``##WAVELENGTH``, a header line) gives that value. Text headers are

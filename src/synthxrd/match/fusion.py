@@ -48,11 +48,11 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import DataError
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = ["FusionRule", "match_features", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
            "UNKNOWN_PRECISION", "FORMS"]
 
-N_SPACEGROUPS = 230
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
 FORMS = ("mixture", "stacking")
 #: Accuracy, on the fit patterns, of the answers that are not flagged uncertain.

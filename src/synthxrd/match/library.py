@@ -45,6 +45,7 @@ import numpy as np
 from synthxrd.errors import ConfigError, DataError, StructureError
 from synthxrd.match.search import element_mask, search
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = [
     "LIBRARY_FORMAT_VERSION",
@@ -360,7 +361,7 @@ class ReferenceLibrary:
                      and self.f2.shape == (r,) and self.hkl.shape == (r, 3))
         if not shapes_ok or (n and (np.any(np.diff(self.offsets) < 1) or self.offsets[0] != 0)):
             raise DataError(f"{self.label}: inconsistent library arrays (corrupt file?)")
-        if n and (self.spacegroups.min() < 1 or self.spacegroups.max() > 230 or not np.all(self.d > 0)
+        if n and (self.spacegroups.min() < 1 or self.spacegroups.max() > N_SPACEGROUPS or not np.all(self.d > 0)
                   or not np.all(np.isfinite(self.f2))):
             raise DataError(f"{self.label}: library values out of range (corrupt file?)")
 

@@ -22,24 +22,29 @@ Every model maps float tensors (B, L) or (B, 1, L) to logits (B, num_classes)::
     again = models.build(**ckpt["config"]); again.load_state_dict(ckpt["state_dict"])
 
 This is the only package (with ``train``/``evaluate``) that imports torch; it needs neither
-pymatgen, spglib nor ray.
+pymatgen, spglib nor ray. torch is imported on first use of a network name below, not by importing
+the package: :mod:`synthxrd.models.checkpoint` (the contract between training and inference),
+:mod:`~synthxrd.models.device` and :mod:`~synthxrd.models.calibration` load without it.
 """
 
 from __future__ import annotations
 
-from synthxrd.models import park, resnet1d  # noqa: F401  (registers the builders)
-from synthxrd.models.park import ParkCNN
-from synthxrd.models.registry import (
-    DEFAULT_INPUT_LENGTH,
-    build,
-    count_parameters,
-    get_builder,
-    get_model,
-    list_models,
-    model_options,
-    register_model,
-)
-from synthxrd.models.resnet1d import BasicBlock1D, Bottleneck1D, ResNet1D
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synthxrd.models.park import ParkCNN
+    from synthxrd.models.registry import (
+        DEFAULT_INPUT_LENGTH,
+        build,
+        count_parameters,
+        get_builder,
+        get_model,
+        list_models,
+        model_options,
+        register_model,
+    )
+    from synthxrd.models.resnet1d import BasicBlock1D, Bottleneck1D, ResNet1D
 
 __all__ = [
     "build",
@@ -55,3 +60,24 @@ __all__ = [
     "BasicBlock1D",
     "Bottleneck1D",
 ]
+
+#: Where each public name lives; importing one imports park and resnet1d first (they register the
+#: builders, and import torch).
+_HOMES = {"ParkCNN": "park", "ResNet1D": "resnet1d", "BasicBlock1D": "resnet1d", "Bottleneck1D": "resnet1d",
+          **{name: "registry" for name in __all__ if name not in ("ParkCNN", "ResNet1D", "BasicBlock1D",
+                                                                    "Bottleneck1D")}}
+
+
+def __getattr__(name: str) -> Any:
+    """The networks and their registry, imported on first use (PEP 562)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for builders in ("park", "resnet1d"):  # registers the builders
+        importlib.import_module(f"{__name__}.{builders}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

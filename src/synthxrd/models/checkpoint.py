@@ -1,7 +1,9 @@
 """The self-describing model contract: what a checkpoint holds and how a pattern becomes network input.
 
-Training and inference meet only here (DESIGN.md, layout). A checkpoint is a plain ``torch.save``
-dict of tensors, numbers and strings, read with ``torch.load(weights_only=True)``:
+Training and inference meet only here (docs/architecture.md, "The checkpoint contract"). This module
+needs numpy only: torch is imported inside the functions that read or write weights, so importing it
+does not load torch. A checkpoint is a plain ``torch.save`` dict of tensors, numbers and strings, read
+with ``torch.load(weights_only=True)``:
 
 =================  ===================================================================================
 key                meaning

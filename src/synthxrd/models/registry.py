@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["register_model", "list_models", "build", "get_model", "get_builder", "model_options",
            "count_parameters", "DEFAULT_INPUT_LENGTH"]
 
-#: Points of the default 2θ grid (5…90°, 0.01° step; DESIGN.md).
+#: Points of the default 2θ grid (5…90°, 0.01° step; docs/architecture.md).
 DEFAULT_INPUT_LENGTH = 8501
 #: Builder arguments that :func:`build` passes itself (not options).
 _FIXED = ("num_classes", "input_length")
@@ -134,7 +134,7 @@ def build(name: str, num_classes: int, *, input_length: int = DEFAULT_INPUT_LENG
     return model
 
 
-#: torchvision / STYLE.md spelling of :func:`build`.
+#: torchvision spelling of :func:`build`.
 get_model = build
 
 

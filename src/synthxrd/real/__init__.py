@@ -1,7 +1,7 @@
 """Real crystals for the training stream: a set built once from the statistics part of a split, and
 symmetry-preserving perturbations applied every time a crystal is drawn.
 
-The reference (Schopmans et al. 2023, DESIGN.md) compares training on synthetic crystals with training
+The reference (Schopmans et al. 2023, docs/architecture.md) compares training on synthetic crystals with training
 on real ones ("direct" training); here both can be mixed in one batch (:mod:`synthxrd.data`). The real
 crystals come only from the **statistics** part of a prototype split (:mod:`synthxrd.split`), so the
 structure types of the test part stay unseen.

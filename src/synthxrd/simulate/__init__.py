@@ -1,7 +1,7 @@
 """Powder X-ray diffraction simulation: exact peak lists and broadened patterns.
 
 ``peaks`` equals pymatgen's ``XRDCalculator`` (to 1e-6), ``pattern`` broadens the peaks with the
-Scherrer Gaussian of DESIGN.md, ``patterns`` does the same for a :class:`~synthxrd.structure.CrystalBatch`
+Scherrer Gaussian of docs/architecture.md, ``patterns`` does the same for a :class:`~synthxrd.structure.CrystalBatch`
 in one compiled call. Importing this package imports nothing heavy: the names below are loaded on first
 use (PEP 562), so ``synthxrd.simulate.common`` (grids, wavelengths) and ``synthxrd.simulate.physics``
 work without numba (inference, a GPU node), and torch, ray and matplotlib are never imported here.

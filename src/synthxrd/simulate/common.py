@@ -36,7 +36,9 @@ __all__ = [
     "crystallite_sizes",
 ]
 
-#: Cu K-alpha1 in Angstrom, the default of DESIGN.md.
+#: Cu K-alpha1 in Angstrom, the default wavelength everywhere (simulation, the model's grid, a pattern
+#: file that names none, refinement, search): the one place this number is typed. (The wavelength
+#: table's ``CuKa1``, 1.54056, is pymatgen's value of the same line, used where a file names the anode.)
 DEFAULT_WAVELENGTH = 1.5406
 DEFAULT_TWO_THETA_RANGE = (5.0, 90.0)
 #: Crystallite sizes tau ~ U(20, 100) nm, drawn once per pattern (Schopmans et al. 2023).

@@ -281,7 +281,7 @@ def pattern(
 
     The peaks of :func:`peaks`, each an area-normalised Gaussian with FWHM(2theta, rad) =
     0.9 lambda / (tau cos theta), tau ~ U(20, 100) nm drawn from ``rng`` unless
-    ``crystallite_size_nm`` is given; default grid 5-90 degrees, 8501 points (DESIGN.md).
+    ``crystallite_size_nm`` is given; default grid 5-90 degrees, 8501 points (docs/architecture.md).
     The network input is ``sqrt(pattern)``.
     """
     crystal = to_crystal(structure)

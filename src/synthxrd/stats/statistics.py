@@ -25,6 +25,7 @@ from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import atomic_write
 from synthxrd.stats.analysis import DEFAULT_SYMPREC, Z_MAX, FloatArray, StructureRecord, atomic_radii
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system, crystal_system_table
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = ["FORMAT_VERSION", "REPRESENTED_MIN_COUNT", "POOLING", "RECORD_ARRAYS", "DEFAULT_RESOURCE", "Statistics"]
 
@@ -117,7 +118,7 @@ class Statistics:
         offsets = self.site_offsets
         if offsets[0] != 0 or offsets[-1] != m or np.any(np.diff(offsets) < 1):
             raise DataError("statistics: site_offsets must rise strictly from 0 to the number of site rows")
-        if n and (self.spacegroups.min() < 1 or self.spacegroups.max() > 230):
+        if n and (self.spacegroups.min() < 1 or self.spacegroups.max() > N_SPACEGROUPS):
             raise DataError("statistics: space-group numbers outside 1..230")
         for name in RECORD_ARRAYS:
             object.__setattr__(self, name, _readonly(getattr(self, name)))
@@ -429,7 +430,7 @@ class Statistics:
 
     @staticmethod
     def _check_sg(sg: object) -> int:
-        if isinstance(sg, (int, np.integer)) and not isinstance(sg, bool) and 1 <= int(sg) <= 230:
+        if isinstance(sg, (int, np.integer)) and not isinstance(sg, bool) and 1 <= int(sg) <= N_SPACEGROUPS:
             return int(sg)
         raise ConfigError(f"space group number must be an integer 1..230, got {sg!r}")
 

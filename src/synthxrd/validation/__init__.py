@@ -1,6 +1,6 @@
 """Validation sets built once and cached: synthetic crystals and real crystals of unseen structure types.
 
-The reference method (Schopmans et al. 2023, DESIGN.md) validates every epoch on crystals of the
+The reference method (Schopmans et al. 2023, docs/architecture.md) validates every epoch on crystals of the
 test part of a prototype split, i.e. of structure types the generator's statistics never saw, and on
 synthetic crystals drawn like the training data. Six sets can be built from a structure collection
 (folder or tar of CIFs), the split (:mod:`synthxrd.split`) and the class list (the space groups

@@ -29,6 +29,7 @@ from synthxrd.files import atomic_write, lock_folder, write_json
 from synthxrd.pool import chunked, imap_bounded
 from synthxrd.stats import default_workers, iter_cif_texts, progress_bar
 from synthxrd.structure import CrystalBatch
+from synthxrd.wyckoff import N_SPACEGROUPS
 from synthxrd.validation.request import (
     CIF_CHUNK,
     GAP_SETS,
@@ -347,7 +348,7 @@ def _prototype_spacegroups(sp: Split) -> dict[str, int]:
     test = sp.parts == "test"
     for i, proto in zip(sp.ids[test].tolist(), sp.prototypes[test].tolist()):
         head = proto.split("|", 1)[0]
-        if "|" in proto and head.isdigit() and 1 <= int(head) <= 230:
+        if "|" in proto and head.isdigit() and 1 <= int(head) <= N_SPACEGROUPS:
             out[i] = int(head)
     return out
 

@@ -20,6 +20,7 @@ import numpy as np
 from synthxrd.dataset import VALIDATION_FORMAT_VERSION
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.stats import DEFAULT_SYMPREC, REPRESENTED_MIN_COUNT, Statistics, source_fingerprint
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 if TYPE_CHECKING:
     from synthxrd.split import Split
@@ -195,7 +196,7 @@ def resolve_classes(classes: Iterable[int] | None, statistics: Statistics, min_c
                               "give the classes or lower min_count")
         return cls, int(min_count)
     raw = np.asarray(list(classes) if not isinstance(classes, np.ndarray) else classes)
-    if raw.ndim != 1 or raw.size == 0 or raw.dtype.kind not in "iu" or raw.min() < 1 or raw.max() > 230:
+    if raw.ndim != 1 or raw.size == 0 or raw.dtype.kind not in "iu" or raw.min() < 1 or raw.max() > N_SPACEGROUPS:
         raise ConfigError(f"classes: expected one or more space-group numbers 1..230, got {classes!r:.80}")
     return tuple(sorted({int(c) for c in raw.tolist()})), None
 
