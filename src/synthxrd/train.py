@@ -42,7 +42,7 @@ from synthxrd.models.device import resolve_device
 from synthxrd.train_session import (BEST, CHECKPOINT, SNAPSHOTS, _agreed_stop, _calibrate,  # noqa: F401
                                     _check_run_folder, _distributed, _final_checkpoint, _initial_weights,
                                     _previous_summary, _resume_checkpoint, _StopFlag, _stream_failure,
-                                    _validate_and_checkpoint)
+                                    _validate_and_checkpoint, evaluate_arrays, predict_logits, topk_accuracy)
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
            "topk_accuracy", "lr_factor", "predict_logits"]
@@ -193,43 +193,6 @@ def marginal_loss(logits, labels, groups):
         same = table[None, :] == table[labels][:, None]
         total = total - torch.logsumexp(logp.masked_fill(~same, -math.inf), dim=1).mean()
     return total
-
-
-def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[int, float]:
-    """Fraction of rows whose label is among the k largest logits, for each k (ties as in
-    :func:`synthxrd.predict.ranking`)."""
-    from synthxrd.predict import ranking
-
-    top = ranking(np.asarray(logits, np.float64), max(ks))
-    hits = top == np.asarray(labels).reshape(-1, 1)
-    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
-
-
-def predict_logits(model, inputs: np.ndarray, *, device, batch_size: int = 256) -> np.ndarray:
-    """Logits (N, C) float32 of ``model`` in eval mode on network inputs (N, G)."""
-    import torch
-
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(inputs), batch_size):
-            out.append(model(torch.as_tensor(inputs[i:i + batch_size], device=device)).float().cpu().numpy())
-    model.train()
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, batch_size: int = 256) -> dict[str, float]:
-    """Loss, top-1 and top-5 of ``model`` on (network inputs, class-index labels)."""
-    import torch
-
-    logits = torch.as_tensor(predict_logits(model, inputs, device=device, batch_size=batch_size))
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    n = len(y)
-    if n == 0:
-        return {"loss": 0.0, "top1": 0.0, "top5": 0.0, "n": 0}
-    acc = topk_accuracy(logits, y, ks=(1, min(5, logits.shape[1])))
-    return {"loss": float(torch.nn.functional.cross_entropy(logits, y)), "top1": acc[1],
-            "top5": acc[min(5, logits.shape[1])], "n": n}
 
 
 #: The :class:`TrainConfig` fields that define the training stream: those of :class:`synthxrd.data.StreamConfig`.

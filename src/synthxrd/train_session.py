@@ -29,12 +29,48 @@ BEST = "best.pt"
 SNAPSHOTS = "snapshots"  # weights-only checkpoints every snapshot_every steps (synthxrd evaluate loads them)
 
 
+def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[int, float]:
+    """Fraction of rows whose label is among the k largest logits, for each k (ties as in
+    :func:`synthxrd.predict.ranking`)."""
+    from synthxrd.predict import ranking
+
+    top = ranking(np.asarray(logits, np.float64), max(ks))
+    hits = top == np.asarray(labels).reshape(-1, 1)
+    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
+
+
+def predict_logits(model, inputs: np.ndarray, *, device, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, C) float32 of ``model`` in eval mode on network inputs (N, G)."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch_size):
+            out.append(model(torch.as_tensor(inputs[i:i + batch_size], device=device)).float().cpu().numpy())
+    model.train()
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, batch_size: int = 256) -> dict[str, float]:
+    """Loss, top-1 and top-5 of ``model`` on (network inputs, class-index labels)."""
+    import torch
+
+    logits = torch.as_tensor(predict_logits(model, inputs, device=device, batch_size=batch_size))
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    n = len(y)
+    if n == 0:
+        return {"loss": 0.0, "top1": 0.0, "top5": 0.0, "n": 0}
+    acc = topk_accuracy(logits, y, ks=(1, min(5, logits.shape[1])))
+    return {"loss": float(torch.nn.functional.cross_entropy(logits, y)), "top1": acc[1],
+            "top5": acc[min(5, logits.shape[1])], "n": n}
+
+
 def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, device
                ) -> dict[str, Any] | None:
     """Fit the softmax temperature (:func:`synthxrd.evaluate.temperature_report`) of the weights in
     ``path`` on the validation set that selects them (``match``, else ``random``) and store it in that file."""
     from synthxrd.evaluate.run import temperature_report
-    from synthxrd.train import predict_logits
 
     name = "match" if "match" in val_sets else "random" if "random" in val_sets else None
     if name is None or not path.is_file():
@@ -191,7 +227,6 @@ def _save(run: _Run, path: Path, *, weights_only: bool = False) -> None:
 
 def _validate(run: _Run) -> dict[str, dict[str, float]]:
     """Loss, top-1 and top-5 on every validation set, logged; ``best.pt`` saved on a new best."""
-    from synthxrd.train import evaluate_arrays
 
     step, writer = run.step, run.writer
     results = {name: evaluate_arrays(run.core, x, y, device=run.device) for name, (x, y) in run.val_sets.items()}

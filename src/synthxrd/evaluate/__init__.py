@@ -39,7 +39,7 @@ confusion matrices, reliability bins, per-pattern top-5, failures) and three fig
 from __future__ import annotations
 
 from synthxrd.evaluate.evaluation import Evaluation
-from synthxrd.evaluate.manifest import ManifestEntry, read_manifest
+from synthxrd.io.manifest import ManifestEntry, read_manifest
 from synthxrd.evaluate.report import OUTPUT_FILES, plot_confusion, plot_reliability, write_report  # noqa: F401
 from synthxrd.evaluate.run import (calibrate_on_validation_set, evaluate_dataset, evaluate_manifest, evaluate_patterns,
                                    evaluate_validation_set, temperature_report)

@@ -10,7 +10,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.evaluate.evaluation import Evaluation, _baseline_for, _components, _evidence, _model_config
-from synthxrd.evaluate.manifest import ManifestEntry, read_manifest
+from synthxrd.io.manifest import ManifestEntry, read_manifest
 from synthxrd.evaluate.scoring import expected_calibration_error
 from synthxrd.predict import N_SPACEGROUPS, failure_message
 

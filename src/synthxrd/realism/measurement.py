@@ -13,16 +13,14 @@ from statistics import NormalDist
 import numpy as np
 
 from synthxrd.errors import DataError
+from synthxrd.io._common import MIN_POINTS  # a peak list or a truncated file is no pattern
+from synthxrd.io.prepare import MAD_TO_SIGMA
 
 __all__ = ["MIN_POINTS", "MAD_TO_SIGMA", "BACKGROUND_BLOCK_DEG", "BACKGROUND_QUANTILE", "ENVELOPE_Z", "VISIBLE_K",
            "VISIBLE_MIN_FRACTION", "FWHM_MIN_SNR", "FWHM_MAX_PEAKS", "INTENSITY_RESOLUTION", "Statistic", "STATISTICS",
            "PatternStats", "check_pattern", "covered_slice", "scan_step", "noise_sigma", "background_curve",
            "background_shape", "visible_peaks", "peak_fwhm", "measure"]
 
-#: A pattern needs at least this many covered points (a peak list or a truncated file is no pattern).
-MIN_POINTS = 10
-#: MAD -> standard deviation of a normal distribution: 1 / Phi^-1(3/4).
-MAD_TO_SIGMA = 1.4826
 #: sqrt(var(r) / sigma^2) of the 3-point high-pass residual r = y - moving_average_3(y) of white noise.
 _RESIDUAL_SCALE = math.sqrt(2.0 / 3.0)
 #: Width (degrees) of the blocks whose low quantile is the background: wider than a cluster of

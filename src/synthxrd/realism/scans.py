@@ -82,24 +82,6 @@ def load_npz_patterns(path: str | Path, *, grid: Grid = Grid(), rows: Sequence[i
     return out
 
 
-def _manifest_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """(line, row) of a manifest CSV with a ``pattern_path`` column (no labels needed)."""
-    import csv
-
-    if not path.is_file():
-        raise DataError(f"{path}: no such manifest file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(enumerate(reader, 2))
-            columns = reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
-    if "pattern_path" not in columns:
-        raise DataError(f"{path}: no column 'pattern_path' (found: {', '.join(columns) or 'nothing'})")
-    return rows
-
-
 def load_manifest_patterns(path: str | Path, *, variants: Iterable[str] | None = XRED_VARIANTS, grid: Grid = Grid(),
                            wavelength: float | str | None = None) -> dict[str, list[Scan]]:
     """Measured patterns of a manifest CSV, grouped by variant, as scans named
@@ -122,40 +104,29 @@ def load_manifest_patterns(path: str | Path, *, variants: Iterable[str] | None =
     """
     import warnings
 
-    from synthxrd.io import PatternWarning, convert_wavelength, read_pattern
+    from synthxrd.io import PatternWarning, convert_wavelength, read_manifest
+    from synthxrd.io.prepare import read_measured
     from synthxrd.simulate.common import DEFAULT_WAVELENGTH, resolve_wavelength
 
     path = Path(path)
     lam_model = resolve_wavelength(DEFAULT_WAVELENGTH if wavelength is None else wavelength)
     wanted = None if variants is None else tuple(variants)
     out: dict[str, list[Scan]] = {}
-    for line, row in _manifest_rows(path):
-        variant = (row.get("variant") or "").strip() or "all"
+    for entry in read_manifest(path, labelled=False):
+        variant = (entry.variant or "").strip() or "all"
         if wanted is not None and variant not in wanted:
             continue
-        rel = (row.get("pattern_path") or "").strip()
-        if not rel:
-            raise DataError(f"{path}: line {line}: empty pattern_path")
-        file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
-        lam_text = (row.get("wavelength_A") or "").strip()
-        try:
-            lam_row = float(lam_text) if lam_text else None
-        except ValueError:
-            raise DataError(f"{path}: line {line}: wavelength_A {lam_text!r} is not a number (Angstrom)") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PatternWarning)
-            try:
-                x, y, meta = read_pattern(file)
+            try:  # the first step of predict's and library search's pipeline
+                measured = read_measured(entry.path, wavelength=entry.wavelength, refuse_other_radiation=False)
             except DataError as exc:
-                raise DataError(f"{path}: line {line}: {exc}") from None
-        lead, trail = meta.get("constant_edges", (0, 0))
-        if (lead or trail) and x.size - lead - trail >= MIN_POINTS:
-            x, y = x[lead:x.size - trail], y[lead:y.size - trail]
-        lam = meta.get("wavelength") or lam_row or lam_model
+                raise DataError(f"{path}: line {entry.line}: {exc}") from None
+        x, y, lam, file = measured.two_theta, measured.intensity, measured.wavelength, entry.path
         if not math.isclose(lam, lam_model, rel_tol=1e-9):
             x, mask = convert_wavelength(x, lam, lam_model)
             y = y[mask]
-        scan = _window(f"{(row.get('sample_id') or rel).strip()} {variant}", x, y, grid)
+        scan = _window(f"{entry.sample_id} {variant}", x, y, grid)
         if scan.two_theta.size < MIN_POINTS:
             raise DataError(f"{file}: fewer than {MIN_POINTS} points within the model window "
                             f"{grid.start}-{grid.stop} degrees 2theta")

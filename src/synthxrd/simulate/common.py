@@ -16,7 +16,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError, StructureError
 from synthxrd.simulate import physics
-from synthxrd.simulate.physics import SCHERRER_K, scherrer_fwhm
+from synthxrd.simulate.physics import DEFAULT_WAVELENGTH, SCHERRER_K, scherrer_fwhm
 
 __all__ = [
     "DEFAULT_WAVELENGTH",
@@ -36,10 +36,6 @@ __all__ = [
     "crystallite_sizes",
 ]
 
-#: Cu K-alpha1 in Angstrom, the default wavelength everywhere (simulation, the model's grid, a pattern
-#: file that names none, refinement, search): the one place this number is typed. (The wavelength
-#: table's ``CuKa1``, 1.54056, is pymatgen's value of the same line, used where a file names the anode.)
-DEFAULT_WAVELENGTH = 1.5406
 DEFAULT_TWO_THETA_RANGE = (5.0, 90.0)
 #: Crystallite sizes tau ~ U(20, 100) nm, drawn once per pattern (Schopmans et al. 2023).
 DEFAULT_SIZE_RANGE_NM = (20.0, 100.0)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "DEFAULT_WAVELENGTH",
     "FORM_FACTOR_PREFACTOR",
     "TWO_THETA_TOL",
     "SCALED_INTENSITY_TOL",
@@ -44,6 +45,12 @@ __all__ = [
     "line_fwhm_eta",
     "pseudo_voigt",
 ]
+
+#: Cu K-alpha1 in Angstrom, the default wavelength everywhere (simulation, the model's grid, a pattern
+#: file that names none, refinement, search): the one place this number is typed (re-exported by
+#: :mod:`synthxrd.simulate.common`). The wavelength table's ``CuKa1``, 1.54056, is pymatgen's value
+#: of the same line, used where a file names the anode.
+DEFAULT_WAVELENGTH = 1.5406
 
 #: 41.78214 = 4 pi^2 / ... constant of the four-Gaussian fit convention used by pymatgen
 #: (f(s) = Z - 41.78214 s^2 sum a_i exp(-b_i s^2)); kept verbatim so results agree exactly.
@@ -225,12 +232,8 @@ def gaussian_profile(
 
 
 def _default_wavelength(wavelength: float | None) -> float:
-    """``wavelength``, or :data:`synthxrd.simulate.common.DEFAULT_WAVELENGTH` (Cu K-alpha1) for None."""
-    if wavelength is None:
-        from synthxrd.simulate.common import DEFAULT_WAVELENGTH  # common imports this module
-
-        return DEFAULT_WAVELENGTH
-    return wavelength
+    """``wavelength``, or :data:`DEFAULT_WAVELENGTH` (Cu K-alpha1) for None."""
+    return DEFAULT_WAVELENGTH if wavelength is None else wavelength
 
 
 def same_d_two_theta(two_theta: np.ndarray, lambda1: float, lambda2: float) -> np.ndarray:
