@@ -1,0 +1,54 @@
+"""synthxrd bench train: the training step and its variants side by side (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthxrd.bench.train import STEP_VARIANTS, compare_lines, compare_step  # noqa: E402
+from synthxrd.cli import main  # noqa: E402
+from synthxrd.train import TrainConfig, train  # noqa: E402
+
+TINY_STEP = TrainConfig(model="park_small", batch_size=4)
+
+
+def test_every_variant_but_compile_trains_with_a_finite_loss():
+    variants = {k: v for k, v in STEP_VARIANTS.items() if not v.get("compile")}
+    r = compare_step(TINY_STEP, variants=variants, repeats=1, steps=1, progress=False)
+    assert list(r["variants"]) == list(variants)
+    for name, v in r["variants"].items():
+        assert v["finite_loss"] and v["patterns_per_s"] > 0 and math.isfinite(v["ratio"]), name
+    assert r["variants"]["default"]["ratio"] == 1.0
+    assert r["variants"]["batch x2"]["batch"] == 8 and r["variants"]["1 thread"]["threads"] == 1
+    lines = compare_lines(r)
+    assert any(line.startswith("bf16 autocast") for line in lines) and any("channels-last" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_compile_variant_trains_with_a_finite_loss():
+    r = compare_step(TINY_STEP, variants={"compile": {"compile": True}}, repeats=1, steps=1, progress=False)
+    assert r["variants"]["compile"]["finite_loss"] and r["variants"]["default"]["finite_loss"]
+
+
+def test_the_command_runs_on_a_tiny_setting(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "train", "--model", "park_small", "--batch-size", "4", "--repeats", "1", "--steps", "1",
+                 "--variants", "1 thread,bf16 autocast", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "x default" in out and "bf16 autocast" in out
+    assert set(json.loads(path.read_text())["variants"]) == {"default", "1 thread", "bf16 autocast"}
+    with pytest.raises(SystemExit, match="unknown variant"):
+        main(["bench", "train", "--variants", "fp8"])
+
+
+def test_bf16_autocast_on_the_cpu_trains_with_a_finite_loss(tmp_path):
+    """TrainConfig(amp="on") (what the bench calls "bf16 autocast") on the CPU: a few steps, finite losses."""
+    summary = train(TrainConfig(out=str(tmp_path), model="park_small", batch_size=8, workers=0, log_every=1,
+                                max_steps=3, val_every=3, n_val_random=16, val_sets=("random",), amp="on",
+                                device="cpu", seed=5), progress=False)
+    assert summary["error"] is None and summary["step"] == 3
+    assert all(math.isfinite(h["loss"]) for h in summary["history"])
