@@ -52,3 +52,15 @@ def test_bf16_autocast_on_the_cpu_trains_with_a_finite_loss(tmp_path):
                                 device="cpu", seed=5), progress=False)
     assert summary["error"] is None and summary["step"] == 3
     assert all(math.isfinite(h["loss"]) for h in summary["history"])
+
+
+def test_cpu_threads_leave_the_data_worker_its_core():
+    from synthxrd.train import cpu_threads
+
+    assert cpu_threads(TrainConfig(), 2, 1, 1) == 1  # the development machine: 1 thread beside 1 worker
+    assert cpu_threads(TrainConfig(), 16, 1, 15) == 15
+    assert cpu_threads(TrainConfig(), 2, 1, 0) == 2  # data made in the trainer's process
+    assert cpu_threads(TrainConfig(ray_address="auto"), 8, 1, 4) == 8  # the workers run elsewhere
+    assert cpu_threads(TrainConfig(), 9, 2, 8) == 4  # two processes of one node share the cores
+    assert cpu_threads(TrainConfig(), 1, 1, 1) == 1
+    assert cpu_threads(TrainConfig(threads=2), 2, 1, 1) == 2  # an explicit setting wins

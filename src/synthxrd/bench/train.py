@@ -27,11 +27,13 @@ __all__ = ["run_benchmark", "summary_lines", "compare_step", "compare_end_to_end
 
 
 #: Variants of the default training step that :func:`compare_step` times: name -> changes to the default.
-#: ``threads``: torch threads; ``autocast``: "bf16" (``TrainConfig(amp="on")`` on a CPU); ``batch``: a
+#: ``threads``: torch threads ("all": every available core, the default before issue 30; the default is
+#: :func:`synthxrd.train.cpu_threads`); ``autocast``: "bf16" (``TrainConfig(amp="on")`` on a CPU); ``batch``: a
 #: multiple of the batch size; ``grid_step``: the input grid (degrees); ``fused``: Adam's fused kernel;
 #: ``compile``: ``torch.compile`` of the model (its compile time is reported apart).
 STEP_VARIANTS: dict[str, dict] = {
     "default": {},
+    "previous default": {"threads": "all"},
     "1 thread": {"threads": 1},
     "bf16 autocast": {"autocast": "bf16"},
     "batch x2": {"batch": 2},
@@ -81,7 +83,16 @@ def _step_setup(config, changes: dict, batches_by_grid: dict, n_classes: int):
         optimizer.step()
         return loss.detach()
 
-    return step, len(y), changes.get("threads", config.threads or available_cores())
+    threads = changes.get("threads") or _default_threads(config)
+    return step, len(y), available_cores() if threads == "all" else threads
+
+
+def _default_threads(config) -> int:
+    """The torch threads ``synthxrd train`` uses for ``config`` on this machine's CPU."""
+    from synthxrd.train import cpu_threads
+
+    cores = available_cores()
+    return cpu_threads(config, cores, 1, config.workers if config.workers >= 0 else max(1, cores - 1))
 
 
 def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeats: int = 5, steps: int = 2,
@@ -161,7 +172,8 @@ def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeat
 def compare_end_to_end(config=None, *, threads: tuple[int, ...] | None = None, windows: int = 4,
                        window_steps: int = 5, progress: bool = True) -> dict:
     """Wall patterns/s of training on the real data stream (its workers running, as ``synthxrd train``)
-    with each torch thread count of ``threads`` (default: every core, and 1), in alternating windows of
+    with each torch thread count of ``threads`` (default: ``synthxrd train``'s (:func:`synthxrd.train.cpu_threads`)
+    and every core, the default before issue 30), in alternating windows of
     ``window_steps`` steps: the data wait and the workers' share of the cores count."""
     import statistics
 
@@ -174,7 +186,7 @@ def compare_end_to_end(config=None, *, threads: tuple[int, ...] | None = None, w
     warnings.filterwarnings("ignore")
     config = config or TrainConfig()
     cores = available_cores()
-    threads = tuple(dict.fromkeys(threads or (config.threads or cores, 1)))
+    threads = tuple(dict.fromkeys(threads or (_default_threads(config), cores, 1)))
     workers = config.workers if config.workers >= 0 else max(1, cores - 1)
     stream_config = _stream_config(config)
     maker = BatchMaker(stream_config)
