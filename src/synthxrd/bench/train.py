@@ -109,10 +109,14 @@ def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeat
     repeats
         Rounds; each round times ``steps`` steps of every variant in turn (interleaved).
 
+    Each round starts one variant later than the one before (A B C, B C A, C A B, ...), so that no variant
+    always follows the same one.
+
     Returns
     -------
     dict
-        ``variants``: per name the median patterns/s, its ratio to ``"default"``, every round's figure,
+        ``variants``: per name the median patterns/s, the median over the rounds of its ratio to
+        ``"default"`` in the same round, every round's figure,
         the last loss (finite for a working variant), threads, batch and (compile) the first-step seconds.
     """
     import math
@@ -147,8 +151,10 @@ def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeat
             setups[name] = (step, batch, threads)
             res["variants"][name] = {"changes": changes, "threads": threads, "batch": batch, "rounds": [],
                                      "first_step_s": time.perf_counter() - t0}
+        names = list(setups)
         for r in range(repeats):
-            for name, (step, batch, threads) in setups.items():
+            for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later: no order bias
+                step, batch, threads = setups[name]
                 torch.set_num_threads(threads)
                 t0 = time.perf_counter()
                 for _ in range(steps):
@@ -161,10 +167,10 @@ def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeat
                                                                 for k, v in res["variants"].items()), flush=True)
     finally:
         torch.set_num_threads(threads_before)
-    ref = statistics.median(res["variants"]["default"]["rounds"])
+    ref = res["variants"]["default"]["rounds"]
     for v in res["variants"].values():
         v["patterns_per_s"] = statistics.median(v["rounds"])
-        v["ratio"] = v["patterns_per_s"] / ref
+        v["ratio"] = statistics.median(a / b for a, b in zip(v["rounds"], ref))  # paired: the load of each round cancels
         v["finite_loss"] = math.isfinite(v["loss"])
     return res
 
