@@ -44,7 +44,7 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 @dataclass(frozen=True)
 class PeakTable:
-    """The peaks of one pattern, strongest-first order not implied: sorted by 2theta.
+    """The peaks of one pattern, sorted by 2theta.
 
     Attributes
     ----------
