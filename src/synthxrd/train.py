@@ -166,7 +166,7 @@ def cpu_threads(config: TrainConfig, cores: int, world: int = 1, workers: int = 
     """Torch threads of a CPU run: ``config.threads``, else every core but one when local data workers
     run (``workers > 0``, no Ray), shared by the ``world`` processes of the node; at least 1.
 
-    With 2 cores, one thread beside the data worker made 1.5-2.9x the patterns/s of two threads that
+    With 2 cores, one thread beside the data worker made 1.8-2.9x the patterns/s of two threads that
     share a core with it (``synthxrd bench train``, docs/training.md): an OpenMP step waits for its
     slowest thread."""
     spare = 1 if workers > 0 and config.ray_address is None else 0
