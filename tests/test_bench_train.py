@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthxrd.bench.train import STEP_VARIANTS, compare_lines, compare_step  # noqa: E402
+from synthxrd.bench.train import STEP_VARIANTS, compare_end_to_end, compare_lines, compare_step  # noqa: E402
 from synthxrd.cli import main  # noqa: E402
 from synthxrd.train import TrainConfig, train  # noqa: E402
 
@@ -26,6 +26,13 @@ def test_every_variant_but_compile_trains_with_a_finite_loss():
     assert r["variants"]["batch x2"]["batch"] == 8 and r["variants"]["1 thread"]["threads"] == 1
     lines = compare_lines(r)
     assert any(line.startswith("bf16 autocast") for line in lines) and any("channels-last" in line for line in lines)
+
+
+def test_end_to_end_alternates_thread_counts_on_the_stream():
+    r = compare_end_to_end(TrainConfig(model="park_small", batch_size=4, workers=1), threads=(1, 2), windows=2,
+                           window_steps=1, progress=False)
+    assert set(r["threads"]) == {"1", "2"} and r["threads"]["1"]["ratio"] == 1.0
+    assert all(len(v["rounds"]) == 2 and v["patterns_per_s"] > 0 for v in r["threads"].values())
 
 
 @pytest.mark.slow

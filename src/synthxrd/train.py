@@ -7,9 +7,9 @@ with torchrun. What the network sees is the checkpoint's input spec
 (:class:`synthxrd.models.checkpoint.InputSpec`: ``grid_step``), the data the stream of
 :mod:`synthxrd.data` (synthetic and, with ``real``, perturbed real crystals; ``renders`` augmented
 renderings per crystal). On a CPU torch gets every available core but the data worker's
-(``threads``, :func:`cpu_threads`); the workers sleep whenever their prefetch queue is full. At the end (also after ``max_hours``) the softmax
-temperature is fitted on the validation set that selects ``best.pt`` and stored in it
-(:mod:`synthxrd.models.calibration`).
+(``threads``, :func:`cpu_threads`); the workers sleep whenever their prefetch queue is full. At the
+end (also after ``max_hours``) the softmax temperature is fitted on the validation set that selects
+``best.pt`` and stored in it (:mod:`synthxrd.models.calibration`).
 
 A run folder holds ``config.toml`` (the resolved config), ``run.json`` (versions, classes, seed,
 statistics version), TensorBoard event files, ``checkpoint.pt`` (written atomically every

@@ -170,7 +170,7 @@ def compare_step(config=None, *, variants: dict[str, dict] | None = None, repeat
     ref = res["variants"]["default"]["rounds"]
     for v in res["variants"].values():
         v["patterns_per_s"] = statistics.median(v["rounds"])
-        v["ratio"] = statistics.median(a / b for a, b in zip(v["rounds"], ref))  # paired: the load of each round cancels
+        v["ratio"] = statistics.median(a / b for a, b in zip(v["rounds"], ref))  # paired: each round's load cancels
         v["finite_loss"] = math.isfinite(v["loss"])
     return res
 
@@ -209,7 +209,8 @@ def compare_end_to_end(config=None, *, threads: tuple[int, ...] | None = None, w
                 n, t0 = 0, time.perf_counter()
                 for _ in range(window_steps):
                     b = next(stream)
-                    loss = torch.nn.functional.cross_entropy(model(torch.as_tensor(b.inputs)), torch.as_tensor(b.labels))
+                    logits = model(torch.as_tensor(b.inputs))
+                    loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(b.labels))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -233,7 +234,8 @@ def compare_lines(r: dict) -> list[str]:
     lines = [f"training step of {r['model']} (grid {r['grid_step']} deg, batch {r['batch_size']}): forward + "
              f"backward + Adam, {r['repeats']} interleaved rounds of {r['steps']} steps, medians; "
              f"CPU {r['machine']['cpus']} cores"]
-    head = f"{'variant':<16}{'threads':>8}{'batch':>7}{'patterns/s':>12}{'x default':>11}{'first step s':>14}{'loss':>9}"
+    head = (f"{'variant':<16}{'threads':>8}{'batch':>7}{'patterns/s':>12}{'x default':>11}{'first step s':>14}"
+            f"{'loss':>9}")
     lines += [head, "-" * len(head)]
     for name, v in r["variants"].items():
         lines.append(f"{name:<16}{v['threads']:>8}{v['batch']:>7}{v['patterns_per_s']:>12.0f}{v['ratio']:>11.2f}"
