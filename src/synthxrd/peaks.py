@@ -13,8 +13,8 @@ torch, no numba): this is the inference side, next to :mod:`synthxrd.io`, whose 
    rise ``min_prominence`` noise sigmas above the background and above the valleys to their neighbours
    (prominence);
 4. per peak: the position by a parabola through the three highest points of the smoothed pattern, the
-   height as the background-free raw intensity there, the full width at half maximum
-   (:func:`scipy.signal.peak_widths`) of the smoothed pattern with the smoothing taken out in quadrature
+   height as the background-free raw intensity there, the full width at half maximum above the
+   background (:func:`scipy.signal.peak_widths`) of the smoothed pattern with the smoothing taken out in quadrature
    (exact for a Gaussian peak), and d from Bragg's law, d = lambda / (2 sin theta).
 
 Not done: no profile fit (positions and widths are those of the points, to a fraction of a step), no
@@ -154,7 +154,10 @@ def find_peaks(two_theta, intensity, *, wavelength: float | None = None,
     raw = y - background
     height = raw[np.clip(np.rint(i + shift).astype(int), 0, len(x) - 1)]
     height = np.maximum(height, residual[i])  # the smoothed top where noise dips the raw point
-    widths = peak_widths(residual, idx, rel_height=0.5)[0] * step
+    # at half the height above the background (not half the prominence: a shoulder's prominence is small)
+    top = residual[idx]
+    widths = peak_widths(residual, idx, rel_height=0.5,
+                         prominence_data=(top, props["left_bases"], props["right_bases"]))[0] * step
     smoothing = _FWHM_PER_SIGMA * PEAK_SMOOTH_DEG if PEAK_SMOOTH_DEG / step >= 0.3 else 0.0
     fwhm = np.sqrt(np.maximum(widths**2 - smoothing**2, step**2))
     d = (wavelength / (2.0 * np.sin(np.radians(position / 2.0))) if wavelength
