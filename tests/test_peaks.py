@@ -62,7 +62,8 @@ def test_shipped_measured_pattern():
     for tt in (25.58, 35.15, 37.78, 43.36, 57.50):
         assert np.abs(table.two_theta - tt).min() < 0.05, tt
     assert table.two_theta[np.argmax(table.height)] == pytest.approx(35.15, abs=0.05)
-    assert np.all(np.diff(table.two_theta) > 0) and np.all(table.fwhm > 0)
+    assert np.all(np.diff(table.two_theta) > 0)
+    assert table.fwhm.min() > 0.05  # K-alpha2 shoulders too (0.02 degree steps): widths at half height
 
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
