@@ -18,7 +18,8 @@ import synthxrd
 
 ROOT = Path(synthxrd.__file__).parent
 
-INFERENCE = ("synthxrd.io", "synthxrd.match", "synthxrd.models", "synthxrd.predict", "synthxrd.evaluate")
+INFERENCE = ("synthxrd.io", "synthxrd.match", "synthxrd.models", "synthxrd.predict", "synthxrd.evaluate",
+             "synthxrd.peaks")
 TRAINING = ("synthxrd.train", "synthxrd.data", "synthxrd.generate", "synthxrd.validation", "synthxrd.real",
             "synthxrd.gap", "synthxrd.modelcard")
 BASE = ("synthxrd.errors", "synthxrd.files", "synthxrd.pool", "synthxrd.config", "synthxrd.symmetry",

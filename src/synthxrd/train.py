@@ -6,10 +6,10 @@ AdamW, linear warm-up + cosine decay, gradient clipping, label smoothing, bf16 a
 with torchrun. What the network sees is the checkpoint's input spec
 (:class:`synthxrd.models.checkpoint.InputSpec`: ``grid_step``), the data the stream of
 :mod:`synthxrd.data` (synthetic and, with ``real``, perturbed real crystals; ``renders`` augmented
-renderings per crystal). On a CPU torch gets every available core (``threads``): the data workers
-sleep whenever their prefetch queue is full. At the end (also after ``max_hours``) the softmax
-temperature is fitted on the validation set that selects ``best.pt`` and stored in it
-(:mod:`synthxrd.models.calibration`).
+renderings per crystal). On a CPU torch gets every available core but the data worker's
+(``threads``, :func:`cpu_threads`); the workers sleep whenever their prefetch queue is full. At the
+end (also after ``max_hours``) the softmax temperature is fitted on the validation set that selects
+``best.pt`` and stored in it (:mod:`synthxrd.models.calibration`).
 
 A run folder holds ``config.toml`` (the resolved config), ``run.json`` (versions, classes, seed,
 statistics version), TensorBoard event files, ``checkpoint.pt`` (written atomically every
@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int = 0
     init_weights: str | None = None  # start a new run from these weights (checkpoint or exported model); fresh optimizer and schedule
     workers: int = -1  # data worker processes (or Ray actors); -1 = cores - 1 (at least 1)
-    threads: int = 0  # torch threads on a CPU; 0 = every available core (the workers' cores too: they idle when ahead)
+    threads: int = 0  # torch threads on a CPU; 0 = cpu_threads(): every available core but the local data worker's
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 autocast on CUDA) | on | off
     prior: str = "statistics"  # label prior: statistics | uniform
@@ -159,6 +159,17 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         span = max(1, config.max_steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
     return 1.0
+
+
+def cpu_threads(config: TrainConfig, cores: int, world: int = 1, workers: int = 1) -> int:
+    """Torch threads of a CPU run: ``config.threads``, else every core but one when local data workers
+    run (``workers > 0``, no Ray), shared by the ``world`` processes of the node; at least 1.
+
+    With 2 cores, one thread beside the data worker made 1.8-2.9x the patterns/s of two threads that
+    share a core with it (``synthxrd bench train``, docs/training.md): an OpenMP step waits for its
+    slowest thread."""
+    spare = 1 if workers > 0 and config.ray_address is None else 0
+    return config.threads or max(1, (cores - spare) // world)
 
 
 def torch_seed(seed: int, rank: int) -> int:
@@ -341,8 +352,8 @@ def _open_run(config: TrainConfig, *, resume: bool) -> _Run:
     cores = available_cores()
     workers = config.workers if config.workers >= 0 else max(1, cores - 1)
     threads = 0
-    if device.type == "cpu":  # the workers sleep once their prefetch queue is full: give torch every core
-        threads = config.threads or max(1, cores // world)
+    if device.type == "cpu":  # every core but the local data worker's (cpu_threads)
+        threads = cpu_threads(config, cores, world, workers)
         torch.set_num_threads(threads)
     torch.manual_seed(torch_seed(config.seed, rank))
     return _Run(config=config, resume=resume, rank=rank, world=world, device=device, out=out, cores=cores,

@@ -3,7 +3,10 @@
   synthxrd bench simulate [--json FILE]   pymatgen XRDCalculator vs synthxrd peaks/pattern/batched
   synthxrd bench generate [--json FILE]   pyxtal random_crystal vs Generator.sample/sample_batch,
                                           and generate -> simulate patterns/s
-  synthxrd bench train [--json FILE]      trainer steps/s, stream patterns/s, data-wait fraction
+  synthxrd bench train [--json FILE]      the default training step and its variants side by side
+                                          (threads, bf16 autocast, torch.compile, batch, grid): patterns/s
+                                          and ratios; --end-to-end on the data stream; --stream: trainer
+                                          steps/s, stream patterns/s, data-wait fraction of park_big/resnet10
   synthxrd bench match [--json FILE]      search-match ms/pattern and accuracy vs the naive baseline
                                           (labelled patterns; default rruff_dev of the shared data)
   synthxrd bench refine [--json FILE]     search-match alone vs with refinement (re-ranking): ms/pattern
@@ -31,9 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=300, help="crystals compared with pyxtal (default 300)")
     p.add_argument("--seed", type=options.seed, default=0, help="seed of the workload (default 0)")
     p.add_argument("--statistics", help="statistics file (default: shipped statistics)")
-    p = sub.add_parser("train", help="trainer and data stream on the CPU (park_big, resnet10)")
+    p = sub.add_parser("train", help="the default training step and its variants, side by side (patterns/s, ratios)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (default 10)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per variant and round (default 2; with --stream per measurement, default 10)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; medians are reported (default 5)")
+    p.add_argument("--variants", metavar="NAMES",
+                   help="comma-separated variants (default all: " + ", ".join(_step_variants()) + ")")
+    p.add_argument("--model", help="network (default: synthxrd train's, park_big)")
+    p.add_argument("--batch-size", type=int, help="patterns per step (default: synthxrd train's, 145)")
+    p.add_argument("--grid-step", type=float, metavar="DEG", help="input grid step (default: synthxrd train's, 0.04)")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="also train on the data stream (workers running), alternating windows of every core's "
+                        "threads and 1 thread")
+    p.add_argument("--stream", action="store_true",
+                   help="instead: trainer steps/s, stream patterns/s and data wait of park_big and resnet10")
     for name, help_ in (("match", "search-match vs the naive nearest-neighbour baseline"),
                         ("refine", "search-match alone vs with refinement; one fit vs lmfit")):
         p = sub.add_parser(name, help=help_)
@@ -45,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
         if name == "match":
             p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+
+
+def _step_variants() -> list[str]:
+    from synthxrd.bench.train import STEP_VARIANTS
+
+    return list(STEP_VARIANTS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +91,29 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_bench(library_path=args.library, patterns_path=args.patterns or default_patterns(),
                            max_patterns=args.max_patterns)
-    else:
+    elif args.stream:
         from synthxrd.bench.train import run_benchmark, summary_lines
 
-        result = run_benchmark(steps=args.steps)
+        result = run_benchmark(steps=args.steps or 10)
+    else:
+        from synthxrd.bench.train import STEP_VARIANTS, compare_end_to_end, compare_step
+        from synthxrd.bench.train import compare_lines as summary_lines
+        from synthxrd.train import TrainConfig
+
+        variants = STEP_VARIANTS
+        if args.variants:
+            names = [n.strip() for n in args.variants.split(",") if n.strip()]
+            unknown = [n for n in names if n not in STEP_VARIANTS]
+            if unknown:
+                raise SystemExit(f"synthxrd bench train: unknown variant(s) {unknown}; "
+                                 f"valid: {', '.join(STEP_VARIANTS)}")
+            variants = {n: STEP_VARIANTS[n] for n in ["default", *names]}
+        changes = {k: v for k, v in (("model", args.model), ("batch_size", args.batch_size),
+                                     ("grid_step", args.grid_step)) if v is not None}
+        config = TrainConfig(**changes)
+        result = compare_step(config, variants=variants, repeats=args.repeats, steps=args.steps or 2)
+        if args.end_to_end:
+            result["end_to_end"] = compare_end_to_end(config)
     print("\n".join(summary_lines(result)))
     if args.json:
         write_json(args.json, result)

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
     parser.add_argument("--real-fraction", type=float, metavar="F",
                         help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
-    parser.add_argument("--threads", type=int, help="torch threads on a CPU (default 0 = every available core)")
+    parser.add_argument("--threads", type=int, help="torch threads on a CPU (default 0 = every available core but the "
+                                                           "data worker's: 1 on 2 cores)")
     parser.add_argument("--max-hours", type=float, help="stop (checkpointed, resumable) after this wall time")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any TrainConfig key, TOML value (e.g. --set schedule=\"cosine\" --set warmup_steps=500)")

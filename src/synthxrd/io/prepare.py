@@ -35,7 +35,7 @@ from synthxrd.simulate.common import DEFAULT_WAVELENGTH, Grid, resolve_wavelengt
 
 __all__ = ["clean_patterns", "convert_wavelength", "load_for_model", "read_measured", "MeasuredPattern", "to_grid",
            "resample", "peak_significance", "has_peaks",
-           "integer_like", "no_peaks_error", "pattern_peak_significance",
+           "integer_like", "no_peaks_error", "pattern_peak_significance", "background_and_noise",
            "MIN_PEAK_SIGNIFICANCE", "PEAK_BACKGROUND_DEG", "MAD_TO_SIGMA"]
 
 #: Width in degrees 2theta of the local quadratic background of :func:`peak_significance`: what is
@@ -340,6 +340,23 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
     that is flat. A pattern has peaks when this is at least :data:`MIN_PEAK_SIGNIFICANCE`
     (:func:`has_peaks`).
     """
+    y, background, sigma = background_and_noise(intensity, step, counts=counts)
+    scale = np.abs(y).max(axis=1, keepdims=True)
+    if y.shape[1] < 5:
+        return np.zeros(len(y))
+    top = ((y - background) / np.where(sigma > 0, sigma, 1.0)).max(axis=1)
+    return np.where(scale[:, 0] > 0, np.maximum(top, 0.0), 0.0)
+
+
+def background_and_noise(intensity, step: float, *, counts=False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smoothed pattern, its background and its noise sigma per point, as :func:`peak_significance`
+    estimates them (steps 1-3 there; also the peak finder's, :mod:`synthxrd.peaks`).
+
+    Parameters are those of :func:`peak_significance`. Returns three (N, M) float64 arrays: the pattern
+    after the Gaussian filter of :data:`PEAK_SMOOTH_DEG`, the background under it and the noise sigma
+    (> 0 wherever the pattern is not all zero). Patterns of fewer than 5 points are returned with
+    background 0 and sigma 1. :class:`DataError` for non-finite intensities.
+    """
     from scipy.ndimage import gaussian_filter1d
     from scipy.signal import savgol_filter
 
@@ -348,7 +365,7 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
         raise DataError("peak_significance: intensities must be finite")
     n = y.shape[1]
     if n < 5:
-        return np.zeros(len(y))
+        return y, np.zeros_like(y), np.ones_like(y)
     if PEAK_SMOOTH_DEG / step >= 0.3:
         y = gaussian_filter1d(y, PEAK_SMOOTH_DEG / step, axis=1, mode="nearest")
     window = min(max(5, int(round(PEAK_BACKGROUND_DEG / step)) | 1), n if n % 2 else n - 1)
@@ -374,8 +391,7 @@ def peak_significance(intensity, step: float, *, counts=False) -> np.ndarray:
                         0.0)
     sigma = np.maximum(np.maximum(noise(residual), counting),
                        np.maximum(NOISE_FLOOR * np.abs(background), 1e-9 * scale))
-    top = (residual / np.where(sigma > 0, sigma, 1.0)).max(axis=1)
-    return np.where(scale[:, 0] > 0, np.maximum(top, 0.0), 0.0)
+    return y, background, sigma
 
 
 def has_peaks(intensity, step: float, *, counts=False) -> np.ndarray:
