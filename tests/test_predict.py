@@ -312,3 +312,22 @@ def test_cli_predict_refine_lists_refined_matches_and_plots(tiny_fused, measured
     assert len(refined) >= 3 and all(r["rwp"] is not None and len(r["cell"]) == 6 for r in refined)
     assert [r["rwp"] for r in refined] == sorted(r["rwp"] for r in refined)  # re-ranked by the fit
     assert Path(result["refined_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_predict_write_cif_writes_the_best_refined_match(tiny_fused, measured, tmp_path, capsys):
+    import gemmi
+
+    cifs = tmp_path / "cifs"
+    args = ["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "CuKa", "--matches", "3",
+            "--write-cif", str(cifs), "--json", "--device", "cpu"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    best = result["refined"][0]
+    written = Path(result["cif"])
+    assert written == cifs / f"{Path(measured[0]).stem}.cif"
+    small = gemmi.make_small_structure_from_block(gemmi.cif.read(str(written)).sole_block())
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx(best["cell"][:3], abs=2e-4)
+    assert small.spacegroup.number == best["spacegroup"]
+    assert best["id"] in written.read_text()
+    assert main(args) == 2  # never replaced without --overwrite
+    assert "already exists" in capsys.readouterr().err

@@ -252,6 +252,68 @@ def test_refine_command_le_bail_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _read_back(path: Path):
+    """The CIF read by gemmi (small structure) and by pymatgen (the lattice of its block)."""
+    import gemmi
+    from pymatgen.io.cif import CifParser
+
+    small = gemmi.make_small_structure_from_block(gemmi.cif.read(str(path)).sole_block())
+    parser = CifParser(str(path))
+    lattice = parser.get_lattice(next(iter(parser._cif.data.values())))
+    return small, lattice
+
+
+def test_refine_command_writes_the_cif_phase_with_its_atoms_in_the_refined_cell(experimental_data, tmp_path, capsys):
+    import json
+
+    from pymatgen.core import Structure
+
+    from synthxrd.cli import main
+
+    rows = {r["sample_id"]: r for r in csv.DictReader(open(experimental_data / "manifest.csv"))
+            if r["variant"] == "raw"}
+    cif = experimental_data / rows["xred_PbSO4"]["cif_path"]
+    args = ["refine", str(MEASURED / "PbSO4.csv"), "--cif", str(cif), "--wavelength", "CuKa", "--range", "15", "70",
+            "--write-cif", str(tmp_path / "out"), "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    written = tmp_path / "out" / "PbSO4.cif"
+    assert result["cif"] == str(written)
+    cell = np.array(result["phases"][0]["cell"])
+    small, lattice = _read_back(written)
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx(cell[:3], rel=1e-6)
+    assert lattice.abc == pytest.approx(cell[:3], rel=1e-6)
+    assert small.spacegroup.number == 62
+    structure = Structure.from_file(written)  # pymatgen expands the symmetry: the source's atoms, refined cell
+    source = Structure.from_file(cif)
+    assert structure.composition == source.composition
+    assert structure.lattice.abc != pytest.approx(source.lattice.abc, rel=1e-4)  # the cell did move
+    text = written.read_text()
+    assert "Rwp" in text and "_pd_proc_ls_prof_wR_factor" in text
+    # an existing file is kept unless --overwrite
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert written.read_text() == text
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_refine_command_writes_a_library_entry_cell_and_symmetry_without_atoms(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    out = tmp_path / "cifs"
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--match", "amcsd-0018845", "--library", "amcsd",
+                 "--wavelength", "CuKa", "--range", "15", "70", "--write-cif", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = out / "PbSO4.cif"
+    assert f"refined phase in {written}" in printed
+    small, lattice = _read_back(written)
+    assert small.spacegroup.number == 62 and len(small.sites) == 0
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx([8.48, 5.40, 6.96], rel=0.01)
+    assert lattice.abc == pytest.approx((small.cell.a, small.cell.b, small.cell.c), rel=1e-9)
+    text = written.read_text()
+    assert "No atomic positions" in text and "amcsd-0018845" in text
+
+
 def test_refine_command_usage_errors(capsys):
     from synthxrd.cli import main
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -71,6 +72,7 @@ __all__ = [
     "refine",
     "report",
     "scaled",
+    "refined_cif",
 ]
 
 #: Peaks are evaluated within this many FWHM of their centre (the Lorentzian beyond holds < 0.2 %
@@ -553,6 +555,8 @@ class RefinedPhase:
     hkl : (P', 3) reflections inside the range; two_theta : (P',) their K-alpha1 positions (zero
     shift applied, degrees); intensity : (P',) fitted integrated intensities.
     weight : float, share of the calculated intensity (0-1).
+    metric : (3, 3) refined reciprocal metric G* (1/Angstrom^2) of the cell the hkl belong to (the phase's
+        own basis, e.g. a CIF's cell as read), or None (isotropic refinement without a metric).
     """
 
     name: str
@@ -571,6 +575,7 @@ class RefinedPhase:
     two_theta: np.ndarray
     intensity: np.ndarray
     weight: float
+    metric: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -1083,7 +1088,7 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
             ph.name, ph.formula, ph.spacegroup, cell, cell_esd, cell_start, p, p_esd,
             float(c[0]) if not free[k] else 1.0, float(lin_esd[col]) if not free[k] else 0.0, float(r),
             None if po[k] is None else np.asarray(po[k]), ph.hkl[inside], centre[inside], integ[inside],
-            float(np.sum(contribution) / total)))
+            float(np.sum(contribution) / total), ph.metric(p)))
         col += ncol
     return Refinement(out_phases, rwp, rexp, rwp / rexp, rwp_bg, float(x[layout["zero"]][0]),
                       float(esd[layout["zero"]][0]) if zero_shift else 0.0, x[layout["fwhm"]].copy(),
@@ -1151,3 +1156,143 @@ def report(result: Refinement, *, reflections: int = 0) -> str:
                 h, k, l = (int(v) for v in p.hkl[i])
                 lines.append(f"  {h:>4}{k:>4}{l:>4}{p.two_theta[i]:>10.3f}{100 * p.intensity[i] / peak:>12.1f}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# the refined phase as a CIF
+
+#: spglib's tolerance (Angstrom) when the symmetry of a CIF phase's refined structure is written
+#: (the one :func:`phase_from_crystal` uses to find the space group).
+CIF_SYMPREC = 0.1
+
+
+def _cif_comment(text: str) -> list[str]:
+    return ["# " + line if line else "#" for line in text.splitlines()]
+
+
+def _cif_name(name: str) -> str:
+    """A CIF data block name: no white space, ASCII."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "phase"
+
+
+def _cif_fit_items(result: Refinement) -> list[str]:
+    """pdCIF items of the fit's figures of merit (Rwp, Rexp as fractions, GoF)."""
+    return [f"_pd_proc_ls_prof_wR_factor {result.rwp:.5f}", f"_pd_proc_ls_prof_wR_expected {result.rexp:.5f}",
+            f"_refine_ls_goodness_of_fit_all {result.gof:.3f}"]
+
+
+def refined_cif(result: Refinement, phase: PhaseModel, *, index: int = 0, crystal=None, source: str = "",
+                pattern: str = "") -> str:
+    """The ``index``-th phase of ``result`` as a CIF with its refined cell.
+
+    Parameters
+    ----------
+    result : the refinement; its phase ``index`` was fitted from ``phase``.
+    phase : a :class:`PhaseModel` of the refined phase (e.g. the one given to :func:`refine`): it tells
+        whether the refined cell is in the conventional setting.
+    crystal : the structure the phase was made from (``Crystal``, pymatgen ``Structure``, ASE ``Atoms``,
+        CIF path), or None (a library entry: no atoms).
+    source : what the phase is (a library id with its database reference, a CIF path), for the header.
+    pattern : the measured pattern's name, for the header.
+
+    Returns
+    -------
+    str, the CIF. With ``crystal``: its atoms (fractional coordinates unchanged) in the refined cell,
+    written by pymatgen's ``CifWriter`` in the space group spglib finds at :data:`CIF_SYMPREC`
+    (conventional standard setting; P1 if spglib fails). Without: the refined cell, the space group
+    (number, Hermann-Mauguin symbol, operations from gemmi's table in its standard setting, the setting
+    of the library's conventional cell) and no ``_atom_site`` loop; a comment names the entry whose
+    atoms these are. If the refined cell is not in a known conventional setting (the map from the
+    library's cell as read was not found), the cell of that setting is written with no symmetry and
+    the comment says so. The header comments and the pdCIF items give Rwp, Rexp, GoF and zero shift.
+
+    Raises
+    ------
+    RefineError
+        When the phase has no refined cell (no metric and no conventional cell).
+    """
+    from synthxrd import __version__
+
+    rp = result.phases[index]
+    what = ", ".join(([rp.formula] if rp.formula else []) + [f"space group {rp.spacegroup}"])
+    head = [f"synthxrd {__version__}: phase {rp.name} ({what}) with its refined cell",
+            f"source: {source or rp.name}"]
+    if pattern:
+        head.append(f"fitted to: {pattern}")
+    head.append(f"Rwp {100 * result.rwp:.2f} %, Rexp {100 * result.rexp:.2f} %, GoF {result.gof:.2f}, zero shift "
+                f"{result.zero_shift:.4f} deg, converged: {'yes' if result.converged else 'NO (' + result.message + ')'}")
+    fit_items = _cif_fit_items(result)
+    if crystal is not None:
+        return _crystal_cif(result, rp, phase, crystal, head, fit_items)
+    if rp.cell is None:
+        raise RefineError(f"phase {rp.name}: no refined cell to write")
+    conventional = phase.g_star is None or _conventional_map_cached(phase) is not None
+    if phase.f2 is None:
+        head.append("No atomic positions: a Le Bail fit of a cell (intensities free, no atoms).")
+    else:
+        head.append("No atomic positions: the reference library stores reflections (d, |F|^2 m, hkl), not atoms.")
+        head.append(f"The atoms are those of the source entry {source or rp.name}; put them in this cell.")
+    if not conventional:
+        head.append("The cell is that of the source CIF as read (its conventional setting was not found), so no")
+        head.append("symmetry is written: read the space group above with the source entry's setting.")
+    lines = _cif_comment("\n".join(head))
+    lines += [f"data_{_cif_name(rp.name)}_refined", f"_audit_creation_method 'synthxrd {__version__} refine'"]
+    if rp.formula:
+        lines.append(f"_chemical_formula_sum '{_formula_sum(rp.formula)}'")
+    names = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta",
+             "_cell_angle_gamma")
+    esd = rp.cell_esd if rp.cell_esd is not None and conventional else [None] * 6
+    lines += [f"{n} {_value_esd(float(v), None if e is None else float(e))}" for n, v, e in zip(names, rp.cell, esd)]
+    lines.append(f"_cell_volume {_cell_volume(rp.cell):.4f}")
+    if conventional and 1 <= rp.spacegroup <= 230:
+        import gemmi
+
+        sg = gemmi.find_spacegroup_by_number(int(rp.spacegroup))
+        lines += [f"_space_group_IT_number {rp.spacegroup}", f"_symmetry_Int_Tables_number {rp.spacegroup}",
+                  f"_space_group_name_H-M_alt '{sg.xhm()}'", f"_symmetry_space_group_name_H-M '{sg.xhm()}'",
+                  "loop_", "_space_group_symop_operation_xyz"]
+        lines += [f"'{op.triplet()}'" for op in sg.operations()]
+    lines += fit_items
+    return "\n".join(lines) + "\n"
+
+
+def _formula_sum(formula: str) -> str:
+    """``"PbSO4"`` -> ``"Pb S O4"`` (the CIF's ``_chemical_formula_sum``)."""
+    parts = re.findall(r"([A-Z][a-z]?)(\d*\.?\d*)", formula)
+    return " ".join(f"{e}{n if n not in ('', '1') else ''}" for e, n in parts) or formula
+
+
+def _cell_volume(cell) -> float:
+    a, b, c = cell[:3]
+    ca, cb, cg = np.cos(np.radians(cell[3:]))
+    return float(a * b * c * math.sqrt(max(1 - ca ** 2 - cb ** 2 - cg ** 2 + 2 * ca * cb * cg, 0.0)))
+
+
+def _crystal_cif(result: Refinement, rp: RefinedPhase, phase: PhaseModel, crystal, head: list, fit_items: list) -> str:
+    import warnings
+
+    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    from synthxrd.structure import to_crystal
+
+    crystal = to_crystal(crystal)
+    g = rp.metric
+    own = lattice_parameters_of_metric(np.linalg.inv(crystal.lattice @ crystal.lattice.T))
+    if g is None or not np.allclose(lattice_parameters_of_metric(g), own, rtol=0.3, atol=10.0):
+        raise RefineError(f"phase {rp.name}: its refined cell is not one of the crystal given (the phase was not made "
+                          "from this crystal)")
+    lattice = Lattice.from_parameters(*lattice_parameters_of_metric(g)).matrix
+    species = [int(z) if o == 1.0 else {Element.from_Z(int(z)): float(o)}
+               for z, o in zip(crystal.numbers, crystal.occupancies)]
+    structure = Structure(Lattice(lattice), species, crystal.frac_coords)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            text = str(CifWriter(structure, symprec=CIF_SYMPREC))
+            head.append(f"atoms of the source structure in the refined cell; symmetry found by spglib at "
+                        f"symprec {CIF_SYMPREC} Angstrom (conventional standard setting)")
+        except Exception:  # noqa: BLE001 - spglib finds no symmetry: the structure as it is, in P1
+            text = str(CifWriter(structure))
+            head.append("atoms of the source structure in the refined cell (P1, as given)")
+    return "\n".join(_cif_comment("\n".join(head))) + "\n" + text.rstrip("\n") + "\n" + "\n".join(fit_items) + "\n"

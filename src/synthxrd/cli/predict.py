@@ -24,6 +24,9 @@ of the 7 crystal systems (sums over their groups) and the --matches best-matchin
                      re-ranked by Rwp with their refined cell and zero shift; with --plot also
                      DIR/STEM_refined.png, observed/calculated/difference of the best. The fused
                      probabilities are not changed by it.
+  --write-cif DIR    refine (as --refine) and write DIR/STEM.cif per file: the best refined match with
+                     its refined cell and space group; the library stores no atoms, so the CIF has
+                     none and names the entry whose atoms they are
 
 The wavelength is the file's own where it states one; --wavelength gives it for files that do not
 (plain .xy/.csv columns); a file that states none and gets none is read as Cu K-alpha1, with a
@@ -85,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refine the best matches against the file's pattern and re-rank them: refined cell, "
                              "zero shift and Rwp per match; with --plot also a Rietveld-style figure of the best "
                              "(docs/refine.md)")
+    parser.add_argument("--write-cif", metavar="DIR",
+                        help="refine (as --refine) and write DIR/STEM.cif per file: the best refined match with its "
+                             "refined cell and space group (no atoms: the library stores reflections)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -152,6 +158,18 @@ def _refine_matches(library, path: str, result, wavelength, n: int) -> list:
     return refined
 
 
+def _write_best_cif(library, best, target: Path, pattern: str) -> Path:
+    """Write the refined ``best`` (Match, Refinement) as a CIF (:func:`synthxrd.refine.refined_cif`) to ``target``."""
+    from synthxrd.files import write_text
+    from synthxrd.refine import phase_from_library, refined_cif
+
+    m, r = best
+    reference = library.entry(m.index).reference
+    text = refined_cif(r, phase_from_library(library, m.index), source=f"{m.id} ({reference})" if reference else m.id,
+                       pattern=Path(pattern).name)
+    return write_text(target, text)
+
+
 def _refined_table(refined: list) -> str:
     lines = ["  refined (whole-pattern fit, best first)",
              f"  {'id':<15}{'formula':<18}{'SG':>4}  {'a':>9}{'b':>9}{'c':>9}{'alpha':>8}{'beta':>8}{'gamma':>8}"
@@ -187,6 +205,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--plot: {plot_dir} exists and is not a directory")
     if args.json_file:
         targets.append(Path(args.json_file))
+    cif_dir = Path(args.write_cif) if args.write_cif else None
+    if cif_dir is not None:
+        if cif_dir.exists() and not cif_dir.is_dir():
+            raise ConfigError(f"--write-cif: {cif_dir} exists and is not a directory")
+        if args.no_library:
+            raise ConfigError("--write-cif needs the library (it writes the best refined match): drop --no-library")
+        cif_names = [n[:-len(".png")] + ".cif" for n in _plot_names(args.files)]
+        targets += [cif_dir / n for n in cif_names]
     check_outputs(targets, inputs=[*args.files, args.model], overwrite=args.overwrite)
 
     from tqdm import tqdm
@@ -199,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
                                **options.fusion_options(args))
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
+    if cif_dir is not None:
+        cif_dir.mkdir(parents=True, exist_ok=True)
     results = []
     n_failed = 0
     bar = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
@@ -208,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                                             only_elements=args.only_elements, k=max(args.matches, 1))
             entry = result.to_dict(args.top)
             refined = None
-            if args.refine and predictor.library is not None and result.matches:
+            if (args.refine or cif_dir is not None) and predictor.library is not None and result.matches:
                 refined = _refine_matches(predictor.library, name, result, wavelength, max(args.matches, 1))
                 entry["refined"] = [dict(m.to_dict(), gof=r.gof) for m, r in refined]
                 if plot_dir is not None and refined:
@@ -220,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
                     atomic_write(target, lambda tmp: plot_refinement(
                         tmp, r, title=f"{display_name(Path(name).name)}: {m.id} {m.formula} (SG {m.spacegroup})"))
                     entry["refined_plot"] = str(target)
+                if cif_dir is not None and refined:
+                    entry["cif"] = str(_write_best_cif(predictor.library, refined[0], cif_dir / cif_names[i], name))
             if plot_dir is not None:
                 target = plot_dir / names[i]
                 atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5),
@@ -258,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, indent=1))
     else:
-        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (
+        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (f"; CIFs in {cif_dir}" if cif_dir else "") + (
             f"; JSON in {args.json_file}" if args.json_file else "")
         print(f"{len(results) - n_failed} predicted, {n_failed} failed{extra}")
     return 1 if n_failed else 0
