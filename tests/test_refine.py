@@ -340,6 +340,22 @@ def test_profile_kernel_matches_its_numpy_twin():
     assert one == pytest.approx(R.pseudo_voigt(fine - 30.0, 0.2, 0.3), rel=1e-12)
 
 
+@pytest.mark.parametrize("widths", [(0.08, 0.05), (0.004, -0.002, 0.006)])
+@pytest.mark.parametrize("lines", [((CU_KA1, 1.0), (CU_KA2, 0.5)), ((1.0, 1.0),)])
+def test_phase_column_kernel_matches_its_numpy_twin(widths, lines):
+    from synthxrd._refine_kernels import phase_column, phase_column_numpy
+
+    rng = np.random.default_rng(3)
+    tt = np.linspace(5, 120, 2000)
+    q = 1 / rng.uniform(0.6, 9, 80) ** 2  # some beyond 2theta = 180 at 1.54 Angstrom
+    f2 = rng.uniform(0, 1, 80)
+    lam, ratio = np.array([v for v, _ in lines]), np.array([r for _, r in lines])
+    args = (tt, q, f2, lam, ratio, 0.04, np.array(widths), 0.4, R.WINDOW_FWHM)
+    expected = phase_column_numpy(*args)
+    assert expected.max() > 0
+    assert phase_column(*args) == pytest.approx(expected, rel=1e-12, abs=1e-12 * expected.max())
+
+
 def test_bench_refine_compares_search_with_and_without_refinement(shared_data, tmp_path):
     import json
     import subprocess

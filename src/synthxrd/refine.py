@@ -44,7 +44,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -677,6 +677,27 @@ class _Setup:
     po: list  # per phase: texture axis or None
     layout: dict  # name -> slice of the parameter vector
 
+    @cached_property
+    def yw(self) -> np.ndarray:
+        return self.y * self.sw
+
+    @cached_property
+    def background_normal(self) -> tuple:
+        """The weighted background columns normalised, their norms, Gram matrix and products with y."""
+        bw = self.bg * self.sw[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->j", bw, bw))
+        norms[norms == 0] = 1.0
+        bn = bw / norms
+        return bn, norms, bn.T @ bn, bn.T @ self.yw
+
+    @cached_property
+    def lam(self) -> np.ndarray:
+        return np.array([lam for lam, _ in self.lines], np.float64)
+
+    @cached_property
+    def ratio(self) -> np.ndarray:
+        return np.array([r for _, r in self.lines], np.float64)
+
 
 def _positions(q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
     s = lam * np.sqrt(np.maximum(q, 0)) / 2
@@ -687,7 +708,7 @@ def _positions(q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
 def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
     """Design matrix (N, C) of the linear parameters at nonlinear parameters x, and per phase the
     column range and per-reflection (centre 2theta at line 1, LP x P, reflection index) used."""
-    from synthxrd._refine_kernels import profile_block
+    from synthxrd._refine_kernels import phase_column, profile_block
     from synthxrd.simulate.physics import lorentz_polarization
 
     lay = setup.layout
@@ -705,7 +726,12 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
             r = x[lay[f"po{k}"]][0]
             factor = march_dollase(phase.hkl, phase.metric(p), phase.ops, setup.po[k], r)
         free = setup.free[k]
-        ncol = len(q) if free else 1
+        if not free:  # one compiled pass: positions, widths, LP and profiles (the numpy path below is its twin)
+            blocks.append(phase_column(tt, q, phase.f2 * factor, setup.lam, setup.ratio, float(zero),
+                                       np.ascontiguousarray(widths_p, np.float64), float(eta), WINDOW_FWHM)[:, None])
+            info.append((q, factor))
+            continue
+        ncol = len(q)
         centres, widths, amps, cols = [], [], [], []
         for lam, ratio in setup.lines:
             centre, ok = _positions(q, lam)
@@ -733,21 +759,31 @@ def _solve_linear(setup: _Setup, a: np.ndarray) -> np.ndarray:
     from scipy.optimize import nnls
 
     nb = setup.bg.shape[1]
-    aw = a * setup.sw[:, None]
-    yw = setup.y * setup.sw
-    norms = np.sqrt(np.einsum("ij,ij->j", aw, aw))
-    norms[norms == 0] = 1.0
-    an = aw / norms
+    yw = setup.yw
     if nb:
-        gram = an.T @ an
+        # the background's weighted, normalised columns and their products are the same at every evaluation
+        bn, bnorms, gram_bb, rhs_b = setup.background_normal
+        pw = a[:, :-nb] * setup.sw[:, None]
+        pnorms = np.sqrt(np.einsum("ij,ij->j", pw, pw))
+        pnorms[pnorms == 0] = 1.0
+        pn = pw / pnorms
+        cross = pn.T @ bn
+        gram = np.block([[pn.T @ pn, cross], [cross.T, gram_bb]])
+        norms = np.concatenate([pnorms, bnorms])
         try:
-            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)), an.T @ yw) / norms
+            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)),
+                                  np.concatenate([pn.T @ yw, rhs_b])) / norms
         except np.linalg.LinAlgError:
             sol = None
         if sol is not None and np.all(sol[:-nb] >= 0):
             return sol
-        an = np.concatenate([an, -an[:, -nb:]], axis=1)
-        norms = np.concatenate([norms, norms[-nb:]])
+        an = np.concatenate([pn, bn, -bn], axis=1)
+        norms = np.concatenate([norms, bnorms])
+    else:
+        aw = a * setup.sw[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->j", aw, aw))
+        norms[norms == 0] = 1.0
+        an = aw / norms
     try:
         sol, _ = nnls(an, yw, maxiter=50 * an.shape[1])
     except RuntimeError:
