@@ -137,7 +137,8 @@ def test_cli_predict_tables_errors_plots(tiny_fused, measured, tmp_path, capsys)
     assert len([line for line in err.splitlines() if str(broken) in line]) == 1
     assert out.count("rank   SG  symbol") == 2 and "system  tric" in out and "2 predicted, 1 failed" in out
     pngs = sorted(p.name for p in plots.iterdir())
-    assert pngs == ["Al2O3_data.png", "MnS_data.png"]  # same stem: the folder name keeps them apart
+    # same stem: the folder name keeps them apart; refinement (the default) adds the Rietveld-style figure
+    assert pngs == ["Al2O3_data.png", "Al2O3_data_refined.png", "MnS_data.png", "MnS_data_refined.png"]
     assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
     # existing plots are not replaced without --overwrite
     assert main(["predict", *files, "--model", str(tiny_fused), "--wavelength", "CuKa", "--plot", str(plots)]) == 2
@@ -187,9 +188,13 @@ def test_fused_predictor(tiny_run, tiny_fused, measured):
 
 def test_cli_predict_fused_tables_and_options(tiny_fused, measured, capsys):
     args = ["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "1.54184", "--device", "cpu"]
+    assert main([*args, "--matches", "2"]) == 0  # refined by default: the refined matches follow the table
+    assert "refined (whole-pattern fit, best first)" in capsys.readouterr().out
+    args.append("--no-refine")
     assert main([*args, "--matches", "2"]) == 0
     out = capsys.readouterr().out
     assert "best matches (p that the best is right:" in out and out.count(" mp-") + out.count(" amcsd-") == 2
+    assert "refined (" not in out
     assert main([*args, "--no-library"]) == 0
     assert "best matches" not in capsys.readouterr().out
     assert main([*args, "--elements", "Al,Xx"]) == 2
