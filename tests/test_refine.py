@@ -314,6 +314,24 @@ def test_refine_command_writes_a_library_entry_cell_and_symmetry_without_atoms(t
     assert "No atomic positions" in text and "amcsd-0018845" in text
 
 
+def test_refined_cif_refuses_a_crystal_the_phase_was_not_made_from(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    cr = _crystal("TiO2_rutile")
+    tt, y = _measured_like(_strained(cr, [1, 1, 1.01]), zero=0.0, kalpha2=False)
+    phase = R.phase_from_crystal(cr, name="rutile", d_min=0.9)
+    res = R.refine(tt, y, phase, wavelength=CU_KA1)
+    assert "_atom_site_fract_x" in R.refined_cif(res, phase, crystal=cr)
+    with pytest.raises(R.RefineError, match="not one of the crystal given"):
+        R.refined_cif(res, phase, crystal=_crystal("NaCl"))
+    # the command refuses a --write-cif that is a file, before any work
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90", "--spacegroup", "62",
+                 "--write-cif", str(blocker)]) == 2
+    assert "--write-cif: " in capsys.readouterr().err and blocker.read_text() == "x"
+
+
 def test_refine_command_usage_errors(capsys):
     from synthxrd.cli import main
 

@@ -1271,8 +1271,9 @@ def refined_cif(result: Refinement, phase: PhaseModel, *, index: int = 0, crysta
             f"source: {source or rp.name}"]
     if pattern:
         head.append(f"fitted to: {pattern}")
+    converged = "yes" if result.converged else f"NO ({result.message})"
     head.append(f"Rwp {100 * result.rwp:.2f} %, Rexp {100 * result.rexp:.2f} %, GoF {result.gof:.2f}, zero shift "
-                f"{result.zero_shift:.4f} deg, converged: {'yes' if result.converged else 'NO (' + result.message + ')'}")
+                f"{result.zero_shift:.4f} deg, converged: {converged}")
     fit_items = _cif_fit_items(result)
     if crystal is not None:
         return _crystal_cif(result, rp, phase, crystal, head, fit_items)
@@ -1331,7 +1332,8 @@ def _crystal_cif(result: Refinement, rp: RefinedPhase, phase: PhaseModel, crysta
     crystal = to_crystal(crystal)
     g = rp.metric
     own = lattice_parameters_of_metric(np.linalg.inv(crystal.lattice @ crystal.lattice.T))
-    if g is None or not np.allclose(lattice_parameters_of_metric(g), own, rtol=0.3, atol=10.0):
+    refined = None if g is None else lattice_parameters_of_metric(g)
+    if refined is None or np.any(np.abs(refined[:3] / own[:3] - 1) > 0.3) or np.any(np.abs(refined[3:] - own[3:]) > 10):
         raise RefineError(f"phase {rp.name}: its refined cell is not one of the crystal given (the phase was not made "
                           "from this crystal)")
     lattice = Lattice.from_parameters(*lattice_parameters_of_metric(g)).matrix
