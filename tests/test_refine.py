@@ -390,3 +390,27 @@ def test_bench_refine_compares_search_with_and_without_refinement(shared_data, t
     result = json.loads(out.read_text())
     assert result["n_patterns"] == 3 and 0 <= result["refined"]["top1"] <= 1
     assert result["one_fit"]["synthxrd_cell"] == pytest.approx(result["one_fit"]["truth_cell"], rel=5e-4)
+
+
+def test_hamilton_test_and_cell_penalty_of_the_figure_of_merit():
+    from types import SimpleNamespace as NS
+
+    from synthxrd.errors import ConfigError
+    from synthxrd.match.rerank import RerankSettings, _hamilton_first, figure_of_merit
+
+    def cand(rwp, k, n=40):
+        return (rwp, f"k{k}", NS(rwp=rwp, phases=[NS(hkl=np.zeros((n, 3)))]), NS(n_cell=k))
+
+    low, near, far = cand(0.100, 3), cand(0.102, 2), cand(0.200, 2)
+    # b = 1, n - m = 37: critical ratio sqrt(1 + F(1, 37; 0.05) / 37) = 1.054
+    assert _hamilton_first([low, near], 0.05)[0] is near
+    assert _hamilton_first([low, far], 0.05)[0] is low
+    assert _hamilton_first([low, near], 0.0)[0] is low  # off by default
+    assert _hamilton_first([near, low], 0.05)[0] is near  # never towards lower symmetry
+    result = NS(rwp=0.1, phases=[NS(hkl=np.zeros((10, 3)), cell=np.array([5.1, 5.0, 5.0, 90, 90, 90]),
+                                    cell_start=np.array([5.0, 5.0, 5.0, 90, 90, 90]))])
+    phase = NS(n_cell=1)
+    assert figure_of_merit(result, phase, RerankSettings()) == pytest.approx(0.1)
+    assert figure_of_merit(result, phase, RerankSettings(cell_penalty=5)) == pytest.approx(0.1 * (1 + 5 * 0.02))
+    with pytest.raises(ConfigError, match="hamilton_alpha"):
+        RerankSettings(hamilton_alpha=1.0)
