@@ -414,3 +414,5 @@ def test_hamilton_test_and_cell_penalty_of_the_figure_of_merit():
     assert figure_of_merit(result, phase, RerankSettings(cell_penalty=5)) == pytest.approx(0.1 * (1 + 5 * 0.02))
     with pytest.raises(ConfigError, match="hamilton_alpha"):
         RerankSettings(hamilton_alpha=1.0)
+    with pytest.raises(ConfigError, match="score_weight"):
+        RerankSettings(score_weight=-1.0)

@@ -58,6 +58,9 @@ class RerankSettings:
     cell_penalty : the figure of merit is also multiplied by (1 + cell_penalty x the largest relative
         change of a, b, c from the search's isotropically scaled start): a candidate that fits only
         after a large distortion loses near-ties (measured: docs/refine.md).
+    score_weight : the figure of merit is also multiplied by exp(-score_weight x the search's score of the
+        candidate) (an isotype, which the search did not score, takes the best candidate's score): the
+        search's own evidence breaks near-ties of the fit (measured: docs/refine.md).
     hamilton_alpha : after ranking, a candidate with fewer free cell components than the best (higher
         lattice symmetry) is put first when its Rwp ratio to the best is within Hamilton's R-ratio
         test at this significance level (W. C. Hamilton, Acta Cryst. 18, 502 (1965),
@@ -79,6 +82,7 @@ class RerankSettings:
     cleaned: bool = False
     caglioti: bool = False
     cell_penalty: float = 0.0
+    score_weight: float = 0.0
     hamilton_alpha: float = 0.0
 
     def __post_init__(self) -> None:
@@ -87,7 +91,7 @@ class RerankSettings:
                   "cell_bound": 0 < self.cell_bound <= 0.3, "symmetry_penalty": 0 <= self.symmetry_penalty <= 100,
                   "n_isotypes": 0 <= self.n_isotypes <= 50, "n_references": 1 <= self.n_references <= 50,
                   "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000,
-                  "cell_penalty": 0 <= self.cell_penalty <= 1000, "hamilton_alpha": 0 <= self.hamilton_alpha < 1}
+                  "cell_penalty": 0 <= self.cell_penalty <= 1000, "score_weight": 0 <= self.score_weight <= 100, "hamilton_alpha": 0 <= self.hamilton_alpha < 1}
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"rerank settings: {name}={getattr(self, name)!r} is out of range")
@@ -283,6 +287,7 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
         y = np.asarray(cleaned, np.float64)
     tt, y = _binned(tt, y, settings.max_points)
     head = matches[:settings.n_candidates]
+    top_score = max((float(m.score) for m in head), default=0.0)
     scored, failed = [], []
 
     profile: dict = {}
@@ -296,6 +301,8 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
         p = res.phases[0]
         cell = None if p.cell is None else tuple(round(float(v), 5) for v in p.cell)
         fom = figure_of_merit(res, phase, settings)
+        if settings.score_weight:
+            fom *= math.exp(-settings.score_weight * (m.score if m.score > 0 else top_score))
         scored.append((fom, replace(m, cell=cell, zero_shift=round(res.zero_shift, 5), rwp=round(res.rwp, 6),
                                     fom=round(fom, 6), converged=res.converged), res, phase))
 
