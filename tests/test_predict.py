@@ -336,3 +336,5 @@ def test_cli_predict_write_cif_writes_the_best_refined_match(tiny_fused, measure
     assert best["id"] in written.read_text()
     assert main(args) == 2  # never replaced without --overwrite
     assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--no-refine"]) == 2  # it writes the best refined match
+    assert "--write-cif writes the best refined match" in capsys.readouterr().err
