@@ -137,7 +137,8 @@ def test_cli_predict_tables_errors_plots(tiny_fused, measured, tmp_path, capsys)
     assert len([line for line in err.splitlines() if str(broken) in line]) == 1
     assert out.count("rank   SG  symbol") == 2 and "system  tric" in out and "2 predicted, 1 failed" in out
     pngs = sorted(p.name for p in plots.iterdir())
-    assert pngs == ["Al2O3_data.png", "MnS_data.png"]  # same stem: the folder name keeps them apart
+    # same stem: the folder name keeps them apart; refinement (the default) adds the Rietveld-style figure
+    assert pngs == ["Al2O3_data.png", "Al2O3_data_refined.png", "MnS_data.png", "MnS_data_refined.png"]
     assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
     # existing plots are not replaced without --overwrite
     assert main(["predict", *files, "--model", str(tiny_fused), "--wavelength", "CuKa", "--plot", str(plots)]) == 2
@@ -187,9 +188,13 @@ def test_fused_predictor(tiny_run, tiny_fused, measured):
 
 def test_cli_predict_fused_tables_and_options(tiny_fused, measured, capsys):
     args = ["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "1.54184", "--device", "cpu"]
+    assert main([*args, "--matches", "2"]) == 0  # refined by default: the refined matches follow the table
+    assert "refined (whole-pattern fit, best first)" in capsys.readouterr().out
+    args.append("--no-refine")
     assert main([*args, "--matches", "2"]) == 0
     out = capsys.readouterr().out
     assert "best matches (p that the best is right:" in out and out.count(" mp-") + out.count(" amcsd-") == 2
+    assert "refined (" not in out
     assert main([*args, "--no-library"]) == 0
     assert "best matches" not in capsys.readouterr().out
     assert main([*args, "--elements", "Al,Xx"]) == 2
@@ -312,3 +317,24 @@ def test_cli_predict_refine_lists_refined_matches_and_plots(tiny_fused, measured
     assert len(refined) >= 3 and all(r["rwp"] is not None and len(r["cell"]) == 6 for r in refined)
     assert [r["rwp"] for r in refined] == sorted(r["rwp"] for r in refined)  # re-ranked by the fit
     assert Path(result["refined_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_predict_write_cif_writes_the_best_refined_match(tiny_fused, measured, tmp_path, capsys):
+    import gemmi
+
+    cifs = tmp_path / "cifs"
+    args = ["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "CuKa", "--matches", "3",
+            "--write-cif", str(cifs), "--json", "--device", "cpu"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    best = result["refined"][0]
+    written = Path(result["cif"])
+    assert written == cifs / f"{Path(measured[0]).stem}.cif"
+    small = gemmi.make_small_structure_from_block(gemmi.cif.read(str(written)).sole_block())
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx(best["cell"][:3], abs=2e-4)
+    assert small.spacegroup.number == best["spacegroup"]
+    assert best["id"] in written.read_text()
+    assert main(args) == 2  # never replaced without --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--no-refine"]) == 2  # it writes the best refined match
+    assert "--write-cif writes the best refined match" in capsys.readouterr().err

@@ -252,6 +252,86 @@ def test_refine_command_le_bail_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _read_back(path: Path):
+    """The CIF read by gemmi (small structure) and by pymatgen (the lattice of its block)."""
+    import gemmi
+    from pymatgen.io.cif import CifParser
+
+    small = gemmi.make_small_structure_from_block(gemmi.cif.read(str(path)).sole_block())
+    parser = CifParser(str(path))
+    lattice = parser.get_lattice(next(iter(parser._cif.data.values())))
+    return small, lattice
+
+
+def test_refine_command_writes_the_cif_phase_with_its_atoms_in_the_refined_cell(experimental_data, tmp_path, capsys):
+    import json
+
+    from pymatgen.core import Structure
+
+    from synthxrd.cli import main
+
+    rows = {r["sample_id"]: r for r in csv.DictReader(open(experimental_data / "manifest.csv"))
+            if r["variant"] == "raw"}
+    cif = experimental_data / rows["xred_PbSO4"]["cif_path"]
+    args = ["refine", str(MEASURED / "PbSO4.csv"), "--cif", str(cif), "--wavelength", "CuKa", "--range", "15", "70",
+            "--write-cif", str(tmp_path / "out"), "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    written = tmp_path / "out" / "PbSO4.cif"
+    assert result["cif"] == str(written)
+    cell = np.array(result["phases"][0]["cell"])
+    small, lattice = _read_back(written)
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx(cell[:3], rel=1e-6)
+    assert lattice.abc == pytest.approx(cell[:3], rel=1e-6)
+    assert small.spacegroup.number == 62
+    structure = Structure.from_file(written)  # pymatgen expands the symmetry: the source's atoms, refined cell
+    source = Structure.from_file(cif)
+    assert structure.composition == source.composition
+    assert structure.lattice.abc != pytest.approx(source.lattice.abc, rel=1e-4)  # the cell did move
+    text = written.read_text()
+    assert "Rwp" in text and "_pd_proc_ls_prof_wR_factor" in text
+    # an existing file is kept unless --overwrite
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert written.read_text() == text
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_refine_command_writes_a_library_entry_cell_and_symmetry_without_atoms(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    out = tmp_path / "cifs"
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--match", "amcsd-0018845", "--library", "amcsd",
+                 "--wavelength", "CuKa", "--range", "15", "70", "--write-cif", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = out / "PbSO4.cif"
+    assert f"refined phase in {written}" in printed
+    small, lattice = _read_back(written)
+    assert small.spacegroup.number == 62 and len(small.sites) == 0
+    assert [small.cell.a, small.cell.b, small.cell.c] == pytest.approx([8.48, 5.40, 6.96], rel=0.01)
+    assert lattice.abc == pytest.approx((small.cell.a, small.cell.b, small.cell.c), rel=1e-9)
+    text = written.read_text()
+    assert "No atomic positions" in text and "amcsd-0018845" in text
+
+
+def test_refined_cif_refuses_a_crystal_the_phase_was_not_made_from(tmp_path, capsys):
+    from synthxrd.cli import main
+
+    cr = _crystal("TiO2_rutile")
+    tt, y = _measured_like(_strained(cr, [1, 1, 1.01]), zero=0.0, kalpha2=False)
+    phase = R.phase_from_crystal(cr, name="rutile", d_min=0.9)
+    res = R.refine(tt, y, phase, wavelength=CU_KA1)
+    assert "_atom_site_fract_x" in R.refined_cif(res, phase, crystal=cr)
+    with pytest.raises(R.RefineError, match="not one of the crystal given"):
+        R.refined_cif(res, phase, crystal=_crystal("NaCl"))
+    # the command refuses a --write-cif that is a file, before any work
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["refine", str(MEASURED / "PbSO4.csv"), "--cell", "8.48 5.40 6.96 90 90 90", "--spacegroup", "62",
+                 "--write-cif", str(blocker)]) == 2
+    assert "--write-cif: " in capsys.readouterr().err and blocker.read_text() == "x"
+
+
 def test_refine_command_usage_errors(capsys):
     from synthxrd.cli import main
 
@@ -278,6 +358,22 @@ def test_profile_kernel_matches_its_numpy_twin():
     assert one == pytest.approx(R.pseudo_voigt(fine - 30.0, 0.2, 0.3), rel=1e-12)
 
 
+@pytest.mark.parametrize("widths", [(0.08, 0.05), (0.004, -0.002, 0.006)])
+@pytest.mark.parametrize("lines", [((CU_KA1, 1.0), (CU_KA2, 0.5)), ((1.0, 1.0),)])
+def test_phase_column_kernel_matches_its_numpy_twin(widths, lines):
+    from synthxrd._refine_kernels import phase_column, phase_column_numpy
+
+    rng = np.random.default_rng(3)
+    tt = np.linspace(5, 120, 2000)
+    q = 1 / rng.uniform(0.6, 9, 80) ** 2  # some beyond 2theta = 180 at 1.54 Angstrom
+    f2 = rng.uniform(0, 1, 80)
+    lam, ratio = np.array([v for v, _ in lines]), np.array([r for _, r in lines])
+    args = (tt, q, f2, lam, ratio, 0.04, np.array(widths), 0.4, R.WINDOW_FWHM)
+    expected = phase_column_numpy(*args)
+    assert expected.max() > 0
+    assert phase_column(*args) == pytest.approx(expected, rel=1e-12, abs=1e-12 * expected.max())
+
+
 def test_bench_refine_compares_search_with_and_without_refinement(shared_data, tmp_path):
     import json
     import subprocess
@@ -294,3 +390,29 @@ def test_bench_refine_compares_search_with_and_without_refinement(shared_data, t
     result = json.loads(out.read_text())
     assert result["n_patterns"] == 3 and 0 <= result["refined"]["top1"] <= 1
     assert result["one_fit"]["synthxrd_cell"] == pytest.approx(result["one_fit"]["truth_cell"], rel=5e-4)
+
+
+def test_hamilton_test_and_cell_penalty_of_the_figure_of_merit():
+    from types import SimpleNamespace as NS
+
+    from synthxrd.errors import ConfigError
+    from synthxrd.match.rerank import RerankSettings, _hamilton_first, figure_of_merit
+
+    def cand(rwp, k, n=40):
+        return (rwp, f"k{k}", NS(rwp=rwp, phases=[NS(hkl=np.zeros((n, 3)))]), NS(n_cell=k))
+
+    low, near, far = cand(0.100, 3), cand(0.102, 2), cand(0.200, 2)
+    # b = 1, n - m = 37: critical ratio sqrt(1 + F(1, 37; 0.05) / 37) = 1.054
+    assert _hamilton_first([low, near], 0.05)[0] is near
+    assert _hamilton_first([low, far], 0.05)[0] is low
+    assert _hamilton_first([low, near], 0.0)[0] is low  # off by default
+    assert _hamilton_first([near, low], 0.05)[0] is near  # never towards lower symmetry
+    result = NS(rwp=0.1, phases=[NS(hkl=np.zeros((10, 3)), cell=np.array([5.1, 5.0, 5.0, 90, 90, 90]),
+                                    cell_start=np.array([5.0, 5.0, 5.0, 90, 90, 90]))])
+    phase = NS(n_cell=1)
+    assert figure_of_merit(result, phase, RerankSettings()) == pytest.approx(0.1)
+    assert figure_of_merit(result, phase, RerankSettings(cell_penalty=5)) == pytest.approx(0.1 * (1 + 5 * 0.02))
+    with pytest.raises(ConfigError, match="hamilton_alpha"):
+        RerankSettings(hamilton_alpha=1.0)
+    with pytest.raises(ConfigError, match="score_weight"):
+        RerankSettings(score_weight=-1.0)

@@ -42,13 +42,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
+from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = [
     "WINDOW_FWHM",
@@ -71,6 +74,7 @@ __all__ = [
     "refine",
     "report",
     "scaled",
+    "refined_cif",
 ]
 
 #: Peaks are evaluated within this many FWHM of their centre (the Lorentzian beyond holds < 0.2 %
@@ -134,10 +138,26 @@ def lattice_symmetry(g_star: np.ndarray, *, tolerance: float = SYMMETRY_TOLERANC
     t_inv = np.rint(np.linalg.inv(t)).astype(np.int64)
     g = t_inv.T @ g0 @ t_inv  # G*' of the reduced basis (h' = T h)
     ops = _unimodular()
-    moved = np.einsum("kji,jl,klm->kim", ops, g, ops)
-    scale = np.sqrt(np.outer(np.diag(g), np.diag(g)))
-    ok = np.all(np.abs(moved - g[None]) <= tolerance * scale[None], axis=(1, 2))
+    rows, cols = np.triu_indices(3)
+    moved = _unimodular_action() @ g[rows, cols]  # the six entries of R^T G* R for every R at once
+    scale = np.sqrt(np.diag(g)[rows] * np.diag(g)[cols])
+    ok = np.all(np.abs(moved - g[rows, cols]) <= tolerance * scale, axis=1)
     return np.einsum("ij,kjl,lm->kim", t_inv, ops[ok], t)  # back to the cell's own indices: T^-1 R' T
+
+
+@lru_cache(maxsize=1)
+def _unimodular_action() -> np.ndarray:
+    """(K, 6, 6) float64: the upper-triangle entries of R^T X R as a linear map of those of a symmetric X,
+    for every R of :func:`_unimodular` (a 4x faster :func:`lattice_symmetry` than the triple product)."""
+    ops = _unimodular().astype(np.float64)
+    rows, cols = np.triu_indices(3)
+    unit = np.zeros((6, 3, 3))
+    unit[np.arange(6), rows, cols] = 1.0
+    unit[np.arange(6), cols, rows] = 1.0
+    moved = np.einsum("kji,qjl,klm->kimq", ops, unit, ops)  # (K, 3, 3, 6)
+    out = np.ascontiguousarray(moved[:, rows, cols, :])
+    out.setflags(write=False)
+    return out
 
 
 def _reduction(g: np.ndarray) -> np.ndarray:
@@ -230,7 +250,7 @@ def _symmetry_of(g_star: np.ndarray, spacegroup: int) -> np.ndarray:
     """:func:`lattice_symmetry` at :data:`SYMMETRY_TOLERANCE`, or at the first looser tolerance at which
     it reaches the holohedry order of the space group's crystal system (0: unknown, no retry)."""
     ops = lattice_symmetry(g_star)
-    if not 1 <= spacegroup <= 230:
+    if not 1 <= spacegroup <= N_SPACEGROUPS:
         return ops
     from synthxrd.symmetry import crystal_system_index
 
@@ -414,7 +434,7 @@ def _crystal_reflections(crystal, d_min: float) -> tuple[np.ndarray, np.ndarray,
     from synthxrd.simulate.physics import lorentz_polarization
     from synthxrd.structure import CrystalBatch
 
-    lam = min(1.5406, 1.9 * d_min)  # any lambda < 2 d_min reaches every d >= d_min
+    lam = min(DEFAULT_WAVELENGTH, 1.9 * d_min)  # any lambda < 2 d_min reaches every d >= d_min
     top = math.degrees(2 * math.asin(min(1.0, lam / (2 * d_min))))
     bottom = math.degrees(2 * math.asin(lam / (2 * 200.0)))
     refl = reflections(CrystalBatch.from_crystals([crystal]), wavelength=lam, two_theta_range=(bottom, top))
@@ -449,7 +469,7 @@ def phase_from_cell(cell, spacegroup: int, *, d_min: float, name: str = "cell") 
     if cell.shape != (6,) or not np.all(np.isfinite(cell)) or np.any(cell[:3] <= 0) or np.any(cell[3:] <= 0) \
             or np.any(cell[3:] >= 180):
         raise ConfigError(f"cell: expected a b c (Angstrom > 0) alpha beta gamma (0-180 degrees), got {cell.tolist()}")
-    if not (isinstance(spacegroup, (int, np.integer)) and 1 <= spacegroup <= 230):
+    if not (isinstance(spacegroup, (int, np.integer)) and 1 <= spacegroup <= N_SPACEGROUPS):
         raise ConfigError(f"spacegroup: expected an ITA number 1-230, got {spacegroup!r}")
     try:
         lattice = lattice_from_parameters(*cell)
@@ -553,6 +573,8 @@ class RefinedPhase:
     hkl : (P', 3) reflections inside the range; two_theta : (P',) their K-alpha1 positions (zero
     shift applied, degrees); intensity : (P',) fitted integrated intensities.
     weight : float, share of the calculated intensity (0-1).
+    metric : (3, 3) refined reciprocal metric G* (1/Angstrom^2) of the cell the hkl belong to (the phase's
+        own basis, e.g. a CIF's cell as read), or None (isotropic refinement without a metric).
     """
 
     name: str
@@ -571,6 +593,7 @@ class RefinedPhase:
     two_theta: np.ndarray
     intensity: np.ndarray
     weight: float
+    metric: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -611,7 +634,7 @@ class Refinement:
     n_points: int
     n_parameters: int
     nfev: int
-    lines: tuple = field(default=((1.5406, 1.0),))
+    lines: tuple = field(default=((DEFAULT_WAVELENGTH, 1.0),))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible summary (no curves)."""
@@ -656,6 +679,27 @@ class _Setup:
     po: list  # per phase: texture axis or None
     layout: dict  # name -> slice of the parameter vector
 
+    @cached_property
+    def yw(self) -> np.ndarray:
+        return self.y * self.sw
+
+    @cached_property
+    def background_normal(self) -> tuple:
+        """The weighted background columns normalised, their norms, Gram matrix and products with y."""
+        bw = self.bg * self.sw[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->j", bw, bw))
+        norms[norms == 0] = 1.0
+        bn = bw / norms
+        return bn, norms, bn.T @ bn, bn.T @ self.yw
+
+    @cached_property
+    def lam(self) -> np.ndarray:
+        return np.array([lam for lam, _ in self.lines], np.float64)
+
+    @cached_property
+    def ratio(self) -> np.ndarray:
+        return np.array([r for _, r in self.lines], np.float64)
+
 
 def _positions(q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
     s = lam * np.sqrt(np.maximum(q, 0)) / 2
@@ -666,7 +710,7 @@ def _positions(q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
 def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
     """Design matrix (N, C) of the linear parameters at nonlinear parameters x, and per phase the
     column range and per-reflection (centre 2theta at line 1, LP x P, reflection index) used."""
-    from synthxrd._refine_kernels import profile_block
+    from synthxrd._refine_kernels import phase_column, profile_block
     from synthxrd.simulate.physics import lorentz_polarization
 
     lay = setup.layout
@@ -684,7 +728,12 @@ def _columns(setup: _Setup, x: np.ndarray) -> tuple[np.ndarray, list]:
             r = x[lay[f"po{k}"]][0]
             factor = march_dollase(phase.hkl, phase.metric(p), phase.ops, setup.po[k], r)
         free = setup.free[k]
-        ncol = len(q) if free else 1
+        if not free:  # one compiled pass: positions, widths, LP and profiles (the numpy path below is its twin)
+            blocks.append(phase_column(tt, q, phase.f2 * factor, setup.lam, setup.ratio, float(zero),
+                                       np.ascontiguousarray(widths_p, np.float64), float(eta), WINDOW_FWHM)[:, None])
+            info.append((q, factor))
+            continue
+        ncol = len(q)
         centres, widths, amps, cols = [], [], [], []
         for lam, ratio in setup.lines:
             centre, ok = _positions(q, lam)
@@ -712,21 +761,31 @@ def _solve_linear(setup: _Setup, a: np.ndarray) -> np.ndarray:
     from scipy.optimize import nnls
 
     nb = setup.bg.shape[1]
-    aw = a * setup.sw[:, None]
-    yw = setup.y * setup.sw
-    norms = np.sqrt(np.einsum("ij,ij->j", aw, aw))
-    norms[norms == 0] = 1.0
-    an = aw / norms
+    yw = setup.yw
     if nb:
-        gram = an.T @ an
+        # the background's weighted, normalised columns and their products are the same at every evaluation
+        bn, bnorms, gram_bb, rhs_b = setup.background_normal
+        pw = a[:, :-nb] * setup.sw[:, None]
+        pnorms = np.sqrt(np.einsum("ij,ij->j", pw, pw))
+        pnorms[pnorms == 0] = 1.0
+        pn = pw / pnorms
+        cross = pn.T @ bn
+        gram = np.block([[pn.T @ pn, cross], [cross.T, gram_bb]])
+        norms = np.concatenate([pnorms, bnorms])
         try:
-            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)), an.T @ yw) / norms
+            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)),
+                                  np.concatenate([pn.T @ yw, rhs_b])) / norms
         except np.linalg.LinAlgError:
             sol = None
         if sol is not None and np.all(sol[:-nb] >= 0):
             return sol
-        an = np.concatenate([an, -an[:, -nb:]], axis=1)
-        norms = np.concatenate([norms, norms[-nb:]])
+        an = np.concatenate([pn, bn, -bn], axis=1)
+        norms = np.concatenate([norms, bnorms])
+    else:
+        aw = a * setup.sw[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->j", aw, aw))
+        norms[norms == 0] = 1.0
+        an = aw / norms
     try:
         sol, _ = nnls(an, yw, maxiter=50 * an.shape[1])
     except RuntimeError:
@@ -743,7 +802,7 @@ def _residual(setup: _Setup, x: np.ndarray) -> np.ndarray:
     return (setup.y - a @ coef) * setup.sw
 
 
-def refine(two_theta, intensities, phases, *, wavelength: float | str = 1.5406, kalpha2: bool | None = None,
+def refine(two_theta, intensities, phases, *, wavelength: float | str = DEFAULT_WAVELENGTH, kalpha2: bool | None = None,
            background: int = 6, zero_shift: bool = True, zero: float = 0.0,
            fwhm: tuple[float, ...] | None = None, caglioti: bool = False, refine_profile: bool = True,
            eta: float = 0.5,
@@ -1083,7 +1142,7 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
             ph.name, ph.formula, ph.spacegroup, cell, cell_esd, cell_start, p, p_esd,
             float(c[0]) if not free[k] else 1.0, float(lin_esd[col]) if not free[k] else 0.0, float(r),
             None if po[k] is None else np.asarray(po[k]), ph.hkl[inside], centre[inside], integ[inside],
-            float(np.sum(contribution) / total)))
+            float(np.sum(contribution) / total), ph.metric(p)))
         col += ncol
     return Refinement(out_phases, rwp, rexp, rwp / rexp, rwp_bg, float(x[layout["zero"]][0]),
                       float(esd[layout["zero"]][0]) if zero_shift else 0.0, x[layout["fwhm"]].copy(),
@@ -1151,3 +1210,145 @@ def report(result: Refinement, *, reflections: int = 0) -> str:
                 h, k, l = (int(v) for v in p.hkl[i])
                 lines.append(f"  {h:>4}{k:>4}{l:>4}{p.two_theta[i]:>10.3f}{100 * p.intensity[i] / peak:>12.1f}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# the refined phase as a CIF
+
+#: spglib's tolerance (Angstrom) when the symmetry of a CIF phase's refined structure is written
+#: (the one :func:`phase_from_crystal` uses to find the space group).
+CIF_SYMPREC = 0.1
+
+
+def _cif_comment(text: str) -> list[str]:
+    return ["# " + line if line else "#" for line in text.splitlines()]
+
+
+def _cif_name(name: str) -> str:
+    """A CIF data block name: no white space, ASCII."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "phase"
+
+
+def _cif_fit_items(result: Refinement) -> list[str]:
+    """pdCIF items of the fit's figures of merit (Rwp, Rexp as fractions, GoF)."""
+    return [f"_pd_proc_ls_prof_wR_factor {result.rwp:.5f}", f"_pd_proc_ls_prof_wR_expected {result.rexp:.5f}",
+            f"_refine_ls_goodness_of_fit_all {result.gof:.3f}"]
+
+
+def refined_cif(result: Refinement, phase: PhaseModel, *, index: int = 0, crystal=None, source: str = "",
+                pattern: str = "") -> str:
+    """The ``index``-th phase of ``result`` as a CIF with its refined cell.
+
+    Parameters
+    ----------
+    result : the refinement; its phase ``index`` was fitted from ``phase``.
+    phase : a :class:`PhaseModel` of the refined phase (e.g. the one given to :func:`refine`): it tells
+        whether the refined cell is in the conventional setting.
+    crystal : the structure the phase was made from (``Crystal``, pymatgen ``Structure``, ASE ``Atoms``,
+        CIF path), or None (a library entry: no atoms).
+    source : what the phase is (a library id with its database reference, a CIF path), for the header.
+    pattern : the measured pattern's name, for the header.
+
+    Returns
+    -------
+    str, the CIF. With ``crystal``: its atoms (fractional coordinates unchanged) in the refined cell,
+    written by pymatgen's ``CifWriter`` in the space group spglib finds at :data:`CIF_SYMPREC`
+    (conventional standard setting; P1 if spglib fails). Without: the refined cell, the space group
+    (number, Hermann-Mauguin symbol, operations from gemmi's table in its standard setting, the setting
+    of the library's conventional cell) and no ``_atom_site`` loop; a comment names the entry whose
+    atoms these are. If the refined cell is not in a known conventional setting (the map from the
+    library's cell as read was not found), the cell of that setting is written with no symmetry and
+    the comment says so. The header comments and the pdCIF items give Rwp, Rexp, GoF and zero shift.
+
+    Raises
+    ------
+    RefineError
+        When the phase has no refined cell (no metric and no conventional cell).
+    """
+    from synthxrd import __version__
+
+    rp = result.phases[index]
+    what = ", ".join(([rp.formula] if rp.formula else []) + [f"space group {rp.spacegroup}"])
+    head = [f"synthxrd {__version__}: phase {rp.name} ({what}) with its refined cell",
+            f"source: {source or rp.name}"]
+    if pattern:
+        head.append(f"fitted to: {pattern}")
+    converged = "yes" if result.converged else f"NO ({result.message})"
+    head.append(f"Rwp {100 * result.rwp:.2f} %, Rexp {100 * result.rexp:.2f} %, GoF {result.gof:.2f}, zero shift "
+                f"{result.zero_shift:.4f} deg, converged: {converged}")
+    fit_items = _cif_fit_items(result)
+    if crystal is not None:
+        return _crystal_cif(result, rp, phase, crystal, head, fit_items)
+    if rp.cell is None:
+        raise RefineError(f"phase {rp.name}: no refined cell to write")
+    conventional = phase.g_star is None or _conventional_map_cached(phase) is not None
+    if phase.f2 is None:
+        head.append("No atomic positions: a Le Bail fit of a cell (intensities free, no atoms).")
+    else:
+        head.append("No atomic positions: the reference library stores reflections (d, |F|^2 m, hkl), not atoms.")
+        head.append(f"The atoms are those of the source entry {source or rp.name}; put them in this cell.")
+    if not conventional:
+        head.append("The cell is that of the source CIF as read (its conventional setting was not found), so no")
+        head.append("symmetry is written: read the space group above with the source entry's setting.")
+    lines = _cif_comment("\n".join(head))
+    lines += [f"data_{_cif_name(rp.name)}_refined", f"_audit_creation_method 'synthxrd {__version__} refine'"]
+    if rp.formula:
+        lines.append(f"_chemical_formula_sum '{_formula_sum(rp.formula)}'")
+    names = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta",
+             "_cell_angle_gamma")
+    esd = rp.cell_esd if rp.cell_esd is not None and conventional else [None] * 6
+    lines += [f"{n} {_value_esd(float(v), None if e is None else float(e))}" for n, v, e in zip(names, rp.cell, esd)]
+    lines.append(f"_cell_volume {_cell_volume(rp.cell):.4f}")
+    if conventional and 1 <= rp.spacegroup <= N_SPACEGROUPS:
+        import gemmi
+
+        sg = gemmi.find_spacegroup_by_number(int(rp.spacegroup))
+        lines += [f"_space_group_IT_number {rp.spacegroup}", f"_symmetry_Int_Tables_number {rp.spacegroup}",
+                  f"_space_group_name_H-M_alt '{sg.xhm()}'", f"_symmetry_space_group_name_H-M '{sg.xhm()}'",
+                  "loop_", "_space_group_symop_operation_xyz"]
+        lines += [f"'{op.triplet()}'" for op in sg.operations()]
+    lines += fit_items
+    return "\n".join(lines) + "\n"
+
+
+def _formula_sum(formula: str) -> str:
+    """``"PbSO4"`` -> ``"Pb S O4"`` (the CIF's ``_chemical_formula_sum``)."""
+    parts = re.findall(r"([A-Z][a-z]?)(\d*\.?\d*)", formula)
+    return " ".join(f"{e}{n if n not in ('', '1') else ''}" for e, n in parts) or formula
+
+
+def _cell_volume(cell) -> float:
+    a, b, c = cell[:3]
+    ca, cb, cg = np.cos(np.radians(cell[3:]))
+    return float(a * b * c * math.sqrt(max(1 - ca ** 2 - cb ** 2 - cg ** 2 + 2 * ca * cb * cg, 0.0)))
+
+
+def _crystal_cif(result: Refinement, rp: RefinedPhase, phase: PhaseModel, crystal, head: list, fit_items: list) -> str:
+    import warnings
+
+    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    from synthxrd.structure import to_crystal
+
+    crystal = to_crystal(crystal)
+    g = rp.metric
+    own = lattice_parameters_of_metric(np.linalg.inv(crystal.lattice @ crystal.lattice.T))
+    refined = None if g is None else lattice_parameters_of_metric(g)
+    if refined is None or np.any(np.abs(refined[:3] / own[:3] - 1) > 0.3) or np.any(np.abs(refined[3:] - own[3:]) > 10):
+        raise RefineError(f"phase {rp.name}: its refined cell is not one of the crystal given (the phase was not made "
+                          "from this crystal)")
+    lattice = Lattice.from_parameters(*lattice_parameters_of_metric(g)).matrix
+    species = [int(z) if o == 1.0 else {Element.from_Z(int(z)): float(o)}
+               for z, o in zip(crystal.numbers, crystal.occupancies)]
+    structure = Structure(Lattice(lattice), species, crystal.frac_coords)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            text = str(CifWriter(structure, symprec=CIF_SYMPREC))
+            head.append(f"atoms of the source structure in the refined cell; symmetry found by spglib at "
+                        f"symprec {CIF_SYMPREC} Angstrom (conventional standard setting)")
+        except Exception:  # noqa: BLE001 - spglib finds no symmetry: the structure as it is, in P1
+            text = str(CifWriter(structure))
+            head.append("atoms of the source structure in the refined cell (P1, as given)")
+    return "\n".join(_cif_comment("\n".join(head))) + "\n" + text.rstrip("\n") + "\n" + "\n".join(fit_items) + "\n"

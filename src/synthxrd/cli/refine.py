@@ -8,7 +8,8 @@ The cell moves within the bounds its crystal system allows (--bound, default 8 %
 shift, a pseudo-Voigt profile of FWHM w0 + w1 tan(theta), a Chebyshev background and, for a K-alpha
 wavelength (e.g. --wavelength CuKa), the K-alpha2 line. The report gives Rwp, Rexp, GoF and the
 refined parameters with their esds (from the Jacobian); --plot writes the observed, calculated and
-difference curves with tick marks. See docs/refine.md.
+difference curves with tick marks; --write-cif DIR writes the phase with its refined cell as a CIF.
+See docs/refine.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from synthxrd.cli.options import LIBRARY_HELP
 from synthxrd.errors import ConfigError
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["HELP", "add_arguments", "run", "cif_target"]
 
 HELP = "fit a phase (CIF, library entry or cell) to a measured pattern: refined cell, Rwp, GoF"
 
@@ -51,8 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list the N strongest reflections (default 10; 0: none)")
     parser.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"), help="fit only LO-HI degrees 2theta")
     parser.add_argument("--plot", metavar="PNG", help="write the observed/calculated/difference figure here")
+    parser.add_argument("--write-cif", metavar="DIR",
+                        help="write DIR/STEM.cif (STEM: the pattern's): the phase with its refined cell (with --cif "
+                             "its atoms; a library entry or --cell: cell and space group, no atoms)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot or --write-cif file")
 
 
 def _cell(text: str) -> list[float]:
@@ -81,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bound: expected a fraction in (0, 0.3], got {args.bound}")
     if not 0 <= args.background <= 20:
         raise ConfigError(f"--background: expected 0-20 terms, got {args.background}")
-    if args.plot:
-        check_outputs([Path(args.plot)], inputs=[args.pattern], overwrite=args.overwrite)
+    outputs = ([Path(args.plot)] if args.plot else []) + ([cif_target(args.write_cif, args.pattern)]
+                                                          if args.write_cif else [])
+    if args.write_cif and Path(args.write_cif).exists() and not Path(args.write_cif).is_dir():
+        raise ConfigError(f"--write-cif: {args.write_cif} exists and is not a directory")
+    check_outputs(outputs, inputs=[args.pattern, args.cif], overwrite=args.overwrite)
     wavelength = args.wavelength if args.wavelength is None else (
         args.wavelength if not _is_number(args.wavelength) else wavelength_option(args.wavelength))
     tt, y, meta = read_pattern(args.pattern)
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     tt, y = np.asarray(tt, np.float64), np.asarray(y, np.float64)
     lam1 = R.kalpha_lines(wavelength)[0][0]
     d_min = max(0.3, lam1 / (2 * np.sin(np.radians(min(float(tt[-1]), 179.0)) / 2)) * 0.98)
+    source = args.cif or args.match or f"cell {args.cell}, space group {args.spacegroup}"
     if args.cif:
         phase = R.phase_from_crystal(args.cif, name=Path(args.cif).stem, d_min=d_min)
     elif args.match:
@@ -101,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             phase = R.phase_from_library(library, args.match)
         except KeyError as exc:
             raise ConfigError(f"--match: {exc.args[0]}") from None
+        reference = library.entry(args.match).reference
+        source = f"{args.match} ({reference})" if reference else args.match
     else:
         phase = R.phase_from_cell(_cell(args.cell), args.spacegroup, d_min=max(d_min, 0.5))
     result = R.refine(tt, y, phase, wavelength=wavelength, background=args.background, cell_bound=args.bound,
@@ -111,17 +121,32 @@ def run(args: argparse.Namespace) -> int:
         from synthxrd.plot import plot_refinement
 
         atomic_write(Path(args.plot), lambda tmp: plot_refinement(tmp, result, title=Path(args.pattern).name))
+    cif_path = None
+    if args.write_cif:
+        from synthxrd.files import write_text
+
+        text = R.refined_cif(result, phase, crystal=args.cif, source=source, pattern=Path(args.pattern).name)
+        Path(args.write_cif).mkdir(parents=True, exist_ok=True)
+        cif_path = write_text(cif_target(args.write_cif, args.pattern), text)
     if args.json:
-        print(json.dumps({"command": "refine", "pattern": args.pattern, **result.to_dict()}, indent=1))
+        print(json.dumps({"command": "refine", "pattern": args.pattern, **result.to_dict(),
+                          "cif": None if cif_path is None else str(cif_path)}, indent=1))
     else:
         print(f"{args.pattern}")
         print(R.report(result, reflections=max(args.reflections, 0)))
         if args.plot:
             print(f"plot in {args.plot}")
+        if cif_path is not None:
+            print(f"refined phase in {cif_path}")
     if not result.converged:
         print(f"synthxrd refine: {result.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def cif_target(folder: str | Path, pattern: str | Path) -> Path:
+    """Where ``--write-cif FOLDER`` writes the refined phase of ``pattern``: FOLDER/STEM.cif."""
+    return Path(folder) / f"{Path(pattern).stem or Path(pattern).name}.cif"
 
 
 def _is_number(text: str) -> bool:

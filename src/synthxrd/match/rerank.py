@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from synthxrd.errors import ConfigError, StructureError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 from synthxrd.refine import (
     DEFAULT_CELL_BOUND,
     PhaseModel,
@@ -55,13 +56,24 @@ class RerankSettings:
         subtracted; :func:`synthxrd.match.search.prepare`, passed by the search) instead of the raw
         pattern with a Chebyshev background (measured worse: docs/refine.md).
     caglioti : Caglioti U, V, W widths instead of w0 + w1 tan(theta) (measured: docs/refine.md).
+    cell_penalty : the figure of merit is also multiplied by (1 + cell_penalty x the largest relative
+        change of a, b, c from the search's isotropically scaled start): a candidate that fits only
+        after a large distortion loses near-ties (measured: docs/refine.md).
+    score_weight : the figure of merit is also multiplied by exp(-score_weight x the search's score of the
+        candidate) (an isotype, which the search did not score, takes the best candidate's score): the
+        search's own evidence breaks near-ties of the fit (measured: docs/refine.md).
+    hamilton_alpha : after ranking, a candidate with fewer free cell components than the best (higher
+        lattice symmetry) is put first when its Rwp ratio to the best is within Hamilton's R-ratio
+        test at this significance level (W. C. Hamilton, Acta Cryst. 18, 502 (1965),
+        doi:10.1107/S0365110X65001081), the number of observations taken as the best's reflections in
+        range (the points are correlated); 0 turns it off (measured: docs/refine.md).
     """
 
     n_candidates: int = 5
     max_points: int = 1200
     background: int = 6
     max_nfev: int = 20
-    tolerance: float = 1e-5
+    tolerance: float = 1e-3
     cell_bound: float = DEFAULT_CELL_BOUND
     symmetry_penalty: float = 0.0
     n_isotypes: int = 3
@@ -70,13 +82,17 @@ class RerankSettings:
     shared_profile: bool = True
     cleaned: bool = False
     caglioti: bool = False
+    cell_penalty: float = 0.0
+    score_weight: float = 0.0
+    hamilton_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {"n_candidates": 1 <= self.n_candidates <= 500, "max_points": 100 <= self.max_points <= 100_000,
                   "background": 0 <= self.background <= 20, "max_nfev": 5 <= self.max_nfev <= 10_000,
                   "cell_bound": 0 < self.cell_bound <= 0.3, "symmetry_penalty": 0 <= self.symmetry_penalty <= 100,
                   "n_isotypes": 0 <= self.n_isotypes <= 50, "n_references": 1 <= self.n_references <= 50,
-                  "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000}
+                  "tolerance": 1e-12 <= self.tolerance <= 1e-2, "max_family": 1 <= self.max_family <= 100_000,
+                  "cell_penalty": 0 <= self.cell_penalty <= 1000, "score_weight": 0 <= self.score_weight <= 100, "hamilton_alpha": 0 <= self.hamilton_alpha < 1}
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"rerank settings: {name}={getattr(self, name)!r} is out of range")
@@ -94,7 +110,31 @@ def _binned(tt: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray,
 def figure_of_merit(result: Refinement, phase: PhaseModel, settings: RerankSettings) -> float:
     """Rwp x exp(symmetry_penalty (k - 1) / n_lines) (lower is better); see :class:`RerankSettings`."""
     n_lines = max(len(result.phases[0].hkl), 1)
-    return float(result.rwp * math.exp(settings.symmetry_penalty * (phase.n_cell - 1) / n_lines))
+    fom = result.rwp * math.exp(settings.symmetry_penalty * (phase.n_cell - 1) / n_lines)
+    p = result.phases[0]
+    if settings.cell_penalty and p.cell is not None and p.cell_start is not None:
+        fom *= 1.0 + settings.cell_penalty * float(np.max(np.abs(np.asarray(p.cell[:3]) / p.cell_start[:3] - 1)))
+    return float(fom)
+
+
+def _hamilton_first(scored: list, alpha: float) -> list:
+    """``scored`` ((fom, Match, Refinement, PhaseModel), best first) with the first candidate of fewer free
+    cell components than the best whose Rwp passes Hamilton's R-ratio test against it moved to the front."""
+    if alpha <= 0 or len(scored) < 2:
+        return scored
+    from scipy.stats import f as fisher
+
+    best = scored[0]
+    n = max(len(best[2].phases[0].hkl), best[3].n_cell + 2)
+    for j, cand in enumerate(scored[1:], 1):
+        b = best[3].n_cell - cand[3].n_cell
+        if b <= 0:
+            continue
+        dof = n - best[3].n_cell
+        critical = math.sqrt(1.0 + b / dof * float(fisher.ppf(1.0 - alpha, b, dof)))
+        if cand[2].rwp <= critical * best[2].rwp:
+            return [cand] + scored[:j] + scored[j + 1:]
+    return scored
 
 
 def anonymous_formula(formula: str) -> str:
@@ -213,7 +253,7 @@ def _isotype_starts(library, references: list, tt, y, exclude: set, settings: Re
     return out
 
 
-def rerank(library, two_theta, intensities, matches: list, *, wavelength: float | str = 1.5406,
+def rerank(library, two_theta, intensities, matches: list, *, wavelength: float | str = DEFAULT_WAVELENGTH,
            settings: RerankSettings | None = None, cleaned=None) -> list:
     """The matches re-ranked by refinement: :func:`refine_candidates`'s matches, then those whose fit could
     not start, then the rest in the search's order."""
@@ -223,7 +263,7 @@ def rerank(library, two_theta, intensities, matches: list, *, wavelength: float 
     return [m for m, _ in refined] + failed + list(matches[settings.n_candidates:])
 
 
-def refine_candidates(library, two_theta, intensities, matches: list, *, wavelength: float | str = 1.5406,
+def refine_candidates(library, two_theta, intensities, matches: list, *, wavelength: float | str = DEFAULT_WAVELENGTH,
                       settings: RerankSettings | None = None, cleaned=None) -> tuple[list, list]:
     """Refine the first ``settings.n_candidates`` matches of one pattern and order them by
     :func:`figure_of_merit` (best first); the rest follow in the search's order.
@@ -248,6 +288,7 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
         y = np.asarray(cleaned, np.float64)
     tt, y = _binned(tt, y, settings.max_points)
     head = matches[:settings.n_candidates]
+    top_score = max((float(m.score) for m in head), default=0.0)
     scored, failed = [], []
 
     profile: dict = {}
@@ -261,6 +302,8 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
         p = res.phases[0]
         cell = None if p.cell is None else tuple(round(float(v), 5) for v in p.cell)
         fom = figure_of_merit(res, phase, settings)
+        if settings.score_weight:
+            fom *= math.exp(-settings.score_weight * (m.score if m.score > 0 else top_score))
         scored.append((fom, replace(m, cell=cell, zero_shift=round(res.zero_shift, 5), rwp=round(res.rwp, 6),
                                     fom=round(fom, 6), converged=res.converged), res, phase))
 
@@ -292,4 +335,5 @@ def refine_candidates(library, two_theta, intensities, matches: list, *, wavelen
             except (RefineError, StructureError, np.linalg.LinAlgError):
                 continue
         scored.sort(key=lambda t: t[0])
+    scored = _hamilton_first(scored, settings.hamilton_alpha)
     return [(t[1], t[2]) for t in scored], failed
