@@ -347,7 +347,7 @@ def figure_sets(shared: Path | None = None) -> dict[str, tuple[str, Path]]:
     """The measured sets of the card, by name: (kind, path). The 17 patterns packaged with synthxrd
     always; with the shared data folder (:func:`synthxrd.files.shared_data_dir`) also XRED (its
     labelled manifest rows) and rruff_dev."""
-    from synthxrd.quickstart import measured_manifest
+    from synthxrd.io.manifest import measured_manifest
 
     sets = {"packaged (17)": ("manifest", measured_manifest())}
     if shared is not None:
@@ -391,9 +391,10 @@ def figures_markdown(names: Sequence[str] | None = None, *, shared: Path | None 
 
 
 def card_figures(card: str) -> list[str]:
-    """The rows of the figures block of a card's text (between :data:`FIGURES_BEGIN` and :data:`FIGURES_END`)."""
+    """The rows of the figures block of a card's text (between :data:`FIGURES_BEGIN` and :data:`FIGURES_END`),
+    without the header."""
     if FIGURES_BEGIN not in card or FIGURES_END not in card:
         raise ConfigError(f"the model card has no figures block ({FIGURES_BEGIN} ... {FIGURES_END})")
     block = card.split(FIGURES_BEGIN, 1)[1].split(FIGURES_END, 1)[0]
-    return [line for line in block.strip().splitlines() if line.startswith("| ")]
+    return [line for line in block.strip().splitlines() if line.startswith("| ") and not line.startswith("| set |")]
 

@@ -34,13 +34,13 @@ import io
 import sys
 import time
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthxrd.errors import ConfigError, DataError
+from synthxrd.errors import ConfigError
+from synthxrd.io.manifest import measured_manifest
 
 __all__ = ["QuickstartConfig", "run_quickstart", "measured_manifest", "format_predictions"]
 
@@ -71,14 +71,6 @@ class QuickstartConfig:
                 raise ConfigError(f"quickstart: {name} must be an integer >= {low}, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"quickstart: seed must be an integer >= 0, got {self.seed!r}")
-
-
-def measured_manifest() -> Path:
-    """``manifest.csv`` of the measured patterns shipped with the package (``resources/measured``)."""
-    path = Path(str(files("synthxrd") / "resources" / "measured" / "manifest.csv"))
-    if not path.is_file():
-        raise DataError(f"{path}: the shipped measured patterns are missing (broken installation?)")
-    return path
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.wyckoff import N_SPACEGROUPS
 
-__all__ = ["ManifestEntry", "read_manifest"]
+__all__ = ["ManifestEntry", "read_manifest", "measured_manifest"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,14 @@ def read_manifest(path: str | Path, *, variant: str | None = None, labelled: boo
     if labelled and not entries:
         raise DataError(f"{path}: no row with a space group to evaluate")
     return entries
+
+
+def measured_manifest() -> Path:
+    """``manifest.csv`` of the measured patterns shipped with the package (``resources/measured``)."""
+    from importlib.resources import files
+
+    path = Path(str(files("synthxrd") / "resources" / "measured" / "manifest.csv"))
+    if not path.is_file():
+        raise DataError(f"{path}: the shipped measured patterns are missing (broken installation?)")
+    return path
+
