@@ -1,0 +1,209 @@
+"""``synthxrd bench mixtures``: multi-phase identification on simulated mixtures of library structures.
+
+Mixtures of 2 and 3 structures of the Materials Project library (their CIFs from the shared
+``mp_experimental/structures.tar.xz``), each cell strained (random +-1 % per axis), weight fractions
+drawn in 5-95 %, simulated with the physics of :mod:`synthxrd.mixture` (I ∝ w / (Z M V) |F|^2 m LP),
+K-alpha1/K-alpha2 doublet, zero shift, pseudo-Voigt peaks, a slowly varying background and Poisson
+noise; and single-phase patterns made the same way (the false-extra-phase rate). Each is identified
+with :func:`synthxrd.mixture.identify_phases` (``phases="auto"``) against the shipped library and
+scored as the field does: exact phase set, phase-level precision / recall / F1 (a found phase is right
+when it is the drawn entry, a duplicate of it in the library or has its formula and space group: the
+look-alikes grouped), and the weight-fraction MAE (percentage points) over the phases found correctly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["simulate_mixture", "run_bench", "summary_lines", "DEFAULT_STRUCTURES"]
+
+#: The MP CIFs of the shared data (the source of the shipped ``mp`` library).
+DEFAULT_STRUCTURES = Path(__file__).resolve().parents[4] / "shared" / "data" / "mp_experimental" / "structures.tar.xz"
+CU_KA1, CU_KA2 = 1.54056, 1.54439
+
+
+def simulate_mixture(crystals, fractions, *, rng: np.random.Generator, two_theta=(10.0, 90.0), step: float = 0.02,
+                     kalpha2: bool = True, zero: float = 0.0, fwhm=(0.06, 0.03), eta: float = 0.4,
+                     counts: float = 20000.0, background: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    """A powder pattern of a mixture: each crystal's reflections with intensity
+    w_i / (Z_i M_i V_i) |F|^2 m LP (:mod:`synthxrd.mixture`), pseudo-Voigt peaks of FWHM
+    w0 + w1 tan(theta), K-alpha2 at half the K-alpha1 intensity, a background
+    ``background`` (1 + 0.25 cos(2theta / 30)) and Poisson noise; the strongest point at ``counts``."""
+    from synthxrd.mixture import _absolute_f2, cell_mass
+    from synthxrd.refine import pseudo_voigt
+    from synthxrd.simulate.physics import lorentz_polarization
+
+    tt = np.arange(two_theta[0], two_theta[1] + step / 2, step)
+    y = np.zeros_like(tt)
+    lines = ((CU_KA1, 1.0), (CU_KA2, 0.5)) if kalpha2 else ((CU_KA1, 1.0),)
+    for crystal, w in zip(crystals, fractions):
+        d, f2 = _absolute_f2(crystal, 0.8)
+        k = w / (cell_mass(crystal) * abs(np.linalg.det(crystal.lattice)))
+        for lam, ratio in lines:
+            s = lam / (2 * d)
+            ok = s < 1
+            centre = np.degrees(2 * np.arcsin(s[ok])) + zero
+            theta = np.radians(centre) / 2
+            h = fwhm[0] + fwhm[1] * np.tan(theta)
+            inten = ratio * k * f2[ok] * lorentz_polarization(theta)
+            near = (centre > tt[0] - 2) & (centre < tt[-1] + 2)
+            for c, hh, i in zip(centre[near], h[near], inten[near]):
+                lo, hi = np.searchsorted(tt, [c - 15 * hh, c + 15 * hh])
+                y[lo:hi] += i * pseudo_voigt(tt[lo:hi] - c, hh, eta)
+    y = y / y.max() * counts + background * (1 + 0.25 * np.cos(tt / 30))
+    return tt, rng.poisson(y).astype(float)
+
+
+def _strained(crystal, rng):
+    from synthxrd.structure import Crystal
+
+    f = 1 + rng.uniform(-0.01, 0.01, 3)
+    return Crystal(crystal.lattice @ np.diag(f), crystal.frac_coords, crystal.numbers, crystal.occupancies)
+
+
+def _fractions(n: int, rng) -> np.ndarray:
+    """n weight fractions, each in [0.05, 0.95], summing to 1."""
+    while True:
+        w = rng.dirichlet(np.ones(n))
+        if np.all(w >= 0.05) and np.all(w <= 0.95):
+            return w
+
+
+def _draw(library, n: int, rng, rows_ok) -> list[int]:
+    """n library rows of distinct phases (and formulas) from ``rows_ok``."""
+    rows = []
+    while len(rows) < n:
+        r = int(rng.choice(rows_ok))
+        if all(library.groups[r] != library.groups[q] and library.formulas[r] != library.formulas[q] for q in rows):
+            rows.append(r)
+    return rows
+
+
+def run_bench(*, library_path=None, structures=None, n_two: int = 20, n_three: int = 10, n_single: int = 20,
+              seed: int = 0, max_atoms: int = 40, settings=None) -> dict[str, Any]:
+    """Simulate, identify and score (module docstring). ``structures``: folder or tar archive of the
+    library entries' CIFs (default the shared MP archive); entries with more than ``max_atoms`` sites in
+    the cell are not drawn (simulation time)."""
+    import tarfile
+
+    from synthxrd.bench.common import machine_info
+    from synthxrd.errors import DataError
+    from synthxrd.match import ReferenceLibrary
+    from synthxrd.mixture import identify_phases, library_mass_factors
+    from synthxrd.structure import parse_cif
+
+    structures = Path(structures or DEFAULT_STRUCTURES)
+    if not structures.exists():
+        raise DataError(f"bench mixtures: {structures} not found (the library entries' CIFs)")
+    rng = np.random.default_rng(seed)
+    library = ReferenceLibrary.load(library_path) if library_path else ReferenceLibrary.load()
+    # candidates: MP entries (ids mp-...) with few reflections lines of the shipped library
+    is_mp = np.char.startswith(library.ids.astype(str), "mp-")
+    rows_ok = np.flatnonzero(is_mp)
+    plan = [(2, n_two), (3, n_three), (1, n_single)]
+    draws = [[(_draw(library, n, rng, rows_ok), _fractions(n, rng) if n > 1 else np.ones(1)) for _ in range(count)]
+             for n, count in plan]
+    wanted = {str(library.ids[r]) for kind in draws for rows, _ in kind for r in rows}
+    texts = {}
+    with tarfile.open(structures) as tar:
+        for member in tar:
+            stem = Path(member.name).stem
+            if member.isfile() and stem in wanted:
+                texts[stem] = tar.extractfile(member).read().decode(errors="replace")
+    crystals = {}
+    for key, text in texts.items():
+        try:
+            c = parse_cif(text).to_crystal()
+        except Exception:  # noqa: BLE001 - an unreadable CIF is not drawn
+            continue
+        if len(c.numbers) <= max_atoms:
+            crystals[key] = c
+    factors_cache: dict[str, float | None] = {}
+
+    def factor(key: str):
+        if key not in factors_cache:
+            factors_cache[key] = library_mass_factors(library, [key], structures).get(key) \
+                if key.startswith("mp-") else None
+        return factors_cache[key]
+
+    results = []
+    for (n, _), kind in zip(plan, draws):
+        for rows, w in kind:
+            ids = [str(library.ids[r]) for r in rows]
+            if not all(i in crystals for i in ids):
+                continue
+            for i in ids:  # the drawn entries' factors come from the CIFs already read
+                factors_cache.setdefault(i, None)
+            tt, y = simulate_mixture([_strained(crystals[i], rng) for i in ids], w, rng=rng,
+                                     zero=float(rng.uniform(-0.05, 0.05)))
+            t0 = time.perf_counter()
+            try:
+                mix = identify_phases(tt, y, library, wavelength="CuKa", settings=settings)
+                found = mix.phases
+            except DataError as exc:
+                found, mix = [], None
+                print(f"  {ids}: {exc}")
+            seconds = time.perf_counter() - t0
+            results.append(_score(library, rows, w, found, seconds, factor))
+    return {"machine": machine_info(), "library": library.label, "n_structures": len(library),
+            "structures": str(structures), "seed": seed, "patterns": results,
+            "summary": {str(n): _summary([r for r in results if r["n_true"] == n]) for n in (1, 2, 3)}}
+
+
+def _score(library, rows, w, found, seconds, factor) -> dict[str, Any]:
+    from synthxrd.mixture import weight_fractions
+
+    truth = [(int(library.groups[r]), str(library.formulas[r]), int(library.spacegroups[r])) for r in rows]
+    matched = {}
+    for j, p in enumerate(found):
+        g = int(library.groups[p.index])
+        for t, (tg, tf, ts) in enumerate(truth):
+            if t not in matched.values() and (g == tg or (p.formula == tf and p.spacegroup == ts)):
+                matched[j] = t
+                break
+    # weight fractions of the found phases (Hill & Howard with the found entries' factors)
+    errors = []
+    if found and len(rows) > 1:
+        q = [factor(p.id) for p in found]
+        if all(v is not None for v in q):
+            wf, _ = weight_fractions([p.scale for p in found], [p.scale_esd for p in found], q)
+            errors = [abs(float(wf[j]) - float(w[t])) for j, t in matched.items()]
+    return {"true": [str(library.ids[r]) for r in rows], "fractions": [round(float(v), 4) for v in w],
+            "found": [p.id for p in found], "n_true": len(rows), "n_found": len(found), "n_correct": len(matched),
+            "exact": len(matched) == len(rows) == len(found), "wf_errors": errors, "seconds": seconds}
+
+
+def _summary(rs: list[dict]) -> dict[str, Any]:
+    if not rs:
+        return {}
+    tp = sum(r["n_correct"] for r in rs)
+    found = sum(r["n_found"] for r in rs)
+    true = sum(r["n_true"] for r in rs)
+    p = tp / found if found else 0.0
+    rec = tp / true if true else 0.0
+    errors = [e for r in rs for e in r["wf_errors"]]
+    return {"n": len(rs), "exact": float(np.mean([r["exact"] for r in rs])), "precision": p, "recall": rec,
+            "f1": 2 * p * rec / (p + rec) if p + rec else 0.0,
+            "wf_mae_points": 100 * float(np.mean(errors)) if errors else None, "n_wf": len(errors),
+            "extra_phase_rate": float(np.mean([r["n_found"] > r["n_true"] for r in rs])),
+            "seconds_median": float(np.median([r["seconds"] for r in rs]))}
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    lines = [f"multi-phase identification on simulated mixtures against {result['n_structures']} structures "
+             f"({result['library']}), seed {result['seed']}",
+             f"{'phases':<8}{'n':>4}{'exact set':>11}{'precision':>11}{'recall':>8}{'F1':>7}{'wf MAE':>9}"
+             f"{'extra':>8}{'s/pattern':>11}"]
+    for n, s in result["summary"].items():
+        if not s:
+            continue
+        mae = "-" if s["wf_mae_points"] is None else f"{s['wf_mae_points']:.1f}"
+        lines.append(f"{n:<8}{s['n']:>4}{s['exact']:>11.2f}{s['precision']:>11.2f}{s['recall']:>8.2f}"
+                     f"{s['f1']:>7.2f}{mae:>9}{s['extra_phase_rate']:>8.2f}{s['seconds_median']:>11.2f}")
+    lines.append("(wf MAE: percentage points over the correctly found phases; extra: share of patterns with "
+                 "more phases found than drawn)")
+    return lines
