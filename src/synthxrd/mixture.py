@@ -404,7 +404,7 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
     tt, y = _check_pattern(two_theta, intensities)
     if isinstance(phases, str):
         if phases != "auto":
-            raise MixtureError(f"identify_phases: phases must be 'auto' or a positive integer, got {phases!r}")
+            raise MixtureError(f"identify_phases: phases must be 'auto' or an integer 1-10, got {phases!r}")
         forced = None
     elif isinstance(phases, (int, np.integer)) and not isinstance(phases, bool) and 1 <= phases <= 10:
         forced = int(phases)
