@@ -96,3 +96,21 @@ def test_bad_input_gives_clear_errors(library):
         identify_phases(tt, np.arange(500.0), library, phases="two")
     with pytest.raises(Exception, match="min_rwp_drop"):
         MixtureSettings(min_rwp_drop=2.0)
+
+
+def test_cli_mixture(library, tmp_path, capsys):
+    from synthxrd.cli import main
+
+    rng = np.random.default_rng(4)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.6, 0.4], rng=rng)
+    pattern = tmp_path / "mix.xy"
+    np.savetxt(pattern, np.column_stack([tt, y]))
+    lib = tmp_path / "examples.npz"
+    library.save(lib)
+    png = tmp_path / "mix.png"
+    assert main(["mixture", str(pattern), "--library", str(lib), "--structures", str(EXAMPLES), "--wavelength",
+                 "CuKa", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "TiO2_rutile" in out and "Al2O3_corundum" in out and "wt%" in out and png.stat().st_size > 0
+    assert main(["mixture", str(pattern), "--library", str(lib), "--max-phases", "0"]) == 2
+    assert "--max-phases" in capsys.readouterr().err
