@@ -19,10 +19,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate_mixture", "run_bench", "summary_lines", "DEFAULT_STRUCTURES"]
+__all__ = ["simulate_mixture", "run_bench", "summary_lines", "default_structures"]
 
-#: The MP CIFs of the shared data (the source of the shipped ``mp`` library).
-DEFAULT_STRUCTURES = Path(__file__).resolve().parents[4] / "shared" / "data" / "mp_experimental" / "structures.tar.xz"
+
+def default_structures() -> Path:
+    """The MP CIFs of the shared data, the source of the shipped ``mp`` library
+    (``$SYNTHXRD_SHARED_DATA`` or ``../shared/data`` from here)."""
+    import os
+
+    root = Path(os.environ.get("SYNTHXRD_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
+    return root / "mp_experimental" / "structures.tar.xz"
+
 CU_KA1, CU_KA2 = 1.54056, 1.54439
 
 
@@ -111,7 +118,7 @@ def run_bench(*, library_path=None, structures=None, n_two: int = 20, n_three: i
     from synthxrd.mixture import identify_phases, library_mass_factors
     from synthxrd.structure import parse_cif
 
-    structures = Path(structures or DEFAULT_STRUCTURES)
+    structures = Path(structures or default_structures())
     if not structures.exists():
         raise DataError(f"bench mixtures: {structures} not found (the library entries' CIFs)")
     rng = np.random.default_rng(seed)
@@ -181,6 +188,45 @@ def run_bench(*, library_path=None, structures=None, n_two: int = 20, n_three: i
     return {"machine": machine_info(), "library": library.label, "n_structures": len(library),
             "structures": str(structures), "seed": seed, "chemistry": chemistry, "patterns": scored,
             "summary": {str(n): _summary([r for r in scored if r["n_true"] == n]) for n in (1, 2, 3)}}
+
+
+def run_measured(*, library_path=None, patterns_path=None, max_patterns: int = 20, settings=None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Single-phase measured patterns (rruff_dev's layout: two_theta, patterns, spacegroup at Cu K-alpha1):
+    how often ``phases="auto"`` finds more than one phase, and the space-group top-1 of its main phase
+    (largest intensity share) against the search's first match and the re-ranked search's."""
+    from synthxrd.bench.match import default_patterns, labelled_patterns
+    from synthxrd.errors import DataError
+    from synthxrd.match import ReferenceLibrary
+    from synthxrd.mixture import identify_phases
+
+    patterns_path = patterns_path or default_patterns()
+    tt, x, labels = labelled_patterns(patterns_path, max_patterns)
+    library = ReferenceLibrary.load(library_path) if library_path else ReferenceLibrary.load()
+    rows = []
+    for k, (y, label) in enumerate(zip(x, labels)):
+        first = library.search(tt, y, k=1)[0]
+        t0 = time.perf_counter()
+        try:
+            mix = identify_phases(tt, y, library, wavelength=1.5406, settings=settings)
+            phases = mix.phases
+        except DataError as exc:
+            phases = []
+            print(f"  pattern {k}: {exc}")
+        seconds = time.perf_counter() - t0
+        main = max(phases, key=lambda p: p.intensity_share) if phases else None
+        rows.append({"label": int(label), "search_sg": first[0].spacegroup if first else None,
+                     "main_sg": main.spacegroup if main else None, "n_phases": len(phases),
+                     "found": [p.id for p in phases], "seconds": seconds})
+        if progress:
+            print(f"  {k}: SG {int(label)}: search {rows[-1]['search_sg']}, mixture {rows[-1]['found']} "
+                  f"({seconds:.1f} s)", flush=True)
+    n = len(rows) or 1
+    return {"patterns": str(patterns_path), "n": len(rows), "rows": rows,
+            "extra_phase_rate": sum(r["n_phases"] > 1 for r in rows) / n,
+            "search_top1": sum(r["search_sg"] == r["label"] for r in rows) / n,
+            "main_phase_top1": sum(r["main_sg"] == r["label"] for r in rows) / n,
+            "seconds_median": float(np.median([r["seconds"] for r in rows])) if rows else None}
 
 
 def _same_phase(library, found, r: int, lookalikes: bool) -> bool:
@@ -261,6 +307,12 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         if s:
             lines.append(f"  strict ({n} phases: the drawn phase itself or same formula and space group): exact set "
                          f"{s['exact_strict']:.2f}, precision {s['precision_strict']:.2f}, recall {s['recall_strict']:.2f}")
+    m = result.get("measured")
+    if m:
+        lines.append(f"measured single-phase patterns ({m['patterns']}, first {m['n']}): more than one phase found "
+                     f"in {100 * m['extra_phase_rate']:.0f} %; space-group top-1 of the main phase "
+                     f"{m['main_phase_top1']:.2f} (search's first match {m['search_top1']:.2f}); "
+                     f"{m['seconds_median']:.1f} s/pattern")
     lines.append("(look-alikes grouped: isostructural entries with cell lengths within 5 % count as the drawn phase; "
                  "wf MAE: percentage points over the correctly found phases; extra: share of patterns with "
                  "more phases found than drawn)")

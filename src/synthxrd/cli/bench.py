@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--two", type=int, default=20, metavar="N", help="two-phase mixtures (default 20)")
     p.add_argument("--three", type=int, default=10, metavar="N", help="three-phase mixtures (default 10)")
     p.add_argument("--single", type=int, default=20, metavar="N", help="single-phase patterns (default 20)")
+    p.add_argument("--measured", type=int, default=0, metavar="N",
+                   help="also the first N measured single-phase patterns of --patterns (default 0)")
+    p.add_argument("--patterns", metavar="NPZ", default=None,
+                   help="measured single-phase patterns for --measured (default: rruff_dev300 of the shared data)")
     p.add_argument("--chemistry", action="store_true",
                    help="search with the drawn phases' elements as the chemistry filter (--only-elements)")
     p.add_argument("--seed", type=options.seed, default=0, help="seed of the workload (default 0)")
@@ -92,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_bench(library_path=args.library, structures=args.structures, n_two=args.two,
                            n_three=args.three, n_single=args.single, seed=args.seed, chemistry=args.chemistry)
+        if args.measured:
+            from synthxrd.bench.mixtures import run_measured
+
+            result["measured"] = run_measured(library_path=args.library, patterns_path=args.patterns,
+                                              max_patterns=args.measured)
     else:
         from synthxrd.bench.train import run_benchmark, summary_lines
 
