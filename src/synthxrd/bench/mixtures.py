@@ -281,12 +281,15 @@ def _summary(rs: list[dict]) -> dict[str, Any]:
     p = tp / found if found else 0.0
     rec = tp / true if true else 0.0
     errors = [e for r in rs for e in r["wf_errors"]]
+    exact_errors = [e for r in rs if r["exact_strict"] for e in r["wf_errors"]]
     tp_strict = sum(r["n_correct_strict"] for r in rs)
     return {"n": len(rs), "exact": float(np.mean([r["exact"] for r in rs])), "precision": p, "recall": rec,
             "exact_strict": float(np.mean([r["exact_strict"] for r in rs])),
             "precision_strict": tp_strict / found if found else 0.0, "recall_strict": tp_strict / true if true else 0.0,
             "f1": 2 * p * rec / (p + rec) if p + rec else 0.0,
             "wf_mae_points": 100 * float(np.mean(errors)) if errors else None, "n_wf": len(errors),
+            "wf_mae_points_exact_strict": 100 * float(np.mean(exact_errors)) if exact_errors else None,
+            "n_wf_exact_strict": len(exact_errors),
             "extra_phase_rate": float(np.mean([r["n_found"] > r["n_true"] for r in rs])),
             "seconds_median": float(np.median([r["seconds"] for r in rs]))}
 
@@ -305,8 +308,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      f"{s['f1']:>7.2f}{mae:>9}{s['extra_phase_rate']:>8.2f}{s['seconds_median']:>11.2f}")
     for n, s in result["summary"].items():
         if s:
+            mae = s.get("wf_mae_points_exact_strict")
             lines.append(f"  strict ({n} phases: the drawn phase itself or same formula and space group): exact set "
-                         f"{s['exact_strict']:.2f}, precision {s['precision_strict']:.2f}, recall {s['recall_strict']:.2f}")
+                         f"{s['exact_strict']:.2f}, precision {s['precision_strict']:.2f}, recall {s['recall_strict']:.2f}"
+                         + (f"; wf MAE {mae:.1f} points on the {s['n_wf_exact_strict']} phases of exactly right sets"
+                            if mae is not None else ""))
     m = result.get("measured")
     if m:
         lines.append(f"measured single-phase patterns ({m['patterns']}, first {m['n']}): more than one phase found "
