@@ -421,8 +421,11 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
     types = _types(library)
 
     def fit(models):
+        # from the found phases' profile and zero shift: the joint fit starts where the last one ended
+        start = {} if current is None else {"zero": current.zero_shift, "fwhm": tuple(current.fwhm),
+                                             "eta": current.eta}
         return refine(tb, yb, models, wavelength=wavelength, background=settings.background, prescan=False,
-                      max_nfev=settings.max_nfev)
+                      max_nfev=settings.max_nfev, **start)
 
     found: list[dict] = []  # row, model (moved to the refined cell), alternatives
     excluded_groups: set[int] = set()
