@@ -10,7 +10,10 @@ The loop (issue 26) is the one a crystallographer runs by hand:
    candidates, leaving out the phases already found and their look-alikes;
 3. keep a new phase only if the joint fit with it is significantly better (:class:`MixtureSettings`:
    relative Rwp drop, an F-test on the weighted sum of squares, a minimum weight fraction); stop at the
-   first that is not, or at ``max_phases``. With ``phases=N`` the best candidate is kept at every step.
+   first that is not, or at ``max_phases``. With ``phases=N`` the best candidate is kept at every step;
+4. (``"auto"``) prune: each found phase, the least abundant first, is refitted away; it goes if the fit
+   without it is not worse by the same criterion (Rwp drop, fraction): a wrong first phase, chosen
+   before the others explained their lines, does not survive them.
 
 Weight fractions follow Hill & Howard (R. J. Hill and C. J. Howard, J. Appl. Cryst. 20, 467 (1987),
 doi:10.1107/S0021889887086199). The integrated intensity of reflection hkl of phase i in a flat,
@@ -499,6 +502,27 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
     if current is None:
         raise MixtureError("identify_phases: no library phase could be refined against the pattern"
                            + (f" (elements {elements})" if elements else ""))
+    if forced is None:
+        # pruning: a phase found early (before the others explained their lines) must still pay its way
+        # in the final set; the least abundant first, one refit without it each
+        while len(found) > 1:
+            shares = _fractions(current, [f["index"] for f in found], library, factor_of)
+            for k in np.argsort(shares, kind="stable"):
+                rest = [f for j, f in enumerate(found) if j != k]
+                try:
+                    res = fit([f["model"] for f in rest])
+                except (RefineError, StructureError, np.linalg.LinAlgError):
+                    continue
+                drop = (res.rwp - current.rwp) / res.rwp if res.rwp > 0 else 0.0
+                if drop < settings.min_rwp_drop or shares[k] < settings.min_fraction:
+                    steps.append({"step": "prune", "removed": str(library.ids[found[k]["index"]]),
+                                  "rwp_without": round(res.rwp, 6), "rwp_with": round(current.rwp, 6),
+                                  "rwp_drop": round(drop, 5), "fraction": round(float(shares[k]), 5)})
+                    found = [dict(f, model=_moved(f["model"], rp.strain)) for f, rp in zip(rest, res.phases)]
+                    current = res
+                    break
+            else:
+                break
     return _result(current, found, library, factor_of, steps)
 
 

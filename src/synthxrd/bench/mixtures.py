@@ -164,13 +164,21 @@ def run_bench(*, library_path=None, structures=None, n_two: int = 20, n_three: i
                 elements = None
                 if chemistry:  # the elements of the drawn phases, as a user who knows the sample's would give
                     elements = sorted({e for i in ids for e in _elements(library.formulas[library.index(i)])})
-                found = identify_phases(tt, y, library, wavelength="CuKa", settings=settings, elements=elements,
-                                        only_elements=chemistry).phases
+                mix = identify_phases(tt, y, library, wavelength="CuKa", settings=settings, elements=elements,
+                                      only_elements=chemistry)
+                found, steps = mix.phases, mix.steps
             except DataError as exc:
-                found = []
+                found, steps = [], []
                 print(f"  {ids}: {exc}")
             seconds = time.perf_counter() - t0
-            results.append((rows, w, found, seconds))
+            # each step's chosen candidate: is it one of the drawn phases (look-alikes grouped)?
+            for st in steps:
+                if "chosen" in st:
+                    r = library.index(st["chosen"])
+                    st["true_phase"] = any(int(library.groups[r]) == int(library.groups[q])
+                                           or (library.formulas[r] == library.formulas[q]
+                                               and library.spacegroups[r] == library.spacegroups[q]) for q in rows)
+            results.append((rows, w, found, seconds, steps))
             found_all += [p.index for p in found]
             if progress:
                 print(f"  {len(results)}: drawn {ids} {np.round(w, 3).tolist()} -> found {[p.id for p in found]} "
@@ -184,7 +192,8 @@ def run_bench(*, library_path=None, structures=None, n_two: int = 20, n_three: i
             proxy[str(library.ids[r])] = str(library.ids[mp[0]])
     factors = library_mass_factors(library, set(proxy.values()), structures)
     factor = lambda key: factors.get(proxy.get(key, ""))  # noqa: E731
-    scored = [_score(library, rows, w, found, seconds, factor) for rows, w, found, seconds in results]
+    scored = [dict(_score(library, rows, w, found, seconds, factor), steps=steps)
+              for rows, w, found, seconds, steps in results]
     return {"machine": machine_info(), "library": library.label, "n_structures": len(library),
             "structures": str(structures), "seed": seed, "chemistry": chemistry, "patterns": scored,
             "summary": {str(n): _summary([r for r in scored if r["n_true"] == n]) for n in (1, 2, 3)}}
