@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -80,8 +81,31 @@ def test_forced_number_and_no_factors(library):
     rng = np.random.default_rng(3)
     tt, y = simulate_mixture([_crystal("NaCl"), _crystal("Si")], [0.5, 0.5], rng=rng)
     mix = identify_phases(tt, y, library, wavelength="CuKa", phases=1)
-    assert len(mix.phases) == 1 and mix.phases[0].weight_fraction is None  # no mass factors: shares only
-    assert 0 < mix.phases[0].intensity_share <= 1
+    assert len(mix.phases) == 1 and mix.phases[0].weight_fraction == pytest.approx(1.0)
+    unknown = replace(library, mass_factors=None)  # a library built before the factors were stored
+    mix = identify_phases(tt, y, unknown, wavelength="CuKa", phases=2)
+    assert len(mix.phases) == 2 and all(p.weight_fraction is None for p in mix.phases)  # shares only
+    assert {p.id for p in mix.phases} == {"NaCl", "Si"}
+    assert sum(p.intensity_share for p in mix.phases) == pytest.approx(1.0)
+
+
+def test_library_stores_the_mass_factors(library, factors, tmp_path):
+    stored = dict(zip(library.ids.tolist(), library.mass_factors.tolist()))
+    assert stored == pytest.approx(factors, rel=1e-9)
+    library.save(tmp_path / "lib.npz")
+    again = ReferenceLibrary.load(tmp_path / "lib.npz")
+    assert again.mass_factors == pytest.approx(library.mass_factors)
+    # trimming renormalises f2 per entry; the factor follows, so S Q (a phase's mass) is unchanged
+    # (f2 -> f2 / top makes the scale S -> S top, so Q -> Q / top = Q x the f2 ratio)
+    trimmed = library.trimmed(d_min=2.0, min_intensity=0.05)
+    for i in trimmed.ids.tolist():
+        a, b = library.entry(i), trimmed.entry(i)
+        ratio = b.f2[0] / a.f2[int(np.argmin(np.abs(a.d - b.d[0])))]
+        assert trimmed.mass_factors[trimmed.index(i)] == pytest.approx(library.mass_factors[library.index(i)] * ratio,
+                                                                        rel=2e-3)
+    merged = ReferenceLibrary.merge(library, unknown := replace(library, mass_factors=None))
+    assert np.isfinite(merged.mass_factors[:len(library)]).all() and np.isnan(merged.mass_factors[len(library):]).all()
+    del unknown
 
 
 def test_bad_input_gives_clear_errors(library):

@@ -32,9 +32,11 @@ rho_i = M_i Z_i / V_i (cell mass over cell volume),
     w_i ∝ S_i Z_i M_i V_i / N_i,     W_i = S_i Q_i / sum_j S_j Q_j,     Q_i = Z_i M_i V_i / N_i,
 
 Hill & Howard's W_i = S_i (ZMV)_i / sum_j S_j (ZMV)_j with the scale on the absolute |F|^2 scale
-(S_i / N_i). The library stores neither N_i nor Z_i M_i, so Q_i comes from the structure
-(:func:`mass_factor`) through ``mass_factors``; a phase without it gets no weight fraction (its
-intensity share is reported). Neglected: microabsorption (Brindley), amorphous content (the fractions
+(S_i / N_i). A library built by this version stores Q_i per entry
+(``ReferenceLibrary.mass_factors``, :func:`mass_factor` at build time); the shipped libraries, built
+before, do not, and Q_i comes from the entries' structures through ``mass_factors``
+(:func:`library_mass_factors`); a phase without it gets no weight fraction (its intensity share is
+reported). Neglected: microabsorption (Brindley), amorphous content (the fractions
 are of the crystalline part), temperature factors beyond the reference's.
 """
 
@@ -48,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError, StructureError
+from synthxrd.match.library import absolute_f2, cell_mass, mass_factor
 
 __all__ = [
     "MixtureSettings",
@@ -57,6 +60,7 @@ __all__ = [
     "identify_phases",
     "mass_factor",
     "cell_mass",
+    "absolute_f2",
     "weight_fractions",
     "library_mass_factors",
 ]
@@ -191,73 +195,6 @@ class Mixture:
 # Hill & Howard
 
 
-def cell_mass(crystal) -> float:
-    """Mass of a crystal's cell contents Z M (atomic mass units): sum of occupancy x atomic mass
-    (pymatgen's IUPAC masses) over every scatterer of the cell."""
-    from pymatgen.core.periodic_table import Element
-
-    from synthxrd.structure import to_crystal
-
-    c = to_crystal(crystal)
-    masses = {int(z): float(Element.from_Z(int(z)).atomic_mass) for z in np.unique(c.numbers)}
-    return float(sum(masses[int(z)] * float(o) for z, o in zip(c.numbers, c.occupancies)))
-
-
-def mass_factor(crystal, *, normalisation: str = "library", d_min: float = 0.9) -> float:
-    """Hill & Howard's Q = Z M V / N of a crystal (module docstring): cell mass (u) x cell volume
-    (Angstrom^3) over the normalisation N of its reference intensities.
-
-    Parameters
-    ----------
-    crystal : ``Crystal``, pymatgen ``Structure``, ASE ``Atoms`` or CIF path.
-    normalisation : ``"library"`` (N = strongest |F|^2 m LP at Cu K-alpha1, as
-        :func:`synthxrd.match.library.structure_reflections` normalises) or ``"crystal"`` (N = strongest
-        |F|^2 m, as :func:`synthxrd.refine.phase_from_crystal` normalises).
-    d_min : reflections with d >= d_min (Angstrom) are considered for N.
-    """
-    from synthxrd.simulate.common import DEFAULT_WAVELENGTH
-    from synthxrd.structure import to_crystal
-
-    if normalisation not in ("library", "crystal"):
-        raise ConfigError(f"mass_factor: normalisation must be 'library' or 'crystal', got {normalisation!r}")
-    c = to_crystal(crystal)
-    d, f2 = _absolute_f2(c, d_min)
-    if len(d) == 0:
-        raise StructureError(f"mass_factor: no reflection with d >= {d_min} Angstrom")
-    if normalisation == "crystal":
-        n = float(f2.max())
-    else:
-        from synthxrd.simulate.physics import lorentz_polarization
-
-        visible = d >= DEFAULT_WAVELENGTH / 2
-        n = float(np.max(f2[visible] * lorentz_polarization(np.arcsin(DEFAULT_WAVELENGTH / (2 * d[visible])))))
-    volume = abs(float(np.linalg.det(c.lattice)))
-    return cell_mass(c) * volume / n
-
-
-def _absolute_f2(crystal, d_min: float) -> tuple[np.ndarray, np.ndarray]:
-    """(d, |F|^2 m) of a crystal's reflections with d >= d_min, equal |g| merged, not normalised."""
-    from synthxrd.simulate import reflections
-    from synthxrd.simulate.physics import lorentz_polarization
-    from synthxrd.structure import CrystalBatch
-
-    lam = min(1.5406, 1.9 * d_min)
-    top = math.degrees(2 * math.asin(min(1.0, lam / (2 * d_min))))
-    bottom = math.degrees(2 * math.asin(lam / (2 * 200.0)))
-    refl = reflections(CrystalBatch.from_crystals([crystal]), wavelength=lam, two_theta_range=(bottom, top))
-    theta = np.radians(refl.two_theta) / 2
-    g = 2 * np.sin(theta) / lam
-    f2 = refl.intensity / lorentz_polarization(theta)
-    if len(g) == 0:
-        return np.zeros(0), np.zeros(0)
-    order = np.argsort(g, kind="stable")
-    g, f2 = g[order], f2[order]
-    new = np.ones(len(g), bool)
-    new[1:] = np.diff(g) > 1e-7 * g[1:]
-    starts = np.flatnonzero(new)
-    return 1.0 / g[starts], np.add.reduceat(f2, starts)
-
-
 def weight_fractions(scales, scale_esds, factors) -> tuple[np.ndarray, np.ndarray]:
     """Hill & Howard weight fractions W_i = S_i Q_i / sum_j S_j Q_j and their esds.
 
@@ -383,7 +320,8 @@ def identify_phases(two_theta, intensities, library, *, wavelength: float | str 
     max_phases : at most this many phases with ``"auto"``.
     elements, only_elements : the chemistry filter of the search, applied to every phase.
     mass_factors : Q = Z M V / N per library id (:func:`mass_factor`, :func:`library_mass_factors`), a
-        mapping or a callable (None: unknown); phases without one get no weight fraction.
+        mapping or a callable (None: unknown); where it gives none, the library's stored
+        ``mass_factors``; phases without either get no weight fraction.
     settings : :class:`MixtureSettings`.
 
     Returns
@@ -426,8 +364,17 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
     target = forced if forced is not None else int(max_phases)
     lam = resolve_wavelength(wavelength)
     search_lam = lam  # the search takes K-alpha1 of a K-alpha name
-    factor_of = (mass_factors.get if isinstance(mass_factors, Mapping)
-                 else mass_factors if callable(mass_factors) else (lambda key: None))
+    given = (mass_factors.get if isinstance(mass_factors, Mapping)
+             else mass_factors if callable(mass_factors) else (lambda key: None))
+
+    def factor_of(key: str):
+        """The caller's Q, else the library's (NaN: unknown)."""
+        q = given(key)
+        if q is None:
+            stored = float(library.mass_factors[library.index(key)])
+            q = stored if math.isfinite(stored) and stored > 0 else None
+        return q
+
     tb, yb = _binned(tt, y, settings.max_points)
     types = _types(library)
 

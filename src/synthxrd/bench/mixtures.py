@@ -40,7 +40,7 @@ def simulate_mixture(crystals, fractions, *, rng: np.random.Generator, two_theta
     w_i / (Z_i M_i V_i) |F|^2 m LP (:mod:`synthxrd.mixture`), pseudo-Voigt peaks of FWHM
     w0 + w1 tan(theta), K-alpha2 at half the K-alpha1 intensity, a background
     ``background`` (1 + 0.25 cos(2theta / 30)) and Poisson noise; the strongest point at ``counts``."""
-    from synthxrd.mixture import _absolute_f2, cell_mass
+    from synthxrd.match.library import absolute_f2, cell_mass
     from synthxrd.refine import pseudo_voigt
     from synthxrd.simulate.physics import lorentz_polarization
 
@@ -48,7 +48,7 @@ def simulate_mixture(crystals, fractions, *, rng: np.random.Generator, two_theta
     y = np.zeros_like(tt)
     lines = ((CU_KA1, 1.0), (CU_KA2, 0.5)) if kalpha2 else ((CU_KA1, 1.0),)
     for crystal, w in zip(crystals, fractions):
-        d, f2 = _absolute_f2(crystal, 0.8)
+        d, f2 = absolute_f2(crystal, 0.8)
         k = w / (cell_mass(crystal) * abs(np.linalg.det(crystal.lattice)))
         for lam, ratio in lines:
             s = lam / (2 * d)
