@@ -9,9 +9,10 @@ misfit significantly (``--phases auto``: relative Rwp drop, F-test and a minimum
 (duplicates in the library, isostructural entries that fit as well) are listed as alternatives.
 
 Weight fractions (Hill & Howard) need each phase's cell mass and the normalisation of its reference
-intensities, which the shipped libraries do not store: ``--structures`` names a folder or tar archive
-with the library entries' CIFs (``<id>.cif``) they are computed from; without it the phases'
-intensity shares are given instead. See :mod:`synthxrd.mixture`.
+intensities: a library built by this version (``synthxrd library build``) stores them; for the
+shipped libraries, built before, ``--structures`` names a folder or tar archive with the library
+entries' CIFs (``<id>.cif``) they are computed from; without either the phases' intensity shares are
+given instead. See :mod:`synthxrd.mixture`.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             more = f" (+{len(p.alternatives) - 5} more)" if len(p.alternatives) > 5 else ""
             print(f"    alternatives: {', '.join(p.alternatives[:5])}{more}")
     if mix.phases and mix.phases[0].weight_fraction is None:
-        print("  (no weight fractions: give --structures with the library entries' CIFs)")
+        print("  (no weight fractions: the library stores no mass factors; give --structures with its entries' "
+              "CIFs or rebuild it with `synthxrd library build`)")
     if args.plot:
         print(f"plot in {args.plot}")
     return 0
