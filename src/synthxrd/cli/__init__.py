@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("export", "synthxrd.cli.export"),
     ("predict", "synthxrd.cli.predict"),
     ("refine", "synthxrd.cli.refine"),
+    ("mixture", "synthxrd.cli.mixture"),
     ("peaks", "synthxrd.cli.peaks"),
     ("evaluate", "synthxrd.cli.evaluate"),
     ("bench", "synthxrd.cli.bench"),

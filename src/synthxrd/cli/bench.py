@@ -11,6 +11,9 @@
                                           (labelled patterns; default rruff_dev of the shared data)
   synthxrd bench refine [--json FILE]     search-match alone vs with refinement (re-ranking): ms/pattern
                                           and accuracy; one fit vs lmfit where installed
+  synthxrd bench mixtures [--json FILE]   multi-phase identification of simulated 2- and 3-phase
+                                          mixtures of library structures (and single phases): exact
+                                          set, precision/recall/F1, weight-fraction MAE, extra phases
 """
 
 from __future__ import annotations
@@ -60,6 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--max-patterns", type=int, default=0, help="only the first N patterns (default all)")
         if name == "match":
             p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    p = sub.add_parser("mixtures", help="multi-phase identification on simulated mixtures")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
+    p.add_argument("--structures", metavar="CIFS",
+                   help="folder or tar archive of the library's MP CIFs (default: "
+                        "../shared/data/mp_experimental/structures.tar.xz)")
+    p.add_argument("--two", type=int, default=20, metavar="N", help="two-phase mixtures (default 20)")
+    p.add_argument("--three", type=int, default=10, metavar="N", help="three-phase mixtures (default 10)")
+    p.add_argument("--single", type=int, default=20, metavar="N", help="single-phase patterns (default 20)")
+    p.add_argument("--measured", type=int, default=0, metavar="N",
+                   help="also the first N measured single-phase patterns of --patterns (default 0)")
+    p.add_argument("--patterns", metavar="NPZ", default=None,
+                   help="measured single-phase patterns for --measured (default: rruff_dev300 of the shared data)")
+    p.add_argument("--chemistry", action="store_true",
+                   help="search with the drawn phases' elements as the chemistry filter (--only-elements)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the workload (default 0)")
 
 
 def _step_variants() -> list[str]:
@@ -91,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_bench(library_path=args.library, patterns_path=args.patterns or default_patterns(),
                            max_patterns=args.max_patterns)
+    elif args.what == "mixtures":
+        from synthxrd.bench.mixtures import run_bench, summary_lines
+
+        result = run_bench(library_path=args.library, structures=args.structures, n_two=args.two,
+                           n_three=args.three, n_single=args.single, seed=args.seed, chemistry=args.chemistry)
+        if args.measured:
+            from synthxrd.bench.mixtures import run_measured
+
+            result["measured"] = run_measured(library_path=args.library, patterns_path=args.patterns,
+                                              max_patterns=args.measured)
     elif args.stream:
         from synthxrd.bench.train import run_benchmark, summary_lines
 

@@ -17,8 +17,10 @@ version, source, symprec, d_min, min_intensity, package version, failures. Optio
 without them read as empty): ``minerals`` (the CIF's ``_chemical_name_mineral``), ``references``
 (database code and publication of the CIF), ``prototypes`` (the prototype proxy of
 :func:`synthxrd.split.prototype_label`, so that a prototype split's test part can be left out of
-any library) and ``groups`` (row of the first entry of each set of
-duplicates, :meth:`ReferenceLibrary.merge`).
+any library), ``groups`` (row of the first entry of each set of
+duplicates, :meth:`ReferenceLibrary.merge`) and ``mass_factors`` (Hill & Howard's Z M V / N of each
+entry, :func:`mass_factor`: what turns a refined scale into a weight fraction; NaN where unknown, e.g.
+libraries built before it was stored).
 
 Libraries compose: :meth:`ReferenceLibrary.merge` puts several into one (ids kept unique, duplicates
 across them marked) and :meth:`ReferenceLibrary.load` takes several paths. The default library
@@ -58,6 +60,9 @@ __all__ = [
     "DUPLICATE_LENGTH_TOLERANCE",
     "DUPLICATE_ANGLE_TOLERANCE",
     "cif_provenance",
+    "cell_mass",
+    "absolute_f2",
+    "mass_factor",
     "duplicate_groups",
     "LibraryEntry",
     "ReferenceLibrary",
@@ -96,7 +101,7 @@ _SAME_G = 1e-7
 _F2_MASK = 0xFFFFF000
 _ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", "d", "f2", "hkl")
 #: Per-entry arrays a library file may hold; absent ones read as empty (older files, MP CIFs).
-_OPTIONAL = ("minerals", "references", "prototypes", "groups")
+_OPTIONAL = ("minerals", "references", "prototypes", "groups", "mass_factors")
 #: The optional per-entry string arrays.
 _TEXTS = ("minerals", "references", "prototypes")
 
@@ -166,6 +171,74 @@ def structure_reflections(crystal, *, d_min: float = DEFAULT_D_MIN, min_intensit
     return d[keep][order], f2_sum[keep][order], hkl_peak[keep][order]
 
 
+def cell_mass(crystal) -> float:
+    """Mass of a crystal's cell contents Z M (atomic mass units): sum of occupancy x atomic mass
+    (pymatgen's IUPAC masses) over every scatterer of the cell."""
+    from pymatgen.core.periodic_table import Element
+
+    from synthxrd.structure import to_crystal
+
+    c = to_crystal(crystal)
+    masses = {int(z): float(Element.from_Z(int(z)).atomic_mass) for z in np.unique(c.numbers)}
+    return float(sum(masses[int(z)] * float(o) for z, o in zip(c.numbers, c.occupancies)))
+
+
+def absolute_f2(crystal, d_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """(d, |F|^2 m) of a crystal's reflections with d >= ``d_min``, equal |g| merged, not normalised
+    (as :func:`structure_reflections` computes them before its normalisation)."""
+    from synthxrd.simulate import reflections
+    from synthxrd.simulate.physics import lorentz_polarization
+    from synthxrd.structure import CrystalBatch, to_crystal
+
+    lam = min(DEFAULT_WAVELENGTH, 1.9 * d_min)
+    top = math.degrees(2 * math.asin(min(1.0, lam / (2 * d_min))))
+    bottom = math.degrees(2 * math.asin(lam / (2 * 200.0)))
+    refl = reflections(CrystalBatch.from_crystals([to_crystal(crystal)]), wavelength=lam,
+                       two_theta_range=(bottom, top))
+    theta = np.radians(refl.two_theta) / 2
+    g = 2 * np.sin(theta) / lam
+    f2 = refl.intensity / lorentz_polarization(theta)
+    if len(g) == 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(g, kind="stable")
+    g, f2 = g[order], f2[order]
+    new = np.ones(len(g), bool)
+    new[1:] = np.diff(g) > _SAME_G * g[1:]
+    starts = np.flatnonzero(new)
+    return 1.0 / g[starts], np.add.reduceat(f2, starts)
+
+
+def mass_factor(crystal, *, normalisation: str = "library", d_min: float = DEFAULT_D_MIN) -> float:
+    """Hill & Howard's Q = Z M V / N of a crystal (:mod:`synthxrd.mixture`): cell mass (u) x cell
+    volume (Angstrom^3) over the normalisation N of its reference intensities, so that a refined scale
+    S on them gives the phase's mass as S Q (up to a factor common to all phases).
+
+    Parameters
+    ----------
+    crystal : ``Crystal``, pymatgen ``Structure``, ASE ``Atoms`` or CIF path.
+    normalisation : ``"library"`` (N = strongest |F|^2 m LP at Cu K-alpha1, as
+        :func:`structure_reflections` normalises) or ``"crystal"`` (N = strongest |F|^2 m, as
+        :func:`synthxrd.refine.phase_from_crystal` normalises).
+    d_min : reflections with d >= d_min (Angstrom) are considered for N.
+    """
+    from synthxrd.structure import to_crystal
+
+    if normalisation not in ("library", "crystal"):
+        raise ConfigError(f"mass_factor: normalisation must be 'library' or 'crystal', got {normalisation!r}")
+    c = to_crystal(crystal)
+    d, f2 = absolute_f2(c, d_min)
+    if len(d) == 0:
+        raise StructureError(f"mass_factor: no reflection with d >= {d_min} Angstrom")
+    if normalisation == "crystal":
+        n = float(f2.max())
+    else:
+        cu, _ = _cu_intensities(d, f2)
+        n = float(cu.max())
+    if not n > 0:
+        raise StructureError("mass_factor: the crystal has no reflection intensity")
+    return cell_mass(c) * abs(float(np.linalg.det(c.lattice))) / n
+
+
 _CIF_ITEM = r"^[ \t]*{tag}[ \t]+(?:'([^'\n]*)'|\"([^\"\n]*)\"|([^\s'\"]+))"
 _DATABASE_CODES = (("_database_code_amcsd", "AMCSD"), ("_cod_database_code", "COD"), ("_database_code_icsd", "ICSD"))
 
@@ -207,10 +280,14 @@ def _entry_from_cif(identifier: str, text: str, *, symprec: float, d_min: float,
     d, f2, hkl = structure_reflections(crystal, d_min=d_min, min_intensity=min_intensity, max_peaks=max_peaks)
     if len(d) == 0:
         raise StructureError(f"no reflection with d >= {d_min} Å")
+    try:
+        q = mass_factor(crystal, d_min=d_min)
+    except (StructureError, ValueError):  # a weight fraction is optional for an entry
+        q = math.nan
     return (identifier, formula, record.spacegroup, record.lattice,
             element_mask(crystal.numbers), d, f2, hkl, *cif_provenance(text),
             prototype_label(record.spacegroup, record.site_z, record.site_multiplicity, record.site_occupancy,
-                            record.site_orbit, record.site_wyckoff))
+                            record.site_orbit, record.site_wyckoff), q)
 
 
 def duplicate_groups(formulas: np.ndarray, spacegroups: np.ndarray, lattices: np.ndarray, *,
@@ -250,7 +327,8 @@ def _assemble(entries: list[tuple], failures: list, metadata: dict[str, Any]) ->
         np.concatenate([e[6] for e in entries]).astype(np.float32),
         np.concatenate([e[7] for e in entries]).astype(np.int16),
         dict(metadata, n_structures=len(entries), n_failures=len(failures), failures=failures),
-        column(8, str), column(9, str), None, column(10, str))
+        column(8, str), column(9, str), None, column(10, str),
+        np.array([e[11] if len(e) > 11 else math.nan for e in entries], np.float64))
 
 
 def _resume(checkpoint: str | Path | None, settings: dict[str, Any]) -> tuple[list[tuple], list]:
@@ -263,7 +341,8 @@ def _resume(checkpoint: str | Path | None, settings: dict[str, Any]) -> tuple[li
                         "remove it to start afresh")
     entries = [(str(lib.ids[i]), str(lib.formulas[i]), int(lib.spacegroups[i]), lib.lattices[i], lib.elements[i],
                 *(getattr(lib, k)[lib.offsets[i]:lib.offsets[i + 1]] for k in ("d", "f2", "hkl")),
-                str(lib.minerals[i]), str(lib.references[i]), str(lib.prototypes[i])) for i in range(len(lib))]
+                str(lib.minerals[i]), str(lib.references[i]), str(lib.prototypes[i]), float(lib.mass_factors[i]))
+               for i in range(len(lib))]
     return entries, [list(f) for f in lib.metadata.get("failures", [])]
 
 
@@ -328,6 +407,8 @@ class ReferenceLibrary:
     minerals, references, prototypes : (N,) str, mineral name, provenance and prototype proxy ("" where
         unknown); default all "".
     groups : (N,) int32, row of the first entry of the same phase (:meth:`merge`); default each its own.
+    mass_factors : (N,) float64 Hill & Howard's Z M V / N of each entry (:func:`mass_factor`; a refined
+        scale times it is proportional to the phase's mass); NaN where unknown (default all NaN).
     """
 
     ids: np.ndarray
@@ -344,9 +425,14 @@ class ReferenceLibrary:
     references: np.ndarray | None = None
     groups: np.ndarray | None = None
     prototypes: np.ndarray | None = None
+    mass_factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        q = np.full(n, np.nan) if self.mass_factors is None else np.asarray(self.mass_factors, np.float64)
+        if q.shape != (n,):
+            raise DataError(f"{self.label}: inconsistent library arrays (corrupt file?)")
+        object.__setattr__(self, "mass_factors", q)
         for name in _TEXTS:
             value = getattr(self, name)
             object.__setattr__(self, name, np.full(n, "", dtype="<U1") if value is None else np.asarray(value, str))
@@ -467,7 +553,7 @@ class ReferenceLibrary:
         return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
                                 self.elements[rows], offsets, self.d[take], self.f2[take], self.hkl[take], meta,
                                 self.minerals[rows], self.references[rows], _regroup(self.groups, rows),
-                                self.prototypes[rows])
+                                self.prototypes[rows], self.mass_factors[rows])
 
     def without_part(self, split, part: str = "test") -> ReferenceLibrary:
         """The library without the structures of a prototype split's ``part``: the split's ids, and
@@ -519,7 +605,8 @@ class ReferenceLibrary:
         return ReferenceLibrary(self.ids[rows], self.formulas[rows], self.spacegroups[rows], self.lattices[rows],
                                 self.elements[rows], offsets, self.d[keep], f2[keep].astype(np.float32),
                                 self.hkl[keep], meta, self.minerals[rows], self.references[rows],
-                                _regroup(self.groups, rows), self.prototypes[rows])
+                                _regroup(self.groups, rows), self.prototypes[rows],
+                                self.mass_factors[rows] / np.where(top[rows] > 0, top[rows], 1.0))
 
     # ---- build, save, load ----------------------------------------------------------------------
 
@@ -602,6 +689,8 @@ class ReferenceLibrary:
         arrays.update({name: getattr(self, name) for name in _TEXTS if getattr(self, name).any()})
         if np.any(self.groups != np.arange(len(self))):
             arrays["groups"] = self.groups
+        if np.any(np.isfinite(self.mass_factors)):
+            arrays["mass_factors"] = self.mass_factors
         # |F|^2 m to 12 significant bits (relative 4.9e-4): the zero low bytes compress, the values
         # stay float32 and exact to what a powder intensity can be compared with
         arrays["f2"] = (np.asarray(self.f2, np.float32).view(np.uint32) & np.uint32(_F2_MASK)).view(np.float32)
@@ -706,7 +795,8 @@ class ReferenceLibrary:
                 ids.append(new)
         offsets = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(lib.offsets) for lib in libraries]))])
         cat = {name: np.concatenate([getattr(lib, name) for lib in libraries])
-               for name in ("formulas", "spacegroups", "lattices", "elements", "d", "f2", "hkl", *_TEXTS)}
+               for name in ("formulas", "spacegroups", "lattices", "elements", "d", "f2", "hkl", *_TEXTS,
+                            "mass_factors")}
         sources = [{k: lib.metadata.get(k) for k in ("path", "source", "n_structures", "citation", "created",
                                                       "package_version") if lib.metadata.get(k) is not None}
                    | {"n_structures": len(lib)} for lib in libraries]
@@ -722,7 +812,7 @@ class ReferenceLibrary:
         meta["duplicates"]["n_duplicates"] = int(np.sum(groups != np.arange(len(groups))))
         return cls(np.array(ids, dtype=str), cat["formulas"], cat["spacegroups"], cat["lattices"].astype(np.float32),
                    cat["elements"], offsets.astype(np.int64), cat["d"], cat["f2"], cat["hkl"], meta,
-                   cat["minerals"], cat["references"], groups, cat["prototypes"])
+                   cat["minerals"], cat["references"], groups, cat["prototypes"], cat["mass_factors"])
 
     # ---- search ---------------------------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""Multi-phase identification (synthxrd.mixture): real searches and fits of simulated mixtures, no mocks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthxrd.bench.mixtures import simulate_mixture
+from synthxrd.match import ReferenceLibrary
+from synthxrd.mixture import (
+    MixtureError,
+    MixtureSettings,
+    cell_mass,
+    identify_phases,
+    library_mass_factors,
+    mass_factor,
+    weight_fractions,
+)
+from synthxrd.structure import to_crystal
+
+EXAMPLES = Path(str(files("synthxrd") / "resources" / "examples"))
+
+
+@pytest.fixture(scope="module")
+def library() -> ReferenceLibrary:
+    return ReferenceLibrary.build(EXAMPLES, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def factors(library) -> dict[str, float]:
+    return library_mass_factors(library, library.ids, EXAMPLES)
+
+
+def _crystal(name: str):
+    return to_crystal(str(EXAMPLES / f"{name}.cif"))
+
+
+def test_cell_mass_and_mass_factor_of_nacl():
+    nacl = _crystal("NaCl")
+    assert cell_mass(nacl) == pytest.approx(4 * (22.98977 + 35.453), rel=1e-4)  # Z = 4 NaCl per cell
+    # the two normalisations differ by the strongest line's LP factor only
+    q_lib, q_cry = mass_factor(nacl), mass_factor(nacl, normalisation="crystal")
+    assert q_lib > 0 and q_cry > 0 and q_lib != pytest.approx(q_cry)
+
+
+def test_weight_fractions_hill_howard():
+    w, esd = weight_fractions([2.0, 1.0], [0.0, 0.0], [1.0, 2.0])  # S Q equal: 50/50
+    assert w == pytest.approx([0.5, 0.5]) and esd == pytest.approx([0.0, 0.0])
+    w, esd = weight_fractions([3.0, 1.0], [0.1, 0.1], [1.0, 1.0])
+    assert w == pytest.approx([0.75, 0.25]) and esd[0] == pytest.approx(esd[1]) and esd[0] > 0
+    with pytest.raises(Exception, match="mass factors must be positive"):
+        weight_fractions([1.0], [0.1], [0.0])
+
+
+def test_two_phase_mixture_70_30(library, factors):
+    rng = np.random.default_rng(1)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.7, 0.3], rng=rng, zero=0.02)
+    mix = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors)
+    assert [p.id for p in mix.phases] == ["TiO2_rutile", "Al2O3_corundum"]
+    w = [p.weight_fraction for p in mix.phases]
+    assert w == pytest.approx([0.7, 0.3], abs=0.05)
+    assert all(p.weight_fraction_esd is not None and p.weight_fraction_esd < 0.05 for p in mix.phases)
+    assert mix.phases[0].cell[:3] == pytest.approx([4.5937, 4.5937, 2.9587], rel=2e-3)
+    assert mix.rwp < 0.1 and mix.steps[-1]["kept"] is False  # a third phase was tried and refused
+    assert mix.to_dict()["phases"][1]["formula"] == "Al2O3"
+
+
+def test_single_phase_stays_single(library, factors):
+    rng = np.random.default_rng(2)
+    tt, y = simulate_mixture([_crystal("ZnO_wurtzite")], [1.0], rng=rng, zero=-0.03)
+    mix = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors)
+    assert [p.id for p in mix.phases] == ["ZnO_wurtzite"]
+    assert mix.phases[0].weight_fraction == pytest.approx(1.0)
+
+
+def test_forced_number_and_no_factors(library):
+    rng = np.random.default_rng(3)
+    tt, y = simulate_mixture([_crystal("NaCl"), _crystal("Si")], [0.5, 0.5], rng=rng)
+    mix = identify_phases(tt, y, library, wavelength="CuKa", phases=1)
+    assert len(mix.phases) == 1 and mix.phases[0].weight_fraction == pytest.approx(1.0)
+    unknown = replace(library, mass_factors=None)  # a library built before the factors were stored
+    mix = identify_phases(tt, y, unknown, wavelength="CuKa", phases=2)
+    assert len(mix.phases) == 2 and all(p.weight_fraction is None for p in mix.phases)  # shares only
+    assert {p.id for p in mix.phases} == {"NaCl", "Si"}
+    assert sum(p.intensity_share for p in mix.phases) == pytest.approx(1.0)
+
+
+def test_library_stores_the_mass_factors(library, factors, tmp_path):
+    stored = dict(zip(library.ids.tolist(), library.mass_factors.tolist()))
+    assert stored == pytest.approx(factors, rel=1e-9)
+    library.save(tmp_path / "lib.npz")
+    again = ReferenceLibrary.load(tmp_path / "lib.npz")
+    assert again.mass_factors == pytest.approx(library.mass_factors)
+    # trimming renormalises f2 per entry; the factor follows, so S Q (a phase's mass) is unchanged
+    # (f2 -> f2 / top makes the scale S -> S top, so Q -> Q / top = Q x the f2 ratio)
+    trimmed = library.trimmed(d_min=2.0, min_intensity=0.05)
+    for i in trimmed.ids.tolist():
+        a, b = library.entry(i), trimmed.entry(i)
+        ratio = b.f2[0] / a.f2[int(np.argmin(np.abs(a.d - b.d[0])))]
+        assert trimmed.mass_factors[trimmed.index(i)] == pytest.approx(library.mass_factors[library.index(i)] * ratio,
+                                                                        rel=2e-3)
+    merged = ReferenceLibrary.merge(library, unknown := replace(library, mass_factors=None))
+    assert np.isfinite(merged.mass_factors[:len(library)]).all() and np.isnan(merged.mass_factors[len(library):]).all()
+    del unknown
+
+
+def test_bad_input_gives_clear_errors(library):
+    tt = np.linspace(10, 90, 500)
+    with pytest.raises(MixtureError, match="one length"):
+        identify_phases(tt, np.ones(10), library)
+    with pytest.raises(MixtureError, match="flat"):
+        identify_phases(tt, np.ones(500), library)
+    with pytest.raises(MixtureError, match="finite"):
+        identify_phases(tt, np.where(tt > 50, np.nan, 1.0), library)
+    with pytest.raises(MixtureError, match="'auto' or an integer"):
+        identify_phases(tt, np.arange(500.0), library, phases="two")
+    with pytest.raises(Exception, match="min_rwp_drop"):
+        MixtureSettings(min_rwp_drop=2.0)
+
+
+def test_cli_mixture(library, tmp_path, capsys):
+    from synthxrd.cli import main
+
+    rng = np.random.default_rng(4)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.6, 0.4], rng=rng)
+    pattern = tmp_path / "mix.xy"
+    np.savetxt(pattern, np.column_stack([tt, y]))
+    lib = tmp_path / "examples.npz"
+    library.save(lib)
+    png = tmp_path / "mix.png"
+    assert main(["mixture", str(pattern), "--library", str(lib), "--structures", str(EXAMPLES), "--wavelength",
+                 "CuKa", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "TiO2_rutile" in out and "Al2O3_corundum" in out and "wt%" in out and png.stat().st_size > 0
+    assert main(["mixture", str(pattern), "--library", str(lib), "--max-phases", "0"]) == 2
+    assert "--max-phases" in capsys.readouterr().err
