@@ -138,3 +138,35 @@ def test_cli_mixture(library, tmp_path, capsys):
     assert "TiO2_rutile" in out and "Al2O3_corundum" in out and "wt%" in out and png.stat().st_size > 0
     assert main(["mixture", str(pattern), "--library", str(lib), "--max-phases", "0"]) == 2
     assert "--max-phases" in capsys.readouterr().err
+
+
+def test_predict_lists_the_phases_of_a_measured_pattern(capsys):
+    """predict --phases: the shipped model and library; one phase for the packaged anglesite pattern, in JSON
+    with its refined cell; --phases with the network alone is refused."""
+    import json
+
+    pytest.importorskip("torch")
+    from synthxrd.cli import main
+
+    pattern = str(files("synthxrd") / "resources" / "measured" / "PbSO4.csv")
+    assert main(["predict", pattern, "--wavelength", "1.54184", "--no-refine", "--phases", "auto", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["results"][0]
+    (phase,) = entry["phases"]
+    assert phase["formula"] == "PbSO4" and phase["spacegroup"] == 62
+    assert phase["cell"][:3] == pytest.approx([8.48, 5.40, 6.96], rel=0.01)
+    assert main(["predict", pattern, "--no-library", "--phases", "1"]) == 2
+    assert "--no-library excludes --library, --elements and --phases" in capsys.readouterr().err
+
+
+def test_the_predictor_identifies_the_phases(library):
+    pytest.importorskip("torch")
+    from synthxrd.match.fusion import FusionRule
+    from synthxrd.predict import Predictor
+
+    shipped = Predictor.load(device="cpu", library=None)
+    predictor = Predictor(shipped.model, shipped.classes, spec=shipped.spec, library=library, fusion=FusionRule())
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.7, 0.3],
+                             rng=np.random.default_rng(5))
+    out = predictor.identify(tt, y, wavelength="CuKa", phases="auto")
+    assert sorted(p["id"] for p in out["phases"][0]) == ["Al2O3_corundum", "TiO2_rutile"]
+    assert "phases" not in predictor.identify(tt, y, wavelength="CuKa")

@@ -439,7 +439,8 @@ class Predictor:
                              only_elements=only_elements, batch_size=batch_size)["probabilities"]
 
     def identify(self, two_theta, intensities, *, wavelength: float | str | None = None, elements=None,
-                 only_elements: bool = False, k: int = 10, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
+                 only_elements: bool = False, k: int = 10, batch_size: int = BATCH_SIZE,
+                 phases: str | int | None = None) -> dict[str, Any]:
         """Everything :meth:`predict` knows about patterns on a shared axis.
 
         Returns a dict with ``probabilities`` (N, 230) (fused, or the network's without a library),
@@ -450,12 +451,24 @@ class Predictor:
         ``no_known_phase`` (N,) bool.
         A pattern with no peak gets no answer: its ``probabilities`` are uniform over the model's
         classes (``uncertain`` at any threshold above 1 / classes), with no match and confidence 0.
+        With ``phases`` (``"auto"`` or N) and a library, also ``phases``: per pattern the list of its
+        phases (:func:`synthxrd.mixture.identify_phases`: id, formula, space group, refined cell, weight
+        fraction or intensity share, look-alikes); the fused space-group answer is the main phase's.
         """
         from synthxrd.io import integer_like
 
         grid_values, covered = self._on_grid(two_theta, intensities, wavelength)
         network = self.predict_grid(grid_values, batch_size=batch_size)
-        return self._fuse(network, grid_values, covered, elements, only_elements, k, integer_like(intensities))
+        out = self._fuse(network, grid_values, covered, elements, only_elements, k, integer_like(intensities))
+        if phases is not None and self.library is not None:
+            from synthxrd.mixture import identify_phases
+
+            out["phases"] = [identify_phases(np.asarray(two_theta, np.float64), row, self.library,
+                                             wavelength=self.wavelength if wavelength is None else wavelength,
+                                             phases=phases, elements=elements, only_elements=only_elements
+                                             ).to_dict()["phases"]
+                             for row in np.atleast_2d(np.asarray(intensities, np.float64))]
+        return out
 
     def _peaks(self, grid_values: np.ndarray, covered: np.ndarray, counts) -> np.ndarray:
         """(N,) peak significance of patterns on the pattern grid, over the points their file covers."""

@@ -23,13 +23,15 @@ from pathlib import Path
 
 from synthxrd.cli.options import LIBRARY_HELP
 from synthxrd.errors import ConfigError
+from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["HELP", "add_arguments", "run", "format_mixture", "phases_option"]
 
 HELP = "identify every phase of a pattern (mixtures): refined cells and weight fractions"
 
 
-def _phases(value: str) -> str | int:
+def phases_option(value: str) -> str | int:
+    """``--phases``: ``auto`` or a number of phases 1-10."""
     if value == "auto":
         return value
     try:
@@ -43,7 +45,7 @@ def _phases(value: str) -> str | int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", metavar="PATTERN", help="measured pattern file")
-    parser.add_argument("--phases", type=_phases, default="auto", metavar="auto|N",
+    parser.add_argument("--phases", type=phases_option, default="auto", metavar="auto|N",
                         help="'auto' (default: add phases while the fit improves significantly) or exactly N")
     parser.add_argument("--max-phases", type=int, default=3, metavar="N", help="at most N phases with auto (default 3)")
     parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             pass
     tt, y, meta = read_pattern(args.pattern)
     if wavelength is None:
-        wavelength = meta.get("wavelength") or 1.5406
+        wavelength = meta.get("wavelength") or DEFAULT_WAVELENGTH
     library = ReferenceLibrary.load(args.library)
     cache: dict[str, float | None] = {}
 
@@ -114,20 +116,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"command": "mixture", "pattern": args.pattern, **mix.to_dict()}, indent=1, default=float))
         return 0
     print(args.pattern)
-    print(f"{len(mix.phases)} phase(s), joint Rwp {100 * mix.rwp:.2f} % (background alone {100 * mix.rwp_background:.2f} %)"
-          f"; unexplained intensity {100 * mix.unexplained:.1f} %")
+    print("\n".join(format_mixture(mix)))
+    if args.plot:
+        print(f"plot in {args.plot}")
+    return 0
+
+
+def format_mixture(mix) -> list[str]:
+    """Text lines of a :class:`synthxrd.mixture.Mixture`: the joint fit, each phase with its amount,
+    refined cell and look-alikes."""
+    lines = [f"{len(mix.phases)} phase(s), joint Rwp {100 * mix.rwp:.2f} % (background alone "
+             f"{100 * mix.rwp_background:.2f} %); unexplained intensity {100 * mix.unexplained:.1f} %"]
     for p in mix.phases:
         amount = (f"{100 * p.weight_fraction:5.1f}({100 * (p.weight_fraction_esd or 0):.1f}) wt%"
                   if p.weight_fraction is not None else f"{100 * p.intensity_share:5.1f} % of intensity")
         cell = "" if p.cell is None else "  a b c " + " ".join(f"{v:.4f}" for v in p.cell[:3]) + \
             "  al be ga " + " ".join(f"{v:.2f}" for v in p.cell[3:])
-        print(f"  {p.id:<16} {p.formula:<12} SG {p.spacegroup:<4} {amount}{cell}")
+        lines.append(f"  {p.id:<16} {p.formula:<12} SG {p.spacegroup:<4} {amount}{cell}")
         if p.alternatives:
             more = f" (+{len(p.alternatives) - 5} more)" if len(p.alternatives) > 5 else ""
-            print(f"    alternatives: {', '.join(p.alternatives[:5])}{more}")
+            lines.append(f"    alternatives: {', '.join(p.alternatives[:5])}{more}")
     if mix.phases and mix.phases[0].weight_fraction is None:
-        print("  (no weight fractions: the library stores no mass factors; give --structures with its entries' "
-              "CIFs or rebuild it with `synthxrd library build`)")
-    if args.plot:
-        print(f"plot in {args.plot}")
-    return 0
+        lines.append("  (no weight fractions: the library stores no mass factors; give --structures with its "
+                     "entries' CIFs (synthxrd mixture) or rebuild it with `synthxrd library build`)")
+    return lines
+

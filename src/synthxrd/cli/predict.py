@@ -54,6 +54,7 @@ import sys
 from pathlib import Path
 
 from synthxrd.cli import options
+from synthxrd.cli.mixture import format_mixture, phases_option
 from synthxrd.cli.options import LIBRARY_HELP, element_options, wavelength_option
 from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
@@ -94,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-cif", metavar="DIR",
                         help="refine (as --refine) and write DIR/STEM.cif per file: the best refined match with its "
                              "refined cell and space group (no atoms: the library stores reflections)")
+    parser.add_argument("--phases", type=phases_option, default=None, metavar="auto|N",
+                        help="also identify every phase (synthxrd mixture): 'auto' adds phases while the fit improves "
+                             "significantly, N forces N; refined cells and weight fractions or intensity shares")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -165,6 +169,19 @@ def _refine_matches(library, path: str, result, wavelength, n: int) -> list:
     return refined
 
 
+def _identify_phases(library, path: str, wavelength, args):
+    """Every phase of the file's pattern as measured (:func:`synthxrd.mixture.identify_phases`)."""
+    import numpy as np
+
+    from synthxrd.io import read_pattern
+    from synthxrd.mixture import identify_phases
+
+    tt, y, meta = read_pattern(path)
+    return identify_phases(np.asarray(tt, float), np.asarray(y, float), library,
+                           wavelength=meta.get("wavelength") or wavelength or DEFAULT_WAVELENGTH, phases=args.phases,
+                           elements=args.elements, only_elements=args.only_elements)
+
+
 def _write_best_cif(library, best, target: Path, pattern: str) -> Path:
     """Write the refined ``best`` (Match, Refinement) as a CIF (:func:`synthxrd.refine.refined_cif`) to ``target``."""
     from synthxrd.files import write_text
@@ -194,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top: expected an integer >= 1, got {args.top}")
     if args.matches < 0:
         raise ConfigError(f"--matches: expected an integer >= 0, got {args.matches}")
-    if args.no_library and (args.library or args.elements is not None):
-        raise ConfigError("--no-library excludes --library and --elements")
+    if args.no_library and (args.library or args.elements is not None or args.phases is not None):
+        raise ConfigError("--no-library excludes --library, --elements and --phases")
     element_options(args.elements, args.only_elements)
     wavelength = wavelength_option(args.wavelength)
     threshold = args.threshold  # None: the fusion rule's (Predictor)
@@ -261,6 +278,10 @@ def run(args: argparse.Namespace) -> int:
                     entry["refined_plot"] = str(target)
                 if cif_dir is not None and refined:
                     entry["cif"] = str(_write_best_cif(predictor.library, refined[0], cif_dir / cif_names[i], name))
+            mix = None
+            if args.phases is not None and predictor.library is not None:
+                mix = _identify_phases(predictor.library, name, wavelength, args)
+                entry["phases"] = mix.to_dict()["phases"]
             if plot_dir is not None:
                 target = plot_dir / names[i]
                 atomic_write(target, lambda tmp: plot_prediction(tmp, result, predictor.grid, k=max(args.top, 5),
@@ -270,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(display_name(_table(result, args.top, args.matches)), file=sys.stdout)
                 if refined:
                     tqdm.write(display_name(_refined_table(refined)), file=sys.stdout)
+                if mix is not None:
+                    tqdm.write(display_name("\n".join("  " + line for line in format_mixture(mix))), file=sys.stdout)
         except OutputError:  # the disk is full or read-only: the next files would fail alike
             raise
         except Exception as exc:  # one line per bad file, the others go on
