@@ -150,10 +150,13 @@ def plot_training(path: str | Path, runs: dict[str, str | Path]) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
-def plot_refinement(path: str | Path, result: Refinement, *, title: str = "", dpi: int = 120) -> Path:
+def plot_refinement(path: str | Path, result: Refinement, *, title: str = "", labels=None,
+                    contributions: bool = False, dpi: int = 120) -> Path:
     """Write a Rietveld-style PNG of a :class:`~synthxrd.refine.Refinement`: observed (points),
-    calculated and background (lines), the difference below, and a row of tick marks per phase at
-    its reflections (K-alpha1 positions), with Rwp and GoF in the title.
+    calculated and background (lines), with ``contributions`` each phase's calculated contribution above
+    the background (:func:`phase_curves`), the difference below, and a row of tick marks per phase at
+    its reflections (K-alpha1 positions), with Rwp and GoF in the title. ``labels`` (one per phase)
+    name the phases in the legend (default: id, formula and space group).
 
     Returns
     -------
@@ -163,28 +166,35 @@ def plot_refinement(path: str | Path, result: Refinement, *, title: str = "", dp
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.0, 5.0), dpi=dpi)
+    fig = Figure(figsize=(9.0, 5.5 if contributions else 5.0), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    tt, obs, calc = result.two_theta, result.observed, result.calculated
+    tt, obs, calc, bg = result.two_theta, result.observed, result.calculated, result.background_curve
     span = float(np.max(obs) - min(np.min(obs), 0.0)) or 1.0
     ax.plot(tt, obs, ".", ms=2.0, color="tab:blue", label="observed")
     ax.plot(tt, calc, "-", lw=0.9, color="tab:red", label="calculated")
-    ax.plot(tt, result.background_curve, "-", lw=0.7, color="tab:gray", label="background")
+    ax.plot(tt, bg, "-", lw=0.7, color="tab:gray", label="background")
+    colors = ["tab:purple", "tab:orange", "tab:olive", "tab:cyan", "tab:brown"]
+    labels = list(labels) if labels is not None else [f"{p.name} {p.formula} (SG {p.spacegroup})"
+                                                      for p in result.phases]
+    if contributions:
+        for k, curve in enumerate(phase_curves(result)):
+            ax.plot(tt, bg + curve, "-", lw=0.7, color=colors[k % len(colors)], alpha=0.8)
     low = min(float(np.min(obs)), 0.0)
     offset = low - 0.15 * span
     diff = obs - calc
     ax.plot(tt, diff + offset - float(np.max(diff)), "-", lw=0.7, color="tab:green", label="observed − calculated")
     base = offset - float(np.max(diff)) + float(np.min(diff)) - 0.04 * span
-    colors = ["tab:purple", "tab:orange", "tab:olive", "tab:cyan", "tab:brown"]
     for k, phase in enumerate(result.phases):
         y0 = base - 0.06 * span * k
         ax.vlines(phase.two_theta, y0 - 0.02 * span, y0 + 0.02 * span, color=colors[k % len(colors)], lw=0.8,
-                  label=f"{phase.name} {phase.formula} (SG {phase.spacegroup})")
+                  label=labels[k] if k < len(labels) else phase.name)
     ax.set_xlim(float(tt[0]), float(tt[-1]))
     ax.set_xlabel("2θ (°)")
     ax.set_ylabel("intensity")
     head = f"Rwp {100 * result.rwp:.2f} %, Rexp {100 * result.rexp:.2f} %, GoF {result.gof:.2f}"
+    if len(result.phases) > 1:
+        head = f"{len(result.phases)} phases: {head}"
     if not result.converged:
         head += " (NOT CONVERGED)"
     ax.set_title(f"{title}\n{head}" if title else head, fontsize=10)
@@ -225,46 +235,6 @@ def phase_curves(result: Refinement) -> list:
 
 
 def plot_mixture(path: str | Path, result: Refinement, *, labels=None, title: str = "", dpi: int = 120) -> Path:
-    """Write a PNG of a multi-phase fit: observed (points), calculated, background, each phase's
-    calculated contribution above the background (:func:`phase_curves`), the difference below and a row
-    of tick marks per phase at its reflections; ``labels`` (one per phase) name the phases in the legend.
+    """:func:`plot_refinement` of a multi-phase fit with each phase's calculated contribution drawn."""
+    return plot_refinement(path, result, title=title, labels=labels, contributions=True, dpi=dpi)
 
-    Returns
-    -------
-    The path written (always PNG).
-    """
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.0, 5.5), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    tt, obs, calc, bg = result.two_theta, result.observed, result.calculated, result.background_curve
-    span = float(np.max(obs) - min(np.min(obs), 0.0)) or 1.0
-    ax.plot(tt, obs, ".", ms=2.0, color="tab:blue", label="observed")
-    ax.plot(tt, calc, "-", lw=0.9, color="tab:red", label="calculated")
-    ax.plot(tt, bg, "-", lw=0.7, color="tab:gray", label="background")
-    colors = ["tab:purple", "tab:orange", "tab:olive", "tab:cyan", "tab:brown"]
-    labels = list(labels) if labels is not None else [f"{p.name} {p.formula}" for p in result.phases]
-    for k, curve in enumerate(phase_curves(result)):
-        ax.plot(tt, bg + curve, "-", lw=0.7, color=colors[k % len(colors)], alpha=0.8)
-    low = min(float(np.min(obs)), 0.0)
-    offset = low - 0.15 * span
-    diff = obs - calc
-    ax.plot(tt, diff + offset - float(np.max(diff)), "-", lw=0.7, color="tab:green", label="observed − calculated")
-    base = offset - float(np.max(diff)) + float(np.min(diff)) - 0.04 * span
-    for k, phase in enumerate(result.phases):
-        y0 = base - 0.06 * span * k
-        ax.vlines(phase.two_theta, y0 - 0.02 * span, y0 + 0.02 * span, color=colors[k % len(colors)], lw=0.8,
-                  label=labels[k] if k < len(labels) else phase.name)
-    ax.set_xlim(float(tt[0]), float(tt[-1]))
-    ax.set_xlabel("2θ (°)")
-    ax.set_ylabel("intensity")
-    head = f"{len(result.phases)} phase(s): Rwp {100 * result.rwp:.2f} %, GoF {result.gof:.2f}"
-    ax.set_title(f"{title}\n{head}" if title else head, fontsize=10)
-    ax.legend(loc="upper right", fontsize=7, frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
