@@ -170,3 +170,14 @@ def test_the_predictor_identifies_the_phases(library):
     out = predictor.identify(tt, y, wavelength="CuKa", phases="auto")
     assert sorted(p["id"] for p in out["phases"][0]) == ["Al2O3_corundum", "TiO2_rutile"]
     assert "phases" not in predictor.identify(tt, y, wavelength="CuKa")
+
+
+def test_the_shipped_libraries_hold_every_mass_factor():
+    """Weight fractions out of the box: Q for every entry of the default library, as mass_factor gives it."""
+    lib = ReferenceLibrary.load()
+    assert np.isfinite(lib.mass_factors).all() and (lib.mass_factors > 0).all()
+    from synthxrd.match.library import mass_factor
+
+    q = mass_factor(_crystal("TiO2_rutile"), d_min=0.9)  # the order of magnitude of the shipped TiO2 entries
+    rows = np.flatnonzero((lib.formulas == "TiO2") & (lib.spacegroups == 136))
+    assert len(rows) and np.median(lib.mass_factors[rows]) == pytest.approx(q, rel=0.2)

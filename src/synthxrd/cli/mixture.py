@@ -9,10 +9,10 @@ misfit significantly (``--phases auto``: relative Rwp drop, F-test and a minimum
 (duplicates in the library, isostructural entries that fit as well) are listed as alternatives.
 
 Weight fractions (Hill & Howard) need each phase's cell mass and the normalisation of its reference
-intensities: a library built by this version (``synthxrd library build``) stores them; for the
-shipped libraries, built before, ``--structures`` names a folder or tar archive with the library
-entries' CIFs (``<id>.cif``) they are computed from; without either the phases' intensity shares are
-given instead. See :mod:`synthxrd.mixture`.
+intensities: the shipped libraries and those built by this version (``synthxrd library build``)
+store them; for a library built before, ``--structures`` names a folder or tar archive with the
+library entries' CIFs (``<id>.cif``) they are computed from; without either the phases' intensity
+shares are given instead. See :mod:`synthxrd.mixture`.
 """
 
 from __future__ import annotations

@@ -689,8 +689,8 @@ class ReferenceLibrary:
         arrays.update({name: getattr(self, name) for name in _TEXTS if getattr(self, name).any()})
         if np.any(self.groups != np.arange(len(self))):
             arrays["groups"] = self.groups
-        if np.any(np.isfinite(self.mass_factors)):
-            arrays["mass_factors"] = self.mass_factors
+        if np.any(np.isfinite(self.mass_factors)):  # float32: a weight fraction needs no more
+            arrays["mass_factors"] = np.asarray(self.mass_factors, np.float32)
         # |F|^2 m to 12 significant bits (relative 4.9e-4): the zero low bytes compress, the values
         # stay float32 and exact to what a powder intensity can be compared with
         arrays["f2"] = (np.asarray(self.f2, np.float32).view(np.uint32) & np.uint32(_F2_MASK)).view(np.float32)
