@@ -104,6 +104,28 @@ _ARRAYS = ("ids", "formulas", "spacegroups", "lattices", "elements", "offsets", 
 _OPTIONAL = ("minerals", "references", "prototypes", "groups", "mass_factors")
 #: The optional per-entry string arrays.
 _TEXTS = ("minerals", "references", "prototypes")
+#: Arrays a saved library holds byte-shuffled (:func:`_pack_float32`), with whether consecutive values
+#: are differenced first (d falls within each entry: its bit patterns change little from one to the next).
+_PACKED = {"d": True, "f2": False}
+
+
+def _pack_float32(values, *, delta: bool) -> np.ndarray:
+    """(4, N) uint8: the little-endian bytes of float32 ``values`` as four planes (the byte shuffle of
+    HDF5 and Blosc), of the differences of consecutive bit patterns (modulo 2^32) with ``delta``.
+    Lossless; deflate compresses the slowly varying high bytes far better (d 9.3 -> 6.9 MB and f2
+    6.2 -> 4.9 MB for the shipped MP library)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    if delta:
+        bits = np.diff(bits, prepend=np.uint32(0))  # unsigned: wraps modulo 2^32, undone by cumsum
+    return bits.astype("<u4").view(np.uint8).reshape(-1, 4).T.copy()
+
+
+def _unpack_float32(planes: np.ndarray, *, delta: bool) -> np.ndarray:
+    """The float32 values of :func:`_pack_float32`'s planes, bit for bit."""
+    bits = np.ascontiguousarray(np.asarray(planes, np.uint8).T).view("<u4").ravel().astype(np.uint32)
+    if delta:
+        bits = np.cumsum(bits, dtype=np.uint32)
+    return bits.view(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -679,7 +701,8 @@ class ReferenceLibrary:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the library as a compressed ``.npz`` (atomically; refuses an existing file unless ``overwrite``).
 
-        ``f2`` is stored to 12 significant bits (relative precision 4.9e-4)."""
+        ``f2`` is stored to 12 significant bits (relative precision 4.9e-4); ``d`` and ``f2`` are stored
+        byte-shuffled (:func:`_pack_float32`, lossless), which older versions of synthxrd cannot read."""
         from synthxrd.files import atomic_write, check_new
 
         path = Path(path)
@@ -694,6 +717,8 @@ class ReferenceLibrary:
         # |F|^2 m to 12 significant bits (relative 4.9e-4): the zero low bytes compress, the values
         # stay float32 and exact to what a powder intensity can be compared with
         arrays["f2"] = (np.asarray(self.f2, np.float32).view(np.uint32) & np.uint32(_F2_MASK)).view(np.float32)
+        for name, delta in _PACKED.items():  # byte-shuffled, lossless (the files shipped stay under 20 MB)
+            arrays[f"{name}_packed"] = _pack_float32(arrays.pop(name), delta=delta)
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
@@ -743,11 +768,14 @@ class ReferenceLibrary:
 
         try:
             with np.load(file, allow_pickle=False) as npz:
-                missing = [k for k in ("metadata", *_ARRAYS) if k not in npz.files]
+                missing = [k for k in ("metadata", *_ARRAYS)
+                           if k not in npz.files and f"{k}_packed" not in npz.files]
                 if missing:
                     raise DataError(f"{label}: not a synthxrd reference library (missing {', '.join(missing)})")
                 meta = json.loads(str(npz["metadata"]))
                 arrays = {k: npz[k] for k in (*_ARRAYS, *_OPTIONAL) if k in npz.files}
+                arrays.update({k: _unpack_float32(npz[f"{k}_packed"], delta=delta) for k, delta in _PACKED.items()
+                               if f"{k}_packed" in npz.files})
         except DataError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
