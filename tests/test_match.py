@@ -15,7 +15,7 @@ from synthxrd.cli import main
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.match import Match, ReferenceLibrary, SearchSettings
 from synthxrd.match._kernels import render_rows, render_rows_numpy
-from synthxrd.match.fusion import FusionRule, match_features
+from synthxrd.match.fusion import FusionRule, evidence_scores, match_features
 from synthxrd.structure import Crystal, read_cif, to_crystal
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -365,3 +365,49 @@ def test_saved_reflections_are_byte_shuffled_without_loss(tmp_path):
         assert {"d_packed", "f2_packed"} <= set(npz.files) and "d" not in npz.files
     shipped = files("synthxrd") / "resources" / "library"
     assert max((shipped / name).stat().st_size for name in ("mp_experimental.npz", "amcsd.npz")) < 20e6
+
+
+def _refined(rows):
+    """Matches with (score, group, fom): fom None where not refined (rwp = fom)."""
+    return [Match(f"id{i}", "X", g, s, rwp=f, fom=f) for i, (s, g, f) in enumerate(rows)]
+
+
+def test_evidence_scores_add_the_fit_to_the_search_score():
+    plain = _matches([(0.9, 62), (0.8, 14)])
+    np.testing.assert_allclose(evidence_scores(plain, 0.1), [0.9, 0.8])  # nothing refined: the search's scores
+    ms = _refined([(0.9, 62, 0.40), (0.85, 14, 0.20), (0.0, 12, 0.30), (0.95, 2, None), (0.5, 3, None)])
+    e = evidence_scores(ms, 0.1)
+    # s_j - w_fit ln(fom_j / fom_min); the isotype (no search score) takes the refined ones' best, 0.9
+    np.testing.assert_allclose(e, [0.9 - 0.1 * np.log(2.0), 0.85, 0.9 - 0.1 * np.log(1.5), 0.95, 0.5])
+    np.testing.assert_allclose(evidence_scores(ms, 0.0), [0.9, 0.85, 0.0, 0.95, 0.5])  # w_fit 0: the scores
+    # best 0.95 (group 2, not refined); the next group is the isotype's 12 at 0.9 - 0.1 ln 1.5
+    assert match_features(ms, 0.1) == pytest.approx((0.95, 0.05 + 0.1 * np.log(1.5)))
+
+
+def test_fusion_fit_on_refined_matches_learns_to_trust_the_fit(tmp_path):
+    """Where the refinement's figure of merit finds the truth and the search's score does not, the fitted
+    rule weighs the fit (w_fit > 0), answers by it, and keeps that through its file."""
+    rng = np.random.default_rng(1)
+    matches, labels = [], []
+    for _ in range(400):
+        truth = int(rng.integers(1, 231))
+        other = truth % 230 + 1
+        s = rng.uniform(0.7, 0.9)
+        good, bad = rng.uniform(0.15, 0.25), rng.uniform(0.3, 0.5)
+        # the search puts the wrong group first half the time; the fit always prefers the right one
+        first, second = ((s, other, bad), (s - 0.01, truth, good)) if rng.random() < 0.5 else \
+            ((s, truth, good), (s - 0.01, other, bad))
+        matches.append(_refined([first, second]))
+        labels.append(truth)
+    network = np.full((400, 230), 1 / 230)
+    rule = FusionRule.fit(network, matches, labels)
+    assert rule.refined and rule.w_fit > 0.01
+    fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
+    assert (fused.argmax(axis=1) + 1 == np.array(labels)).mean() > 0.95
+    plain = FusionRule.fit(network, [_matches([(m.score, m.spacegroup) for m in ms]) for ms in matches], labels)
+    assert not plain.refined and plain.w_fit == 0.0
+    assert rule.metadata["mean_nll"] < plain.metadata["mean_nll"] - 0.1
+    back = FusionRule.load(rule.save(tmp_path / "rule.json"))
+    assert back == rule and back.refined
+    with pytest.raises(DataError, match="w_fit"):
+        FusionRule(w_fit=-1.0)

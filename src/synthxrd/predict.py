@@ -291,11 +291,15 @@ class Predictor:
         the network's probabilities (:mod:`synthxrd.match.fusion`), or None for the network alone.
     fusion : the :class:`~synthxrd.match.fusion.FusionRule` of network and library; required with a
         library (:meth:`load` takes the model's own, or refuses).
+    refine : whether the search's best candidates are refined and re-ranked before they are fused
+        (``search(refine=...)``: a bool or a :class:`~synthxrd.match.rerank.RerankSettings`); None: as
+        the fusion rule was fitted (:attr:`~synthxrd.match.fusion.FusionRule.refined`), since a rule
+        weighs the evidence it was fitted on.
     """
 
     def __init__(self, model, classes, *, metadata: dict[str, Any] | None = None, source: str = "",
                  device: str = "cpu", spec: InputSpec = InputSpec(), temperature: float = 1.0,
-                 threshold: float | None = None, library=None, fusion=None) -> None:
+                 threshold: float | None = None, library=None, fusion=None, refine=None) -> None:
         classes = np.asarray(classes, np.int64)
         if classes.ndim != 1 or not len(classes) or classes.min() < 1 or classes.max() > N_SPACEGROUPS \
                 or len(np.unique(classes)) != len(classes):
@@ -323,6 +327,7 @@ class Predictor:
             raise ConfigError(f"{source or 'model'}: a library needs a fusion rule (synthxrd.match.fusion) to "
                               "weigh its matches against the network; none given")
         self.fusion = fusion
+        self.refine = bool(fusion is not None and fusion.refined) if refine is None else refine
 
     def __repr__(self) -> str:
         name = self.metadata.get("model_config", {}).get("name", type(self.model).__name__)
@@ -331,7 +336,8 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, library="default", device: str = "auto",
-             fusion=None, allow_foreign_fusion: bool = False, threshold: float | None = None) -> Predictor:
+             fusion=None, allow_foreign_fusion: bool = False, threshold: float | None = None,
+             refine=None) -> Predictor:
         """Load a checkpoint file, a run folder (``best.pt``, else ``checkpoint.pt``) or, with None, the shipped model.
 
         Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickled).
@@ -344,6 +350,8 @@ class Predictor:
             in the checkpoint (``synthxrd export --library`` fits it). Only used with a library.
         allow_foreign_fusion : use ``fusion`` (or the checkpoint's rule) even if it was fitted with
             another network or against another library; otherwise that is an error.
+        refine : refine and re-rank the search's best candidates before fusing them (see the class);
+            None: as the rule was fitted.
 
         Raises
         ------
@@ -388,7 +396,8 @@ class Predictor:
                 fusion.check(meta["weights_sha256"], library, network_temperature=checkpoint_temperature(meta),
                              rule_label=rule_label, model_label=model_label)
         return cls(model, classes, metadata=metadata, source=source, device=device, spec=checkpoint_input(meta),
-                   temperature=checkpoint_temperature(meta), threshold=threshold, library=library, fusion=fusion)
+                   temperature=checkpoint_temperature(meta), threshold=threshold, library=library, fusion=fusion,
+                   refine=refine)
 
     # ---- arrays ---------------------------------------------------------------------------------
 
@@ -505,7 +514,7 @@ class Predictor:
         rows = np.flatnonzero(peaks)
         found = self.library.search(self.grid.values()[lo:hi], np.clip(grid_values[rows, lo:hi], 0, None),
                                     k=max(k, FUSION_MATCHES), wavelength=self.wavelength, elements=elements,
-                                    only_elements=only_elements) if rows.size else []
+                                    only_elements=only_elements, refine=self.refine) if rows.size else []
         matches: list[list] = [[] for _ in network]
         for i, m in zip(rows, found):
             matches[i] = m

@@ -34,6 +34,7 @@ no rule and predicts with a library only given one (--fusion FILE --force-fusion
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 HELP = "export a trained model for prediction (weights and metadata, float16 by default)"
@@ -68,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "i.e. without cropping)")
     fusion.add_argument("--fusion-form", choices=("mixture", "stacking"), default="mixture",
                         help="form of the rule (synthxrd.match.fusion; default: mixture)")
+    fusion.add_argument("--fusion-refine", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit on the search's best candidates refined and re-ranked, as the predictor then "
+                             "does (default: on; --no-fusion-refine fits the search's scores alone, faster)")
     fusion.add_argument("--fusion-seed", type=int, default=None, metavar="SEED",
                         help="seed of the fit (default: synthxrd.match.fusion_fit.DEFAULT_SEED)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -145,8 +149,7 @@ def add_fusion(path: Path, args: argparse.Namespace, plan: str) -> dict:
         if rule.network is not None:  # a bound rule must be this network's and library's
             rule.check(predictor.metadata["weights_sha256"], library, network_temperature=predictor.temperature,
                        rule_label=f"fusion rule {args.fusion}", model_label=str(path))
-        rule = FusionRule(rule.temperature, rule.bias, rule.w_score, rule.w_margin,
-                          metadata=dict(rule.metadata, bound_by=f"synthxrd export --fusion {args.fusion.name}"))
+        rule = replace(rule, metadata=dict(rule.metadata, bound_by=f"synthxrd export --fusion {args.fusion.name}"))
         rule = rule.bind(predictor.metadata["weights_sha256"], library.fingerprint, library.label,
                          network_temperature=predictor.temperature)
     else:
@@ -154,6 +157,7 @@ def add_fusion(path: Path, args: argparse.Namespace, plan: str) -> dict:
 
         rule = fit_fusion(predictor, library, args.source, split=args.fusion_split, n_library=args.fusion_patterns,
                           n_held_out=args.fusion_patterns, augment=args.fusion_augment, form=args.fusion_form,
+                          refine=args.fusion_refine,
                           seed=DEFAULT_SEED if args.fusion_seed is None else args.fusion_seed)
     return store_fusion(path, rule)
 

@@ -23,8 +23,10 @@ of the 7 crystal systems (sums over their groups) and the --matches best-matchin
                      file's pattern as measured (cell within its crystal system, zero shift, profile,
                      background; docs/refine.md) and listed re-ranked by Rwp with their refined cell
                      and zero shift; with --plot also DIR/STEM_refined.png, observed/calculated/
-                     difference of the best. About 0.2-0.5 s per file; the fused probabilities are
-                     not changed by it (their rule is fitted to the search alone).
+                     difference of the best. About 0.2-0.5 s per file. A fusion rule fitted on
+                     refined matches (the shipped one) also weighs the refined candidates (their
+                     figure of merit and the best Rwp); --no-refine then fuses the search's scores
+                     alone, faster and less accurate (docs/search_match.md)
   --write-cif DIR    write DIR/STEM.cif per file: the best refined match with its refined cell and
                      space group; the library stores no atoms, so the CIF has none and names the
                      entry whose atoms they are
@@ -245,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor.load(args.model, device=args.device, threshold=threshold,
                                library=None if args.no_library else (args.library or "default"),
-                               **options.fusion_options(args))
+                               refine=None if args.refine else False, **options.fusion_options(args))
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
     if cif_dir is not None:

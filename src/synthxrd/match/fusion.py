@@ -50,7 +50,7 @@ import numpy as np
 from synthxrd.errors import DataError
 from synthxrd.wyckoff import N_SPACEGROUPS
 
-__all__ = ["FusionRule", "match_features", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
+__all__ = ["FusionRule", "match_features", "evidence_scores", "match_table", "matches_from_table", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
            "UNKNOWN_PRECISION", "FORMS"]
 
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
@@ -95,13 +95,74 @@ def short_hash(fingerprint: str | None) -> str:
     return fingerprint.split(":", 1)[-1][:12] if fingerprint else "none"
 
 
-def match_features(matches: Sequence) -> tuple[float, float]:
-    """(best score, margin over the best match of another space group) of one pattern's matches."""
+def match_table(matches: Sequence[Sequence], k: int) -> dict[str, np.ndarray]:
+    """The evidence the rule weighs of N patterns' match lists as (N, k) arrays (``scores``,
+    ``spacegroups``; ``rwp`` and ``fom`` NaN where a match was not refined), padded with score 0 and
+    group 0: what the fusion fit saves (``save_data``) and :func:`matches_from_table` reads back."""
+    def column(get, fill) -> np.ndarray:
+        rows = [[fill if get(m) is None else get(m) for m in ms[:k]] for ms in matches]
+        return np.array([r + [fill] * (k - len(r)) for r in rows], np.float64).reshape(len(rows), k)
+
+    return {"scores": column(lambda m: m.score, 0.0),
+            "spacegroups": column(lambda m: m.spacegroup, 0).astype(np.int64),
+            "rwp": column(lambda m: m.rwp, math.nan), "fom": column(lambda m: m.fom, math.nan)}
+
+
+def matches_from_table(table) -> list[list]:
+    """N match lists (:class:`~synthxrd.match.Match`, evidence only) of :func:`match_table`'s arrays."""
+    from synthxrd.match.search import Match
+
+    n, k = np.shape(table["scores"])
+    rwp = table["rwp"] if "rwp" in table else np.full((n, k), math.nan)
+    fom = table["fom"] if "fom" in table else np.full((n, k), math.nan)
+    return [[Match("", "", int(g), float(s), rwp=None if math.isnan(r) else float(r),
+                   fom=None if math.isnan(f) else float(f))
+             for s, g, r, f in zip(table["scores"][i], table["spacegroups"][i], rwp[i], fom[i]) if g > 0]
+            for i in range(n)]
+
+
+def evidence_scores(matches: Sequence, w_fit: float = 0.0) -> np.ndarray:
+    """(K,) the score each match is weighed by.
+
+    Without refinement (no match carries a figure of merit, or ``w_fit`` 0) the search's scores
+    ``s_j``. With it (``search(refine=...)``: the best candidates fitted to the pattern,
+    :mod:`synthxrd.match.rerank`), each refined match's score also holds how well it fits,
+
+        e_j = s_j - w_fit ln(fom_j / fom_min),
+
+    ``fom_min`` the best figure of merit of the pattern's refined matches (an isotype that the
+    refinement added, which the search did not score, takes the best search score of the refined
+    ones); matches not refined keep ``s_j``. ``w_fit`` (score units per unit of ln fom) is fitted with
+    the rule, so the data decide how much the fit outweighs the search's score.
+    """
+    scores = np.array([[m.score for m in matches]], np.float64)
+    fom = np.array([[math.nan if getattr(m, "fom", None) is None else m.fom for m in matches]], np.float64)
+    return _evidence(scores, fom, w_fit)[0]
+
+
+def _evidence(scores: np.ndarray, fom: np.ndarray, w_fit: float) -> np.ndarray:
+    """:func:`evidence_scores` of (N, K) scores and figures of merit (NaN: not refined; score -inf: padding)."""
+    refined = np.isfinite(fom) & (fom > 0) & np.isfinite(scores)
+    if w_fit <= 0 or not refined.any():
+        return scores
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = np.where(refined, scores, -np.inf).max(axis=1, keepdims=True)
+        log_fom = np.log(np.where(refined, fom, 1.0))
+        best_fit = np.where(refined, log_fom, np.inf).min(axis=1, keepdims=True)
+        e = np.where(scores > 0, scores, top) - w_fit * (log_fom - best_fit)
+    return np.where(refined, e, scores)
+
+
+def match_features(matches: Sequence, w_fit: float = 0.0) -> tuple[float, float]:
+    """(best score, margin over the best match of another space group) of one pattern's matches, on
+    :func:`evidence_scores`."""
     if not matches:
         return 0.0, 0.0
-    best = matches[0]
-    other = next((m.score for m in matches[1:] if m.spacegroup != best.spacegroup), 0.0)
-    return float(best.score), float(best.score - other)
+    e = evidence_scores(matches, w_fit)
+    i = int(np.argmax(e))
+    group = matches[i].spacegroup
+    others = [v for v, m in zip(e.tolist(), matches) if m.spacegroup != group]
+    return float(e[i]), float(e[i] - max(others)) if others else float(e[i])
 
 
 @dataclass(frozen=True)
@@ -117,6 +178,9 @@ class FusionRule:
     known : (k_0, k_1, k_2) of the probability that the library holds the structure, or None.
     unknown_below : probability of ``known`` below which no known phase explains a pattern.
     threshold : fused top probability below which an answer is uncertain, or None (not fitted).
+    refined : fitted on refined and re-ranked matches (:func:`evidence_scores`); the predictor then
+        refines its matches before it fuses them.
+    w_fit : weight of the refinement's figure of merit in the scores (:func:`evidence_scores`).
     metadata : how the rule was fitted (data, counts, package version), JSON-compatible; a bound rule
         (:meth:`bind`) also holds ``network`` (hash of the network's weights,
         :func:`synthxrd.models.checkpoint.weights_fingerprint`), ``library``
@@ -132,14 +196,19 @@ class FusionRule:
     known: tuple[float, float, float] | None = None
     unknown_below: float = 0.5
     threshold: float | None = None
+    refined: bool = False
+    w_fit: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         from synthxrd.match.stacking import STACK_FEATURES
 
-        values = (self.temperature, self.bias, self.w_score, self.w_margin, *self.stack, *(self.known or ()))
+        values = (self.temperature, self.bias, self.w_score, self.w_margin, self.w_fit, *self.stack,
+                  *(self.known or ()))
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or self.temperature <= 0:
             raise DataError(f"fusion rule: parameters must be finite numbers with temperature > 0, got {values}")
+        if self.w_fit < 0:
+            raise DataError(f"fusion rule: w_fit must be >= 0, got {self.w_fit!r}")
         if self.form not in FORMS:
             raise DataError(f"fusion rule: form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if self.form == "stacking" and len(self.stack) != len(STACK_FEATURES):
@@ -159,7 +228,7 @@ class FusionRule:
         p = np.zeros(N_SPACEGROUPS)
         if not matches:
             return p
-        scores = np.array([m.score for m in matches], np.float64)
+        scores = evidence_scores(matches, self.w_fit)
         w = np.exp((scores - scores.max()) / self.temperature)
         np.add.at(p, np.array([m.spacegroup for m in matches]) - 1, w)
         return p / p.sum()
@@ -168,7 +237,7 @@ class FusionRule:
         """c: probability that the best match's space group is right."""
         if not matches:
             return 0.0
-        s, margin = match_features(matches)
+        s, margin = match_features(matches, self.w_fit)
         z = self.bias + self.w_score * s + self.w_margin * margin
         return float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
 
@@ -178,7 +247,7 @@ class FusionRule:
             return None
         from synthxrd.match.stacking import logistic
 
-        return float(logistic(self.known, [match_features(matches)])[0]) if matches else 0.0
+        return float(logistic(self.known, [match_features(matches, self.w_fit)])[0]) if matches else 0.0
 
     def no_known_phase(self, matches: Sequence) -> bool:
         """No library structure explains the pattern: ``known`` below ``unknown_below`` (False without ``known``)."""
@@ -194,7 +263,7 @@ class FusionRule:
         if self.form == "stacking":
             from synthxrd.match.stacking import group_features, match_arrays, stacked_probabilities
 
-            scores, groups = match_arrays([matches])
+            scores, groups = match_arrays([matches], self.w_fit)
             return stacked_probabilities(self.stack, group_features(network, scores, groups, self.temperature))[0]
         c = self.confidence(matches)
         p = c * p_match + (1.0 - c) * np.asarray(network, np.float64)
@@ -254,6 +323,8 @@ class FusionRule:
             known = data.get("known")
             threshold = data.get("threshold")
             extra = {"unknown_below": float(data["unknown_below"])} if "unknown_below" in data else {}
+            extra.update({"w_fit": float(data["w_fit"])} if "w_fit" in data else {})
+            extra.update(refined=bool(data.get("refined", False)))
             return cls(**{k: float(data[k]) for k in _PARAMETERS}, form=str(data.get("form", "mixture")),
                        stack=tuple(float(v) for v in data.get("stack", ())),
                        known=None if known is None else tuple(float(v) for v in known),
@@ -301,7 +372,7 @@ class FusionRule:
         labels = np.asarray(labels, np.int64)
         meta = dict(rule.metadata)
         if form == "stacking":
-            scores, groups = match_arrays(matches)
+            scores, groups = match_arrays(matches, rule.w_fit)
             weights, nll = fit_stacking(group_features(network, scores, groups, rule.temperature), labels)
             rule = replace(rule, form="stacking", stack=tuple(float(w) for w in weights))
             meta.update(mixture_nll=meta["mean_nll"], mean_nll=nll)
@@ -310,7 +381,7 @@ class FusionRule:
             if known.all() or not known.any():
                 raise DataError("fusion fit: fitting 'known' needs patterns of structures the library holds and "
                                 "of structures it does not")
-            rule = replace(rule, known=tuple(float(v) for v in fit_logistic([match_features(m) for m in matches],
+            rule = replace(rule, known=tuple(float(v) for v in fit_logistic([match_features(m, rule.w_fit) for m in matches],
                                                                                known)))
             rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in matches], known))
         fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
@@ -320,36 +391,45 @@ class FusionRule:
 
     @classmethod
     def _fit_mixture(cls, network, matches, labels, metadata) -> FusionRule:
-        """The mixture's four parameters (:meth:`fit`)."""
+        """The mixture's parameters (:meth:`fit`): T, b, w_s, w_m, and on refined matches also w_fit."""
         from scipy.optimize import minimize
 
         labels = np.asarray(labels, np.int64)
         net = np.asarray(network, np.float64)
-        feats = np.array([match_features(m) for m in matches])
-        max_k = max((len(m) for m in matches), default=1)
+        max_k = max((len(m) for m in matches), default=1) or 1
         scores = np.full((len(matches), max_k), -np.inf)
-        same = np.zeros((len(matches), max_k))
+        fom = np.full((len(matches), max_k), np.nan)
+        groups = np.zeros((len(matches), max_k), np.int64)
         for i, ms in enumerate(matches):
             for j, m in enumerate(ms):
-                scores[i, j] = m.score
-                same[i, j] = m.spacegroup == labels[i]
-        p_net_true = net[np.arange(len(labels)), labels - 1]
+                scores[i, j], groups[i, j] = m.score, m.spacegroup
+                fom[i, j] = math.nan if m.fom is None else m.fom
+        same = groups == labels[:, None]
+        refined = bool(np.isfinite(fom).any())
+        rows = np.arange(len(labels))
+        any_match = groups[:, 0] > 0
+        p_net_true = net[rows, labels - 1]
 
         def nll(theta: np.ndarray) -> float:
-            log_t, b, ws, wm = theta
-            t = math.exp(log_t)
+            log_t, b, ws, wm = theta[:4]
+            e = _evidence(scores, fom, abs(theta[4]) if refined else 0.0)
+            best = np.argmax(e, axis=1)
+            s1 = e[rows, best]
+            other = np.where((groups != groups[rows, best][:, None]) & np.isfinite(e), e, -np.inf).max(axis=1)
+            margin = np.where(np.isfinite(other), s1 - other, s1)
             with np.errstate(over="ignore", invalid="ignore"):
-                w = np.exp((scores - scores[:, :1]) / t)
+                w = np.exp((e - s1[:, None]) / math.exp(log_t))
                 w[~np.isfinite(w)] = 0.0
                 p_match_true = (w * same).sum(1) / np.maximum(w.sum(1), 1e-300)
-                c = 1.0 / (1.0 + np.exp(-(b + ws * feats[:, 0] + wm * feats[:, 1])))
+                c = np.where(any_match, 1.0 / (1.0 + np.exp(-(b + ws * s1 + wm * margin))), 0.0)
             p = c * p_match_true + (1 - c) * p_net_true
             return float(-np.mean(np.log(np.maximum(p, 1e-12))))
 
         start = cls()
-        x0 = np.array([math.log(start.temperature), start.bias, start.w_score, start.w_margin])
-        best = minimize(nll, x0, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-4, "fatol": 1e-7})
-        best = minimize(nll, best.x, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-5, "fatol": 1e-8})
-        log_t, b, ws, wm = (float(v) for v in best.x)
+        x0 = [math.log(start.temperature), start.bias, start.w_score, start.w_margin] + ([0.05] if refined else [])
+        best = minimize(nll, np.array(x0), method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-4, "fatol": 1e-7})
+        best = minimize(nll, best.x, method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-5, "fatol": 1e-8})
+        log_t, b, ws, wm = (float(v) for v in best.x[:4])
+        extra = {"refined": True, "w_fit": abs(float(best.x[4]))} if refined else {}
         meta = dict(metadata or {}, n_patterns=int(len(labels)), mean_nll=float(best.fun))
-        return cls(math.exp(log_t), b, ws, wm, metadata=meta)
+        return cls(math.exp(log_t), b, ws, wm, metadata=meta, **extra)

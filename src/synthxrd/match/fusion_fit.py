@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
-from synthxrd.match.fusion import FusionRule
+from synthxrd.match.fusion import FusionRule, match_table
 
 __all__ = ["fit_fusion", "read_crystals", "strained", "DEFAULT_SEED"]
 
@@ -72,7 +72,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
                n_library: int = 1000, n_held_out: int = 1000, seed: int = DEFAULT_SEED, augment: str = "calibration",
-               form: str = "mixture", save_data: str | Path | None = None) -> FusionRule:
+               form: str = "mixture", refine=True, save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
     Parameters
@@ -84,6 +84,10 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     part : the held-out part (default ``"calibration"`` where the split has one, else ``"test"``).
     n_library, n_held_out : patterns of known structures and of held-out ones.
     form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
+    refine : the search's best candidates refined and re-ranked, as the predictor then does
+        (``search(refine=...)``: True, the default, or a :class:`~synthxrd.match.rerank.RerankSettings`;
+        False: the search's scores alone); the rule then weighs the refinement's evidence
+        (:attr:`FusionRule.refined`).
     save_data : also write the fit data (network, match scores and groups) to this NPZ.
 
     Returns
@@ -128,21 +132,18 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     matches: list = [None] * len(ids)  # the known ones against the library, the others with their part left out
     for lib, sel in ((library, is_known), (fit_library, ~is_known)):
         rows = np.flatnonzero(sel)
-        for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES) if len(rows) else []):
+        for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES, refine=refine)
+                             if len(rows) else []):
             matches[r] = m
     if save_data:
-        np.savez_compressed(save_data, network=network, labels=labels, known=is_known,
-                            scores=np.array([[m.score for m in ms] + [0.0] * (FIT_MATCHES - len(ms))
-                                             for ms in matches]),
-                            spacegroups=np.array([[m.spacegroup for m in ms] + [0] * (FIT_MATCHES - len(ms))
-                                                  for ms in matches]))
+        np.savez_compressed(save_data, network=network, labels=labels, known=is_known, **match_table(matches, FIT_MATCHES))
     rule = FusionRule.fit(network, matches, labels, known=is_known, form=form, metadata={
         "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(is_known.sum()),
         "n_held_out": int((~is_known).sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
-        "model": _name(predictor.source), "seed": int(seed), "package_version": __version__,
-        "split": _name(split.path)})
+        "refined": bool(refine), "model": _name(predictor.source), "seed": int(seed),
+        "package_version": __version__, "split": _name(split.path)})
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}

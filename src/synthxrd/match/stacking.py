@@ -41,14 +41,19 @@ _RANK_EDGES = (0, 1, 2, 3, 5, 10)
 _FLOOR = 1e-6
 
 
-def match_arrays(matches) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) scores and space groups of N match lists (``Match`` objects, best first); groups 0 pad."""
+def match_arrays(matches, w_fit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) scores (:func:`synthxrd.match.fusion.evidence_scores`) and space groups of N match lists
+    (``Match`` objects), best first; groups 0 pad."""
+    from synthxrd.match.fusion import evidence_scores
+
     k = max((len(m) for m in matches), default=0) or 1
     scores = np.zeros((len(matches), k))
     groups = np.zeros((len(matches), k), np.int64)
     for i, ms in enumerate(matches):
-        scores[i, :len(ms)] = [m.score for m in ms]
-        groups[i, :len(ms)] = [m.spacegroup for m in ms]
+        e = evidence_scores(ms, w_fit) if ms else np.zeros(0)
+        order = np.argsort(-e, kind="stable")
+        scores[i, :len(ms)] = e[order]
+        groups[i, :len(ms)] = [ms[j].spacegroup for j in order]
     return scores, groups
 
 
