@@ -186,7 +186,7 @@ def test_ddp_gloo_two_processes(tmp_path):
 
 def test_device_simulation_path_matches_worker_path(tmp_path):
     """simulate_on="device": workers only generate, the trainer simulates with torch (here on the CPU)."""
-    cfg = dict(TINY, val_sets=(), max_steps=2, renders=1)  # the device path renders each crystal once
+    cfg = dict(TINY, val_sets=(), max_steps=2, renders=1, real="none")  # the device path: one rendering, no real crystals
     worker = train(TrainConfig(out=str(tmp_path / "w"), **cfg), progress=False)
     device = train(TrainConfig(out=str(tmp_path / "d"), simulate_on="device", **cfg), progress=False)
     assert [h["loss"] for h in device["history"]] == pytest.approx([h["loss"] for h in worker["history"]], abs=1e-4)

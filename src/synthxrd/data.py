@@ -67,7 +67,7 @@ class StreamConfig:
     #: With ``augment``: share of the renderings drawn ideal (every experimental effect off,
     #: synthxrd.augment.ideal_config) -- clean patterns teach the symmetry first (docs/training.md).
     clean_fraction: float = 0.0
-    #: Real crystal set (synthxrd.real, HDF5) mixed into the batches; None = synthetic only.
+    #: Real crystal set (synthxrd.real: HDF5, compact .npz, or "shipped") mixed into the batches; None = synthetic only.
     real: str | None = None
     #: Share of each batch taken from ``real``.
     real_fraction: float = 0.0
@@ -86,7 +86,8 @@ class StreamConfig:
         if self.real_fraction > 0 and not self.real:
             raise ConfigError("real_fraction > 0 needs a real crystal set (build one with `synthxrd real build`)")
         if self.simulate_on == "device" and (self.real_fraction > 0 or self.renders > 1):
-            raise ConfigError("real crystals and renders > 1 need simulate_on = 'worker'")
+            raise ConfigError("real crystals and renders > 1 need simulate_on = 'worker' (train: real crystals are "
+                              "mixed in by default; --real none and --renders 1 for simulate_on = 'device')")
         InputSpec(step=self.grid_step, clean=self.clean_input)  # validates the step
         if self.perturb:
             from synthxrd.real import PerturbConfig
@@ -224,9 +225,12 @@ class BatchMaker:
         """``n`` perturbed real crystals and their class indices."""
         from synthxrd.real import perturb
 
-        crystals, groups = self.real.sample(n, rng, classes=self.classes)
+        drawn = self.real.draw(n, rng, classes=self.classes)  # the draws of RealCrystals.sample
+        crystals = self.real.take(drawn)
+        groups = crystals.spacegroups.copy()
         index = np.searchsorted(self.classes, groups)
-        return perturb(crystals, groups, rng, self._perturb), index.astype(np.int64)
+        known = self.real.operations(drawn) if self.real.operations_symprec == self._perturb.symprec else None
+        return perturb(crystals, groups, rng, self._perturb, operations=known), index.astype(np.int64)
 
     def __call__(self, index: int) -> Batch:
         from synthxrd import simulate

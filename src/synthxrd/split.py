@@ -245,6 +245,13 @@ class Split:
             raise ConfigError(f"split part must be one of {', '.join(PARTS)}, got {part!r}")
         return self.ids[self.parts == part]
 
+    def prototypes_of(self, part: str) -> np.ndarray:
+        """Sorted distinct prototypes of ``part``: a structure of any other source (an AMCSD mineral)
+        whose :func:`prototype_label` is one of them belongs to that part's structure types."""
+        if part not in PARTS:
+            raise ConfigError(f"split part must be one of {', '.join(PARTS)}, got {part!r}")
+        return np.unique(self.prototypes[self.parts == part])
+
     def restrict(self, statistics: Statistics, part: str = "statistics") -> Statistics:
         """The statistics of the structures of ``part``; the split (file, part, hash, seed, fraction and
         counts) is recorded in ``metadata["split"]`` of the result (also ``Statistics.restrict(split, part)``).

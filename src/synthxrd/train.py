@@ -39,6 +39,7 @@ from synthxrd.errors import ConfigError, DataError
 from synthxrd.files import lock_folder, remove_stale_temporaries, write_json, write_text
 from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, portable_config
 from synthxrd.models.device import resolve_device
+from synthxrd.real.compact import real_set_record
 from synthxrd.train_session import (BEST, CHECKPOINT, SNAPSHOTS, _agreed_stop, _calibrate,  # noqa: F401
                                     _check_run_folder, _distributed, _final_checkpoint, _initial_weights,
                                     _previous_summary, _resume_checkpoint, _StopFlag, _stream_failure,
@@ -84,8 +85,8 @@ class TrainConfig:
     clean_input: bool = False  # inputs with background and noise taken away (InputSpec.clean, as search-match)
     renders: int = 4  # augmented renderings per simulated crystal
     clean_fraction: float = 0.0  # with augment: share of the renderings drawn ideal (synthxrd.data)
-    real: str | None = None  # real crystal set (`synthxrd real build`) mixed into the batches
-    real_fraction: float = 0.0  # share of each batch from `real` (1 = the reference's "direct" baseline)
+    real: str | None = "shipped"  # real crystal set mixed into the batches: "shipped" (MP + AMCSD, synthxrd.real.compact), a file of `synthxrd real build`, or "none"
+    real_fraction: float = 0.5  # share of each batch from `real` (1 = the reference's "direct" baseline; 0 = synthetic only)
     perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals
     label_smoothing: float = 0.0
     aux_weight: float = 0.0  # weight of the crystal-system and extinction-group losses (marginal_loss)
@@ -131,6 +132,10 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"train config: invalid {bad[0]} = {getattr(self, bad[0])!r}")
+        if self.real is None or str(self.real).strip().lower() in ("", "none") or self.real_fraction == 0:
+            # one form of "synthetic only" (the TOML of a run omits None, so a resumed run reads it back the same)
+            object.__setattr__(self, "real", None)
+            object.__setattr__(self, "real_fraction", 0.0)
         if self.ray_resources:
             from synthxrd.data import _ray_resources
 
@@ -453,6 +458,7 @@ def _open_logs(run: _Run) -> None:
         "statistics": {"path": config.statistics or "shipped", "version": run.maker.generator.statistics.version,
                        "n_structures": run.maker.generator.statistics.n_structures},
         "validation_sets": {k: len(v[1]) for k, v in run.val_sets.items()},
+        "real": real_set_record(config.real) if config.real_fraction > 0 else None,
         "resumed_at_step": step if run.resume else None,
     })
 

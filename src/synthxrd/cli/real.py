@@ -14,6 +14,10 @@ labels, ids, metadata); the training stream (synthxrd.data: the real set and the
 crystals per batch) mixes them, perturbed (strain, jitter, substitution; the space group is kept), into
 the batches.
 
+A set is shipped in the package (MP statistics part and AMCSD minerals of no held-out prototype,
+compact NPZ, synthxrd.real.compact) and `synthxrd train` mixes it in by default; `synthxrd real info
+shipped` describes it, `python scripts/build_real_set.py MP_TAR AMCSD_DB` rebuilds it.
+
 Exit status: 0 all analysed, 1 some CIFs failed (listed, and kept in FILE), 2 usage error or nothing
 analysed or kept (nothing written). An existing FILE is replaced only with --overwrite.
 """
@@ -56,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--show-failures", type=int, default=10, metavar="N", help="print the first N failures (default 10)")
 
     i = sub.add_parser("info", help="summary of a real crystal set", description="Summary of a real crystal set.")
-    i.add_argument("file", type=Path, metavar="FILE")
+    i.add_argument("file", metavar="FILE", help="a real crystal set, or 'shipped' (the set in the package)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +99,21 @@ def _info(args: argparse.Namespace) -> int:
     counts = sorted(((int(k), v) for k, v in m.get("class_counts", {}).items()), key=lambda kv: (-kv[1], kv[0]))
     print(f"{args.file}: {len(real)} real crystals ({len(real.crystals.numbers)} atoms) in {len(real.classes)} "
           f"space groups; {len(m.get('classes', []))} classes requested")
+    if "sources" in m:  # a compact set (the shipped one): several sources
+        per = c.get("per_source", {})
+        print("sources: " + "; ".join(f"{s['name']} {s['file']} (sha256 {str(s.get('sha256'))[:12]}): "
+                                        f"{per.get(s['name'], {}).get('n_kept')} kept" for s in m["sources"]))
+        print(f"split {m['split']['path']} (sha256 {m['split']['sha256'][:12]}); statistics {m['statistics']['path']} "
+              f"(sha256 {m['statistics']['sha256'][:12]}, symprec {m['statistics']['symprec']})")
+        v = m.get("verification") or {}
+        if v:
+            print(f"checked: spglib label of the rebuilt crystal differs from the crystal as read for "
+                  f"{v.get('n_rebuilt_differs_from_as_read')} of {v.get('n_crystals')}; pattern correlation with the "
+                  f"crystals as read >= {v.get('pattern_correlation_min')} ({v.get('n_pattern_pairs')} crystals)")
+        print("most frequent space groups: " + ", ".join(f"{g} ({n})" for g, n in counts[:10]))
+        print(f"built {m.get('created')} with synthxrd {m.get('synthxrd_version')} in "
+              f"{(m.get('build_time_s') or {}).get('total')} s with {m.get('workers')} worker(s)")
+        return 0
     print(f"source {m['source']['path']}; split {m['split']['path']} (sha256 {m['split']['sha256'][:12]}, "
           f"statistics part); statistics {m['statistics']['path']} (sha256 {m['statistics']['sha256'][:12]}, "
           f"symprec {m['statistics']['symprec']})")

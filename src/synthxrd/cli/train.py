@@ -62,9 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-input", action="store_true", default=None,
                         help="take background and noise away from every network input, in training and in "
                              "prediction, as search-match does (InputSpec.clean)")
-    parser.add_argument("--real", metavar="FILE", help="real crystal set to mix in (synthxrd real build)")
+    parser.add_argument("--real", metavar="FILE|shipped|none",
+                        help="real crystal set to mix in: the shipped MP + AMCSD set (default 'shipped'), a file of "
+                             "`synthxrd real build`, or 'none' (synthetic crystals only)")
     parser.add_argument("--real-fraction", type=float, metavar="F",
-                        help="share of each batch from --real (1 = real crystals only, the 'direct' baseline)")
+                        help="share of each batch from --real (default 0.5; 1 = real crystals only, the 'direct' "
+                             "baseline; 0 = synthetic only)")
     parser.add_argument("--threads", type=int, help="torch threads on a CPU (default 0 = every available core but the "
                                                            "data worker's: 1 on 2 cores)")
     parser.add_argument("--max-hours", type=float, help="stop (checkpointed, resumable) after this wall time")

@@ -584,7 +584,7 @@ class ReferenceLibrary:
         mineral of a test prototype as well as the MP structure). ``metadata["held_out"]`` records it."""
         ids = split.ids_of(part)
         by_id = np.isin(self.ids, ids)
-        by_type = np.isin(self.prototypes, np.unique(split.prototypes[split.parts == part])) & (self.prototypes != "")
+        by_type = np.isin(self.prototypes, split.prototypes_of(part)) & (self.prototypes != "")
         held = self.select(~(by_id | by_type))
         held.metadata["held_out"] = {"split": split.path or "shipped", "part": part,
                                      "n_removed": int((by_id | by_type).sum()), "n_removed_by_prototype":

@@ -22,6 +22,10 @@ plus the group ``/real``::
     (path, sha256, counts), statistics (path, format_version, sha256, symprec), classes, filters,
     counts, class_counts, failure reasons, build time, synthxrd and spglib versions
 
+A set of the shipped split's statistics part and of the AMCSD minerals of no held-out prototype ships
+in the package in a compact form (:mod:`synthxrd.real.compact`: ``RealCrystals.load()`` or
+``load("shipped")``, numpy alone); ``synthxrd train`` mixes it in by default (``real_fraction`` 0.5).
+
 Perturbing (:func:`perturb`, :class:`PerturbConfig`) makes each draw of a real crystal a slightly
 different crystal of the **same space group**, so that its label stays right:
 
@@ -66,6 +70,7 @@ from synthxrd.real.crystals import (
     build_real_set,
     read_failures,
 )
+from synthxrd.real.compact import SHIPPED_NAME, build_shipped_set, load_compact, save_compact, shipped_path
 from synthxrd.real.perturbation import SUBSTITUTION_GROUPS, PerturbConfig, perturb, substitution_candidates
 
 __all__ = [
@@ -80,4 +85,9 @@ __all__ = [
     "perturb",
     "substitution_candidates",
     "read_failures",
+    "SHIPPED_NAME",
+    "shipped_path",
+    "build_shipped_set",
+    "load_compact",
+    "save_compact",
 ]

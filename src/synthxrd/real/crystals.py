@@ -64,14 +64,29 @@ class RealCrystals:
     _pools: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> RealCrystals:
-        """Read a real crystal set.
+    def load(cls, path: str | Path | None = None) -> RealCrystals:
+        """Read a real crystal set: an HDF5 file of :func:`build_real_set`, a compact ``.npz``
+        (:mod:`synthxrd.real.compact`, read with numpy alone), or None / ``"shipped"`` for the set shipped
+        in the package (MP statistics part and AMCSD minerals, :func:`synthxrd.real.compact.shipped_path`).
 
         Raises
         ------
         DataError
             Naming the file, when it is missing or not a real crystal set of a supported version.
         """
+        from synthxrd.real.compact import SHIPPED_NAME, is_compact, load_compact, resolve_real
+
+        if path is None or str(path) == SHIPPED_NAME:
+            path = resolve_real(path)
+            if not path.is_file():
+                raise DataError(f"{path}: the shipped real crystal set is missing from this installation; "
+                                "rebuild it with scripts/build_real_set.py or pass a file")
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such real crystal set (build one with `synthxrd real build`)")
+        if is_compact(path):
+            crystals, ids, extra, meta = load_compact(path)
+            return cls(crystals, ids, meta, extra, path)
         import h5py
 
         from synthxrd.dataset import load_dataset
@@ -101,6 +116,20 @@ class RealCrystals:
 
     def __len__(self) -> int:
         return len(self.crystals)
+
+    @cached_property
+    def sha256(self) -> str | None:
+        """SHA-256 of the file's bytes (the fingerprint a training run records), None when not read from a file."""
+        from synthxrd.real.compact import file_sha256
+
+        return None if self.path is None else file_sha256(self.path)
+
+    @property
+    def is_shipped(self) -> bool:
+        """Whether this is the set shipped in the package."""
+        from synthxrd.real.compact import shipped_path
+
+        return self.path is not None and self.path.resolve() == shipped_path().resolve()
 
     @property
     def labels(self) -> np.ndarray:
@@ -162,13 +191,48 @@ class RealCrystals:
             classes = (classes if isinstance(classes, np.ndarray) else np.array(list(classes))).reshape(-1)
             if classes.size and classes.dtype.kind not in "iu":
                 raise ConfigError(f"sample: classes must be ITA numbers, got {classes!r:.80}")
+        batch = self.take(self.draw(n, rng, classes=classes))
+        return batch, batch.spacegroups.copy()
+
+    def draw(self, n: int, rng: np.random.Generator, *, classes: Iterable[int] | None = None) -> np.ndarray:
+        """The indices :meth:`sample` takes (same arguments, same random numbers)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ConfigError(f"sample: n must be an integer >= 0, got {n!r}")
+        if classes is not None:
+            classes = (classes if isinstance(classes, np.ndarray) else np.array(list(classes))).reshape(-1)
+            if classes.size and classes.dtype.kind not in "iu":
+                raise ConfigError(f"sample: classes must be ITA numbers, got {classes!r:.80}")
         pool = self._pool(classes)
         if len(pool) == 0 and n > 0:
             where = f" ({self.path})" if self.path else ""
             raise ConfigError(f"real crystal set{where}: no crystal has a space group among the classes "
                               f"{classes.tolist()!r:.120}")
-        batch = self.take(pool[rng.integers(0, len(pool), size=int(n))] if n else np.zeros(0, np.int64))
-        return batch, batch.spacegroups.copy()
+        return pool[rng.integers(0, len(pool), size=int(n))] if n else np.zeros(0, np.int64)
+
+    @property
+    def operations_symprec(self) -> float | None:
+        """Tolerance at which the stored symmetry operations were found; None when the set stores none."""
+        ops = self.metadata.get("operations") if isinstance(self.metadata, dict) else None
+        return None if not ops or "sym_counts" not in self.extra else float(ops["symprec"])
+
+    def operations(self, indices: Sequence[int] | np.ndarray) -> list | None:
+        """The stored symmetry operations of crystals ``indices`` for :func:`synthxrd.real.perturb`: per
+        crystal ``(rotations (k, 3, 3), translations (k, 3), ITA number)`` or None (no symmetry found);
+        None when the set stores none (then perturb asks spglib)."""
+        if self.operations_symprec is None:
+            return None
+        e = self.extra
+        offsets = self._pools.get("_sym_offsets")
+        if offsets is None:
+            offsets = np.zeros(len(e["sym_counts"]) + 1, np.int64)
+            np.cumsum(e["sym_counts"], out=offsets[1:])
+            self._pools["_sym_offsets"] = offsets
+        out = []
+        for i in np.asarray(indices, np.int64).reshape(-1).tolist():
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            out.append(None if b == a else (e["sym_rotations"][e["sym_rot"][a:b]],
+                                            e["sym_trans"][a:b].astype(np.float64), int(e["sym_number"][i])))
+        return out
 
 
 
@@ -194,6 +258,9 @@ class _Item(NamedTuple):
     volume: float = math.nan
     ordered: bool = True
     reason: str = ""  # why not kept: "", "class", "sites", "volume"
+    prototype: str = ""  # prototype proxy (synthxrd.split.prototype_label) of a kept crystal
+    formula: str = ""  # reduced formula of a kept crystal (for duplicates across sources)
+    lattice_parameters: np.ndarray | None = None  # (6,) conventional cell of a kept crystal
     lattice: np.ndarray | None = None
     frac: np.ndarray | None = None
     numbers: np.ndarray | None = None
@@ -211,8 +278,14 @@ def _analyze(ctx: _Context, identifier: str, text: str) -> _Item:
               else "volume" if record.volume > ctx.max_volume else "")
     item = _Item(identifier, None, record.spacegroup, record.n_sites, record.volume, ordered, reason)
     if not reason:
+        from synthxrd.split import prototype_label
+        from synthxrd.structure import reduced_formula
+
         item = item._replace(lattice=crystal.lattice, frac=crystal.frac_coords, numbers=crystal.numbers,
-                             occupancies=crystal.occupancies)
+                             occupancies=crystal.occupancies, formula=reduced_formula(crystal),
+                             lattice_parameters=np.asarray(record.lattice, np.float64),
+                             prototype=prototype_label(record.spacegroup, record.site_z, record.site_multiplicity,
+                                                       record.site_occupancy, record.site_orbit, record.site_wyckoff))
     return item
 
 
@@ -418,7 +491,9 @@ def read_failures(path: str | Path) -> list[dict[str, str]]:
     """Every failure ``{"id", "reason"}`` recorded in a real crystal set file."""
     import h5py
 
-    RealCrystals.load(path)  # DataError unless it is a real set
+    real = RealCrystals.load(path)  # DataError unless it is a real set
+    if real.path is not None and real.path.suffix == ".npz":
+        return []  # a compact set keeps the failure counts by reason in its metadata only
     with h5py.File(path, "r") as h5:
         g = h5["real"]
         ids = [s.decode() if isinstance(s, bytes) else str(s) for s in g["failure_ids"][()]]

@@ -126,6 +126,14 @@ def _sites(frac: np.ndarray, numbers: np.ndarray, occupancies: np.ndarray) -> tu
     return frac[start], site_of_row, types
 
 
+@lru_cache(maxsize=1)
+def _warn_no_spglib() -> None:
+    """Once per process: without spglib no symmetry is found, so real crystals get no jitter or anisotropic strain."""
+    warnings.warn("spglib is not installed: real crystals are perturbed by isotropic strain and substitution only "
+                  "(no symmetry-aware jitter or anisotropic strain); install spglib for the full perturbation",
+                  RuntimeWarning, stacklevel=3)
+
+
 def _symmetry(lattice: np.ndarray, positions: np.ndarray, types: np.ndarray,
               symprec: float) -> tuple[np.ndarray, np.ndarray, int] | None:
     """All symmetry operations of the crystal in the basis of its cell, and its ITA number; None when
@@ -143,7 +151,11 @@ def _symmetry(lattice: np.ndarray, positions: np.ndarray, types: np.ndarray,
     -------
     rotations : (k, 3, 3) float64, translations : (k, 3) float64 in [0, 1), number : int.
     """
-    import spglib
+    try:
+        import spglib
+    except ImportError:  # a training machine without spglib: isotropic strain and substitution only
+        _warn_no_spglib()
+        return None
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # spglib 2.x deprecation chatter about its error handling
@@ -250,15 +262,20 @@ class _Analysis(NamedTuple):
     stabilizer_mean: np.ndarray | None  # (o, 3, 3): mean W over the operations fixing the representative
 
 
-#: Symmetry analyses kept per process, least recently used dropped: ~4 kB each (~130 MB when full). A
-#: real set of 30,000 crystals is then analysed once per worker (~10 ms each) and served from here.
-SYMMETRY_CACHE_SIZE = 32768
+#: Symmetry analyses kept per process, least recently used dropped: ~4 kB each (~160 MB when full). The
+#: shipped real set (34,679 crystals) is then analysed once per worker (~10 ms each) and served from here.
+SYMMETRY_CACHE_SIZE = 40960
 _CACHE: OrderedDict[bytes, _Analysis] = OrderedDict()
 
 
+#: Marks "no stored operations: ask spglib" (None means "spglib found no symmetry").
+_ASK_SPGLIB = object()
+
+
 def _analysis(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, occupancies: np.ndarray,
-              symprec: float) -> _Analysis:
-    """Sites, symmetry operations, orbits and strain projector of one crystal (cached by content)."""
+              symprec: float, known=_ASK_SPGLIB) -> _Analysis:
+    """Sites, symmetry operations, orbits and strain projector of one crystal (cached by content);
+    ``known``: its operations as :func:`_symmetry` gives them (stored with a real set), else spglib."""
     h = hashlib.blake2b(digest_size=16)
     for arr in (lattice, frac, numbers, occupancies, np.float64(symprec)):
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -268,7 +285,12 @@ def _analysis(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, occupa
         _CACHE.move_to_end(key)
         return hit
     positions, site_of_row, types = _sites(frac, numbers, occupancies)
-    sym = _symmetry(lattice, positions, types, symprec) if len(positions) else None
+    if not len(positions):
+        sym = None
+    elif known is not _ASK_SPGLIB:
+        sym = known
+    else:
+        sym = _symmetry(lattice, positions, types, symprec)
     result = _Analysis(site_of_row.astype(np.int32), len(positions), 0, None, None, None, None, None)
     if sym is not None:
         rotations, translations, number = sym
@@ -289,7 +311,7 @@ def _analysis(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, occupa
 
 
 def perturb(crystals: CrystalBatch, spacegroups: Sequence[int] | np.ndarray | None, rng: np.random.Generator,
-            config: PerturbConfig | None = None) -> CrystalBatch:
+            config: PerturbConfig | None = None, *, operations: Sequence | None = None) -> CrystalBatch:
     """Perturbed copies of real crystals that keep their space group (see the module docstring).
 
     Parameters
@@ -299,6 +321,9 @@ def perturb(crystals: CrystalBatch, spacegroups: Sequence[int] | np.ndarray | No
         ``crystals``.
     rng : numpy Generator; the result is a pure function of the inputs and its state.
     config : PerturbConfig (None: defaults).
+    operations : per crystal, its symmetry operations ``(rotations, translations, number)`` or None (no
+        symmetry), as :meth:`RealCrystals.operations` gives them from a set that stores them (found at
+        ``config.symprec``); then spglib is not needed. None: spglib finds them.
 
     Returns
     -------
@@ -317,6 +342,8 @@ def perturb(crystals: CrystalBatch, spacegroups: Sequence[int] | np.ndarray | No
     n = len(crystals)
     if labels is not None and len(labels) != n:
         raise ConfigError(f"perturb: {len(labels)} space groups for {n} crystals")
+    if operations is not None and len(operations) != n:
+        raise ConfigError(f"perturb: operations for {len(operations)} crystals, {n} crystals")
     scales = rng.uniform(1.0 - config.isotropic_strain, 1.0 + config.isotropic_strain, size=n)
     eps = np.zeros((n, 3, 3))
     if config.anisotropic_strain:
@@ -335,7 +362,7 @@ def perturb(crystals: CrystalBatch, spacegroups: Sequence[int] | np.ndarray | No
             continue
         lattice = crystals.lattices[i]
         info = _analysis(lattice, crystals.frac_coords[a:b], crystals.numbers[a:b], crystals.occupancies[a:b],
-                         config.symprec)
+                         config.symprec, _ASK_SPGLIB if operations is None else operations[i])
         if info.metric_map is None:
             eps[i] = 0.0  # no point group to average over: isotropic strain only
         else:
