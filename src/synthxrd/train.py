@@ -331,6 +331,7 @@ class _Run:
     history: list[dict[str, float]] = field(default_factory=list)
     last_val: dict[str, dict[str, float]] = field(default_factory=dict)
     failure: str | None = None
+    head_map: dict[str, int] | None = None  # init_weights with other classes: output rows copied/new/dropped
 
     @property
     def ckpt_path(self) -> Path:
@@ -402,8 +403,15 @@ def _restore_weights(run: _Run) -> None:
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         run.step, run.best = int(ckpt["step"]), dict(ckpt.get("best", {}))
     elif config.init_weights:
-        weights, source = _initial_weights(Path(config.init_weights), run.classes, run.model_config, run.spec)
+        _, prior = run.maker.generator.prior()
+        weights, source, head = _initial_weights(Path(config.init_weights), run.classes, run.model_config, run.spec,
+                                                 fresh=run.model.state_dict(), prior=prior)
         run.model.load_state_dict(weights)
+        run.head_map = head
+        if head and run.rank == 0:
+            warnings.warn(f"{config.init_weights} has {head['copied'] + head['dropped']} classes, this run "
+                          f"{len(run.classes)}: {head['copied']} output rows copied, {head['new']} new (bias at "
+                          f"the log prior, small weights), {head['dropped']} dropped", stacklevel=3)
         replayed = replayed_batches(source, config)
         if replayed and run.rank == 0:
             warnings.warn(f"{config.init_weights} was trained on batches 0-{replayed - 1} of this very stream "
@@ -454,6 +462,7 @@ def _open_logs(run: _Run) -> None:
                        "n_structures": run.maker.generator.statistics.n_structures},
         "validation_sets": {k: len(v[1]) for k, v in run.val_sets.items()},
         "resumed_at_step": step if run.resume else None,
+        "init_weights_rows": run.head_map,
     })
 
 
