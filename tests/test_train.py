@@ -446,15 +446,41 @@ def test_init_weights_with_other_classes_maps_the_output_rows(uninterrupted, tmp
 
     source = Path(uninterrupted["out"]) / "checkpoint.pt"
     start = load_checkpoint(source)
-    with pytest.warns(UserWarning, match=r"82 output rows copied, (\d+) new .* 0 dropped"):
+    with pytest.warns(UserWarning, match=r"82 output rows copied, (\d+) new \(bias at the log prior, shifted by "
+                                         r"[-+]\d+\.\d\d to their prior mass .* 0 dropped"):
         summary = train(TrainConfig(out=str(tmp_path / "more"), max_steps=1, min_count=20,
                                     **{**TINY, "lr": 1e-12, "val_sets": ()}, init_weights=str(source)), progress=False)
     run = json.loads((Path(summary["out"]) / "run.json").read_text())
     old, new = list(start["classes"]), run["classes"]
-    assert set(old) < set(new) and run["init_weights_rows"] == {"copied": len(old), "new": len(new) - len(old),
-                                                                "dropped": 0}
+    rows_info = dict(run["init_weights_rows"])
+    assert isinstance(rows_info.pop("bias_shift"), float)
+    assert set(old) < set(new) and rows_info == {"copied": len(old), "new": len(new) - len(old), "dropped": 0}
     after = load_checkpoint(summary["out"])["model"]
     rows = [new.index(c) for c in old]
-    for key in ("classifier.5.weight", "classifier.5.bias"):
+    for key in ("classifier.5.weight", "classifier.5.bias"):  # only the new classes' biases are shifted
         assert torch.allclose(after[key][rows].float(), start["model"][key].float(), atol=1e-6)
     assert torch.allclose(after["classifier.1.weight"].float(), start["model"]["classifier.1.weight"].float(), atol=1e-6)
+
+
+def test_balance_new_rows_gives_the_new_classes_their_prior_mass_on_a_batch():
+    """The new classes' biases move by one amount until their mean probability on the batch is their
+    prior mass; the other rows and the ranking among the new classes stay as they were."""
+    import torch
+
+    from synthxrd.models import build
+    from synthxrd.train_session import balance_new_rows
+
+    torch.manual_seed(1)
+    net = build("park_small", num_classes=6, input_length=2126)
+    with torch.no_grad():
+        net.classifier[-1].bias.copy_(torch.tensor([2.0, 0.0, 1.0, -1.0, 3.0, 0.5]))
+    before = net.classifier[-1].bias.detach().clone()
+    x = torch.rand(16, 2126)
+    shift = balance_new_rows(net, x.numpy(), [1, 3], 0.05)
+    after = net.classifier[-1].bias.detach()
+    assert torch.equal(after[[0, 2, 4, 5]], before[[0, 2, 4, 5]])
+    assert torch.allclose(after[[1, 3]] - before[[1, 3]], torch.full((2,), shift))
+    with torch.no_grad():
+        mass = torch.softmax(net.eval()(x), 1)[:, [1, 3]].sum(1).mean()
+    assert float(mass) == pytest.approx(0.05, abs=1e-6)
+    assert balance_new_rows(net, x.numpy(), [], 0.05) == 0.0 and balance_new_rows(net, None, [1], 0.05) == 0.0

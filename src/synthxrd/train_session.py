@@ -282,6 +282,47 @@ def map_class_rows(state: dict[str, Any], old_classes: Sequence[int], fresh: dic
     return out, {"copied": len(common), "new": len(added), "dropped": len(old) - len(common)}
 
 
+def balance_new_rows(model, inputs, new_rows: Sequence[int], mass: float, *, bound: float = 60.0) -> float:
+    """Shift the output biases of the classes ``new_rows`` by one amount so that, on ``inputs`` (a batch
+    of the run's own stream), the network gives them ``mass`` of its probability on average (their prior
+    mass): a data-free bias alone cannot, since the copied rows' logits carry the trunk's features, not
+    just their biases. Returns the shift (0 when there is nothing to shift).
+
+    The output bias is the network's last 1-D parameter with one entry per class (``model`` is in eval
+    mode while the logits are computed, and left as it was). The mean new-class probability is monotone
+    in the shift, found by bisection in [-bound, bound]."""
+    import torch
+
+    rows = [int(r) for r in new_rows]
+    if not rows or not 0.0 < mass < 1.0 or inputs is None or not len(inputs):
+        return 0.0
+    bias = [p for p in model.parameters() if p.dim() == 1][-1]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=bias.device)).double()
+    model.train(was_training)
+    if bias.shape[0] != logits.shape[1]:
+        return 0.0
+    new = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    new[rows] = True
+    if bool(new.all()):
+        return 0.0
+    gap = torch.logsumexp(logits[:, new], 1) - torch.logsumexp(logits[:, ~new], 1)
+
+    def share(shift: float) -> float:
+        return float(torch.sigmoid(gap + shift).mean())
+
+    lo, hi = -bound, bound
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if share(mid) < mass else (lo, mid)
+    shift = 0.5 * (lo + hi)
+    with torch.no_grad():
+        bias[rows] += shift
+    return shift
+
+
 def _output_keys(state: dict[str, Any], fresh: dict[str, Any], n_new: int) -> set[str]:
     """Keys of the output layer: the tensors whose shapes differ (another number of classes), or, with as
     many classes on both sides, the last floating tensors with one row per class (weight and bias)."""
