@@ -221,6 +221,58 @@ def model_probabilities(validation_dir: str, cache: Path | None):
     return ev.probabilities, ev.labels, ev.classes, ev.baseline
 
 
+def score_checkpoints(checkpoints, validation_dir: str, counts: np.ndarray, min_count: int, *,
+                      old_count: int = 50, n_old: int = 1200, seed: int = 0) -> dict:
+    """Network-alone top-1/top-5 of each checkpoint (a probe with more classes) on a fixed part of
+    ``match``: ``n_old`` random crystals of the groups with >= ``old_count`` structures and every crystal
+    of the groups with ``min_count`` <= count < ``old_count`` (the new classes, also split at 20), next
+    to the frequency prior over the classes at ``min_count``. "all" re-weights old and new to their
+    shares in ``match``. A checkpoint trained with the uniform prior is also scored with its
+    probabilities multiplied by the statistics prior and renormalised ("prior-corrected", the label-shift
+    correction of Saerens et al., Neural Comput. 14 (2002) 21)."""
+    import torch
+
+    from synthxrd.dataset import load_validation_sets
+    from synthxrd.predict import Predictor
+
+    torch.set_num_threads(1)
+    ds = load_validation_sets(validation_dir, ["match"])["match"]
+    y_all = np.asarray(ds.crystals.spacegroups, np.int64)
+    old = np.flatnonzero(counts >= old_count)
+    new = np.flatnonzero((counts >= min_count) & (counts < old_count))
+    rng = np.random.default_rng(seed)
+    rows_old = np.flatnonzero(np.isin(y_all, old))
+    rows_old = np.sort(rng.choice(rows_old, min(n_old, len(rows_old)), replace=False))
+    rows = np.concatenate([rows_old, np.flatnonzero(np.isin(y_all, new))])
+    x, y = np.asarray(ds.patterns)[rows], y_all[rows]
+    weight = {"old": int(np.isin(y_all, old).sum()), "new": int(np.isin(y_all, new).sum())}
+    classes = np.flatnonzero(counts >= min_count)
+    prior = np.zeros(230)
+    prior[classes - 1] = counts[classes] / counts[classes].sum()
+    masks = {"old": np.isin(y, old), "new": np.isin(y, new), "new 20-49": np.isin(y, new) & (counts[y] >= 20),
+             f"new {min_count}-19": np.isin(y, new) & (counts[y] < 20)}
+
+    def scores(p: np.ndarray) -> dict:
+        top = np.argsort(-p, 1, kind="stable")[:, :5] + 1
+        out = {k: {"n": int(m.sum()), "top1": float((top[m, 0] == y[m]).mean()),
+                   "top5": float((top[m] == y[m, None]).any(1).mean())} for k, m in masks.items() if m.any()}
+        out["all"] = {k: (out["old"][k] * weight["old"] + out["new"][k] * weight["new"]) / sum(weight.values())
+                      for k in ("top1", "top5")}
+        return out
+
+    result = {"min_count": int(min_count), "match_crystals": weight, "prior": scores(np.broadcast_to(prior, (len(y), 230)))}
+    for path in checkpoints:
+        predictor = Predictor.load(path, device="cpu", library=None)
+        p = np.asarray(predictor.predict(ds.two_theta, x), np.float64)
+        entry = {"network": scores(p)}
+        config = dict(predictor.metadata.get("config") or {}) if hasattr(predictor, "metadata") else {}
+        if config.get("prior") == "uniform":
+            q = p * prior
+            entry["prior-corrected"] = scores(q / np.maximum(q.sum(1, keepdims=True), 1e-300))
+        result[str(path)] = entry
+    return result
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -278,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=10, help="subsamples per group and size")
     parser.add_argument("--probs-cache", type=Path, help="cache of the model's probabilities on match (.npz)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["generation", "degradation", "model"])
+    parser.add_argument("--checkpoints", nargs="+", default=[], metavar="CKPT",
+                        help="score these checkpoints (probes with the classes of --probe-min-count) on match")
+    parser.add_argument("--probe-min-count", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="results (JSON)")
     args = parser.parse_args(argv)
@@ -323,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         result["model_overall"] = {"n": int(len(labels)), "known": int(known.sum()),
                                    "top1_known": float((np.argmax(probs[known], 1) + 1 == labels[known]).mean()),
                                    "prior_top1_known": float((np.argmax(prior) + 1 == labels[known]).mean())}
+    if args.checkpoints and args.validation_dir:
+        result["probe"] = score_checkpoints(args.checkpoints, args.validation_dir, counts, args.probe_min_count,
+                                            seed=args.seed)
+        print(json.dumps(result["probe"], indent=1), file=sys.stderr)
     result["wall_s"] = round(time.time() - t0, 1)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(markdown(result))
