@@ -86,7 +86,7 @@ def test_the_learning_curve_plot_is_written(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("script", ["ship_model.py", "learning_curve.py", "fit_fusion.py"])
+@pytest.mark.parametrize("script", ["ship_model.py", "learning_curve.py", "fit_fusion.py", "class_threshold.py"])
 def test_the_campaign_scripts_parse_their_options(script):
     """The scripts are thin: their --help runs (the package importable from where they stand)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -100,3 +100,38 @@ def test_ship_needs_exactly_one_fusion_rule(tmp_path):
     with pytest.raises(ConfigError, match="exactly one of fusion_source"):
         modelcard.ship(tmp_path, models_dir=tmp_path, docs_dir=tmp_path, validation_dir=tmp_path,
                        manifest=tmp_path / "m.csv", rruff=tmp_path / "r.npz", eval_out=tmp_path / "eval")
+
+
+def _class_threshold():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("class_threshold", REPO_ROOT / "scripts" / "class_threshold.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_class_threshold_counts_coverage_and_per_class_accuracy_by_hand():
+    """scripts/class_threshold.py: shares of label sets inside the classes of each threshold, the
+    total-variation distance, and the per-class recall with the prior's beside it."""
+    import numpy as np
+
+    ct = _class_threshold()
+    counts = np.zeros(231, np.int64)
+    counts[[14, 62, 2]] = [100, 60, 20]
+    rows = ct.coverage(counts, [50, 10], {"x": np.array([14, 14, 62, 2, 225])})
+    assert [r["classes"] for r in rows] == [2, 3]
+    assert rows[0]["x"] == {"n": 5, "in_classes": 3, "share": 0.6} and rows[1]["x"]["in_classes"] == 4
+    assert ct._tv((np.array([1, 2]), np.array([0.5, 0.5])), (np.array([2, 3]), np.array([0.5, 0.5]))) == 0.5
+    prior = np.zeros(230)
+    prior[[13, 61]] = [0.625, 0.375]
+    probs = np.zeros((3, 230))
+    probs[0, 13], probs[1, 13], probs[2, 61] = 0.9, 0.6, 0.75  # 14 right, 62 called 14, 62 right
+    probs[1, 61] = 0.3
+    per = ct.per_class_accuracy(probs, np.array([14, 62, 62]), np.array([14, 62]), prior, counts)
+    assert per[0] == {"sg": 14, "count": 100, "n": 1, "top1": 1.0, "top5": 1.0, "lift": 0.9 / 0.625,
+                      "prior_top1": 1.0, "prior_top5": 1.0}
+    assert per[1]["top1"] == 0.5 and per[1]["prior_top1"] == 0.0 and per[1]["lift"] == pytest.approx(0.525 / 0.375)
+    bins = ct.bin_classes(per, bins=(50, 75, 10**9))
+    assert [(b["count"], b["classes"], b["crystals"], b["top1"]) for b in bins] == [("50-74", 1, 2, 0.5),
+                                                                                   (">= 75", 1, 1, 1.0)]

@@ -396,3 +396,91 @@ def test_read_scalars_follows_the_order_the_files_were_started_not_their_names(t
     second.rename(tmp_path / "events.out.tfevents.0000000001.host.1.10")  # the later file sorts first
     first.rename(tmp_path / "events.out.tfevents.0000000001.host.1.9")
     assert read_scalars(tmp_path)["train/loss"] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0), (5, 15.0), (6, 16.0)]
+
+
+def test_map_class_rows_copies_common_rows_and_starts_new_classes_at_their_prior():
+    """A tiny network on classes A extended to B ⊃ A: the rows of A are copied, the logits of A are the
+    same, and a new class starts at its prior relative to the old ones; then B shrunk back to A."""
+    import torch
+
+    from synthxrd.models import build
+    from synthxrd.train_session import map_class_rows
+
+    torch.manual_seed(0)
+    a, b = [2, 14, 62], [2, 12, 14, 62, 225]
+    old = build("park_small", num_classes=len(a), input_length=2126)
+    with torch.no_grad():
+        old.classifier[-1].bias.copy_(torch.tensor([0.3, 1.2, -0.4]))
+    fresh = build("park_small", num_classes=len(b), input_length=2126)
+    prior = np.array([0.1, 0.05, 0.5, 0.3, 0.05])
+    weights, rows = map_class_rows(old.state_dict(), a, fresh.state_dict(), b, prior)
+    assert rows == {"copied": 3, "new": 2, "dropped": 0}
+    new = build("park_small", num_classes=len(b), input_length=2126)
+    new.load_state_dict(weights)
+    common = [b.index(c) for c in a]
+    w_old, w_new = old.classifier[-1].weight, new.classifier[-1].weight
+    assert torch.equal(w_new[common], w_old) and torch.equal(new.classifier[-1].bias[common], old.classifier[-1].bias)
+    assert torch.equal(new.classifier[1].weight, old.classifier[1].weight)  # the trunk is copied unchanged
+    assert float(w_new[[1, 4]].detach().abs().max()) <= 0.01 * float(fresh.classifier[-1].weight.detach().abs().max()) + 1e-12
+    x = torch.rand(4, 2126)
+    with torch.no_grad():
+        lo, ln = old.eval()(x), new.eval()(x)
+    assert torch.allclose(ln[:, common], lo, atol=1e-6)  # same logits: same softmax over the common classes
+    offset = np.mean(np.array([0.3, 1.2, -0.4]) - np.log(prior[common]))
+    assert np.allclose(new.classifier[-1].bias.detach().numpy()[[1, 4]], np.log(prior[[1, 4]]) + offset, atol=1e-6)
+    back, rows = map_class_rows(new.state_dict(), b, old.state_dict(), a, [0.2, 0.5, 0.3])
+    assert rows == {"copied": 3, "new": 0, "dropped": 2}
+    assert torch.equal(back["classifier.5.weight"], w_old)
+    other = build("park_medium", num_classes=len(b), input_length=2126).state_dict()
+    with pytest.raises(DataError, match="only the output layer may differ"):
+        map_class_rows(old.state_dict(), a, other, b, prior)
+    with pytest.raises(DataError, match="one positive probability per new class"):
+        map_class_rows(old.state_dict(), a, fresh.state_dict(), b, prior[:3])
+
+
+def test_init_weights_with_other_classes_maps_the_output_rows(uninterrupted, tmp_path):
+    """``synthxrd train --init-weights`` from a checkpoint of min_count 50 into a run of min_count 20: the
+    rows of the common classes are copied (a step at lr 1e-12 leaves them as they were), the new ones
+    are counted in the warning and in run.json."""
+    import torch
+
+    source = Path(uninterrupted["out"]) / "checkpoint.pt"
+    start = load_checkpoint(source)
+    with pytest.warns(UserWarning, match=r"82 output rows copied, (\d+) new \(bias at the log prior, shifted by "
+                                         r"[-+]\d+\.\d\d to their prior mass .* 0 dropped"):
+        summary = train(TrainConfig(out=str(tmp_path / "more"), max_steps=1, min_count=20,
+                                    **{**TINY, "lr": 1e-12, "val_sets": ()}, init_weights=str(source)), progress=False)
+    run = json.loads((Path(summary["out"]) / "run.json").read_text())
+    old, new = list(start["classes"]), run["classes"]
+    rows_info = dict(run["init_weights_rows"])
+    assert isinstance(rows_info.pop("bias_shift"), float)
+    assert set(old) < set(new) and rows_info == {"copied": len(old), "new": len(new) - len(old), "dropped": 0}
+    after = load_checkpoint(summary["out"])["model"]
+    rows = [new.index(c) for c in old]
+    for key in ("classifier.5.weight", "classifier.5.bias"):  # only the new classes' biases are shifted
+        assert torch.allclose(after[key][rows].float(), start["model"][key].float(), atol=1e-6)
+    assert torch.allclose(after["classifier.1.weight"].float(), start["model"]["classifier.1.weight"].float(), atol=1e-6)
+
+
+def test_balance_new_rows_gives_the_new_classes_their_prior_mass_on_a_batch():
+    """The new classes' biases move by one amount until their mean probability on the batch is their
+    prior mass; the other rows and the ranking among the new classes stay as they were."""
+    import torch
+
+    from synthxrd.models import build
+    from synthxrd.train_session import balance_new_rows
+
+    torch.manual_seed(1)
+    net = build("park_small", num_classes=6, input_length=2126)
+    with torch.no_grad():
+        net.classifier[-1].bias.copy_(torch.tensor([2.0, 0.0, 1.0, -1.0, 3.0, 0.5]))
+    before = net.classifier[-1].bias.detach().clone()
+    x = torch.rand(16, 2126)
+    shift = balance_new_rows(net, x.numpy(), [1, 3], 0.05)
+    after = net.classifier[-1].bias.detach()
+    assert torch.equal(after[[0, 2, 4, 5]], before[[0, 2, 4, 5]])
+    assert torch.allclose(after[[1, 3]] - before[[1, 3]], torch.full((2,), shift))
+    with torch.no_grad():
+        mass = torch.softmax(net.eval()(x), 1)[:, [1, 3]].sum(1).mean()
+    assert float(mass) == pytest.approx(0.05, abs=1e-6)
+    assert balance_new_rows(net, x.numpy(), [], 0.05) == 0.0 and balance_new_rows(net, None, [1], 0.05) == 0.0

@@ -43,7 +43,8 @@ from synthxrd.real.compact import real_set_record
 from synthxrd.train_session import (BEST, CHECKPOINT, SNAPSHOTS, _agreed_stop, _calibrate,  # noqa: F401
                                     _check_run_folder, _distributed, _final_checkpoint, _initial_weights,
                                     _previous_summary, _resume_checkpoint, _StopFlag, _stream_failure,
-                                    _validate_and_checkpoint, evaluate_arrays, predict_logits, topk_accuracy)
+                                    _validate_and_checkpoint, balance_new_rows, evaluate_arrays, predict_logits,
+                                    topk_accuracy)
 
 __all__ = ["TrainConfig", "train", "resume_config", "load_checkpoint", "load_model", "export_model", "evaluate_arrays",
            "topk_accuracy", "lr_factor", "predict_logits"]
@@ -336,6 +337,7 @@ class _Run:
     history: list[dict[str, float]] = field(default_factory=list)
     last_val: dict[str, dict[str, float]] = field(default_factory=dict)
     failure: str | None = None
+    head_map: dict[str, int] | None = None  # init_weights with other classes: output rows copied/new/dropped
 
     @property
     def ckpt_path(self) -> Path:
@@ -407,13 +409,33 @@ def _restore_weights(run: _Run) -> None:
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         run.step, run.best = int(ckpt["step"]), dict(ckpt.get("best", {}))
     elif config.init_weights:
-        weights, source = _initial_weights(Path(config.init_weights), run.classes, run.model_config, run.spec)
+        _, prior = run.maker.generator.prior()
+        weights, source, head = _initial_weights(Path(config.init_weights), run.classes, run.model_config, run.spec,
+                                                 fresh=run.model.state_dict(), prior=prior)
         run.model.load_state_dict(weights)
+        if head and head["new"]:
+            head["bias_shift"] = _balance_new_classes(run, source, prior)
+        run.head_map = head
+        if head and run.rank == 0:
+            warnings.warn(f"{config.init_weights} has {head['copied'] + head['dropped']} classes, this run "
+                          f"{len(run.classes)}: {head['copied']} output rows copied, {head['new']} new (bias at "
+                          f"the log prior, shifted by {head.get('bias_shift', 0.0):+.2f} to their prior mass on "
+                          f"a batch of this stream; small weights), {head['dropped']} dropped", stacklevel=3)
         replayed = replayed_batches(source, config)
         if replayed and run.rank == 0:
             warnings.warn(f"{config.init_weights} was trained on batches 0-{replayed - 1} of this very stream "
                           f"(seed {config.seed}, same data settings): this run repeats them before it sees a new "
                           "pattern; pass another --seed to continue on new data", stacklevel=3)
+
+
+def _balance_new_classes(run: _Run, meta: dict[str, Any], prior: np.ndarray) -> float:
+    """:func:`balance_new_rows` on the inputs of this stream's batch 0 (the first batch the run trains
+    on): the new classes start with their prior mass of probability. Without inputs (``simulate_on``
+    "device") the biases stay at the log prior."""
+    old = {int(c) for c in meta.get("classes", [])}
+    new_rows = [i for i, c in enumerate(run.classes) if int(c) not in old]
+    inputs = run.maker(0).inputs
+    return balance_new_rows(run.model, inputs, new_rows, float(np.asarray(prior)[new_rows].sum()))
 
 
 def _distribute_model(run: _Run) -> None:
@@ -460,6 +482,7 @@ def _open_logs(run: _Run) -> None:
         "validation_sets": {k: len(v[1]) for k, v in run.val_sets.items()},
         "real": real_set_record(config.real) if config.real_fraction > 0 else None,
         "resumed_at_step": step if run.resume else None,
+        "init_weights_rows": run.head_map,
     })
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,25 +165,172 @@ def _resume_checkpoint(path: Path, classes: np.ndarray, model_config: dict) -> d
     return ckpt
 
 
-def _initial_weights(path: Path, classes: np.ndarray, model_config: dict,
-                     spec: InputSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+#: Scale of the fresh output rows of classes that ``init_weights`` does not have: small, so that a new
+#: class starts near its prior (its bias) and the trained features decide only after it has been learned.
+NEW_ROW_SCALE = 0.01
+
+
+def _initial_weights(path: Path, classes: np.ndarray, model_config: dict, spec: InputSpec,
+                     fresh: dict[str, Any] | None = None, prior: np.ndarray | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
     """The float32 weights and the metadata of a checkpoint or exported model (``init_weights``, read by
-    :func:`load_model`), checked to fit this run's classes, network and input grid (:class:`DataError`
-    naming what differs). Continues a campaign whose run folder is lost from its last export: the
-    optimizer and schedule start afresh (with ``warmup_steps``), as in fine-tuning."""
+    :func:`load_model`), checked to fit this run's network and input grid (:class:`DataError` naming what
+    differs), and the head map (None when the classes are the same). Continues a campaign whose run
+    folder is lost from its last export: the optimizer and schedule start afresh (with ``warmup_steps``),
+    as in fine-tuning.
+
+    Another class set (another ``min_count`` or statistics) is mapped by :func:`map_class_rows`: the
+    output rows of the classes both have are copied, the rows of new classes start from ``fresh`` (this
+    run's initialised weights) scaled by :data:`NEW_ROW_SCALE`, with the bias at the log of the class's
+    ``prior`` on the scale of the copied biases."""
     loaded, loaded_classes, meta = load_model(path)
+    same_classes = loaded_classes.tolist() == [int(c) for c in classes]
+
+    def network(config: dict) -> dict:
+        return {k: v for k, v in dict(config).items() if k != "num_classes"}
+
     differs = {
-        "classes": loaded_classes.tolist() != [int(c) for c in classes],
-        "network": dict(meta["model_config"]) != dict(model_config),
+        "network": network(meta["model_config"]) != network(model_config),
         # the grid, not the cleaning: a network continues from raw to clean inputs as from any other data
         "input grid": {**checkpoint_input(meta).to_dict(), "clean": spec.clean} != spec.to_dict(),
     }
     bad = [k for k, d in differs.items() if d]
     if bad:
         raise DataError(f"{path}: init_weights has another {bad[0]} than this run "
-                        f"(classes {len(loaded_classes)} vs {len(classes)}, network {meta['model_config']} vs "
-                        f"{model_config}); train with the same statistics, min_count, model and grid")
-    return loaded.state_dict(), meta
+                        f"(network {meta['model_config']} vs {model_config}); train with the same model and grid")
+    if same_classes:
+        return loaded.state_dict(), meta, None
+    if fresh is None or prior is None:
+        raise DataError(f"{path}: init_weights has other classes than this run ({len(loaded_classes)} vs "
+                        f"{len(classes)}) and no fresh weights or prior to start the new ones from")
+    weights, head = map_class_rows(loaded.state_dict(), loaded_classes, fresh, classes, prior, source=str(path))
+    return weights, meta, head
+
+
+def map_class_rows(state: dict[str, Any], old_classes: Sequence[int], fresh: dict[str, Any],
+                   new_classes: Sequence[int], prior: Sequence[float], *, scale: float = NEW_ROW_SCALE,
+                   source: str = "init_weights") -> tuple[dict[str, Any], dict[str, int]]:
+    """Weights of a network trained on ``old_classes`` for a network on ``new_classes``.
+
+    Parameters
+    ----------
+    state : state dict of the trained network (its output layer has ``len(old_classes)`` rows).
+    old_classes, new_classes : ITA numbers of the logits, in order (sorted or not).
+    fresh : state dict of a freshly initialised network for ``new_classes`` (same architecture).
+    prior : (len(new_classes),) label probabilities of the new run (the bias of a new class).
+    scale : factor on the fresh weights of a new class's row.
+
+    Returns
+    -------
+    (state dict for ``new_classes``, ``{"copied", "new", "dropped"}`` row counts)
+
+    Notes
+    -----
+    Every tensor whose shape differs between ``state`` and ``fresh`` must be an output-layer tensor:
+    first dimension ``len(old_classes)`` resp. ``len(new_classes)``, the rest equal. Its rows of the
+    classes common to both are copied, so the logits of those classes are unchanged and their softmax
+    restricted to the common classes equals the old network's. A new class's weight row is the fresh one
+    times ``scale``; its bias is ``log prior[c] + mean over common classes of (bias - log prior)``, i.e. the
+    new class starts at its prior frequency relative to the old ones (with no common class, ``log prior``).
+    Rows of classes no longer present are dropped.
+    """
+    import torch
+
+    old = [int(c) for c in old_classes]
+    new = [int(c) for c in new_classes]
+    prior = np.asarray(prior, np.float64)
+    if prior.shape != (len(new),) or not np.all(prior > 0):
+        raise DataError(f"{source}: the prior must hold one positive probability per new class "
+                        f"({len(new)}), got shape {prior.shape}")
+    where = {c: i for i, c in enumerate(old)}
+    common = [(j, where[c]) for j, c in enumerate(new) if c in where]
+    added = [j for j, c in enumerate(new) if c not in where]
+    dst = torch.as_tensor([j for j, _ in common], dtype=torch.long)
+    src = torch.as_tensor([i for _, i in common], dtype=torch.long)
+    log_prior = torch.as_tensor(np.log(prior))
+    heads = _output_keys(state, fresh, len(new))
+    out: dict[str, Any] = {}
+    mapped = []
+    for key, value in fresh.items():
+        have = state.get(key)
+        if have is None:
+            raise DataError(f"{source}: init_weights has no {key!r}; train with the same model")
+        if key not in heads:
+            if tuple(have.shape) != tuple(value.shape):
+                raise DataError(f"{source}: init_weights' {key!r} has shape {tuple(have.shape)}, this run's "
+                                f"{tuple(value.shape)}: only the output layer may differ (one row per class)")
+            out[key] = have.detach().clone()
+            continue
+        if not (have.dim() >= 1 and have.shape[0] == len(old) and value.shape[0] == len(new)
+                and tuple(have.shape[1:]) == tuple(value.shape[1:])):
+            raise DataError(f"{source}: init_weights' {key!r} has shape {tuple(have.shape)}, this run's "
+                            f"{tuple(value.shape)}: only the output layer may differ (one row per class)")
+        row = value.detach().clone().to(have.dtype)
+        if added:
+            index = torch.as_tensor(added, dtype=torch.long)
+            if row.dim() == 1:  # the bias: log prior on the scale of the copied biases
+                offset = float((have[src].double() - log_prior[dst]).mean()) if common else 0.0
+                row[index] = (log_prior[index] + offset).to(row.dtype)
+            else:
+                row[index] = row[index] * scale
+        if common:
+            row[dst] = have[src].detach().clone()
+        out[key] = row
+        mapped.append(key)
+    if not mapped:
+        raise DataError(f"{source}: no output layer found to map {len(old)} classes onto {len(new)}")
+    return out, {"copied": len(common), "new": len(added), "dropped": len(old) - len(common)}
+
+
+def balance_new_rows(model, inputs, new_rows: Sequence[int], mass: float, *, bound: float = 60.0) -> float:
+    """Shift the output biases of the classes ``new_rows`` by one amount so that, on ``inputs`` (a batch
+    of the run's own stream), the network gives them ``mass`` of its probability on average (their prior
+    mass): a data-free bias alone cannot, since the copied rows' logits carry the trunk's features, not
+    just their biases. Returns the shift (0 when there is nothing to shift).
+
+    The output bias is the network's last 1-D parameter with one entry per class (``model`` is in eval
+    mode while the logits are computed, and left as it was). The mean new-class probability is monotone
+    in the shift, found by bisection in [-bound, bound]."""
+    import torch
+
+    rows = [int(r) for r in new_rows]
+    if not rows or not 0.0 < mass < 1.0 or inputs is None or not len(inputs):
+        return 0.0
+    bias = [p for p in model.parameters() if p.dim() == 1][-1]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=bias.device)).double()
+    model.train(was_training)
+    if bias.shape[0] != logits.shape[1]:
+        return 0.0
+    new = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    new[rows] = True
+    if bool(new.all()):
+        return 0.0
+    gap = torch.logsumexp(logits[:, new], 1) - torch.logsumexp(logits[:, ~new], 1)
+
+    def share(shift: float) -> float:
+        return float(torch.sigmoid(gap + shift).mean())
+
+    lo, hi = -bound, bound
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if share(mid) < mass else (lo, mid)
+    shift = 0.5 * (lo + hi)
+    with torch.no_grad():
+        bias[rows] += shift
+    return shift
+
+
+def _output_keys(state: dict[str, Any], fresh: dict[str, Any], n_new: int) -> set[str]:
+    """Keys of the output layer: the tensors whose shapes differ (another number of classes), or, with as
+    many classes on both sides, the last floating tensors with one row per class (weight and bias)."""
+    differ = {k for k, v in fresh.items() if k in state and tuple(state[k].shape) != tuple(v.shape)}
+    if differ:
+        return differ
+    keys = [k for k, v in fresh.items() if v.dim() >= 1 and v.shape[0] == n_new and v.is_floating_point()]
+    return set(keys[-2:])
 
 
 def _previous_summary(path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Examples:
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
   synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
   synthxrd train --init-weights model.pt --out runs/park2 --seed 1   # the run folder is lost: go on from an export
+  synthxrd train --init-weights model.pt --min-count 20 --out runs/more --seed 1   # more classes, same trunk
   torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp   # rank r on cuda:LOCAL_RANK
 """
 
@@ -38,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-weights", metavar="FILE",
                         help="start a new run from the weights of a model or checkpoint (fresh optimizer and warm-up); "
                              "continues a campaign whose run folder is lost from its last export. Give it another "
-                             "--seed than that run's, or it first replays the batches those weights saw (it warns)")
+                             "--seed than that run's, or it first replays the batches those weights saw (it warns). "
+                             "With other classes (another --min-count or statistics) the output rows of the common "
+                             "classes are copied and the new ones start at their prior (it says how many)")
+    parser.add_argument("--min-count", type=int, metavar="N",
+                        help="classes: space groups with >= N structures in the statistics (default 50; use the "
+                             "same N for `synthxrd validation build --min-count`)")
     parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default park_big)")
     parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")
     parser.add_argument("--max-steps", type=int, help="total optimisation steps (default 100000)")
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                  "validation_dir": args.validation_dir, "augment": args.augment,
                  "grid_step": args.grid_step, "renders": args.renders, "clean_fraction": args.clean_fraction, "real": args.real,
                  "real_fraction": args.real_fraction, "threads": args.threads, "max_hours": args.max_hours,
-                 "init_weights": args.init_weights, "clean_input": args.clean_input}
+                 "init_weights": args.init_weights, "clean_input": args.clean_input, "min_count": args.min_count}
     overrides.update(dict(parse_override(item) for item in args.set))
     if args.resume:
         config = resume_config(args.resume, **{k: v for k, v in overrides.items() if k != "out"})
