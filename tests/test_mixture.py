@@ -181,3 +181,32 @@ def test_the_shipped_libraries_hold_every_mass_factor():
     q = mass_factor(_crystal("TiO2_rutile"), d_min=0.9)  # the order of magnitude of the shipped TiO2 entries
     rows = np.flatnonzero((lib.formulas == "TiO2") & (lib.spacegroups == 136))
     assert len(rows) and np.median(lib.mass_factors[rows]) == pytest.approx(q, rel=0.2)
+
+
+def test_screening_holds_the_found_phases_and_finds_the_same_mixture(library, factors):
+    rng = np.random.default_rng(5)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("ZnO_wurtzite")], [0.6, 0.4], rng=rng, zero=0.01)
+    fast = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors)
+    full = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors,
+                           settings=MixtureSettings(screen=False))
+    assert [p.id for p in fast.phases] == [p.id for p in full.phases] == ["TiO2_rutile", "ZnO_wurtzite"]
+    assert [p.weight_fraction for p in fast.phases] == pytest.approx([p.weight_fraction for p in full.phases],
+                                                                     abs=0.01)
+    # steps after the first record the screened Rwp of the chosen candidate; its joint refit is no worse
+    later = [s for s in fast.steps if s.get("step") != 1 and "rwp_screen" in s]
+    assert later and all(s["rwp"] <= s["rwp_screen"] * 1.001 for s in later)
+    assert all("rwp_screen" in s and s["rwp"] == pytest.approx(s["rwp_screen"]) for s in full.steps if "chosen" in s)
+
+
+def test_a_held_phase_keeps_its_cell(library):
+    from synthxrd.mixture import _held
+    from synthxrd.refine import phase_from_library, refine, scaled
+
+    rng = np.random.default_rng(6)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile")], [1.0], rng=rng)
+    model = scaled(phase_from_library(library, "TiO2_rutile"), 1.004)  # 0.4 % off
+    held, free = refine(tt, y, _held(model), wavelength="CuKa", prescan=False), refine(tt, y, model,
+                                                                                      wavelength="CuKa", prescan=False)
+    assert _held(model).n_cell == 0
+    assert held.phases[0].cell[:3] == pytest.approx(model.cell(np.zeros(model.n_cell))[:3], rel=1e-9)
+    assert free.phases[0].cell[0] == pytest.approx(4.5937, rel=2e-3) and free.rwp < held.rwp
