@@ -210,3 +210,27 @@ def test_a_held_phase_keeps_its_cell(library):
     assert _held(model).n_cell == 0
     assert held.phases[0].cell[:3] == pytest.approx(model.cell(np.zeros(model.n_cell))[:3], rel=1e-9)
     assert free.phases[0].cell[0] == pytest.approx(4.5937, rel=2e-3) and free.rwp < held.rwp
+
+
+def test_strain_of_a_scanned_metric_round_trips(library):
+    from synthxrd.mixture import _strain_of
+    from synthxrd.refine import phase_from_library, scaled
+
+    model = phase_from_library(library, "TiO2_rutile")  # tetragonal: two strain components
+    p = np.array([0.003, -0.002])[:model.n_cell]
+    assert _strain_of(model, model.metric(p)) == pytest.approx(p, abs=1e-12)
+    # a cell moved isotropically (the pre-scan's) is a strain of the same phase
+    s = scaled(model, 1.01)
+    assert scaled(model, 1.01).cell(np.zeros(s.n_cell))[0] == pytest.approx(
+        model.cell(_strain_of(model, s.g_star))[0], rel=1e-9)
+
+
+def test_a_second_phase_must_drop_rwp_when_screened(library, factors):
+    rng = np.random.default_rng(1)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.7, 0.3], rng=rng, zero=0.02)
+    strict = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors,
+                             settings=MixtureSettings(min_rwp_drop=0.01, min_screen_drop=0.99))
+    assert [p.id for p in strict.phases] == ["TiO2_rutile"]
+    assert strict.steps[1]["why"].startswith("screened Rwp drop")
+    with pytest.raises(Exception, match="min_screen_drop"):
+        MixtureSettings(min_screen_drop=1.5)
