@@ -234,3 +234,14 @@ def test_a_second_phase_must_drop_rwp_when_screened(library, factors):
     assert strict.steps[1]["why"].startswith("screened Rwp drop")
     with pytest.raises(Exception, match="min_screen_drop"):
         MixtureSettings(min_screen_drop=1.5)
+
+
+def test_bench_summary_reports_cpu_time():
+    from synthxrd.bench.mixtures import _summary, summary_lines
+
+    rows = [{"n_true": 2, "n_found": 2, "n_correct": 2, "n_correct_strict": 2, "exact": True, "exact_strict": True,
+             "wf_errors": [0.01, 0.01], "seconds": 3.0, "cpu_seconds": cpu} for cpu in (0.4, 0.6, 0.8)]
+    summary = _summary(rows)
+    assert summary["cpu_seconds_median"] == pytest.approx(0.6) and summary["seconds_median"] == pytest.approx(3.0)
+    lines = summary_lines({"n_structures": 1, "library": "x", "seed": 1, "summary": {"2": summary}})
+    assert lines[1].split()[-2:] == ["CPU", "s"] and lines[2].split()[-2:] == ["3.00", "0.60"]
