@@ -3,13 +3,16 @@
 The loop (issue 26) is the one a crystallographer runs by hand:
 
 1. search the reference library (:meth:`synthxrd.match.ReferenceLibrary.search`) and refine its best
-   ``n_candidates`` (:func:`synthxrd.refine.refine`), each jointly with the phases already found; the
-   best-fitting one (lowest Rwp) is the next phase;
+   ``n_candidates`` (:func:`synthxrd.refine.refine`); the best-fitting one (lowest Rwp) is the next
+   phase. The first phase is refined alone (and again from refine's isotropic pre-scan); later
+   candidates are screened with the found phases' cells and the profile held, and only the best is
+   refined jointly with everything free (``MixtureSettings.screen``, ``restarts``);
 2. search what the fit leaves unexplained (the observed pattern minus the found phases' calculated
    contributions, clipped at zero; the background stays, the search removes its own) for the next
    candidates, leaving out the phases already found and their look-alikes;
 3. keep a new phase only if the joint fit with it is significantly better (:class:`MixtureSettings`:
-   relative Rwp drop, an F-test on the weighted sum of squares, a minimum weight fraction); stop at the
+   relative Rwp drop, jointly and screened, an F-test on the weighted sum of squares, a minimum weight
+   fraction); stop at the
    first that is not, or at ``max_phases``. With ``phases=N`` the best candidate is kept at every step;
 4. (``"auto"``) prune: each found phase, the least abundant first, is refitted away; it goes if the fit
    without it is not worse by the same criterion (Rwp drop, fraction): a wrong first phase, chosen
@@ -134,7 +137,8 @@ class MixtureSettings:
     def __post_init__(self) -> None:
         checks = {"n_candidates": 1 <= self.n_candidates <= 50,
                   "restart_best": 0 <= self.restart_best <= 50,
-                  "restart_scales": all(0.5 < f < 2 for f in self.restart_scales), "k_search": 1 <= self.k_search <= 500,
+                  "restart_scales": all(0.5 < f < 2 for f in self.restart_scales),
+                  "k_search": 1 <= self.k_search <= 500,
                   "min_rwp_drop": 0 <= self.min_rwp_drop < 1,
                   "min_screen_drop": 0 <= self.min_screen_drop < 1, "max_p_value": 0 < self.max_p_value <= 1,
                   "min_fraction": 0 <= self.min_fraction < 1, "max_points": 100 <= self.max_points <= 100_000,
