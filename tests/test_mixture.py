@@ -181,3 +181,67 @@ def test_the_shipped_libraries_hold_every_mass_factor():
     q = mass_factor(_crystal("TiO2_rutile"), d_min=0.9)  # the order of magnitude of the shipped TiO2 entries
     rows = np.flatnonzero((lib.formulas == "TiO2") & (lib.spacegroups == 136))
     assert len(rows) and np.median(lib.mass_factors[rows]) == pytest.approx(q, rel=0.2)
+
+
+def test_screening_holds_the_found_phases_and_finds_the_same_mixture(library, factors):
+    rng = np.random.default_rng(5)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("ZnO_wurtzite")], [0.6, 0.4], rng=rng, zero=0.01)
+    fast = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors)
+    full = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors,
+                           settings=MixtureSettings(screen=False))
+    assert [p.id for p in fast.phases] == [p.id for p in full.phases] == ["TiO2_rutile", "ZnO_wurtzite"]
+    assert [p.weight_fraction for p in fast.phases] == pytest.approx([p.weight_fraction for p in full.phases],
+                                                                     abs=0.01)
+    # steps after the first record the screened Rwp of the chosen candidate; its joint refit is no worse
+    later = [s for s in fast.steps if s.get("step") != 1 and "rwp_screen" in s]
+    assert later and all(s["rwp"] <= s["rwp_screen"] * 1.001 for s in later)
+    assert all("rwp_screen" in s and s["rwp"] == pytest.approx(s["rwp_screen"]) for s in full.steps if "chosen" in s)
+
+
+def test_a_held_phase_keeps_its_cell(library):
+    from synthxrd.mixture import _held
+    from synthxrd.refine import phase_from_library, refine, scaled
+
+    rng = np.random.default_rng(6)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile")], [1.0], rng=rng)
+    model = scaled(phase_from_library(library, "TiO2_rutile"), 1.004)  # 0.4 % off
+    held, free = refine(tt, y, _held(model), wavelength="CuKa", prescan=False), refine(tt, y, model,
+                                                                                      wavelength="CuKa", prescan=False)
+    assert _held(model).n_cell == 0
+    assert held.phases[0].cell[:3] == pytest.approx(model.cell(np.zeros(model.n_cell))[:3], rel=1e-9)
+    assert free.phases[0].cell[0] == pytest.approx(4.5937, rel=2e-3) and free.rwp < held.rwp
+
+
+def test_strain_of_a_scanned_metric_round_trips(library):
+    from synthxrd.mixture import _strain_of
+    from synthxrd.refine import phase_from_library, scaled
+
+    model = phase_from_library(library, "TiO2_rutile")  # tetragonal: two strain components
+    p = np.array([0.003, -0.002])[:model.n_cell]
+    assert _strain_of(model, model.metric(p)) == pytest.approx(p, abs=1e-12)
+    # a cell moved isotropically (the pre-scan's) is a strain of the same phase
+    s = scaled(model, 1.01)
+    assert scaled(model, 1.01).cell(np.zeros(s.n_cell))[0] == pytest.approx(
+        model.cell(_strain_of(model, s.g_star))[0], rel=1e-9)
+
+
+def test_a_second_phase_must_drop_rwp_when_screened(library, factors):
+    rng = np.random.default_rng(1)
+    tt, y = simulate_mixture([_crystal("TiO2_rutile"), _crystal("Al2O3_corundum")], [0.7, 0.3], rng=rng, zero=0.02)
+    strict = identify_phases(tt, y, library, wavelength="CuKa", mass_factors=factors,
+                             settings=MixtureSettings(min_rwp_drop=0.01, min_screen_drop=0.99))
+    assert [p.id for p in strict.phases] == ["TiO2_rutile"]
+    assert strict.steps[1]["why"].startswith("screened Rwp drop")
+    with pytest.raises(Exception, match="min_screen_drop"):
+        MixtureSettings(min_screen_drop=1.5)
+
+
+def test_bench_summary_reports_cpu_time():
+    from synthxrd.bench.mixtures import _summary, summary_lines
+
+    rows = [{"n_true": 2, "n_found": 2, "n_correct": 2, "n_correct_strict": 2, "exact": True, "exact_strict": True,
+             "wf_errors": [0.01, 0.01], "seconds": 3.0, "cpu_seconds": cpu} for cpu in (0.4, 0.6, 0.8)]
+    summary = _summary(rows)
+    assert summary["cpu_seconds_median"] == pytest.approx(0.6) and summary["seconds_median"] == pytest.approx(3.0)
+    lines = summary_lines({"n_structures": 1, "library": "x", "seed": 1, "summary": {"2": summary}})
+    assert lines[1].split()[-2:] == ["CPU", "s"] and lines[2].split()[-2:] == ["3.00", "0.60"]

@@ -765,16 +765,24 @@ def _solve_linear(setup: _Setup, a: np.ndarray) -> np.ndarray:
     if nb:
         # the background's weighted, normalised columns and their products are the same at every evaluation
         bn, bnorms, gram_bb, rhs_b = setup.background_normal
-        pw = a[:, :-nb] * setup.sw[:, None]
+        npc = a.shape[1] - nb
+        pw = a[:, :npc] * setup.sw[:, None]
         pnorms = np.sqrt(np.einsum("ij,ij->j", pw, pw))
         pnorms[pnorms == 0] = 1.0
         pn = pw / pnorms
-        cross = pn.T @ bn
-        gram = np.block([[pn.T @ pn, cross], [cross.T, gram_bb]])
+        # the normal matrix filled in place (np.block costs more than the products at this size)
+        gram = np.empty((npc + nb, npc + nb))
+        gram[:npc, :npc] = pn.T @ pn
+        gram[:npc, npc:] = cross = pn.T @ bn
+        gram[npc:, :npc] = cross.T
+        gram[npc:, npc:] = gram_bb
+        gram.flat[::npc + nb + 1] += 1e-12 * np.trace(gram)
+        rhs = np.empty(npc + nb)
+        rhs[:npc] = pn.T @ yw
+        rhs[npc:] = rhs_b
         norms = np.concatenate([pnorms, bnorms])
         try:
-            sol = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)),
-                                  np.concatenate([pn.T @ yw, rhs_b])) / norms
+            sol = np.linalg.solve(gram, rhs) / norms
         except np.linalg.LinAlgError:
             sol = None
         if sol is not None and np.all(sol[:-nb] >= 0):
