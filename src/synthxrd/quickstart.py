@@ -156,7 +156,10 @@ def format_predictions(rows: list[dict[str, Any]]) -> str:
         true = f"{r['spacegroup']:3d} {r['symbol']}" + ("" if r["known"] else " *")
         top = "  ".join(f"{g:3d} ({q:.2f})" for g, q in r["top5"])
         m = r.get("best_match")
-        match = f"  {m['id']} {m['formula']} {m['spacegroup']} ({m['score']:.2f}) {m.get('mineral', '')}" if m else ""
+        # an isotype that the refinement added has no search score: its fit stands instead
+        score = f"Rwp {m['rwp']:.2f}" if m and not m["score"] and m.get("rwp") is not None else \
+            f"{m['score']:.2f}" if m else ""
+        match = f"  {m['id']} {m['formula']} {m['spacegroup']} ({score}) {m.get('mineral', '')}" if m else ""
         lines.append(f"{r['file']:16s} {true:14s} {top:64s} {'yes' if r['top1_hit'] else 'no':>5s} "
                      f"{'yes' if r['top5_hit'] else 'no':>5s}{match}".rstrip())
     return "\n".join(lines)
