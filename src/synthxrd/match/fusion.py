@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import DataError
+from synthxrd.match.evidence import evidence_array, evidence_scores
 from synthxrd.wyckoff import N_SPACEGROUPS
 
 __all__ = ["FusionRule", "match_features", "evidence_scores", "match_table", "matches_from_table", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
@@ -119,38 +120,6 @@ def matches_from_table(table) -> list[list]:
                    fom=None if math.isnan(f) else float(f))
              for s, g, r, f in zip(table["scores"][i], table["spacegroups"][i], rwp[i], fom[i]) if g > 0]
             for i in range(n)]
-
-
-def evidence_scores(matches: Sequence, w_fit: float = 0.0) -> np.ndarray:
-    """(K,) the score each match is weighed by.
-
-    Without refinement (no match carries a figure of merit, or ``w_fit`` 0) the search's scores
-    ``s_j``. With it (``search(refine=...)``: the best candidates fitted to the pattern,
-    :mod:`synthxrd.match.rerank`), each refined match's score also holds how well it fits,
-
-        e_j = s_j - w_fit ln(fom_j / fom_min),
-
-    ``fom_min`` the best figure of merit of the pattern's refined matches (an isotype that the
-    refinement added, which the search did not score, takes the best search score of the refined
-    ones); matches not refined keep ``s_j``. ``w_fit`` (score units per unit of ln fom) is fitted with
-    the rule, so the data decide how much the fit outweighs the search's score.
-    """
-    scores = np.array([[m.score for m in matches]], np.float64)
-    fom = np.array([[math.nan if getattr(m, "fom", None) is None else m.fom for m in matches]], np.float64)
-    return _evidence(scores, fom, w_fit)[0]
-
-
-def _evidence(scores: np.ndarray, fom: np.ndarray, w_fit: float) -> np.ndarray:
-    """:func:`evidence_scores` of (N, K) scores and figures of merit (NaN: not refined; score -inf: padding)."""
-    refined = np.isfinite(fom) & (fom > 0) & np.isfinite(scores)
-    if w_fit <= 0 or not refined.any():
-        return scores
-    with np.errstate(invalid="ignore", divide="ignore"):
-        top = np.where(refined, scores, -np.inf).max(axis=1, keepdims=True)
-        log_fom = np.log(np.where(refined, fom, 1.0))
-        best_fit = np.where(refined, log_fom, np.inf).min(axis=1, keepdims=True)
-        e = np.where(scores > 0, scores, top) - w_fit * (log_fom - best_fit)
-    return np.where(refined, e, scores)
 
 
 def match_features(matches: Sequence, w_fit: float = 0.0) -> tuple[float, float]:
@@ -403,7 +372,7 @@ class FusionRule:
         for i, ms in enumerate(matches):
             for j, m in enumerate(ms):
                 scores[i, j], groups[i, j] = m.score, m.spacegroup
-                fom[i, j] = math.nan if m.fom is None else m.fom
+                fom[i, j] = math.nan if getattr(m, "fom", None) is None else m.fom
         same = groups == labels[:, None]
         refined = bool(np.isfinite(fom).any())
         rows = np.arange(len(labels))
@@ -412,7 +381,7 @@ class FusionRule:
 
         def nll(theta: np.ndarray) -> float:
             log_t, b, ws, wm = theta[:4]
-            e = _evidence(scores, fom, abs(theta[4]) if refined else 0.0)
+            e = evidence_array(scores, fom, abs(theta[4]) if refined else 0.0)
             best = np.argmax(e, axis=1)
             s1 = e[rows, best]
             other = np.where((groups != groups[rows, best][:, None]) & np.isfinite(e), e, -np.inf).max(axis=1)

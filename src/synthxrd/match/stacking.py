@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from synthxrd.match.evidence import evidence_scores
+
 __all__ = ["STACK_FEATURES", "group_features", "match_arrays", "stacked_probabilities", "fit_stacking",
            "fit_logistic", "logistic"]
 
@@ -42,10 +44,8 @@ _FLOOR = 1e-6
 
 
 def match_arrays(matches, w_fit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) scores (:func:`synthxrd.match.fusion.evidence_scores`) and space groups of N match lists
+    """(N, K) scores (:func:`synthxrd.match.evidence.evidence_scores`) and space groups of N match lists
     (``Match`` objects), best first; groups 0 pad."""
-    from synthxrd.match.fusion import evidence_scores
-
     k = max((len(m) for m in matches), default=0) or 1
     scores = np.zeros((len(matches), k))
     groups = np.zeros((len(matches), k), np.int64)

@@ -70,7 +70,8 @@ from synthxrd.real.crystals import (
     build_real_set,
     read_failures,
 )
-from synthxrd.real.compact import SHIPPED_NAME, build_shipped_set, load_compact, save_compact, shipped_path
+from synthxrd.real.compact import SHIPPED_NAME, load_compact, save_compact, shipped_path
+from synthxrd.real.shipped import build_shipped_set
 from synthxrd.real.perturbation import SUBSTITUTION_GROUPS, PerturbConfig, perturb, substitution_candidates
 
 __all__ = [

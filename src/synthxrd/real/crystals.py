@@ -17,6 +17,7 @@ import numpy as np
 
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.pool import chunked, imap_bounded, outcomes
+from synthxrd.real.compact import KIND
 from synthxrd.structure import CrystalBatch
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KIND", "FORMAT_VERSION", "MAX_SITES", "MAX_VOLUME", "RealCrystals", "build_real_set", "read_failures"]
 
-#: ``metadata["kind"]`` of a real crystal set.
-KIND = "synthxrd.real_set"
 #: Layout of the file; a newer one is refused.
 FORMAT_VERSION = 1
 #: Filters of the generator (as the validation set ``match``): asymmetric-unit sites and Å^3.

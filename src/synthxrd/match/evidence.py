@@ -1,0 +1,46 @@
+"""The score each search-match candidate is weighed by in the fusion (:mod:`synthxrd.match.fusion`).
+
+Its own module so that the fusion and its stacking form (:mod:`synthxrd.match.stacking`) share it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["evidence_scores", "evidence_array"]
+
+
+def evidence_scores(matches: Sequence, w_fit: float = 0.0) -> np.ndarray:
+    """(K,) the score each match is weighed by.
+
+    Without refinement (no match carries a figure of merit, or ``w_fit`` 0) the search's scores
+    ``s_j``. With it (``search(refine=...)``: the best candidates fitted to the pattern,
+    :mod:`synthxrd.match.rerank`), each refined match's score also holds how well it fits,
+
+        e_j = s_j - w_fit ln(fom_j / fom_min),
+
+    ``fom_min`` the best figure of merit of the pattern's refined matches (an isotype that the
+    refinement added, which the search did not score, takes the best search score of the refined
+    ones); matches not refined keep ``s_j``. ``w_fit`` (score units per unit of ln fom) is fitted with
+    the rule, so the data decide how much the fit outweighs the search's score.
+    """
+    scores = np.array([[m.score for m in matches]], np.float64)
+    fom = np.array([[math.nan if getattr(m, "fom", None) is None else m.fom for m in matches]], np.float64)
+    return evidence_array(scores, fom, w_fit)[0]
+
+
+def evidence_array(scores: np.ndarray, fom: np.ndarray, w_fit: float) -> np.ndarray:
+    """:func:`evidence_scores` of (N, K) scores and figures of merit (NaN: not refined; score -inf: padding)."""
+    refined = np.isfinite(fom) & (fom > 0) & np.isfinite(scores)
+    if w_fit <= 0 or not refined.any():
+        return scores
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = np.where(refined, scores, -np.inf).max(axis=1, keepdims=True)
+        log_fom = np.log(np.where(refined, fom, 1.0))
+        best_fit = np.where(refined, log_fom, np.inf).min(axis=1, keepdims=True)
+        e = np.where(scores > 0, scores, top) - w_fit * (log_fom - best_fit)
+    return np.where(refined, e, scores)
