@@ -7,7 +7,8 @@ found with the stated ones. Fetches nothing: point it at ``tests/data/mixtures_m
 precursor mixtures, 8-min scans, shipped) or at a checkout of the sources named in that folder's
 ``SOURCE.md`` (dara's 2-min scans, XRD-AutoAnalyzer's ``Example/Spectra``).
 
-File names (the sources' conventions):
+The stated phases come from the folder's ``mixtures.csv`` (:func:`read_manifest`) where it lists the
+file, else from the file name (the sources' conventions):
 
 * dara: ``Formula1_0p3022-Formula2_0p5014[-Formula3_0p2004]--8min.xrdml``: weighed masses (g),
   normalised to weight fractions; ``LaOH3`` and ``La(OH)3`` both mean La(OH)3.
@@ -43,7 +44,7 @@ PATTERN_SUFFIXES = {".xrdml", ".xy", ".xye", ".raw", ".txt", ".dat", ".csv", ".b
 ALIASES = {"LaOH3": "La(OH)3", "Bi2O3-alpha": "Bi2O3", "Bi2O3-beta": "Bi2O3", "NaAlO2-1.5H2O": "NaAlO3.5H3"}
 # space groups of the usual ambient polymorphs of the sources' precursors (for the ``sg_ok`` column)
 EXPECTED_SG = {"In2O3": {206}, "La(HO)3": {176}, "TiO2": {136, 141}, "MnCO3": {167}, "Li2CO3": {15},
-               "ZrO2": {14}, "NiO": {225}, "Bi2O3": {14}, "ZnO": {186}, "V2O5": {59}, "Mn2O3": {206},
+               "ZrO2": {14}, "NiO": {225}, "Bi2O3": {14, 114}, "ZnO": {186}, "V2O5": {59}, "Mn2O3": {206},
                "MnO": {225}, "MnO2": {136}, "LiF": {225}, "Li2MnO3": {12}, "LiMnO2": {59}, "Cr2O3": {167},
                "Fe3O4": {227}, "HfO2": {14}, "Y2O3": {206}, "Li2TiO3": {15}, "LiCoO2": {166}, "K2SO4": {62},
                "CuO": {15}, "Ga2O3": {12}, "GeO2": {152, 154}, "SnO2": {136}, "CaCO3": {167},
@@ -86,52 +87,114 @@ def _near(a: str, b: str, tol: float = 0.02) -> bool:
     return set(ca) == set(cb) and all(abs(ca[e] - cb[e]) <= tol for e in ca)
 
 
-def score_pattern(path: Path, library, *, wavelength, chemistry: bool, max_phases: int = 4) -> dict:
+def read_manifest(folder: Path) -> dict[str, list[dict]]:
+    """``mixtures.csv`` of a folder (columns file, phase, weight_percent, formula, accept), or {}.
+
+    ``formula``: a representative formula (its elements feed the chemistry filter); ``accept``: what
+    counts as the phase, ``|``-separated formulas (same reduced formula) and mineral names (the
+    library's ``minerals``), e.g. ``Al2Si2H4O9|kaolinite|dickite|nacrite``."""
+    import csv
+
+    path = folder / "mixtures.csv"
+    if not path.is_file():
+        return {}
+    out: dict[str, list[dict]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            w = row.get("weight_percent") or ""
+            out.setdefault(row["file"], []).append({
+                "name": row["phase"], "formula": row["formula"], "fraction": float(w) / 100 if w else None,
+                "accept": [a.strip() for a in row["accept"].split("|") if a.strip()]})
+    return out
+
+
+def _stated_entries(path: Path, manifest: dict) -> list[dict] | None:
+    if path.name in manifest:
+        return manifest[path.name]
+    stated = stated_phases(path)
+    if stated is None:
+        return None
+    return [{"name": f, "formula": f, "fraction": w, "accept": [f]} for f, w in stated]
+
+
+def _is_formula(text: str) -> bool:
+    from pymatgen.core import Composition
+
+    if not text[:1].isupper():
+        return False
+    try:
+        Composition(text)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def _accepts(accept: list[str], formulas: set[str], minerals: set[str], grouped: bool) -> bool:
+    from pymatgen.core import Composition
+
+    for a in accept:
+        if _is_formula(a):
+            reduced = Composition(a).reduced_formula
+            if reduced in formulas or grouped and any(_near(reduced, f) for f in formulas):
+                return True
+        elif a.lower() in minerals:
+            return True
+    return False
+
+
+def score_pattern(path: Path, library, *, wavelength, chemistry: bool, max_phases: int = 4,
+                  manifest: dict | None = None) -> dict:
     from pymatgen.core import Composition
 
     from synthxrd.io import read_pattern
     from synthxrd.mixture import identify_phases
 
-    stated = stated_phases(path)
+    stated = _stated_entries(path, manifest or {})
     two_theta, intensities, meta = read_pattern(path)
     elements = None
     if chemistry:
-        elements = sorted({str(e) for f, _ in stated for e in Composition(f).elements})
+        elements = sorted({str(e) for s in stated for e in Composition(s["formula"]).elements})
     t0 = time.perf_counter()
     mix = identify_phases(two_theta, intensities, library, phases="auto", wavelength=wavelength,
                           elements=elements, only_elements=chemistry, max_phases=max_phases)
     seconds = time.perf_counter() - t0
     index = {str(i): k for k, i in enumerate(library.ids)}
-    reduced = [Composition(f).reduced_formula for f, _ in stated]
+    minerals = library.minerals if library.minerals is not None else np.array([""] * len(library.ids))
     rows = []
     for p in mix.phases:
-        alts = {str(library.formulas[index[a]]) for a in p.alternatives if a in index}
+        alt_rows = [index[a] for a in p.alternatives if a in index]
         rows.append({"id": p.id, "formula": p.formula, "spacegroup": int(p.spacegroup),
+                     "mineral": str(minerals[p.index]),
                      "weight_fraction": p.weight_fraction, "intensity_share": p.intensity_share,
-                     "alternative_formulas": sorted(alts)})
-    result = {"file": path.name, "chemistry": chemistry, "stated": [[f, w] for f, w in stated],
+                     "alternative_formulas": sorted({str(library.formulas[k]) for k in alt_rows}),
+                     "alternative_minerals": sorted({str(minerals[k]) for k in alt_rows} - {""})})
+    result = {"file": path.name, "chemistry": chemistry,
+              "stated": [[s["name"], s["fraction"]] for s in stated],
               "found": rows, "rwp": mix.rwp, "seconds": seconds}
     for name in ("strict", "grouped"):
+        grouped = name == "grouped"
         matched = {}  # stated index -> found index
         for j, r in enumerate(rows):
-            names = {r["formula"]} | (set(r["alternative_formulas"]) if name == "grouped" else set())
-            for t, f in enumerate(reduced):
-                if t not in matched and (f in names or name == "grouped" and any(_near(f, n) for n in names)):
+            formulas = {r["formula"]} | (set(r["alternative_formulas"]) if grouped else set())
+            mins = {r["mineral"].lower()} | ({m.lower() for m in r["alternative_minerals"]} if grouped else set())
+            for t, st in enumerate(stated):
+                if t not in matched and _accepts(st["accept"], formulas, mins - {""}, grouped):
                     matched[t] = j
                     break
         result[name] = {str(t): j for t, j in matched.items()}
     matched = {int(t): j for t, j in result["grouped"].items()}
+    reduced = [Composition(s["formula"]).reduced_formula for s in stated]
     result["n_stated"], result["n_found"], result["n_correct"] = len(stated), len(rows), len(matched)
     result["n_correct_strict"] = len(result["strict"])
     result["sg_ok"] = sum(rows[j]["formula"] == reduced[t] and rows[j]["spacegroup"] in EXPECTED_SG.get(reduced[t], ())
                           for t, j in matched.items())
     result["n_sg_known"] = sum(f in EXPECTED_SG for f in reduced)
     result["exact"] = len(matched) == len(stated) == len(rows)
-    weights = [w for _, w in stated]
+    weights = [s["fraction"] for s in stated]
     main = int(np.argmax(weights)) if None not in weights and max(weights) > min(weights) + 1e-3 else None
     result["main_found"] = None if main is None else main in matched
-    result["wf_errors"] = [abs(rows[j]["weight_fraction"] - stated[t][1]) for t, j in matched.items()
-                           if stated[t][1] is not None and rows[j]["weight_fraction"] is not None]
+    result["wf_errors"] = [abs(rows[j]["weight_fraction"] - stated[t]["fraction"]) for t, j in matched.items()
+                           if stated[t]["fraction"] is not None and rows[j]["weight_fraction"] is not None]
     return result
 
 
@@ -153,11 +216,12 @@ def summary(results: list[dict]) -> dict:
 
 
 def _fmt(r: dict) -> str:
-    found = ", ".join(f"{p['formula']} {p['spacegroup']}"
+    found = ", ".join(f"{p['formula']}{' (' + p['mineral'] + ')' if p.get('mineral') else ''} {p['spacegroup']}"
                       + (f" {100 * p['weight_fraction']:.0f}%" if p["weight_fraction"] is not None else "")
                       for p in r["found"])
     stated = ", ".join(f + (f" {100 * w:.0f}%" if w is not None else "") for f, w in r["stated"])
-    return f"{r['file']}\n    stated: {stated}\n    found:  {found}  (Rwp {r['rwp']:.3f}, {r['n_correct']}/{r['n_stated']})"
+    return (f"{r['file']}\n    stated: {stated}\n    found:  {found}  "
+            f"(Rwp {r['rwp']:.3f}, {r['n_correct']}/{r['n_stated']})")
 
 
 def main(argv=None) -> int:
@@ -177,8 +241,9 @@ def main(argv=None) -> int:
     except ValueError:
         wavelength = args.wavelength
     library = ReferenceLibrary.load()
+    manifest = read_manifest(args.folder)
     files = sorted(p for p in args.folder.glob(args.glob)
-                   if p.suffix.lower() in PATTERN_SUFFIXES and stated_phases(p) is not None)
+                   if p.suffix.lower() in PATTERN_SUFFIXES and _stated_entries(p, manifest) is not None)
     if not files:
         print(f"no composition-named patterns in {args.folder}", file=sys.stderr)
         return 1
@@ -187,7 +252,7 @@ def main(argv=None) -> int:
         results = []
         for path in files:
             r = score_pattern(path, library, wavelength=wavelength, chemistry=chemistry,
-                             max_phases=args.max_phases)
+                             max_phases=args.max_phases, manifest=manifest)
             results.append(r)
             if not args.quiet:
                 print(_fmt(r), flush=True)
@@ -197,7 +262,8 @@ def main(argv=None) -> int:
         wf = "-" if s["wf_mae_points"] is None else f"{s['wf_mae_points']:.1f} ({s['n_wf']} phases)"
         wfx = "-" if s["wf_mae_exact_points"] is None else f"{s['wf_mae_exact_points']:.1f}"
         print(f"{key}: n {s['n']}  exact set {s['exact']:.2f}  precision {s['precision']:.2f}  "
-              f"recall {s['recall']:.2f} (strict {s['recall_strict']:.2f}, usual polymorph {s['sg_ok']:.2f} of those known)  "
+              f"recall {s['recall']:.2f} (strict {s['recall_strict']:.2f}, "
+              f"usual polymorph {s['sg_ok']:.2f} of those known)  "
               f"main phase found {s['main_found'] if s['main_found'] is None else round(s['main_found'], 2)}  "
               f"wf MAE {wf}, on exact sets {wfx}  median {s['seconds_median']:.1f} s/pattern", flush=True)
     if args.json:
