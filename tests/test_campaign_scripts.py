@@ -86,7 +86,8 @@ def test_the_learning_curve_plot_is_written(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("script", ["ship_model.py", "learning_curve.py", "fit_fusion.py", "class_threshold.py"])
+@pytest.mark.parametrize("script", ["ship_model.py", "learning_curve.py", "fit_fusion.py", "class_threshold.py",
+                                    "score_measured_mixtures.py"])
 def test_the_campaign_scripts_parse_their_options(script):
     """The scripts are thin: their --help runs (the package importable from where they stand)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -135,3 +136,29 @@ def test_class_threshold_counts_coverage_and_per_class_accuracy_by_hand():
     bins = ct.bin_classes(per, bins=(50, 75, 10**9))
     assert [(b["count"], b["classes"], b["crystals"], b["top1"]) for b in bins] == [("50-74", 1, 2, 0.5),
                                                                                    (">= 75", 1, 1, 1.0)]
+
+
+def test_the_measured_mixture_scorer_reads_the_sources_file_names(tmp_path):
+    """scripts/score_measured_mixtures.py: the phases and weight fractions each source's file names
+    state (dara's weighed grams, dara's earlier equal-weight names, XRD-AutoAnalyzer's phase lists),
+    and a folder's mixtures.csv before the name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("score_measured_mixtures",
+                                                  REPO_ROOT / "scripts" / "score_measured_mixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    got = mod.stated_phases(Path("In2O3_0p3022-LaOH3_0p5014-TiO2_0p2004--8min.xrdml"))
+    assert [f for f, _ in got] == ["In2O3", "La(OH)3", "TiO2"]
+    assert [w for _, w in got] == pytest.approx([0.3022 / 1.004, 0.5014 / 1.004, 0.2004 / 1.004])
+    got = mod.stated_phases(Path("NaAlO2-1.5H2O_V2O5_CuO_Li3PO4.12-min.xrdml"))
+    assert [f for f, _ in got] == ["NaAlO3.5H3", "V2O5", "CuO", "Li3PO4"] and {w for _, w in got} == {0.25}
+    assert mod.stated_phases(Path("Li2MnO3+MnO+TiO2.xy")) == [("Li2MnO3", None), ("MnO", None), ("TiO2", None)]
+    assert mod.stated_phases(Path("sample_A.xy")) is None
+    (tmp_path / "mixtures.csv").write_text("file,phase,weight_percent,formula,accept\n"
+                                           "Mix1.xy,Kaolinite,12,Al2Si2O5(OH)4,Al2Si2O5(OH)4|kaolinite\n")
+    (entry,) = mod.read_manifest(tmp_path)["Mix1.xy"]
+    assert entry["fraction"] == pytest.approx(0.12) and entry["accept"] == ["Al2Si2O5(OH)4", "kaolinite"]
+    assert mod._accepts(entry["accept"], {"Al2Si2H4O9"}, set(), grouped=False)
+    assert mod._accepts(entry["accept"], {"X"}, {"kaolinite"}, grouped=False)
+    assert mod._near("Ni31.84O32", "NiO") and not mod._near("Mg0.02V4O10", "V2O5")

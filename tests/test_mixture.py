@@ -245,3 +245,24 @@ def test_bench_summary_reports_cpu_time():
     assert summary["cpu_seconds_median"] == pytest.approx(0.6) and summary["seconds_median"] == pytest.approx(3.0)
     lines = summary_lines({"n_structures": 1, "library": "x", "seed": 1, "summary": {"2": summary}})
     assert lines[1].split()[-2:] == ["CPU", "s"] and lines[2].split()[-2:] == ["3.00", "0.60"]
+
+
+MEASURED = Path(__file__).parent / "data" / "mixtures_measured"
+
+
+def test_a_measured_two_phase_mixture_of_stated_weights():
+    """dara's measured precursor mixture (AERIS, Cu K-alpha1/2, 8-min scan) of 40.1 wt% TiO2 and 59.9 wt%
+    ZnO (tests/data/mixtures_measured/SOURCE.md), searched in the shipped library with the chemistry
+    filter: both phases found, ZnO the main one, weight fractions within 10 points of the weighed ones."""
+    from synthxrd.io import read_pattern
+
+    tt, y, meta = read_pattern(MEASURED / "TiO2_0p4009-ZnO_0p6010--8min.xrdml")
+    assert meta["kalpha2"] == pytest.approx(1.544426)
+    mix = identify_phases(tt, y, ReferenceLibrary.load(), wavelength="CuKa", phases="auto",
+                          elements=["Ti", "Zn", "O"], only_elements=True)
+    formulas = [p.formula for p in mix.phases]
+    assert formulas[0] == "ZnO" and mix.phases[0].spacegroup == 186  # wurtzite, the main phase
+    assert sorted(formulas) == ["TiO2", "ZnO"]
+    wf = {p.formula: p.weight_fraction for p in mix.phases}
+    assert wf["ZnO"] == pytest.approx(0.601, abs=0.10) and wf["TiO2"] == pytest.approx(0.399, abs=0.10)
+    assert mix.rwp < 0.15
