@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from synthxrd.real import PerturbConfig, RealCrystals, perturb, shipped_path
-from synthxrd.real.compact import file_sha256, load_compact, real_set_record, save_compact
+from synthxrd.dataset import sha256_file
+from synthxrd.real.compact import load_compact, real_set_record, save_compact
 from synthxrd.split import load_split
 from synthxrd.structure import CrystalBatch
 
@@ -172,7 +173,7 @@ def test_train_mixes_the_shipped_set_by_default_and_records_it(tmp_path):
     assert main(_train_flags(tmp_path / "on")) == 0
     run = json.loads((tmp_path / "on" / "run.json").read_text())
     assert run["config"]["real"] == "shipped" and run["config"]["real_fraction"] == 0.5
-    assert run["real"]["shipped"] and run["real"]["sha256"] == file_sha256(shipped_path())
+    assert run["real"]["shipped"] and run["real"]["sha256"] == sha256_file(shipped_path())
     assert run["real"]["n_crystals"] == len(RealCrystals.load())
     assert 'real = "shipped"' in (tmp_path / "on" / "config.toml").read_text()
 

@@ -34,7 +34,6 @@ every rebuilt crystal its label and that simulated patterns agree with those of 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -42,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from synthxrd.dataset import sha256_file
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.structure import CrystalBatch
 
 __all__ = ["KIND", "SHIPPED", "SHIPPED_NAME", "COMPACT_FORMAT", "FRAC_SCALE", "shipped_path", "resolve_real", "real_set_record", "is_compact",
-           "save_compact", "load_compact", "add_operations", "file_sha256"]
+           "save_compact", "load_compact", "add_operations"]
 
 #: Name that selects the shipped set (``RealCrystals.load("shipped")``, ``synthxrd train --real shipped``).
 #: ``metadata["kind"]`` of a real crystal set (HDF5 or compact).
@@ -77,15 +77,6 @@ def is_compact(path: str | Path) -> bool:
         return False
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (the fingerprint of a real crystal set a run records)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_real(name: str | Path | None) -> Path:
     """The file of a real crystal set: ``None`` or ``"shipped"`` is the shipped set, anything else a path."""
     return shipped_path() if name is None or str(name) == SHIPPED_NAME else Path(name)
@@ -98,7 +89,7 @@ def real_set_record(name: str | Path | None) -> dict[str, Any]:
     path = resolve_real(name)
     record: dict[str, Any] = {"name": str(name) if name is not None else SHIPPED_NAME, "file": path.name,
                               "shipped": path.resolve() == shipped_path().resolve(), "bytes": path.stat().st_size,
-                              "sha256": file_sha256(path)}
+                              "sha256": sha256_file(path)}
     if is_compact(path):
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["metadata"].tobytes().decode("utf-8"))

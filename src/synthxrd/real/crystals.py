@@ -119,9 +119,9 @@ class RealCrystals:
     @cached_property
     def sha256(self) -> str | None:
         """SHA-256 of the file's bytes (the fingerprint a training run records), None when not read from a file."""
-        from synthxrd.real.compact import file_sha256
+        from synthxrd.dataset import sha256_file
 
-        return None if self.path is None else file_sha256(self.path)
+        return None if self.path is None else sha256_file(self.path)
 
     @property
     def is_shipped(self) -> bool:
@@ -184,13 +184,7 @@ class RealCrystals:
         ConfigError
             If ``n < 0`` or no crystal has a label among ``classes``.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(f"sample: n must be an integer >= 0, got {n!r}")
-        if classes is not None:
-            classes = (classes if isinstance(classes, np.ndarray) else np.array(list(classes))).reshape(-1)
-            if classes.size and classes.dtype.kind not in "iu":
-                raise ConfigError(f"sample: classes must be ITA numbers, got {classes!r:.80}")
-        batch = self.take(self.draw(n, rng, classes=classes))
+        batch = self.take(self.draw(n, rng, classes=classes))  # draw checks the arguments
         return batch, batch.spacegroups.copy()
 
     def draw(self, n: int, rng: np.random.Generator, *, classes: Iterable[int] | None = None) -> np.ndarray:
@@ -310,6 +304,18 @@ def _reason_category(reason: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "#", reason.split("\n", 1)[0])[:100]
 
 
+def batch_of(items: Sequence) -> CrystalBatch:
+    """One :class:`~synthxrd.structure.CrystalBatch` of analysed crystals (``lattice``, ``frac``, ``numbers``,
+    ``occupancies`` and ``label`` each), labelled."""
+    offsets = np.zeros(len(items) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(it.numbers) for it in items])
+    return CrystalBatch(np.array([it.lattice for it in items]).reshape(-1, 3, 3),
+                        np.concatenate([it.frac for it in items]).reshape(-1, 3),
+                        np.concatenate([it.numbers for it in items]).astype(np.int64),
+                        np.concatenate([it.occupancies for it in items]), offsets,
+                        spacegroups=np.array([it.label for it in items], np.int64))
+
+
 def build_real_set(source: str | Path, out: str | Path, *, split: str | Path | Split | None = None,
                    statistics: str | Path | Statistics | None = None, classes: Iterable[int] | None = None,
                    min_count: int | None = None, max_sites: int = MAX_SITES, max_volume: float = MAX_VOLUME,
@@ -422,13 +428,8 @@ def build_real_set(source: str | Path, out: str | Path, *, split: str | Path | S
     if np.intersect1d(ids, test_ids).size or not np.isin(ids, stat_ids).all():  # defensive
         raise DataError("real set: a kept id is not in the statistics part of the split; nothing was written")
 
-    labels = np.array([it.label for it in kept], np.int64)
-    offsets = np.zeros(len(kept) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(it.numbers) for it in kept])
-    batch = CrystalBatch(np.array([it.lattice for it in kept]).reshape(-1, 3, 3),
-                         np.concatenate([it.frac for it in kept]).reshape(-1, 3),
-                         np.concatenate([it.numbers for it in kept]).astype(np.int64),
-                         np.concatenate([it.occupancies for it in kept]), offsets, spacegroups=labels)
+    batch = batch_of(kept)
+    labels = batch.spacegroups
     extra = {"n_sites": np.array([it.n_sites for it in kept], np.int64),
              "conventional_volume": np.array([it.volume for it in kept], np.float64),
              "ordered": np.array([it.ordered for it in kept], bool)}
@@ -458,7 +459,7 @@ def build_real_set(source: str | Path, out: str | Path, *, split: str | Path | S
                    "n_label_not_a_class": reasons["class"], "n_too_many_sites": reasons["sites"],
                    "n_volume_too_large": reasons["volume"], "n_kept": len(kept),
                    "n_kept_partially_occupied": int((~extra["ordered"]).sum()),
-                   "n_classes_present": int(len(groups)), "n_atoms": int(offsets[-1])},
+                   "n_classes_present": int(len(groups)), "n_atoms": int(batch.offsets[-1])},
         "class_counts": {str(int(g)): int(c) for g, c in zip(groups, group_counts)},
         "failure_reasons": dict(Counter(_reason_category(f["reason"]) for f in failures).most_common()),
         "failures_listed": failures[:_MAX_LISTED_FAILURES],

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from synthxrd.errors import DataError
-from synthxrd.real.compact import (FRAC_SCALE, LICENCES, save_compact, load_compact, add_operations, file_sha256)
+from synthxrd.real.crystals import batch_of
+from synthxrd.real.compact import (FRAC_SCALE, LICENCES, save_compact, load_compact, add_operations)
+from synthxrd.dataset import sha256_file
 from synthxrd.structure import CrystalBatch
 
 __all__ = ["build_shipped_set", "verify_compact"]
@@ -26,7 +28,7 @@ __all__ = ["build_shipped_set", "verify_compact"]
 def _source_record(path: Path, name: str) -> dict[str, Any]:
     """A source as recorded in the set: its file name (no machine path), size and SHA-256."""
     return {"name": name, "file": path.name, "bytes": path.stat().st_size if path.is_file() else None,
-            "sha256": file_sha256(path) if path.is_file() else None, "licence": LICENCES.get(name)}
+            "sha256": sha256_file(path) if path.is_file() else None, "licence": LICENCES.get(name)}
 
 
 def _analyse(source: Path, ids: list[str] | None, ctx, workers: int, label: str, progress: bool, total: int):
@@ -140,13 +142,8 @@ def build_shipped_set(collection: str | Path, minerals: str | Path | None, out: 
         raise DataError("no crystal kept; nothing was written")
 
     items = [it for it, _ in kept]
-    labels = np.array([it.label for it in items], np.int64)
-    offsets = np.zeros(len(items) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(it.numbers) for it in items])
-    batch = CrystalBatch(np.array([it.lattice for it in items]).reshape(-1, 3, 3),
-                         np.concatenate([it.frac for it in items]).reshape(-1, 3),
-                         np.concatenate([it.numbers for it in items]).astype(np.int64),
-                         np.concatenate([it.occupancies for it in items]), offsets, spacegroups=labels)
+    batch = batch_of(items)
+    labels = batch.spacegroups
     ids = np.array([it.id for it in items], dtype=str)
     extra = {"n_sites": np.array([it.n_sites for it in items], np.int64),
              "conventional_volume": np.array([it.volume for it in items], np.float64),
@@ -172,7 +169,7 @@ def build_shipped_set(collection: str | Path, minerals: str | Path | None, out: 
         "classes": list(cls), "min_count": min_count,
         "filters": {"symprec": stat.symprec, "max_sites": MAX_SITES, "max_volume": MAX_VOLUME,
                     "frac_scale": FRAC_SCALE},
-        "counts": {"n_kept": len(items), "n_atoms": int(offsets[-1]), "n_classes_present": int(len(groups_present)),
+        "counts": {"n_kept": len(items), "n_atoms": int(batch.offsets[-1]), "n_classes_present": int(len(groups_present)),
                    "n_kept_partially_occupied": int((~extra["ordered"]).sum()),
                    "per_source": counts},
         "class_counts": {str(int(g)): int(c) for g, c in zip(groups_present, group_counts)},
