@@ -10,6 +10,11 @@ of its margin over the best match of another space group,
 
     c = sigmoid(b + w_s s_1 + w_m (s_1 - s_other)).
 
+Where the search's best candidates were refined and re-ranked (a rule fitted so is ``refined``), each
+refined match's score also holds its fit, ``s_j - w_fit ln(fom_j / fom_min)``
+(:func:`synthxrd.match.evidence.evidence_scores`, ``w_fit`` fitted with the rule), and these scores
+take the place of ``s_j`` in ``p_match``, ``c`` and ``known`` (below).
+
 The fused distribution is the mixture ``c p_match + (1 - c) p_network``: a strong match makes its
 space group dominate; with no good match ``c`` is small and the network's answer stands. A rule of
 form ``stacking`` replaces the mixture by a conditional logit over the groups whose features carry
@@ -51,8 +56,8 @@ from synthxrd.errors import DataError
 from synthxrd.match.evidence import evidence_array, evidence_scores
 from synthxrd.wyckoff import N_SPACEGROUPS
 
-__all__ = ["FusionRule", "match_features", "evidence_scores", "match_table", "matches_from_table", "short_hash", "abstention_threshold", "unknown_cut", "TARGET_ACCURACY",
-           "UNKNOWN_PRECISION", "FORMS"]
+__all__ = ["FusionRule", "match_features", "evidence_scores", "match_table", "matches_from_table", "short_hash",
+           "abstention_threshold", "unknown_cut", "TARGET_ACCURACY", "UNKNOWN_PRECISION", "FORMS"]
 
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
 FORMS = ("mixture", "stacking")
