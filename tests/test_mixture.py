@@ -210,6 +210,11 @@ def test_a_held_phase_keeps_its_cell(library):
     assert _held(model).n_cell == 0
     assert held.phases[0].cell[:3] == pytest.approx(model.cell(np.zeros(model.n_cell))[:3], rel=1e-9)
     assert free.phases[0].cell[0] == pytest.approx(4.5937, rel=2e-3) and free.rwp < held.rwp
+    # a phase whose setting is unknown (isotropic strain only) held too: its cell is the library's
+    from dataclasses import replace
+
+    isotropic = replace(_held(model), g_star=None, basis=None, conventional=np.array([4.6, 4.6, 2.96, 90, 90, 90.]))
+    np.testing.assert_allclose(isotropic.cell(np.zeros(0)), [4.6, 4.6, 2.96, 90, 90, 90])
 
 
 def test_strain_of_a_scanned_metric_round_trips(library):

@@ -348,7 +348,7 @@ class PhaseModel:
         if g is None:
             if self.conventional is None:
                 return None
-            s = 1.0 / math.sqrt(1.0 + p[0])  # isotropic: d -> d / sqrt(1 + p)
+            s = 1.0 / math.sqrt(1.0 + p[0]) if len(p) else 1.0  # isotropic: d -> d / sqrt(1 + p); held: none
             return np.concatenate([self.conventional[:3] * s, self.conventional[3:]])
         m = _conventional_map_cached(self)
         if m is not None:
