@@ -488,7 +488,7 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
                 again = None
             if again is not None and again.rwp < rwp and again.phases[0].metric is not None:
                 # its strain is relative to the scanned cell: re-express it on ``model``
-                strain = _strain_of(model, again.phases[0].metric)
+                strain = model.strain_for(again.phases[0].metric)
                 rwp, res = again.rwp, replace(again, phases=[replace(again.phases[0], strain=strain)])
         kind = types[best.index]
         lookalikes = [t[1].id for t in tried[1:] if types[t[1].index] == kind
@@ -560,13 +560,6 @@ def _identify(two_theta, intensities, library, *, wavelength, phases, max_phases
             else:
                 break
     return _result(current, found, library, factor_of, steps)
-
-
-def _strain_of(phase, g_star: np.ndarray) -> np.ndarray:
-    """The strain coefficients p of ``phase`` whose metric g* + sum_k p_k basis_k is ``g_star`` (least
-    squares; exact for a metric of the phase's symmetry, whose strain basis spans it)."""
-    a = np.asarray(phase.basis, np.float64).reshape(phase.n_cell, 9).T
-    return np.linalg.lstsq(a, (np.asarray(g_star) - phase.g_star).ravel(), rcond=None)[0]
 
 
 def _held(phase):

@@ -341,6 +341,12 @@ class PhaseModel:
             return None
         return self.g_star + np.einsum("k,kij->ij", p, self.basis)
 
+    def strain_for(self, g_star: np.ndarray) -> np.ndarray:
+        """The strain p whose :meth:`metric` is ``g_star`` (least squares; exact for a metric of the
+        phase's symmetry, which its strain basis spans)."""
+        a = np.asarray(self.basis, np.float64).reshape(self.n_cell, 9).T
+        return np.linalg.lstsq(a, (np.asarray(g_star) - self.g_star).ravel(), rcond=None)[0]
+
     def cell(self, p: np.ndarray) -> np.ndarray | None:
         """(6,) refined lattice parameters: conventional if the map to the conventional cell is known,
         else of the cell the hkl belong to; None without a metric."""

@@ -136,7 +136,8 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
                              if len(rows) else []):
             matches[r] = m
     if save_data:
-        np.savez_compressed(save_data, network=network, labels=labels, known=is_known, **match_table(matches, FIT_MATCHES))
+        np.savez_compressed(save_data, network=network, labels=labels, known=is_known,
+                            **match_table(matches, FIT_MATCHES))
     rule = FusionRule.fit(network, matches, labels, known=is_known, form=form, metadata={
         "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(is_known.sum()),
         "n_held_out": int((~is_known).sum()), "held_out_part": part,

@@ -246,7 +246,7 @@ def _isotype_starts(library, references: list, tt, y, exclude: set, settings: Re
         if g is None:
             continue
         formulas.add(str(library.formulas[row]))
-        p0 = np.linalg.lstsq(phase.basis.reshape(len(phase.basis), -1).T, (g - phase.g_star).ravel(), rcond=None)[0]
+        p0 = phase.strain_for(g)
         start = replace(phase, q0=phase.q0 + phase.dq @ p0, g_star=phase.metric(p0),
                         conventional_map=_conventional_map_cached(phase))
         out.append((row, start))
