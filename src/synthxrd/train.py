@@ -86,8 +86,10 @@ class TrainConfig:
     clean_input: bool = False  # inputs with background and noise taken away (InputSpec.clean, as search-match)
     renders: int = 4  # augmented renderings per simulated crystal
     clean_fraction: float = 0.0  # with augment: share of the renderings drawn ideal (synthxrd.data)
-    real: str | None = "shipped"  # real crystal set mixed into the batches: "shipped" (MP + AMCSD, synthxrd.real.compact), a file of `synthxrd real build`, or "none"
-    real_fraction: float = 0.5  # share of each batch from `real` (1 = the reference's "direct" baseline; 0 = synthetic only)
+    # real crystal set mixed into the batches: "shipped" (MP + AMCSD, synthxrd.real.compact), a file of
+    # `synthxrd real build`, or "none"
+    real: str | None = "shipped"
+    real_fraction: float = 0.5  # share of each batch from `real` (1: the reference's "direct" baseline; 0: none)
     perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals
     label_smoothing: float = 0.0
     aux_weight: float = 0.0  # weight of the crystal-system and extinction-group losses (marginal_loss)

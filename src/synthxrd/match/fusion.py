@@ -355,8 +355,8 @@ class FusionRule:
             if known.all() or not known.any():
                 raise DataError("fusion fit: fitting 'known' needs patterns of structures the library holds and "
                                 "of structures it does not")
-            rule = replace(rule, known=tuple(float(v) for v in fit_logistic([match_features(m, rule.w_fit) for m in matches],
-                                                                               known)))
+            features = [match_features(m, rule.w_fit) for m in matches]
+            rule = replace(rule, known=tuple(float(v) for v in fit_logistic(features, known)))
             rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in matches], known))
         fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
         threshold = abstention_threshold(fused.max(axis=1), fused.argmax(axis=1) + 1 == labels)
@@ -401,7 +401,8 @@ class FusionRule:
 
         start = cls()
         x0 = [math.log(start.temperature), start.bias, start.w_score, start.w_margin] + ([0.05] if refined else [])
-        best = minimize(nll, np.array(x0), method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-4, "fatol": 1e-7})
+        best = minimize(nll, np.array(x0), method="Nelder-Mead",
+                        options={"maxiter": 6000, "xatol": 1e-4, "fatol": 1e-7})
         best = minimize(nll, best.x, method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-5, "fatol": 1e-8})
         log_t, b, ws, wm = (float(v) for v in best.x[:4])
         extra = {"refined": True, "w_fit": abs(float(best.x[4]))} if refined else {}
