@@ -101,22 +101,32 @@ def test_predictor_takes_the_models_own_rule_and_refuses_others(tiny_run, tiny_f
 
 
 def test_export_fits_the_rule_on_the_calibration_part(tiny_run, tmp_path, capsys):
-    """export --library --source: the rule is fitted on simulated patterns of library structures and of the
-    held-out part, bound to the exported weights and the library, and read back by Predictor.load."""
+    """export --library --source: the rule is fitted on simulated patterns of library structures, of the
+    held-out part and of structures known only through an isotype, bound to the exported weights and the
+    library, and read back by Predictor.load."""
     lib = ReferenceLibrary.build(str(EXAMPLES))
     library = lib.save(tmp_path / "examples.npz")
     ids = lib.ids.tolist()
-    parts = ["statistics"] + ["calibration"] * 6 + ["test"] * (len(ids) - 7)
-    Split(np.array(ids), np.array([f"p{i}" for i in range(len(ids))]), np.array(parts)).write(tmp_path / "split.csv")
+    assert len(ids) == 8
+    # two statistics structures; six calibration ones in three prototypes of two phases each
+    parts = ["statistics"] * 2 + ["calibration"] * 6
+    prototypes = ["p0", "p1", "q2", "q2", "q4", "q4", "q6", "q6"]
+    split = Split(np.array(ids), np.array(prototypes), np.array(parts))
+    split.write(tmp_path / "split.csv")
+    from synthxrd.match.fusion_fit import isotype_rows
+
+    assert isotype_rows(lib, split).tolist() == [False, False] + [True] * 6
     out = tmp_path / "fitted.pt"
     assert main(["export", str(tiny_run), str(out), "--library", str(library), "--source", str(EXAMPLES),
-                 "--fusion-split", str(tmp_path / "split.csv"), "--fusion-patterns", "3"]) == 0
+                 "--fusion-split", str(tmp_path / "split.csv"), "--fusion-patterns", "2"]) == 0
     assert "fusion rule with library" in capsys.readouterr().out
     rule = FusionRule.from_dict(load_checkpoint(out)["fusion"])
-    assert rule.metadata["n_library"] == 3 and rule.metadata["n_held_out"] == 3
+    # 4 of the 6 calibration structures are drawn as known and held-out; the 2 left are all the isotypes there are
+    assert rule.metadata["n_library"] == 2 and rule.metadata["n_held_out"] == 2 and rule.metadata["n_isotype"] == 2
     assert rule.metadata["fitted_on"] == "simulated patterns, augmentation 'calibration'"
     assert rule.metadata["held_out_part"] == "calibration" and set(rule.metadata["fit_report"]) == {
-        "library structures", "held-out prototypes", "answers not flagged uncertain", "no known phase"}
+        "library structures", "held-out prototypes", "isotypes in the library", "answers not flagged uncertain",
+        "no known phase"}
     assert rule.known is not None and rule.threshold == 1.0  # 6 patterns: too few to choose a threshold
     predictor = Predictor.load(out, device="cpu", library=library)
     assert predictor.fusion == rule and rule.library == ReferenceLibrary.load(library).fingerprint

@@ -11,8 +11,12 @@ U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions)
 * ``n_library`` of them searched against the whole library, which holds them,
 * ``n_held_out`` others searched with their part left out of the library
   (:meth:`~synthxrd.match.ReferenceLibrary.without_part`: by id and by prototype, in every source),
+* ``n_isotype`` others (where the library has them) searched with only their own phase left out (every
+  entry of its duplicate group), while other members of their prototype stay: the measured mineral
+  that the library knows only through isotypes of another composition or cell, whose peaks lie near
+  but not on the library's,
 
-so that the rule learns both "the library knows it" and "nobody knows it". The parameters maximise
+so that the rule learns "the library knows it", "it knows its structure type" and "nobody knows it". The parameters maximise
 the likelihood of the true space group (:meth:`FusionRule.fit`); the rule is bound to the network's
 weights and to the library (:meth:`FusionRule.bind`). Measured patterns (rruff_dev, XRED) are never
 used. ``synthxrd export --library`` runs it; so does ``scripts/fit_fusion.py``.
@@ -30,7 +34,7 @@ import numpy as np
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.match.fusion import FusionRule, match_table
 
-__all__ = ["fit_fusion", "read_crystals", "strained", "DEFAULT_SEED"]
+__all__ = ["fit_fusion", "read_crystals", "strained", "isotype_rows", "DEFAULT_SEED"]
 
 DEFAULT_SEED = 20261130
 #: Strain of the library structures' cells (relative): measured cells differ from the library's.
@@ -54,6 +58,18 @@ def strained(crystal, rng: np.random.Generator):
     return Crystal(crystal.lattice * factors[:, None], crystal.frac_coords, crystal.numbers, crystal.occupancies)
 
 
+def isotype_rows(library, split) -> np.ndarray:
+    """(N,) bool: the library entries whose prototype (the split's, by id, else the library's proxy) has
+    members of another phase (duplicate group, :attr:`~synthxrd.match.ReferenceLibrary.groups`) in the
+    library: with its own phase left out, the library still knows the entry's structure type."""
+    of_id = dict(zip(split.ids.tolist(), split.prototypes.tolist()))
+    proto = np.array([of_id.get(i, p) for i, p in zip(library.ids.tolist(), library.prototypes.tolist())], dtype=object)
+    phases: dict = {}
+    for p, _ in {(p, g) for p, g in zip(proto.tolist(), library.groups.tolist()) if p}:
+        phases[p] = phases.get(p, 0) + 1
+    return np.array([phases.get(p, 0) >= 2 for p in proto.tolist()], bool)
+
+
 def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
     """{id: Crystal} of the structures ``ids`` found in ``sources`` (CIF folders, tar archives, AMCSD databases)."""
     from synthxrd import stats
@@ -72,7 +88,8 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
                n_library: int = 1000, n_held_out: int = 1000, seed: int = DEFAULT_SEED, augment: str = "calibration",
-               form: str = "mixture", refine=True, save_data: str | Path | None = None) -> FusionRule:
+               n_isotype: int = 300, form: str = "mixture", refine=True,
+               save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
     Parameters
@@ -83,6 +100,9 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     split : prototype split (:func:`synthxrd.split.load_split`; default the shipped one).
     part : the held-out part (default ``"calibration"`` where the split has one, else ``"test"``).
     n_library, n_held_out : patterns of known structures and of held-out ones.
+    n_isotype : patterns of held-out-part structures searched with only their own phase left out; at
+        most as many as the part has structures with an isotype of another phase in the library
+        (:func:`isotype_rows`). They count as known (the library holds their structure type).
     form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
     refine : the search's best candidates refined and re-ranked, as the predictor then does
         (``search(refine=...)``: True, the default, or a :class:`~synthxrd.match.rerank.RerankSettings`;
@@ -102,8 +122,9 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     from synthxrd.split import load_split
     from synthxrd.structure import CrystalBatch
 
-    if n_library < 1 or n_held_out < 1:
-        raise ConfigError(f"fusion fit: need >= 1 pattern of each kind, got {n_library} and {n_held_out}")
+    if n_library < 1 or n_held_out < 1 or n_isotype < 0:
+        raise ConfigError(f"fusion fit: need >= 1 pattern of known and of held-out structures and >= 0 of "
+                          f"isotypes, got {n_library}, {n_held_out} and {n_isotype}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     split = load_split(split) if split is None or isinstance(split, (str, Path)) else split
@@ -115,8 +136,10 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
                         f"asked for {n_library} + {n_held_out}")
     chosen = rng.choice(library.ids[held], n_library + n_held_out, replace=False).tolist()
     known, unknown = chosen[:n_library], chosen[n_library:]
-    crystals = read_crystals(sources, known + unknown)
-    ids = [i for i in known + unknown if i in crystals]
+    eligible = library.ids[isotype_rows(library, split) & held & ~np.isin(library.ids, chosen)]
+    isotypes = rng.choice(eligible, min(n_isotype, len(eligible)), replace=False).tolist()
+    crystals = read_crystals(sources, known + unknown + isotypes)
+    ids = [i for i in known + unknown + isotypes if i in crystals]
     if len(ids) < (n_library + n_held_out) // 2:
         raise DataError(f"fusion fit: only {len(ids)} of {n_library + n_held_out} structures found in "
                         f"{', '.join(map(str, sources))}; are these the library's sources?")
@@ -128,19 +151,22 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         augmented_patterns(CrystalBatch.from_crystals([batch[j] for j in range(a, min(a + _BATCH, len(ids)))]),
                            config, rng, grid=grid) for a in range(0, len(ids), _BATCH)])
     network = predictor.predict_grid(patterns)
-    is_known = np.isin(ids, known)
-    matches: list = [None] * len(ids)  # the known ones against the library, the others with their part left out
-    for lib, sel in ((library, is_known), (fit_library, ~is_known)):
+    is_isotype = np.isin(ids, isotypes)
+    is_known = np.isin(ids, known) | is_isotype
+    own_phases = library.groups[[library.index(i) for i in np.array(ids)[is_isotype]]]
+    phase_library = library.select(~np.isin(library.groups, own_phases)) if is_isotype.any() else library
+    matches: list = [None] * len(ids)  # against the library, with their part left out, with their phase left out
+    for lib, sel in ((library, is_known & ~is_isotype), (fit_library, ~is_known), (phase_library, is_isotype)):
         rows = np.flatnonzero(sel)
         for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES, refine=refine)
                              if len(rows) else []):
             matches[r] = m
     if save_data:
-        np.savez_compressed(save_data, network=network, labels=labels, known=is_known,
+        np.savez_compressed(save_data, network=network, labels=labels, known=is_known, isotype=is_isotype,
                             **match_table(matches, FIT_MATCHES))
     rule = FusionRule.fit(network, matches, labels, known=is_known, form=form, metadata={
-        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(is_known.sum()),
-        "n_held_out": int((~is_known).sum()), "held_out_part": part,
+        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((is_known & ~is_isotype).sum()),
+        "n_held_out": int((~is_known).sum()), "n_isotype": int(is_isotype.sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
         "refined": bool(refine), "model": _name(predictor.source), "seed": int(seed),
@@ -148,7 +174,10 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}
-    for name, sel in (("library structures", is_known), ("held-out prototypes", ~is_known)):
+    for name, sel in (("library structures", is_known & ~is_isotype), ("held-out prototypes", ~is_known),
+                      ("isotypes in the library", is_isotype)):
+        if not sel.any():
+            continue
         report[name] = {kind: {k: round(v, 4) for k, v in metrics(p[sel], labels[sel]).items() if isinstance(v, float)}
                         for kind, p in (("network", network), ("search", search_only), ("fused", fused))}
     kept = fused.max(axis=1) >= rule.threshold
