@@ -36,6 +36,9 @@ EXPECTED_ALL = ["big_volume", "cscl", "cuau_disordered", "many_sites", "nacl", "
                 "si_primitive"]
 EXPECTED_MATCH = ["cscl", "cuau_disordered", "nacl", "nacl_distorted", "p1_small", "si_primitive"]
 EXPECTED_PURE = ["cscl", "nacl", "nacl_distorted", "p1_small", "si_primitive"]
+# calibration-part structures (copies under other ids) and what the calibration set must hold (match's filters)
+CALIBRATION_PART = {"cal_cscl": "cscl.cif", "cal_nacl": "nacl.cif", "cal_rutile": "tio2_rutile.cif"}
+EXPECTED_CALIBRATION = ["cal_cscl", "cal_nacl"]  # rutile (136) is not a class; cal_big: V 8000 > 7000
 N_RANDOM = 12
 
 
@@ -69,15 +72,24 @@ def collection(tmp_path_factory):
     nacl += [("Cl", (x, y, z)) for x, y, z in [(.5, .5, .5), (.5, 0, 0), (0, .5, 0), (0, 0, .5)]]
     nacl[0] = ("Na", (0.03 / a, 0.0, 0.0))  # 0.03 A off: Fm-3m at symprec 0.1, lower at 1e-3
     (src / "nacl_distorted.cif").write_text(p1_cif("nacl_distorted", (a, a, a), nacl))
+    for name, original in CALIBRATION_PART.items():
+        shutil.copy(MINI / original, src / f"{name}.cif")
+    (src / "cal_big.cif").write_text(p1_cif("cal_big", (20.0, 20.0, 20.0), random_atoms(rng, 4)))
     ids = sorted(p.stem for p in src.glob("*.cif"))
     split = root / "split.csv"
     split.write_text("id,prototype,part\n" + "".join(
-        f"{i},proto_{i},{'statistics' if i in STATISTICS_PART else 'test'}\n" for i in ids))
+        f"{i},proto_{i},{part_of(i)}\n" for i in ids))
     # index.csv next to the CIFs: one deliberately wrong label (nacl: 221 instead of 225)
     (src / "index.csv").write_text("mp_id,spacegroup\ncscl,221\nnacl,221\nsi_primitive,227\n")
     statistics = stats.compute(src, workers=1, progress=False, ids=STATISTICS_PART)
     stats_file = statistics.save(root / "stats.npz")
     return {"root": root, "source": src, "split": split, "statistics": stats_file, "ids": ids}
+
+
+def part_of(identifier: str) -> str:
+    """The split part of a structure of the test collection."""
+    return ("statistics" if identifier in STATISTICS_PART else
+            "calibration" if identifier.startswith("cal_") else "test")
 
 
 def kwargs(c, **over):
@@ -100,7 +112,8 @@ def test_sets_and_filters(built, collection):
     assert sets["all"].ids.tolist() == EXPECTED_ALL
     assert sets["match"].ids.tolist() == EXPECTED_MATCH
     assert sets["match_pure"].ids.tolist() == EXPECTED_PURE
-    for name in ("all", "match", "match_pure"):
+    assert sets["calibration"].ids.tolist() == EXPECTED_CALIBRATION
+    for name in ("all", "match", "match_pure", "calibration"):
         s = sets[name]
         assert set(s.crystals.spacegroups.tolist()) <= set(CLASSES)
         assert len(s.crystals) == len(s.ids) == len(s.patterns) == manifest.sets[name]["count"]
@@ -120,9 +133,41 @@ def test_sets_and_filters(built, collection):
 
 def test_never_statistics_part(built, collection):
     _, manifest, sets = built
-    for name in ("all", "match", "match_pure"):
+    for name in ("all", "match", "match_pure", "calibration"):
         assert not set(sets[name].ids.tolist()) & set(STATISTICS_PART)
     assert manifest["statistics"]["n_test_ids_in_statistics"] == 0
+    assert manifest["statistics"]["n_calibration_ids_in_statistics"] == 0
+
+
+def test_calibration_set_of_the_calibration_part_only(built, collection):
+    """calibration: calibration-part ids only, with match's filters; disjoint from every test-part set."""
+    _, manifest, sets = built
+    cal = sets["calibration"]
+    assert {part_of(i) for i in cal.ids.tolist()} == {"calibration"}
+    for name in ("all", "match", "match_pure"):
+        assert {part_of(i) for i in sets[name].ids.tolist()} == {"test"}
+        assert not set(sets[name].ids.tolist()) & set(cal.ids.tolist())
+    assert np.all(cal.extra["n_sites"] <= 100) and np.all(cal.extra["conventional_volume"] <= 7000.0)
+    assert set(cal.crystals.spacegroups.tolist()) <= set(CLASSES)
+    assert cal.metadata["set"] == "calibration" and "calibration-part" in manifest.sets["calibration"]["description"]
+    cp = manifest["calibration_part"]
+    assert cp["n_in_split"] == len(CALIBRATION_PART) + 1 and cp["n_failed"] == 0 and cp["n_label_in_classes"] == 3
+    assert manifest["test_part"]["n_in_split"] == len(EXPECTED_ALL) + 2  # + broken, tio2_rutile
+
+
+def test_calibration_set_alone_reads_only_the_calibration_part(collection, tmp_path):
+    m = build_validation_sets(tmp_path, **kwargs(collection, sets=("calibration",)))
+    assert list(m.sets) == ["calibration"] and m["test_part"]["n_found"] is None
+    assert load_validation_sets(tmp_path)["calibration"].ids.tolist() == EXPECTED_CALIBRATION
+
+
+def test_calibration_set_of_a_split_without_calibration_part_is_empty(collection, tmp_path):
+    old = tmp_path / "split.csv"
+    old.write_text("id,prototype,part\n" + "".join(f"{i},proto_{i},{'test' if part_of(i) == 'calibration' else part_of(i)}\n"
+                                                    for i in collection["ids"]))
+    with pytest.warns(UserWarning, match="no calibration part"):
+        m = build_validation_sets(tmp_path / "out", **kwargs(collection, split=old, sets=("calibration",)))
+    assert m.sets["calibration"]["count"] == 0
 
 
 def test_shipped_split_test_part_disjoint_from_shipped_statistics():
@@ -215,7 +260,7 @@ def test_manifest(built, collection):
         path = out / info["file"]
         assert path.is_file() and path.stat().st_size == info["bytes"] and len(info["sha256"]) == 64
         assert sum(info["class_counts"].values()) == info["count"]
-    assert data["test_part"]["n_in_split"] == len(collection["ids"]) - len(STATISTICS_PART)
+    assert data["test_part"]["n_in_split"] == len(collection["ids"]) - len(STATISTICS_PART) - len(CALIBRATION_PART) - 1
     assert data["test_part"]["n_failed"] == 1
     loaded = load_validation_sets(out, ["match"], verify=True)
     assert list(loaded) == ["match"] and loaded["match"].metadata["set"] == "match"
@@ -260,6 +305,10 @@ def test_statistics_with_test_structures_refused(collection, tmp_path):
     everything = stats.compute(collection["source"], workers=1, progress=False)
     with pytest.raises(ConfigError, match="test part"):
         build_validation_sets(tmp_path, **kwargs(collection, statistics=everything, sets=("match",)))
+    with_calibration = stats.compute(collection["source"], workers=1, progress=False,
+                                     ids=[*STATISTICS_PART, "cal_nacl"])
+    with pytest.raises(ConfigError, match="calibration part"):  # whatever the sets asked for
+        build_validation_sets(tmp_path, **kwargs(collection, statistics=with_calibration, sets=("match",)))
 
 
 def test_split_with_id_in_both_parts_refused(collection, tmp_path):
@@ -302,8 +351,10 @@ def test_cli(collection, tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "match" in text and f"{len(EXPECTED_MATCH)} crystals" in text and "strict" in text
-    assert Manifest.load(out).counts() == {"random": 5, "match": len(EXPECTED_MATCH), "all": len(EXPECTED_ALL),
+    assert Manifest.load(out).counts() == {"random": 5, "calibration": len(EXPECTED_CALIBRATION),
+                                           "match": len(EXPECTED_MATCH), "all": len(EXPECTED_ALL),
                                            "match_pure": len(EXPECTED_PURE)}
+    assert "calibration part: 4 ids" in text
     assert main(argv) == 0
     assert "up to date" in capsys.readouterr().out
     assert main([*argv[:-1], "--seed", "3", "--no-progress"]) == 0

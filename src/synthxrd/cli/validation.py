@@ -6,7 +6,9 @@
 
 Sets (each DIR/<set>.h5, an HDF5 dataset with crystals, space-group labels, patterns and ids):
   random      N crystals of the generator (the training distribution), fixed seed
-  match       test-part crystals of the split with <= 100 asymmetric-unit sites, V <= 7000 A^3 and a
+  calibration calibration-part crystals of the split with the filters of match: what the trainer
+              selects its best checkpoint and fits its temperature on, and export --calibrate's default
+  match       test-part crystals of the split (reported only) with <= 100 asymmetric-unit sites, V <= 7000 A^3 and a
               label among the classes (space groups with >= 50 structures in the statistics)
   all         every test-part crystal whose label is a class
   match_pure  match without partially occupied sites
@@ -15,7 +17,7 @@ Sets (each DIR/<set>.h5, an HDF5 dataset with crystals, space-group labels, patt
   match_random_lattice  (on request) match with the lattice redrawn by the generator for its space group
               (volume model and lattice KDE; fractional coordinates kept)
 
-The default --sets are random, match, all and match_pure; the two gap sets (Schopmans et al. 2023: why
+The default --sets are random, calibration, match, all and match_pure; the two gap sets (Schopmans et al. 2023: why
 is synthetic accuracy higher than real?) are labelled with the original space group, and the manifest
 records how often spglib finds another one and why randomizations failed.
 
@@ -119,12 +121,16 @@ def _size(n: int) -> str:
 def _print_summary(manifest) -> None:
     data = manifest.data
     tp = data.get("test_part", {})
+    cp = data.get("calibration_part") or {}
     print(f"{len(data['classes'])} classes; seed {data['seed']}; split {data['split']['path']} "
           f"(sha256 {data['split']['sha256'][:12]}); statistics {data['statistics']['path']} "
           f"(sha256 {data['statistics']['sha256'][:12]})")
     if tp.get("n_in_split") is not None:
         print(f"test part: {tp['n_in_split']} ids in the split, {tp['n_found']} found in {data['source']['path']}, "
               f"{tp['n_analysed']} analysed, {tp['n_failed']} failed, {tp['n_label_in_classes']} with a class label")
+    if cp.get("n_in_split") is not None:
+        print(f"calibration part: {cp['n_in_split']} ids in the split, {cp['n_found']} found, "
+              f"{cp['n_analysed']} analysed, {cp['n_failed']} failed, {cp['n_label_in_classes']} with a class label")
     for name, info in data["sets"].items():
         mism = info.get("mismatch", {})
         if "intended_vs_spglib" in mism:  # random and gap sets

@@ -2,16 +2,20 @@
 
 The reference method (Schopmans et al. 2023, docs/architecture.md) validates every epoch on crystals of the
 test part of a prototype split, i.e. of structure types the generator's statistics never saw, and on
-synthetic crystals drawn like the training data. Six sets can be built from a structure collection
+synthetic crystals drawn like the training data. Seven sets can be built from a structure collection
 (folder or tar of CIFs), the split (:mod:`synthxrd.split`) and the class list (the space groups
-represented in the statistics, ``Statistics.represented(50)``); the first four are built by default
+represented in the statistics, ``Statistics.represented(50)``); the first five are built by default
 (:data:`DEFAULT_SETS`), the two gap sets on request:
 
 ``random``
     ``n_random`` crystals of :class:`~synthxrd.generate.Generator` on the statistics, prior restricted
     to the classes, fixed seed (the training distribution). Label: the intended space group.
+``calibration``
+    Calibration-part crystals with the filters of ``match``. What checkpoints are selected and
+    temperatures fitted on (docs/architecture.md, "Evaluation protocol"); empty for a split without
+    a calibration part (:func:`synthxrd.split.with_calibration`).
 ``match``
-    Test-part crystals with at most ``max_sites`` (100) asymmetric-unit sites, a conventional-cell
+    Test-part crystals (reported only, never used to choose or fit anything) with at most ``max_sites`` (100) asymmetric-unit sites, a conventional-cell
     volume ``V <= max_volume`` (7000 Å^3) and a label among the classes (what the generator can make).
 ``all``
     Every test-part crystal whose label is a class.
@@ -80,6 +84,7 @@ from synthxrd.validation.request import (
     MAX_VOLUME,
     RANDOM_CHUNK,
     SET_NAMES,
+    SET_PARTS,
     STRICT_SYMPREC,
     ValidationRequest,
 )
@@ -89,6 +94,7 @@ __all__ = [
     "SET_NAMES",
     "DEFAULT_SETS",
     "GAP_SETS",
+    "SET_PARTS",
     "MANIFEST",
     "FORMAT_VERSION",
     "DEFAULT_N_RANDOM",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -35,6 +36,7 @@ from synthxrd.validation.request import (
     GAP_SETS,
     RANDOM_CHUNK,
     SET_NAMES,
+    SET_PARTS,
     Resolved,
     ValidationRequest,
     find_index,
@@ -53,6 +55,8 @@ _MAX_LISTED_FAILURES = 200
 
 _DESCRIPTIONS = {
     "random": "synthetic crystals of the generator (training distribution), intended space groups",
+    "calibration": "calibration-part crystals with <= {max_sites} asymmetric-unit sites, V <= {max_volume:g} A^3 "
+                   "and a class label (the filters of match): checkpoint selection and temperature",
     "match": "test-part crystals with <= {max_sites} asymmetric-unit sites, V <= {max_volume:g} A^3 and a class label",
     "all": "every test-part crystal with a class label",
     "match_pure": "match without partially occupied sites",
@@ -69,12 +73,64 @@ def _rate(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return {"n": n, "n_mismatch": k, "rate": round(k / n, 6) if n else None}
 
 
-def _iter_results(req: Resolved, ctx: Context, workers: int, test_ids: np.ndarray,
-                  random_chunks: list[tuple[int, int]]) -> Iterator[Any]:
-    """Yield the results of all random chunks and CIF chunks (in completion order)."""
-    cifs = chunked(iter_cif_texts(req.source, ids=test_ids.tolist()), CIF_CHUNK)
-    tasks = chain(((ctx, "random", k, n) for k, n in random_chunks), ((ctx, "cifs", chunk) for chunk in cifs))
+def _iter_results(req: Resolved, ctx: Context, workers: int, part_of: Mapping[str, str],
+                  contexts: Mapping[str, Context], random_chunks: list[tuple[int, int]]) -> Iterator[Any]:
+    """Yield the results of all random chunks (context ``ctx``) and CIF chunks (in completion order).
+
+    The CIFs are those of ``part_of`` (id -> split part), read in one pass over the source; each is
+    analysed with the context of its part (``contexts``)."""
+    cifs = chunked(iter_cif_texts(req.source, ids=list(part_of)), CIF_CHUNK)
+    tasks = chain(((ctx, "random", k, n) for k, n in random_chunks),
+                  ((contexts[part], "cifs", sub) for chunk in cifs for part, sub in _by_part(chunk, part_of)))
     yield from imap_bounded(run_task, tasks, workers=workers)
+
+
+def _by_part(chunk: Sequence[tuple[str, str]], part_of: Mapping[str, str]) -> list[tuple[str, list]]:
+    """``chunk`` of ``(id, text)`` grouped by the split part of each id: ``[(part, its items), ...]``."""
+    groups: dict[str, list] = {}
+    for entry in chunk:
+        groups.setdefault(part_of[entry[0]], []).append(entry)
+    return list(groups.items())
+
+
+def _held_out_ids(req: Resolved) -> dict[str, np.ndarray]:
+    """The ids of the held-out parts (``test``, ``calibration``), checked against each other, the statistics
+    part and the statistics.
+
+    Raises
+    ------
+    DataError
+        If the split puts an id in two parts.
+    ConfigError
+        If the statistics contain structures of a held-out part (their prototypes would not be unseen).
+    """
+    sp = req.split
+    parts = {p: np.unique(sp.ids_of(p)) for p in ("statistics", "calibration", "test")}
+    names = list(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = np.intersect1d(parts[a], parts[b])
+            if len(both):
+                raise DataError(f"split {req.split_label}: {len(both)} ids are in both parts {a} and {b} "
+                                f"(e.g. {both[0]!r})")
+    for part in ("test", "calibration"):
+        leaked = np.intersect1d(parts[part], req.statistics.ids)
+        if len(leaked):
+            raise ConfigError(f"statistics ({req.statistics_label}) contain {len(leaked)} structures of the split's "
+                              f"{part} part (e.g. {leaked[0]!r}): their prototypes would not be unseen. Use "
+                              "statistics of the statistics part (Statistics.restrict(split))")
+    return parts
+
+
+def _part_summary(n_in_split: int, items: Sequence[Item], read: bool) -> dict[str, Any]:
+    """The manifest's account of one held-out part: ids, found, analysed, failed (None where not read)."""
+    ok = [it for it in items if it.error is None]
+    failures = [{"id": it.id, "reason": it.error} for it in items if it.error is not None]
+    return {"n_in_split": int(n_in_split) if read else None, "n_found": len(items) if read else None,
+            "n_analysed": len(ok) if read else None, "n_failed": len(failures),
+            "n_label_in_classes": sum(1 for it in ok if it.in_all) if read else None,
+            "n_not_found": int(n_in_split - len(items)) if read else None,
+            "failures": failures[:_MAX_LISTED_FAILURES]}
 
 
 def _save_set(path: Path, dataset: Dataset, ids: np.ndarray, extra: Mapping[str, np.ndarray]) -> None:
@@ -112,10 +168,10 @@ def build_validation_sets(out_dir: str | Path, request: ValidationRequest | None
     Raises
     ------
     ConfigError
-        On invalid options, or when the statistics contain structures of the test part (they would
-        not be unseen).
+        On invalid options, or when the statistics contain structures of the test or calibration part
+        (they would not be unseen).
     DataError
-        If the source or split cannot be read, or the split puts an id in both parts.
+        If the source or split cannot be read, or the split puts an id in two parts.
 
     The folder is owned by one build at a time (:func:`synthxrd.files.lock_folder`): a second one
     while this one runs is a :class:`ConfigError`.
@@ -144,38 +200,38 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     sp = req.split
-    test_ids = np.unique(sp.ids_of("test"))
-    stat_ids = np.unique(sp.ids_of("statistics"))
-    both = np.intersect1d(test_ids, stat_ids)
-    if len(both):
-        raise DataError(f"split {req.split_label}: {len(both)} ids are in both parts (e.g. {both[0]!r})")
-    leaked = np.intersect1d(test_ids, req.statistics.ids)
-    if len(leaked):
-        raise ConfigError(f"statistics ({req.statistics_label}) contain {len(leaked)} structures of the split's test "
-                          f"part (e.g. {leaked[0]!r}): their prototypes would not be unseen. Use statistics of the "
-                          "statistics part (Statistics.restrict(split))")
+    parts = _held_out_ids(req)
+    test_ids, cal_ids, stat_ids = parts["test"], parts["calibration"], parts["statistics"]
     real = [s for s in req.sets if s != "random"]
+    read = {part: any(SET_PARTS[s] == part for s in real) for part in ("test", "calibration")}
+    if read["calibration"] and not len(cal_ids):
+        warnings.warn(f"split {req.split_label} has no calibration part (written before it existed): the "
+                      "calibration set is empty; make one with synthxrd.split.with_calibration", stacklevel=3)
     ctx = Context(req.seed, req.classes, req.symprec, req.strict_symprec, req.max_sites, req.max_volume,
                    "all" in real, "match" in real, "match_pure" in real, req.statistics_path,
                    tuple(s for s in req.sets if s in GAP_SETS))
+    # the calibration part: the crystals that pass the filters of match, nothing else
+    contexts = {"test": ctx, "calibration": replace(ctx, want_all=False, want_match=True, want_pure=False, gap=())}
+    part_of = {**({i: "test" for i in test_ids.tolist()} if read["test"] else {}),
+               **({i: "calibration" for i in cal_ids.tolist()} if read["calibration"] else {})}
     tmp_stats = None
     needs_generator = "random" in req.sets or "match_random_lattice" in req.sets
     if needs_generator and req.statistics_path == "":  # a Statistics object: hand workers a file
         tmp_stats = tempfile.TemporaryDirectory(prefix=".synthxrd-validation-")
         path = req.statistics.save(Path(tmp_stats.name) / "statistics.npz")
         ctx = replace(ctx, statistics_path=str(path))
+        contexts = {part: replace(c, statistics_path=str(path)) for part, c in contexts.items()}
     n_random = req.n_random if "random" in req.sets else 0
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a half-rebuilt folder is never taken for a valid cache
-    bar_cif = progress_bar(len(test_ids), "validation CIFs", enabled=progress and bool(real))
+    bar_cif = progress_bar(len(part_of), "validation CIFs", enabled=progress and bool(real))
     bar_rand = progress_bar(n_random, "random crystals", unit="crystal", enabled=progress and n_random > 0,
                             position=1 if real else 0)
     items: list[Item] = []
     chunks: list[tuple[RandomChunk, np.ndarray]] = []  # (chunk, spglib space group of each crystal)
     try:
-        for result in _iter_results(req, ctx, workers, test_ids if real else np.zeros(0, str),
-                                    random_chunks(n_random)):
+        for result in _iter_results(req, ctx, workers, part_of, contexts, random_chunks(n_random)):
             if isinstance(result, tuple):  # a random chunk
                 chunks.append(result)
                 bar_rand.update(len(result[0].batch))
@@ -190,8 +246,9 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
     t_compute = time.perf_counter() - start
 
     items.sort(key=lambda it: it.id)
-    ok = [it for it in items if it.error is None]
-    failures = [{"id": it.id, "reason": it.error} for it in items if it.error is not None]
+    items_of = {part: [it for it in items if part_of[it.id] == part] for part in ("test", "calibration")}
+    ok_of = {part: [it for it in its if it.error is None] for part, its in items_of.items()}
+    ok = ok_of["test"]
     two_theta = Grid().values()
     common = {
         "kind": "synthxrd.validation_set", "seed": req.seed, "classes": list(req.classes),
@@ -201,7 +258,7 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
         "filters": req.filters(),
     }
     index_path = find_index(req.source) if real else None
-    index = read_index(index_path, {it.id for it in ok}) if index_path else {}
+    index = read_index(index_path, {it.id for its in ok_of.values() for it in its}) if index_path else {}
     proto_sg = _prototype_spacegroups(sp)
 
     def mismatch(selected: Sequence[Item]) -> dict[str, Any]:
@@ -266,8 +323,8 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
                                                     .most_common()),
                                   "failures": failed[:_MAX_LISTED_FAILURES]}
         else:
-            flag = {"all": "in_all", "match": "in_match", "match_pure": "in_pure"}[name]
-            sel = [it for it in ok if getattr(it, flag)]
+            flag = {"all": "in_all", "match": "in_match", "match_pure": "in_pure", "calibration": "in_match"}[name]
+            sel = [it for it in ok_of[SET_PARTS[name]] if getattr(it, flag)]
             ids = np.array([it.id for it in sel], dtype=str) if sel else np.zeros(0, "<U1")
             labels = np.array([it.label for it in sel], np.int64)
             if sel:
@@ -287,6 +344,9 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
         meta["count"] = len(ids)
         if len(ids) and np.intersect1d(ids, stat_ids).size:  # defensive: never a statistics-part id
             raise DataError(f"set {name}: contains ids of the statistics part")
+        other = cal_ids if SET_PARTS.get(name) == "test" else test_ids if name == "calibration" else None
+        if other is not None and len(ids) and np.intersect1d(ids, other).size:  # defensive: one part per set
+            raise DataError(f"set {name}: contains ids of another part than {SET_PARTS[name]}")
         _save_set(path, Dataset(batch, patterns if len(patterns) else None, two_theta if len(patterns) else None,
                                 meta), ids, extra)
         set_labels = np.asarray(batch.spacegroups, np.int64)
@@ -305,7 +365,6 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
         if name not in req.sets:
             (out / f"{name}.h5").unlink(missing_ok=True)
 
-    n_in_classes = sum(1 for it in ok if it.in_all)
     data = {
         "kind": "synthxrd.validation",
         "format_version": VALIDATION_FORMAT_VERSION,
@@ -320,19 +379,16 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
                        "sha256": req.statistics_hash, "n_structures": req.statistics.n_structures,
                        "created": req.statistics.metadata.get("created"),
                        "split_sha256": (req.statistics.metadata.get("split") or {}).get("sha256"),
-                       "n_test_ids_in_statistics": 0},
+                       "n_test_ids_in_statistics": 0, "n_calibration_ids_in_statistics": 0},
         "classes": list(req.classes),
         "min_count": req.min_count,
         "seed": req.seed,
         "n_random": req.n_random if "random" in req.sets else None,
         "filters": req.filters(),
         "sets": set_info,
-        "test_part": {"n_in_split": int(len(test_ids)) if real else None, "n_found": len(items) if real else None,
-                      "n_analysed": len(ok) if real else None, "n_failed": len(failures),
-                      "n_label_in_classes": n_in_classes if real else None,
-                      "n_not_found": int(len(test_ids) - len(items)) if real else None,
-                      "failures": failures[:_MAX_LISTED_FAILURES]},
-        "mismatch": mismatch(ok) if real else {},
+        "test_part": _part_summary(len(test_ids), items_of["test"], read["test"]),
+        "calibration_part": _part_summary(len(cal_ids), items_of["calibration"], read["calibration"]),
+        "mismatch": mismatch(ok) if read["test"] else {},
         "key": key,
         "build_time_s": {"total": None, "analysis_and_patterns": round(t_compute, 2)},
         "workers": workers,
@@ -343,10 +399,10 @@ def _build(out: Path, req: Resolved, workers: int | None, progress: bool) -> Man
 
 
 def _prototype_spacegroups(sp: Split) -> dict[str, int]:
-    """id -> space group encoded in a proxy prototype ``"<sg>|..."`` (test part only)."""
+    """id -> space group encoded in a proxy prototype ``"<sg>|..."`` (test and calibration parts only)."""
     out = {}
-    test = sp.parts == "test"
-    for i, proto in zip(sp.ids[test].tolist(), sp.prototypes[test].tolist()):
+    held_out = np.isin(sp.parts, ("test", "calibration"))
+    for i, proto in zip(sp.ids[held_out].tolist(), sp.prototypes[held_out].tolist()):
         head = proto.split("|", 1)[0]
         if "|" in proto and head.isdigit() and 1 <= int(head) <= N_SPACEGROUPS:
             out[i] = int(head)

@@ -29,6 +29,7 @@ __all__ = [
     "SET_NAMES",
     "DEFAULT_SETS",
     "GAP_SETS",
+    "SET_PARTS",
     "DEFAULT_N_RANDOM",
     "MAX_SITES",
     "MAX_VOLUME",
@@ -42,13 +43,18 @@ __all__ = [
 ]
 
 #: The sets, in build order.
-SET_NAMES = ("random", "match", "all", "match_pure", "match_random_coords", "match_random_lattice")
+SET_NAMES = ("random", "calibration", "match", "all", "match_pure", "match_random_coords", "match_random_lattice")
 #: The sets built when none are named (the gap sets cost two more patterns per ``match`` crystal).
-DEFAULT_SETS = SET_NAMES[:4]
+#: ``calibration`` is among them: the trainer selects its checkpoint and fits its temperature on it
+#: (docs/architecture.md, "Evaluation protocol"); it about doubles the CIFs a build reads and analyses.
+DEFAULT_SETS = ("random", "calibration", "match", "all", "match_pure")
+#: The split part each real-crystal set is drawn from (the gap sets: from ``match``).
+SET_PARTS = {"calibration": "calibration", "match": "test", "all": "test", "match_pure": "test",
+             "match_random_coords": "test", "match_random_lattice": "test"}
 #: The gap sets (:mod:`synthxrd.gap`), built from the ``match`` crystals: name -> seed tag of their stream.
 GAP_SETS = {"match_random_coords": 0x636F, "match_random_lattice": 0x6C61}
 DEFAULT_N_RANDOM = 2000
-#: ``match``: at most this many asymmetric-unit sites and this conventional-cell volume (Å^3),
+#: ``match`` (and ``calibration``): at most this many asymmetric-unit sites and this conventional-cell volume (Å^3),
 #: the limits of the generator (reference: 100 sites, 7000 Å^3).
 MAX_SITES = 100
 MAX_VOLUME = 7000.0
@@ -80,7 +86,8 @@ class ValidationRequest:
     sets : which of :data:`SET_NAMES` to build (default :data:`DEFAULT_SETS`; the gap sets on request).
     symprec : spglib tolerance of the labels (default that of the statistics, 0.1).
     strict_symprec : the strict tolerance the labels are compared with.
-    max_sites, max_volume : filters of ``match`` (asymmetric-unit sites; conventional-cell volume, Å^3).
+    max_sites, max_volume : filters of ``match`` and ``calibration`` (asymmetric-unit sites; conventional-cell
+        volume, Å^3).
     min_count : for the default classes (default 50).
     """
 
