@@ -484,3 +484,39 @@ def test_trainer_reads_gap_sets(built_gap):
         assert x.shape == (manifest.sets[name]["count"], spec.n) and x.dtype == np.float32
         np.testing.assert_allclose(x, spec.apply(sets[name].patterns), atol=1e-6)
         np.testing.assert_array_equal(np.array(CLASSES)[y], sets[name].crystals.spacegroups)
+
+
+def test_trainer_selects_and_calibrates_on_calibration_not_match(built, tmp_path):
+    """best.pt is selected and its temperature fitted on calibration; match is evaluated and reported only."""
+    pytest.importorskip("torch")
+    from synthxrd.train import TrainConfig, load_checkpoint, train
+
+    out, _, _ = built
+    config = TrainConfig(out=str(tmp_path / "run"), model="park_small", batch_size=8, workers=0, log_every=1,
+                         max_steps=2, val_every=2, n_val_random=16, checkpoint_every=2, seed=5,
+                         validation_dir=str(out), val_sets=("random", "calibration", "match"))
+    summary = train(config, progress=False)
+    assert set(summary["validation"]) == {"random", "calibration", "match"}
+    assert summary["best"]["set"] == "calibration"
+    assert summary["calibration"]["fitted_on"] == "calibration"
+    assert summary["calibration"]["n"] == len(EXPECTED_CALIBRATION)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["calibration"]["fitted_on"] == "calibration"
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["best"]["set"] == "calibration"
+
+
+def test_trainer_without_calibration_set_falls_back_to_random(collection, tmp_path):
+    """A cache built before the calibration set existed: one warning naming the command, then random."""
+    from synthxrd.train import TrainConfig, _validation_sets
+    from synthxrd.train_session import selection_set
+
+    old = tmp_path / "old"
+    build_validation_sets(old, **kwargs(collection, sets=("match",)))
+    config = TrainConfig(validation_dir=str(old), n_val_random=4)
+    assert config.val_sets == ("random", "calibration", "match")
+    with pytest.warns(UserWarning, match="no calibration set") as caught:
+        got = _validation_sets(config, np.array(CLASSES))
+    assert len([w for w in caught if "calibration" in str(w.message)]) == 1
+    assert "synthxrd validation build" in str(caught[0].message)
+    assert set(got) == {"random", "match"} and selection_set(got) == "random"
+    assert selection_set(["match"]) is None and selection_set(["match", "calibration", "random"]) == "calibration"

@@ -93,9 +93,10 @@ class TrainConfig:
     perturb: dict = field(default_factory=dict)  # synthxrd.real.PerturbConfig options for the real crystals
     label_smoothing: float = 0.0
     aux_weight: float = 0.0  # weight of the crystal-system and extinction-group losses (marginal_loss)
-    calibrate: bool = True  # fit a softmax temperature on the best validation set at the end (best.pt)
+    calibrate: bool = True  # fit a softmax temperature of best.pt at the end, on the set that selects it
     val_every: int = 1000
-    val_sets: tuple[str, ...] = ("random", "match")
+    # best.pt is selected (and calibrated) on "calibration", else "random"; "match" is reported only
+    val_sets: tuple[str, ...] = ("random", "calibration", "match")
     n_val_random: int = 1000
     val_max_patterns: int = 0  # evaluate at most this many patterns per set (fixed subsample); 0 = all
     validation_dir: str | None = None  # cache of synthxrd.validation sets (match, all, ...)
@@ -262,12 +263,33 @@ def _validation_sets(config: TrainConfig, classes: np.ndarray, *, stacklevel: in
             raise ConfigError(f"val_sets {names} need validation_dir (build it with `synthxrd validation build`)")
         from synthxrd.dataset import class_rows, load_validation_sets
 
+        names = _without_missing_calibration(config.validation_dir, names, stacklevel=stacklevel + 1)
+
         for name, ds in load_validation_sets(config.validation_dir, names).items():
             rows, labels = class_rows(ds.crystals.spacegroups, classes, config.val_max_patterns, config.seed)
             if ds.patterns is None or not len(rows):
                 raise DataError(f"{config.validation_dir}: validation set {name!r} has no patterns of the classes")
             sets[name] = (spec.apply(ds.patterns[rows]), labels)
     return sets
+
+
+def _without_missing_calibration(validation_dir: str, names: list[str], *, stacklevel: int) -> list[str]:
+    """``names`` without ``calibration`` when the cache in ``validation_dir`` has no such set, or an empty one
+    (built before it existed, or from a split without a calibration part), with one warning: best.pt is
+    then selected and calibrated on ``random``."""
+    from synthxrd.dataset import Manifest
+
+    if "calibration" not in names:
+        return names
+    info = Manifest.load(validation_dir).sets.get("calibration")
+    if info is not None and info.get("count"):
+        return names
+    why = "no calibration set (built before it existed)" if info is None else "an empty calibration set"
+    warnings.warn(f"{validation_dir}: {why}: best.pt is selected and calibrated on the random set instead "
+                  "(never on match); rebuild the folder with `synthxrd validation build --out "
+                  f"{validation_dir} --source COLLECTION` (its default sets include calibration)",
+                  stacklevel=stacklevel)
+    return [n for n in names if n != "calibration"]
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:

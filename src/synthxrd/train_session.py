@@ -67,13 +67,25 @@ def evaluate_arrays(model, inputs: np.ndarray, labels: np.ndarray, *, device, ba
             "top5": acc[min(5, logits.shape[1])], "n": n}
 
 
+#: The validation sets that may select the best checkpoint and fit its temperature, first found first:
+#: never a test-part set such as ``match`` (docs/architecture.md, "Evaluation protocol").
+SELECTION_SETS = ("calibration", "random")
+
+
+def selection_set(names) -> str | None:
+    """The set of ``names`` (validation sets loaded) that selects ``best.pt`` and fits its temperature:
+    ``calibration``, else ``random``, else None (no best checkpoint; the others are reported only)."""
+    return next((s for s in SELECTION_SETS if s in names), None)
+
+
 def _calibrate(model, val_sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, device
                ) -> dict[str, Any] | None:
     """Fit the softmax temperature (:func:`synthxrd.evaluate.temperature_report`) of the weights in
-    ``path`` on the validation set that selects them (``match``, else ``random``) and store it in that file."""
+    ``path`` on the validation set that selects them (:func:`selection_set`: ``calibration``, else
+    ``random``) and store it in that file."""
     from synthxrd.evaluate.run import temperature_report
 
-    name = "match" if "match" in val_sets else "random" if "random" in val_sets else None
+    name = selection_set(val_sets)
     if name is None or not path.is_file():
         return None
     ckpt = load_checkpoint(path)
@@ -374,7 +386,8 @@ def _save(run: _Run, path: Path, *, weights_only: bool = False) -> None:
 
 
 def _validate(run: _Run) -> dict[str, dict[str, float]]:
-    """Loss, top-1 and top-5 on every validation set, logged; ``best.pt`` saved on a new best."""
+    """Loss, top-1 and top-5 on every validation set, logged; ``best.pt`` saved on a new best top-1 of
+    the selection set (:func:`selection_set`)."""
 
     step, writer = run.step, run.writer
     results = {name: evaluate_arrays(run.core, x, y, device=run.device) for name, (x, y) in run.val_sets.items()}
@@ -383,7 +396,7 @@ def _validate(run: _Run) -> dict[str, dict[str, float]]:
             writer.add_scalar(f"val/{name}/{key}", r[key], step)
     if "random" in results and "match" in results:
         writer.add_scalar("val/gap_random_minus_match_top1", results["random"]["top1"] - results["match"]["top1"], step)
-    key = "match" if "match" in results else "random" if "random" in results else None
+    key = selection_set(results)  # never match: a test-part set is reported only
     if key and results[key]["top1"] > run.best.get("top1", -1.0):
         run.best.update(set=key, top1=results[key]["top1"], step=step)
         _save(run, run.out / BEST)
