@@ -4,7 +4,8 @@
         [--checkpoint checkpoint.pt] [--average snapshots/step_A.pt ...] [--overwrite]
 
 1. ``synthxrd export`` of the run's checkpoint (or the mean of several, ``--average``), float16, to
-   ``src/synthxrd/resources/models/default.pt``, calibrated on ``match`` of VAL (``--calibrate``);
+   ``src/synthxrd/resources/models/default.pt``, calibrated on ``calibration`` of VAL
+   (``--calibrate``; the split's calibration part, never the test part ``match``);
 2. ``synthxrd evaluate`` of that file, next to the frequency prior:
    * network alone (``--no-library``) on the full ``match`` set (real crystals of unseen structure
      types), the labelled XRED patterns of the manifest and the 300 RRUFF minerals of rruff_dev;

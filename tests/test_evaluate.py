@@ -260,17 +260,17 @@ def _tiny_dataset(predictor, path: Path, n: int = 6, two_theta=None) -> Path:
     return path
 
 
-def _tiny_cache(dataset: Path, cache: Path) -> Path:
-    """A validation cache made by hand: the set file as match.h5 plus /validation/ids and a manifest."""
+def _tiny_cache(dataset: Path, cache: Path, name: str = "match") -> Path:
+    """A validation cache made by hand: the set file as <name>.h5 plus /validation/ids and a manifest."""
     import h5py
 
     cache.mkdir()
-    dataset.replace(cache / "match.h5")
-    with h5py.File(cache / "match.h5", "a") as h5:
+    dataset.replace(cache / f"{name}.h5")
+    with h5py.File(cache / f"{name}.h5", "a") as h5:
         n = len(h5["patterns"]) if "patterns" in h5 else 6
         h5.create_group("validation").create_dataset("ids", data=np.array([f"mp-{i}" for i in range(n)], "S"))
     (cache / "manifest.json").write_text(json.dumps({"kind": "synthxrd.validation", "format_version": 1,
-                                                     "sets": {"match": {"file": "match.h5", "count": n}}}))
+                                                     "sets": {name: {"file": f"{name}.h5", "count": n}}}))
     return cache
 
 
@@ -345,8 +345,16 @@ def test_export_calibrates_the_network_on_a_validation_set(predictor, tmp_path, 
     assert report["temperature"] == pytest.approx(fit_temperature(logits, y), rel=1e-3)
 
     out = tmp_path / "calibrated.pt"
-    assert main(["export", predictor.metadata["checkpoint"], str(out), "--calibrate", str(cache)]) == 0
+    # the default set is calibration: a cache without it is a one-line error naming the command, nothing written
+    assert main(["export", predictor.metadata["checkpoint"], str(out), "--calibrate", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert "no validation set 'calibration'" in err and "synthxrd validation build" in err and not out.exists()
+    assert len(err.strip().splitlines()) == 1
+    cal = _tiny_cache(_tiny_dataset(predictor, tmp_path / "cal.h5", n=6), tmp_path / "cal", "calibration")
+    assert main(["export", predictor.metadata["checkpoint"], str(out), "--calibrate", str(cal)]) == 0
     assert "calibrated on" in capsys.readouterr().out
     again = Predictor.load(out, device="cpu", library=None)
     assert again.temperature == pytest.approx(again.metadata["calibration"]["temperature"])
     assert again.metadata["calibration"]["file"] == "calibrated.pt"
+    assert again.metadata["calibration"]["fitted_on"] == "calibration"
+    assert calibrate_on_validation_set(predictor, cal, max_patterns=0)["fitted_on"] == "calibration"

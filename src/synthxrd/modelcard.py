@@ -252,7 +252,7 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
     """Ship ``run`` as the package's pretrained model with its model card data; returns the card.
 
     1. ``synthxrd export`` of the run's ``checkpoint`` (or its mean with ``average``, files inside the
-       run folder), float16, to ``models_dir/default.pt``, calibrated on ``match`` of
+       run folder), float16, to ``models_dir/default.pt``, calibrated on ``calibration`` of
        ``validation_dir``, with the fusion rule fitted on ``fusion_source`` (the default library's
        structures) or the rule file ``fusion`` bound to it;
     2. ``synthxrd evaluate`` of that file (:func:`evaluation_commands`) into ``eval_out``;
@@ -277,7 +277,7 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
     averaged = ["--average", *(str(run / f) for f in average)] if average else []
     rule = ["--source", *fusion_source] if fusion_source else ["--fusion", str(fusion)]
     export = ["export", str(run / checkpoint), str(model), *averaged, "--calibrate", str(validation_dir),
-              "--library", "default", *rule, *flag]
+              "--calibrate-set", "calibration", "--library", "default", *rule, *flag]
     log("synthxrd " + " ".join(export))
     if _synthxrd(export) != 0:
         raise ConfigError(f"synthxrd {' '.join(export)} failed")

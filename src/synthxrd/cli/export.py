@@ -12,7 +12,7 @@ Examples:
                                                         # mean weights of three snapshots (uncalibrated)
   synthxrd export runs/park/checkpoint.pt park.pt --calibrate validation
                                                         # fit the softmax temperature of the exported weights
-                                                        # on 2,000 patterns of validation/match.h5
+                                                        # on 2,000 patterns of validation/calibration.h5
 
   synthxrd export runs/park park.pt --library default \
       --source ../shared/data/mp_experimental/structures.tar.xz amcsd_cif1.db
@@ -20,7 +20,8 @@ Examples:
                                                         # (1,200 simulated patterns, a few minutes on 2 cores)
 
 A checkpoint calibrated by the trainer (best.pt) keeps its temperature; an average or the last
-checkpoint has none until --calibrate fits one (temperature scaling, as the trainer does at the end).
+checkpoint has none until --calibrate fits one (temperature scaling, as the trainer does at the end),
+on the calibration set by default (the split's calibration part; `match` is the test part, reported only).
 
 With --library the exported model also holds its fusion rule with that library (synthxrd.match.fusion):
 fitted on simulated patterns of the library's structures (--source: their CIFs) and of the split's
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate", metavar="DIR",
                         help="fit the softmax temperature of the exported weights on a validation cache "
                              "(synthxrd validation build)")
-    parser.add_argument("--calibrate-set", default="match", metavar="NAME", help="validation set (default match)")
+    parser.add_argument("--calibrate-set", default="calibration", metavar="NAME",
+                        help="validation set (default calibration: the split's calibration part)")
     parser.add_argument("--calibrate-max", type=int, default=2000, metavar="N",
                         help="a fixed subsample of N patterns of the set (0: all; default 2000)")
     fusion = parser.add_argument_group("fusion with a reference library")
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = [args.checkpoint, *args.average]  # and the runs they come from: their checkpoints are kept
     plan = _fusion_plan(args)
+    if args.calibrate:  # before anything is written
+        check_calibration_set(args.calibrate, args.calibrate_set)
     check_outputs([args.out], inputs=[*given, *(run_folder(p) for p in given)], overwrite=args.overwrite)
     source = resolve_checkpoint(args.checkpoint)
     sources = [source, *(resolve_checkpoint(p) for p in args.average)]
@@ -174,6 +178,20 @@ def store_fusion(path: Path, rule) -> dict:
     payload["fusion"] = rule.to_dict()
     save_checkpoint(path, payload)
     return payload["fusion"]
+
+
+def check_calibration_set(validation_dir: str, set_name: str) -> None:
+    """Raise a one-line :class:`ConfigError` if the cache in ``validation_dir`` has no set ``set_name``."""
+    from synthxrd.dataset import Manifest
+    from synthxrd.errors import ConfigError
+
+    manifest = Manifest.load(validation_dir)
+    if set_name not in manifest.sets:
+        hint = ("its default sets include calibration" if set_name == "calibration"
+                else f"name {set_name} among its --sets")
+        raise ConfigError(f"--calibrate {validation_dir}: no validation set {set_name!r} (built: "
+                          f"{', '.join(manifest.sets) or 'none'}); build it with `synthxrd validation build --out "
+                          f"{validation_dir} --source COLLECTION` ({hint})")
 
 
 def calibrate(path: Path, validation_dir: str, set_name: str, max_patterns: int) -> dict:

@@ -191,7 +191,7 @@ def temperature_report(logits, labels) -> dict[str, Any]:
     return report
 
 
-def calibrate_on_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str = "match", *,
+def calibrate_on_validation_set(predictor: Predictor, validation_dir: str | Path, set_name: str = "calibration", *,
                                 max_patterns: int = 2000, seed: int = 0) -> dict[str, Any]:
     """:func:`temperature_report` of the network alone on set ``set_name`` of a validation cache (the
     patterns whose label is a class; a fixed subsample of ``max_patterns`` drawn with ``seed``, as the
