@@ -149,7 +149,8 @@ def test_calibration_set_of_the_calibration_part_only(built, collection):
         assert not set(sets[name].ids.tolist()) & set(cal.ids.tolist())
     assert np.all(cal.extra["n_sites"] <= 100) and np.all(cal.extra["conventional_volume"] <= 7000.0)
     assert set(cal.crystals.spacegroups.tolist()) <= set(CLASSES)
-    assert cal.metadata["set"] == "calibration" and "calibration-part" in manifest.sets["calibration"]["description"]
+    assert cal.metadata["set"] == "calibration"
+    assert "calibration-part" in manifest.sets["calibration"]["description"]
     cp = manifest["calibration_part"]
     assert cp["n_in_split"] == len(CALIBRATION_PART) + 1 and cp["n_failed"] == 0 and cp["n_label_in_classes"] == 3
     assert manifest["test_part"]["n_in_split"] == len(EXPECTED_ALL) + 2  # + broken, tio2_rutile
@@ -163,8 +164,8 @@ def test_calibration_set_alone_reads_only_the_calibration_part(collection, tmp_p
 
 def test_calibration_set_of_a_split_without_calibration_part_is_empty(collection, tmp_path):
     old = tmp_path / "split.csv"
-    old.write_text("id,prototype,part\n" + "".join(f"{i},proto_{i},{'test' if part_of(i) == 'calibration' else part_of(i)}\n"
-                                                    for i in collection["ids"]))
+    parts = {i: "test" if part_of(i) == "calibration" else part_of(i) for i in collection["ids"]}
+    old.write_text("id,prototype,part\n" + "".join(f"{i},proto_{i},{p}\n" for i, p in parts.items()))
     with pytest.warns(UserWarning, match="no calibration part"):
         m = build_validation_sets(tmp_path / "out", **kwargs(collection, split=old, sets=("calibration",)))
     assert m.sets["calibration"]["count"] == 0
@@ -260,7 +261,8 @@ def test_manifest(built, collection):
         path = out / info["file"]
         assert path.is_file() and path.stat().st_size == info["bytes"] and len(info["sha256"]) == 64
         assert sum(info["class_counts"].values()) == info["count"]
-    assert data["test_part"]["n_in_split"] == len(collection["ids"]) - len(STATISTICS_PART) - len(CALIBRATION_PART) - 1
+    n_calibration = len(CALIBRATION_PART) + 1  # + cal_big
+    assert data["test_part"]["n_in_split"] == len(collection["ids"]) - len(STATISTICS_PART) - n_calibration
     assert data["test_part"]["n_failed"] == 1
     loaded = load_validation_sets(out, ["match"], verify=True)
     assert list(loaded) == ["match"] and loaded["match"].metadata["set"] == "match"

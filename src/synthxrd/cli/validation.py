@@ -8,8 +8,9 @@ Sets (each DIR/<set>.h5, an HDF5 dataset with crystals, space-group labels, patt
   random      N crystals of the generator (the training distribution), fixed seed
   calibration calibration-part crystals of the split with the filters of match: what the trainer
               selects its best checkpoint and fits its temperature on, and export --calibrate's default
-  match       test-part crystals of the split (reported only) with <= 100 asymmetric-unit sites, V <= 7000 A^3 and a
-              label among the classes (space groups with >= 50 structures in the statistics)
+  match       test-part crystals of the split (reported only) with <= 100 asymmetric-unit sites,
+              V <= 7000 A^3 and a label among the classes (space groups with >= 50 structures in the
+              statistics)
   all         every test-part crystal whose label is a class
   match_pure  match without partially occupied sites
   match_random_coords   (on request) match with the free Wyckoff coordinates redrawn uniformly, as the
@@ -17,9 +18,9 @@ Sets (each DIR/<set>.h5, an HDF5 dataset with crystals, space-group labels, patt
   match_random_lattice  (on request) match with the lattice redrawn by the generator for its space group
               (volume model and lattice KDE; fractional coordinates kept)
 
-The default --sets are random, calibration, match, all and match_pure; the two gap sets (Schopmans et al. 2023: why
-is synthetic accuracy higher than real?) are labelled with the original space group, and the manifest
-records how often spglib finds another one and why randomizations failed.
+The default --sets are random, calibration, match, all and match_pure; the two gap sets (Schopmans
+et al. 2023: why is synthetic accuracy higher than real?) are labelled with the original space group,
+and the manifest records how often spglib finds another one and why randomizations failed.
 
 Labels of real crystals are recomputed with spglib (symprec 0.1, as the statistics); DIR/manifest.json
 records sources, hashes, seed, versions, counts and how often the label differs from a strict
@@ -130,7 +131,8 @@ def _print_summary(manifest) -> None:
               f"{tp['n_analysed']} analysed, {tp['n_failed']} failed, {tp['n_label_in_classes']} with a class label")
     if cp.get("n_in_split") is not None:
         print(f"calibration part: {cp['n_in_split']} ids in the split, {cp['n_found']} found, "
-              f"{cp['n_analysed']} analysed, {cp['n_failed']} failed, {cp['n_label_in_classes']} with a class label")
+              f"{cp['n_analysed']} analysed, {cp['n_failed']} failed, "
+              f"{cp['n_label_in_classes']} with a class label")
     for name, info in data["sets"].items():
         mism = info.get("mismatch", {})
         if "intended_vs_spglib" in mism:  # random and gap sets

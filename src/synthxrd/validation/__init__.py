@@ -15,7 +15,8 @@ represented in the statistics, ``Statistics.represented(50)``); the first five a
     temperatures fitted on (docs/architecture.md, "Evaluation protocol"); empty for a split without
     a calibration part (:func:`synthxrd.split.with_calibration`).
 ``match``
-    Test-part crystals (reported only, never used to choose or fit anything) with at most ``max_sites`` (100) asymmetric-unit sites, a conventional-cell
+    Test-part crystals (reported only, never used to choose or fit anything) with at most
+    ``max_sites`` (100) asymmetric-unit sites, a conventional-cell
     volume ``V <= max_volume`` (7000 Å^3) and a label among the classes (what the generator can make).
 ``all``
     Every test-part crystal whose label is a class.

@@ -54,8 +54,8 @@ SET_PARTS = {"calibration": "calibration", "match": "test", "all": "test", "matc
 #: The gap sets (:mod:`synthxrd.gap`), built from the ``match`` crystals: name -> seed tag of their stream.
 GAP_SETS = {"match_random_coords": 0x636F, "match_random_lattice": 0x6C61}
 DEFAULT_N_RANDOM = 2000
-#: ``match`` (and ``calibration``): at most this many asymmetric-unit sites and this conventional-cell volume (Å^3),
-#: the limits of the generator (reference: 100 sites, 7000 Å^3).
+#: ``match`` (and ``calibration``): at most this many asymmetric-unit sites and this conventional-cell
+#: volume (Å^3), the limits of the generator (reference: 100 sites, 7000 Å^3).
 MAX_SITES = 100
 MAX_VOLUME = 7000.0
 #: Strict spglib tolerance (Å) the labels are compared with.
