@@ -6,6 +6,8 @@ Runs on the defaults without a config file. Precedence: defaults < --config FILE
 Outputs in --out: config.toml, run.json, TensorBoard events (tensorboard --logdir DIR),
 checkpoint.pt (every checkpoint_every steps, at the end, on Ctrl-C/SIGTERM), best.pt, summary.json,
 snapshots/step_N.pt (weights only, every snapshot_every steps when set; synthxrd evaluate loads them).
+best.pt is selected and temperature-calibrated on the validation set "calibration" (the split's
+calibration part), else on "random"; "match" (the test part) is evaluated and logged only.
 
 Exit status: 0 when the run ends (max_steps or max_hours); 130 or 143 when SIGINT or SIGTERM stopped it
 (checkpointed: resume it); 1 when it diverged (a non-finite loss or weights: the last checkpoint is kept)
