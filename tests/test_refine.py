@@ -85,6 +85,18 @@ def test_a_primitive_cell_of_a_centred_lattice_keeps_its_symmetry():
         [a, a, a, 90, 90, 90], abs=1e-6)
 
 
+def test_a_metric_that_is_no_cell_has_no_conventional_map_and_no_cell():
+    """A reciprocal metric that is not positive definite (no real cell) gives no map and no refined cell,
+    without NaN square roots."""
+    bad = np.diag([0.1, 0.1, -0.01])
+    with np.errstate(invalid="raise"):
+        assert R._conventional_map(bad, np.array([3.0, 3.0, 10.0, 90, 90, 90])) is None
+    phase = R.phase_from_reflections([3.0, 2.0], [1.0, 1.0], [[1, 0, 0], [1, 1, 0]], g_star=np.diag([1 / 9] * 3),
+                                     conventional=np.array([3.0, 3.0, 3.0, 90, 90, 90]))
+    assert phase.cell(np.zeros(phase.n_cell)) == pytest.approx([3, 3, 3, 90, 90, 90])
+    assert phase.cell(np.full(phase.n_cell, 2.0)) is None  # G* + p B = -G*: no cell
+
+
 def test_metric_from_reflections_reproduces_the_cell():
     cr = _crystal("WO3_monoclinic")
     from synthxrd.match.library import structure_reflections

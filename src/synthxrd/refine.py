@@ -264,12 +264,19 @@ def _symmetry_of(g_star: np.ndarray, spacegroup: int) -> np.ndarray:
     return ops
 
 
+def _positive_definite(g: np.ndarray) -> bool:
+    """A finite, symmetric metric with all eigenvalues > 0 (a real cell)."""
+    return bool(np.all(np.isfinite(g)) and np.all(np.linalg.eigvalsh(g) > 0))
+
+
 def _conventional_map(g_star: np.ndarray, conventional: np.ndarray | None) -> np.ndarray | None:
     """(3, 3) matrix M (rows: conventional a, b, c in the cell's basis, half-integer entries) with
     lattice_parameters(M G M^T) = ``conventional`` (to 1 % and 1 degree), G = inv(G*); None if none."""
-    if conventional is None:
+    if conventional is None or not _positive_definite(g_star):
         return None
     g = np.linalg.inv(g_star)
+    if not _positive_definite(g):  # G* so ill-conditioned that its inverse lost definiteness
+        return None
     r = np.arange(-4, 5) / 2
     v = np.array(list(itertools.product(r, r, r)))
     v = v[np.any(v != 0, axis=1)]
@@ -351,6 +358,8 @@ class PhaseModel:
         """(6,) refined lattice parameters: conventional if the map to the conventional cell is known,
         else of the cell the hkl belong to; None without a metric."""
         g = self.metric(p)
+        if g is not None and not _positive_definite(g):
+            return None
         if g is None:
             if self.conventional is None:
                 return None
