@@ -283,6 +283,29 @@ def test_fusion_fit_and_files(tmp_path):
         FusionRule(temperature=0)
 
 
+def test_the_known_part_is_fitted_on_its_rows_only():
+    """known_rows: patterns left out of the fit of ``known`` (the fit's isotypes) do not move it, while the
+    mixture still weighs them."""
+    rng = np.random.default_rng(3)
+    matches, labels, known = [], [], []
+    for i in range(300):
+        kind = ("known", "held out", "isotype")[i % 3]
+        truth = int(rng.integers(1, 231))
+        s = rng.uniform(0.8, 0.95) if kind == "known" else rng.uniform(0.3, 0.6)
+        matches.append(_matches([(s, truth if kind != "held out" else truth % 230 + 1), (s - 0.1, 7)]))
+        labels.append(truth)
+        known.append(kind != "held out")
+    network = np.full((300, 230), 1 / 230)
+    rows = np.arange(300) % 3 != 2
+    rule = FusionRule.fit(network, matches, labels, known=known, known_rows=rows)
+    alone = FusionRule.fit(network[rows], [m for m, r in zip(matches, rows) if r], np.array(labels)[rows],
+                           known=np.array(known)[rows])
+    assert rule.known == pytest.approx(alone.known) and rule.unknown_below == alone.unknown_below > 0
+    assert rule.metadata["n_patterns"] == 300 and rule.temperature != pytest.approx(alone.temperature)
+    everything = FusionRule.fit(network, matches, labels, known=known)  # the isotypes blur "known"
+    assert everything.known != pytest.approx(alone.known)
+
+
 def test_shipped_library_and_rule():
     lib = ReferenceLibrary.load("mp")
     assert len(lib) == 46627 and lib.metadata["d_min"] == 0.9 and lib.metadata["n_failures"] == 0

@@ -326,12 +326,14 @@ class FusionRule:
         return cls.from_dict(data, str(p))
 
     @classmethod
-    def fit(cls, network: np.ndarray, matches: Sequence[Sequence], labels, *, known=None, form: str = "mixture",
-            metadata: dict | None = None) -> FusionRule:
+    def fit(cls, network: np.ndarray, matches: Sequence[Sequence], labels, *, known=None, known_rows=None,
+            form: str = "mixture", metadata: dict | None = None) -> FusionRule:
         """Maximum-likelihood parameters on patterns with known space groups.
 
         network : (N, 230) network probabilities; matches : N match lists; labels : (N,) ITA numbers;
         known : (N,) bool, the library holds the pattern's structure (fits ``known``; None: not fitted);
+        known_rows : (N,) bool, the patterns that fit ``known`` and its cut (default all); the fit's
+            isotype patterns are left out so that known and held-out patterns keep equal numbers;
         form : ``mixture`` or ``stacking`` (fitted after the mixture, at its temperature).
         The mixture minimises the mean negative log-likelihood of the true group under the fused
         distribution (Nelder-Mead from the defaults, then from the best point again); the stacking
@@ -351,13 +353,15 @@ class FusionRule:
             rule = replace(rule, form="stacking", stack=tuple(float(w) for w in weights))
             meta.update(mixture_nll=meta["mean_nll"], mean_nll=nll)
         if known is not None:
-            known = np.asarray(known, bool)
+            rows = np.ones(len(matches), bool) if known_rows is None else np.asarray(known_rows, bool)
+            known = np.asarray(known, bool)[rows]
             if known.all() or not known.any():
                 raise DataError("fusion fit: fitting 'known' needs patterns of structures the library holds and "
                                 "of structures it does not")
-            features = [match_features(m, rule.w_fit) for m in matches]
+            chosen = [m for m, r in zip(matches, rows) if r]
+            features = [match_features(m, rule.w_fit) for m in chosen]
             rule = replace(rule, known=tuple(float(v) for v in fit_logistic(features, known)))
-            rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in matches], known))
+            rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in chosen], known))
         fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
         threshold = abstention_threshold(fused.max(axis=1), fused.argmax(axis=1) + 1 == labels)
         meta.update(target_accuracy=TARGET_ACCURACY)

@@ -102,7 +102,9 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     n_library, n_held_out : patterns of known structures and of held-out ones.
     n_isotype : patterns of held-out-part structures searched with only their own phase left out; at
         most as many as the part has structures with an isotype of another phase in the library
-        (:func:`isotype_rows`). They count as known (the library holds their structure type).
+        (:func:`isotype_rows`). They weigh in the mixture's fit but not in that of ``known`` (the
+        probability that the library holds the structure, fitted on equal numbers of known and
+        held-out patterns).
     form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
     refine : the search's best candidates refined and re-ranked, as the predictor then does
         (``search(refine=...)``: True, the default, or a :class:`~synthxrd.match.rerank.RerankSettings`;
@@ -164,7 +166,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     if save_data:
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known, isotype=is_isotype,
                             **match_table(matches, FIT_MATCHES))
-    rule = FusionRule.fit(network, matches, labels, known=is_known, form=form, metadata={
+    rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype, form=form, metadata={
         "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((is_known & ~is_isotype).sum()),
         "n_held_out": int((~is_known).sum()), "n_isotype": int(is_isotype.sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
