@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-dir", required=True)
     parser.add_argument("--manifest", type=Path, default=data / "manifest.csv")
     parser.add_argument("--rruff", type=Path, default=data / "rruff_dev" / "rruff_dev300.npz")
-    fusion = parser.add_mutually_exclusive_group(required=True)
+    fusion = parser.add_mutually_exclusive_group()
     fusion.add_argument("--fusion-source", nargs="+", metavar="CIFS",
                         help="fit the fusion rule of the new network on the default library's structures "
                              "(MP tar archive and AMCSD database)")
@@ -64,12 +64,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the learning curve from this run of the campaign on gives the projection for the "
                              "targets (default: the shipped run)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only write the card (default.json and the figures) from the model already shipped and "
+                             "the evaluations already in --eval-out")
     args = parser.parse_args(argv)
     try:
         card = ship(args.run, models_dir=MODELS, docs_dir=ROOT / "docs", validation_dir=args.validation_dir,
                     manifest=args.manifest, rruff=args.rruff, eval_out=args.eval_out, checkpoint=args.checkpoint,
                     average=args.average, fusion_source=args.fusion_source, fusion=args.fusion,
-                    project_from=args.project_from, overwrite=args.overwrite, log=lambda m: print(m, flush=True))
+                    project_from=args.project_from, overwrite=args.overwrite, card_only=args.card_only,
+                    log=lambda m: print(m, flush=True))
     except SynthXRDError as exc:
         print(f"ship_model: {exc}", file=sys.stderr)
         return 2

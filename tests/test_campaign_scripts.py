@@ -103,6 +103,18 @@ def test_ship_needs_exactly_one_fusion_rule(tmp_path):
                        manifest=tmp_path / "m.csv", rruff=tmp_path / "r.npz", eval_out=tmp_path / "eval")
 
 
+def test_ship_card_only_needs_the_model_and_every_evaluation(tmp_path):
+    """card_only writes the card from what an earlier ship left; it names what is missing, and runs nothing."""
+    (tmp_path / "default.pt").write_bytes(b"")
+    (tmp_path / "eval" / "match").mkdir(parents=True)
+    (tmp_path / "eval" / "match" / "evaluation.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"card only: .*missing measured, rruff_dev, fused_rruff_dev, fused_measured, "
+                                          r"fused_match$"):
+        modelcard.ship(tmp_path, models_dir=tmp_path, docs_dir=tmp_path, validation_dir=tmp_path,
+                       manifest=tmp_path / "m.csv", rruff=tmp_path / "r.npz", eval_out=tmp_path / "eval",
+                       card_only=True)
+
+
 def _class_threshold():
     import importlib.util
 

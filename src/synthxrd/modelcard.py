@@ -248,7 +248,7 @@ def _synthxrd(args: list[str]) -> int:
 def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, manifest: Path, rruff: Path,
          eval_out: Path, checkpoint: str = "best.pt", average: Sequence[str] = (),
          fusion_source: Sequence[str] | None = None, fusion: str | None = None, project_from: str | None = None,
-         overwrite: bool = False, log=print) -> dict:
+         overwrite: bool = False, card_only: bool = False, log=print) -> dict:
     """Ship ``run`` as the package's pretrained model with its model card data; returns the card.
 
     1. ``synthxrd export`` of the run's ``checkpoint`` (or its mean with ``average``, files inside the
@@ -263,30 +263,35 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
        (the campaign's learning curve).
 
     The commands run as ``python -m synthxrd ...`` (the library never imports the CLI). A failed
-    export or evaluation is a :class:`ConfigError` naming the command.
+    export or evaluation is a :class:`ConfigError` naming the command. ``card_only``: steps 3 and 4
+    alone, from the model already in ``models_dir`` and the evaluations already in ``eval_out`` (after
+    a failure past step 2, or a rule refitted since, without an hour of exports and evaluations again).
     """
     from synthxrd.config import available_cores
     from synthxrd.plot import plot_training
 
-    if (fusion_source is None) == (fusion is None):
+    if (fusion_source is None) == (fusion is None) and not card_only:
         raise ConfigError("give exactly one of fusion_source (structures to fit the rule on) and fusion (a rule file)")
     run, models_dir, docs_dir, eval_out = Path(run), Path(models_dir), Path(docs_dir), Path(eval_out)
     model = models_dir / "default.pt"
     previous = json.loads((models_dir / "default.json").read_text()) if (models_dir / "default.json").is_file() else {}
-    flag = ["--overwrite"] if overwrite else []
-    averaged = ["--average", *(str(run / f) for f in average)] if average else []
-    rule = ["--source", *fusion_source] if fusion_source else ["--fusion", str(fusion)]
-    export = ["export", str(run / checkpoint), str(model), *averaged, "--calibrate", str(validation_dir),
-              "--calibrate-set", "calibration", "--library", "default", *rule, *flag]
-    log("synthxrd " + " ".join(export))
-    if _synthxrd(export) != 0:
-        raise ConfigError(f"synthxrd {' '.join(export)} failed")
     commands = evaluation_commands(model, validation_dir=validation_dir, manifest=manifest, rruff=rruff,
                                    eval_out=eval_out, overwrite=overwrite)
-    for command in commands.values():
-        log("synthxrd " + " ".join(command))
-        if _synthxrd(command) not in (0, 1):
-            raise ConfigError(f"synthxrd {' '.join(command)} failed")
+    if card_only:
+        missing = [name for name in commands if not (eval_out / name / "evaluation.json").is_file()]
+        if missing or not model.is_file():
+            raise ConfigError(f"card only: needs {model} and the evaluations in {eval_out}; missing "
+                              f"{', '.join(missing) or model.name}")
+    else:
+        flag = ["--overwrite"] if overwrite else []
+        averaged = ["--average", *(str(run / f) for f in average)] if average else []
+        rule = ["--source", *fusion_source] if fusion_source else ["--fusion", str(fusion)]
+        export = ["export", str(run / checkpoint), str(model), *averaged, "--calibrate", str(validation_dir),
+                  "--calibrate-set", "calibration", "--library", "default", *rule, *flag]
+        for command in (export, *commands.values()):
+            log("synthxrd " + " ".join(command))
+            if _synthxrd(command) not in ((0,) if command is export else (0, 1)):
+                raise ConfigError(f"synthxrd {' '.join(command)} failed")
     import torch
 
     payload = torch.load(model, weights_only=True)

@@ -26,7 +26,9 @@ is calibrated where the library knows the structure and where it does not. The s
 two more parts of a rule:
 
 * ``known``: the probability that the library holds the pattern's structure,
-  ``sigmoid(k_0 + k_1 s_1 + k_2 (s_1 - s_other))``, fitted on "known" against "held-out" patterns
+  ``sigmoid(k_0 + k_1 s_1 + k_2 (s_1 - s_other) [+ k_3 ln Rwp_best])`` (the last term in a refined
+  rule: the smallest Rwp of the refined matches, how well the best fitting candidate explains the
+  pattern; :func:`known_features`), fitted on "known" against "held-out" patterns
   (equal numbers of each, so a prior of 1/2), and ``unknown_below``: the largest cut (steps of 0.05,
   at most 1/2) below which at least ``UNKNOWN_PRECISION`` of the fit patterns are held-out ones
   (:func:`unknown_cut`); below it the answer says that no known phase explains the pattern, and the
@@ -56,13 +58,16 @@ from synthxrd.errors import DataError
 from synthxrd.match.evidence import evidence_array, evidence_scores
 from synthxrd.wyckoff import N_SPACEGROUPS
 
-__all__ = ["FusionRule", "match_features", "evidence_scores", "match_table", "matches_from_table", "short_hash",
+__all__ = ["FusionRule", "match_features", "known_features", "NO_FIT_RWP", "evidence_scores", "match_table",
+           "matches_from_table", "short_hash",
            "abstention_threshold", "unknown_cut", "TARGET_ACCURACY", "UNKNOWN_PRECISION", "FORMS"]
 
 _PARAMETERS = ("temperature", "bias", "w_score", "w_margin")
 FORMS = ("mixture", "stacking")
 #: Accuracy, on the fit patterns, of the answers that are not flagged uncertain.
 TARGET_ACCURACY = 0.9
+#: Rwp of a pattern none of whose matches was refined (no fit: nothing explained).
+NO_FIT_RWP = 1.0
 #: Share of held-out structures among the fit patterns flagged "no known phase".
 UNKNOWN_PRECISION = 0.8
 
@@ -139,6 +144,16 @@ def match_features(matches: Sequence, w_fit: float = 0.0) -> tuple[float, float]
     return float(e[i]), float(e[i] - max(others)) if others else float(e[i])
 
 
+def known_features(matches: Sequence, w_fit: float = 0.0, with_fit: bool = False) -> tuple[float, ...]:
+    """Features of ``known``: (e_1, margin) of :func:`match_features`, and ``with_fit`` also ln of the
+    smallest Rwp of the refined matches (:data:`NO_FIT_RWP` where none was refined)."""
+    e1, margin = match_features(matches, w_fit)
+    if not with_fit:
+        return e1, margin
+    rwp = [m.rwp for m in matches if getattr(m, "rwp", None) is not None and math.isfinite(m.rwp) and m.rwp > 0]
+    return e1, margin, math.log(min(rwp, default=NO_FIT_RWP))
+
+
 @dataclass(frozen=True)
 class FusionRule:
     """Parameters of the fusion (module docstring) and where they came from.
@@ -149,7 +164,8 @@ class FusionRule:
     bias, w_score, w_margin : logistic model of "the best match is right".
     form : ``mixture`` (c p_match + (1 - c) p_network) or ``stacking`` (conditional logit, ``stack``).
     stack : weights of the stacking form (:data:`synthxrd.match.stacking.STACK_FEATURES`).
-    known : (k_0, k_1, k_2) of the probability that the library holds the structure, or None.
+    known : (k_0, k_1, k_2[, k_3]) of the probability that the library holds the structure
+        (:func:`known_features`; k_3, of ln Rwp_best, in a refined rule), or None.
     unknown_below : probability of ``known`` below which no known phase explains a pattern.
     threshold : fused top probability below which an answer is uncertain, or None (not fitted).
     refined : fitted on refined and re-ranked matches (:func:`evidence_scores`); the predictor then
@@ -167,7 +183,7 @@ class FusionRule:
     w_margin: float = 20.0
     form: str = "mixture"
     stack: tuple[float, ...] = ()
-    known: tuple[float, float, float] | None = None
+    known: tuple[float, ...] | None = None
     unknown_below: float = 0.5
     threshold: float | None = None
     refined: bool = False
@@ -188,8 +204,8 @@ class FusionRule:
         if self.form == "stacking" and len(self.stack) != len(STACK_FEATURES):
             raise DataError(f"fusion rule: the stacking form needs {len(STACK_FEATURES)} weights "
                             f"({', '.join(STACK_FEATURES)}), got {len(self.stack)}")
-        if self.known is not None and len(self.known) != 3:
-            raise DataError(f"fusion rule: known needs 3 parameters (k_0, k_1, k_2), got {len(self.known)}")
+        if self.known is not None and len(self.known) not in (3, 4):
+            raise DataError(f"fusion rule: known needs 3 or 4 parameters (k_0, k_1, k_2[, k_3]), got {len(self.known)}")
         if not 0.0 <= self.unknown_below <= 1.0:
             raise DataError(f"fusion rule: unknown_below must lie in [0, 1], got {self.unknown_below!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -221,7 +237,9 @@ class FusionRule:
             return None
         from synthxrd.match.stacking import logistic
 
-        return float(logistic(self.known, [match_features(matches, self.w_fit)])[0]) if matches else 0.0
+        if not matches:
+            return 0.0
+        return float(logistic(self.known, [known_features(matches, self.w_fit, len(self.known) == 4)])[0])
 
     def no_known_phase(self, matches: Sequence) -> bool:
         """No library structure explains the pattern: ``known`` below ``unknown_below`` (False without ``known``)."""
@@ -359,7 +377,7 @@ class FusionRule:
                 raise DataError("fusion fit: fitting 'known' needs patterns of structures the library holds and "
                                 "of structures it does not")
             chosen = [m for m, r in zip(matches, rows) if r]
-            features = [match_features(m, rule.w_fit) for m in chosen]
+            features = [known_features(m, rule.w_fit, rule.refined) for m in chosen]
             rule = replace(rule, known=tuple(float(v) for v in fit_logistic(features, known)))
             rule = replace(rule, unknown_below=unknown_cut([rule.known_probability(m) for m in chosen], known))
         fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
