@@ -103,6 +103,12 @@ def test_ship_needs_exactly_one_fusion_rule(tmp_path):
                        manifest=tmp_path / "m.csv", rruff=tmp_path / "r.npz", eval_out=tmp_path / "eval")
 
 
+def test_a_run_shipped_again_replaces_its_rows():
+    rows = [{"run": "run6", "steps": 1}, {"run": "run7", "steps": 2}, {"run": "run7", "step": 1000}]
+    assert modelcard.without_run(rows, "run7") == [{"run": "run6", "steps": 1}]
+    assert modelcard.without_run(rows, "run8") == rows
+
+
 def test_ship_card_only_needs_the_model_and_every_evaluation(tmp_path):
     """card_only writes the card from what an earlier ship left; it names what is missing, and runs nothing."""
     (tmp_path / "default.pt").write_bytes(b"")

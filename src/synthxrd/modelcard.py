@@ -79,6 +79,11 @@ def lineage(run: Path, card_runs: set[str]) -> tuple[list[Path], bool]:
         chain.insert(0, parent)
 
 
+def without_run(rows: Sequence[dict], name: str) -> list[dict]:
+    """The card's ledger or learning-curve ``rows`` without those of the run ``name``."""
+    return [row for row in rows if row.get("run") != name]
+
+
 def ledger_row(run: Path, hardware: str) -> dict:
     """One run of the campaign: its last step, patterns seen, wall hours and starting weights."""
     from synthxrd.models.checkpoint import load_checkpoint
@@ -302,12 +307,13 @@ def ship(run: Path, *, models_dir: Path, docs_dir: Path, validation_dir: str, ma
                 f"{record['workers']} data worker(s), torch {record['torch_version']}")
     # the runs whose weights this one continues (--init-weights) and, when the chain starts from the
     # shipped weights, the card's campaign before them: runs, hours and learning curves add up
-    card_runs = list(previous.get("campaign", []))
+    # a run shipped again (a new checkpoint, a refitted rule, --card-only) replaces its own rows
+    card_runs = without_run(previous.get("campaign", []), run.name)
     chain, continues = lineage(run, {r["run"] for r in card_runs})
     campaign = [*(card_runs if continues else []), *(ledger_row(r, hardware) for r in chain)]
     campaign[-1]["steps"] = payload["step"]  # the exported checkpoint's step
     campaign[-1]["patterns_seen"] = payload["step"] * config["batch_size"]
-    curve = [*(previous.get("learning_curve") or [] if continues else [])]
+    curve = [*(without_run(previous.get("learning_curve") or [], run.name) if continues else [])]
     offset = sum(r["patterns_seen"] for r in campaign[:len(campaign) - len(chain)])
     for r, row in zip(chain, campaign[len(campaign) - len(chain):]):
         curve_file = r / "curve.json"
