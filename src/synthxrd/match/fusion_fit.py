@@ -16,10 +16,11 @@ U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions)
   that the library knows only through isotypes of another composition or cell, whose peaks lie near
   but not on the library's,
 
-so that the rule learns "the library knows it", "it knows its structure type" and "nobody knows it". The parameters maximise
-the likelihood of the true space group (:meth:`FusionRule.fit`); the rule is bound to the network's
-weights and to the library (:meth:`FusionRule.bind`). Measured patterns (rruff_dev, XRED) are never
-used. ``synthxrd export --library`` runs it; so does ``scripts/fit_fusion.py``.
+so that the rule learns "the library knows it", "it knows its structure type" and "nobody knows
+it". The parameters maximise the likelihood of the true space group (:meth:`FusionRule.fit`); the
+rule is bound to the network's weights and to the library (:meth:`FusionRule.bind`). Measured
+patterns (rruff_dev, XRED) are never used. ``synthxrd export --library`` runs it; so does
+``scripts/fit_fusion.py``.
 """
 
 from __future__ import annotations
