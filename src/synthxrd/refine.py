@@ -210,6 +210,11 @@ def strain_basis(g_star: np.ndarray, ops: np.ndarray) -> np.ndarray:
     return np.array(basis)
 
 
+def _positive_definite(g: np.ndarray) -> bool:
+    """A finite, symmetric metric with all eigenvalues > 0 (a real cell)."""
+    return bool(np.all(np.isfinite(g)) and np.all(np.linalg.eigvalsh(g) > 0))
+
+
 def metric_from_reflections(d: np.ndarray, hkl: np.ndarray) -> np.ndarray | None:
     """The reciprocal metric G* (3, 3) that the reflections' indices belong to, by least squares of
     1/d^2 = h^2 A + k^2 B + l^2 C + 2hk D + 2hl E + 2kl F; None where the hkl do not determine it
@@ -223,7 +228,7 @@ def metric_from_reflections(d: np.ndarray, hkl: np.ndarray) -> np.ndarray | None
         return None
     x = np.linalg.lstsq(a / q[:, None], np.ones(len(d)), rcond=None)[0]
     g = np.array([[x[0], x[3], x[4]], [x[3], x[1], x[5]], [x[4], x[5], x[2]]])
-    if np.any(np.linalg.eigvalsh(g) <= 0):
+    if not _positive_definite(g):
         return None
     back = np.einsum("mi,ij,mj->m", h, g, h)
     if np.max(np.abs(back / q - 1)) > METRIC_TOLERANCE:
@@ -262,11 +267,6 @@ def _symmetry_of(g_star: np.ndarray, spacegroup: int) -> np.ndarray:
         if len(looser) >= need:
             ops = looser
     return ops
-
-
-def _positive_definite(g: np.ndarray) -> bool:
-    """A finite, symmetric metric with all eigenvalues > 0 (a real cell)."""
-    return bool(np.all(np.isfinite(g)) and np.all(np.linalg.eigvalsh(g) > 0))
 
 
 def _conventional_map(g_star: np.ndarray, conventional: np.ndarray | None) -> np.ndarray | None:
@@ -358,13 +358,13 @@ class PhaseModel:
         """(6,) refined lattice parameters: conventional if the map to the conventional cell is known,
         else of the cell the hkl belong to; None without a metric."""
         g = self.metric(p)
-        if g is not None and not _positive_definite(g):
-            return None
         if g is None:
             if self.conventional is None:
                 return None
             s = 1.0 / math.sqrt(1.0 + p[0]) if len(p) else 1.0  # isotropic: d -> d / sqrt(1 + p); held: none
             return np.concatenate([self.conventional[:3] * s, self.conventional[3:]])
+        if not _positive_definite(g):
+            return None
         m = _conventional_map_cached(self)
         if m is not None:
             return lattice_parameters_of_metric(np.linalg.inv(m @ np.linalg.inv(g) @ m.T))

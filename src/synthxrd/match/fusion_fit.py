@@ -154,12 +154,13 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         augmented_patterns(CrystalBatch.from_crystals([batch[j] for j in range(a, min(a + _BATCH, len(ids)))]),
                            config, rng, grid=grid) for a in range(0, len(ids), _BATCH)])
     network = predictor.predict_grid(patterns)
+    in_library = np.isin(ids, known)  # searched against the whole library
     is_isotype = np.isin(ids, isotypes)
-    is_known = np.isin(ids, known) | is_isotype
+    is_known = in_library | is_isotype
     own_phases = library.groups[[library.index(i) for i in np.array(ids)[is_isotype]]]
     phase_library = library.select(~np.isin(library.groups, own_phases)) if is_isotype.any() else library
     matches: list = [None] * len(ids)  # against the library, with their part left out, with their phase left out
-    for lib, sel in ((library, is_known & ~is_isotype), (fit_library, ~is_known), (phase_library, is_isotype)):
+    for lib, sel in ((library, in_library), (fit_library, ~is_known), (phase_library, is_isotype)):
         rows = np.flatnonzero(sel)
         for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES, refine=refine)
                              if len(rows) else []):
@@ -168,7 +169,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known, isotype=is_isotype,
                             **match_table(matches, FIT_MATCHES))
     rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype, form=form, metadata={
-        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((is_known & ~is_isotype).sum()),
+        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(in_library.sum()),
         "n_held_out": int((~is_known).sum()), "n_isotype": int(is_isotype.sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
@@ -177,7 +178,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}
-    for name, sel in (("library structures", is_known & ~is_isotype), ("held-out prototypes", ~is_known),
+    for name, sel in (("library structures", in_library), ("held-out prototypes", ~is_known),
                       ("isotypes in the library", is_isotype)):
         if not sel.any():
             continue
