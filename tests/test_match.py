@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -267,7 +268,8 @@ def test_fusion_fit_and_files(tmp_path):
         truth = int(rng.integers(1, 231))
         other = truth % 230 + 1
         s = rng.uniform(0.8, 0.95) if right else rng.uniform(0.5, 0.7)
-        matches.append(_matches([(s, truth if right else other), (s - 0.2, other if right else truth)]))
+        third = other % 230 + 1  # a low score's matches miss the truth (else a flat p_match fits best)
+        matches.append(_matches([(s, truth if right else other), (s - 0.2, other if right else third)]))
         labels.append(truth)
         network.append(np.full(230, 1 / 230))
     rule = FusionRule.fit(np.array(network), matches, labels, metadata={"what": "test"})
@@ -301,7 +303,7 @@ def test_the_known_part_is_fitted_on_its_rows_only():
     alone = FusionRule.fit(network[rows], [m for m, r in zip(matches, rows) if r], np.array(labels)[rows],
                            known=np.array(known)[rows])
     assert rule.known == pytest.approx(alone.known) and rule.unknown_below == alone.unknown_below > 0
-    assert rule.metadata["n_patterns"] == 300 and rule.temperature != pytest.approx(alone.temperature)
+    assert rule.metadata["n_patterns"] == 300 and rule.bias != pytest.approx(alone.bias)
     everything = FusionRule.fit(network, matches, labels, known=known)  # the isotypes blur "known"
     assert everything.known != pytest.approx(alone.known)
 
@@ -460,3 +462,38 @@ def test_fusion_fit_on_refined_matches_learns_to_trust_the_fit(tmp_path):
     assert back == rule and back.refined
     with pytest.raises(DataError, match="w_fit"):
         FusionRule(w_fit=-1.0)
+
+
+def test_evidence_prefers_the_higher_symmetry_in_a_near_tie():
+    """e_j += w_sym ln |P_j|: P-1 (|P| 2) first by 0.001, P2_1/m (|P| 4) passes it at w_sym 0.003."""
+    ms = _matches([(0.800, 2), (0.799, 11), (0.70, 221)])
+    np.testing.assert_allclose(evidence_scores(ms, 0.0, 0.003),
+                               [0.800 + 0.003 * np.log(2), 0.799 + 0.003 * np.log(4), 0.70 + 0.003 * np.log(48)])
+    assert FusionRule(w_sym=0.003).match_probabilities(ms).argmax() + 1 == 11
+    assert FusionRule(w_sym=0.0).match_probabilities(ms).argmax() + 1 == 2
+
+
+def test_fusion_fit_learns_the_preference_for_the_higher_symmetry(tmp_path):
+    """Where near-tied candidates are a group and its subgroup and the truth is mostly the group of higher
+    symmetry, the fitted rule weighs the symmetry (w_sym > 0), keeps it through its file, and answers
+    better than the rule without it; a rule file written before w_sym existed reads as w_sym 0."""
+    rng = np.random.default_rng(2)
+    pairs = [(11, 2), (62, 19), (139, 87), (191, 183), (221, 195)]  # (higher, lower) point-group order
+    matches, labels = [], []
+    for _ in range(400):
+        high, low = pairs[rng.integers(len(pairs))]
+        s = rng.uniform(0.7, 0.9)
+        first, second = (high, low) if rng.random() < 0.5 else (low, high)
+        matches.append(_matches([(s, first), (s - rng.uniform(0, 0.004), second)]))
+        labels.append(high if rng.random() < 0.85 else low)
+    network = np.full((400, 230), 1 / 230)
+    rule = FusionRule.fit(network, matches, labels)
+    assert rule.w_sym > 0.001
+    fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
+    without = replace(rule, w_sym=0.0)
+    plain = np.array([without.fuse(p, m) for p, m in zip(network, matches)])
+    hits = lambda p: (p.argmax(axis=1) + 1 == np.array(labels)).mean()  # noqa: E731
+    assert hits(fused) > 0.8 > hits(plain) + 0.2
+    assert FusionRule.load(rule.save(tmp_path / "rule.json")).w_sym == rule.w_sym
+    old = {k: v for k, v in rule.to_dict().items() if k != "w_sym"}
+    assert FusionRule.from_dict(old).w_sym == 0.0

@@ -18,6 +18,7 @@ from synthxrd.symmetry import (
     is_absent,
     members,
     n_extinction_groups,
+    point_group_order_table,
 )
 from synthxrd.wyckoff import space_group
 
@@ -136,6 +137,22 @@ def test_crystal_system_index():
     assert CRYSTAL_SYSTEMS[crystal_system_index(166)] == "trigonal"
     for gid, numbers in extinction_groups().items():
         assert len({crystal_system_index(n) for n in numbers}) == 1, gid
+
+
+def test_point_group_order_against_spglib():
+    """|P| of every ITA number = distinct rotations of spglib's database operations of its first setting."""
+    spglib = pytest.importorskip("spglib")
+    table = point_group_order_table()
+    seen = set()
+    for hall in range(1, 531):
+        number = spglib.get_spacegroup_type(hall).number
+        if number in seen:
+            continue
+        seen.add(number)
+        rotations = spglib.get_symmetry_from_database(hall)["rotations"]
+        assert table[number] == len({r.tobytes() for r in np.asarray(rotations, np.int64)}), number
+    assert len(seen) == 230 and table[0] == 0 and not table.flags.writeable
+    assert [table[n] for n in (1, 2, 14, 62, 139, 166, 191, 221)] == [1, 2, 4, 8, 16, 12, 24, 48]
 
 
 def test_docstring_examples():

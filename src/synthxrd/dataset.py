@@ -30,7 +30,7 @@ from synthxrd.files import atomic_write
 from synthxrd.structure import CrystalBatch
 
 __all__ = ["Dataset", "save_dataset", "load_dataset", "class_rows", "FORMAT_VERSION", "MANIFEST", "VALIDATION_FORMAT_VERSION",
-           "Manifest", "ValidationSet", "load_validation_sets", "sha256_file"]
+           "Manifest", "ValidationSet", "load_validation_sets", "sha256_file", "rebuild_hint"]
 
 FORMAT = "synthxrd-dataset"
 FORMAT_VERSION = 1
@@ -118,6 +118,13 @@ def sha256_file(path: str | Path) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Validation caches
+
+
+def rebuild_hint(validation_dir: str | Path, set_name: str = "calibration") -> str:
+    """How to build the validation set ``set_name`` into ``validation_dir`` (for error messages)."""
+    which = ("its default sets include calibration" if set_name == "calibration"
+             else f"name {set_name} among its --sets")
+    return f"`synthxrd validation build --out {validation_dir} --source COLLECTION` ({which})"
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ __all__ = [
     "crystal_system_index",
     "crystal_system_table",
     "crystal_system_ranges",
+    "point_group_order_table",
     "hkl_box",
     "absent_mask",
     "absent_reflections",
@@ -99,6 +100,20 @@ def crystal_system_table() -> np.ndarray:
     table = np.full(231, -1, np.int64)
     for n in range(1, 231):
         table[n] = crystal_system_index(n)
+    table.setflags(write=False)
+    return table
+
+
+@lru_cache(maxsize=1)
+def point_group_order_table() -> np.ndarray:
+    """(231,) int64: order of the point group of every ITA number, read-only (index 0 unused, 0).
+
+    The number of distinct rotation parts of the group's operations (centring translations share
+    them): 1 for P1, 4 for P2_1/c and C2/c, 8 for mmm, 16 for 4/mmm, 24 for 6/mmm and m-3, 48 for m-3m.
+    """
+    table = np.zeros(231, np.int64)
+    for n in range(1, 231):
+        table[n] = len({r.tobytes() for r in np.asarray(space_group(n).rotations, np.int64)})
     table.setflags(write=False)
     return table
 

@@ -277,7 +277,7 @@ def _without_missing_calibration(validation_dir: str, names: list[str], *, stack
     """``names`` without ``calibration`` when the cache in ``validation_dir`` has no such set, or an empty one
     (built before it existed, or from a split without a calibration part), with one warning: best.pt is
     then selected and calibrated on ``random``."""
-    from synthxrd.dataset import Manifest
+    from synthxrd.dataset import Manifest, rebuild_hint
 
     if "calibration" not in names:
         return names
@@ -286,8 +286,7 @@ def _without_missing_calibration(validation_dir: str, names: list[str], *, stack
         return names
     why = "no calibration set (built before it existed)" if info is None else "an empty calibration set"
     warnings.warn(f"{validation_dir}: {why}: best.pt is selected and calibrated on the random set instead "
-                  "(never on match); rebuild the folder with `synthxrd validation build --out "
-                  f"{validation_dir} --source COLLECTION` (its default sets include calibration)",
+                  f"(never on match); rebuild the folder with {rebuild_hint(validation_dir)}",
                   stacklevel=stacklevel)
     return [n for n in names if n != "calibration"]
 

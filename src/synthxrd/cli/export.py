@@ -182,16 +182,14 @@ def store_fusion(path: Path, rule) -> dict:
 
 def check_calibration_set(validation_dir: str, set_name: str) -> None:
     """Raise a one-line :class:`ConfigError` if the cache in ``validation_dir`` has no set ``set_name``."""
-    from synthxrd.dataset import Manifest
+    from synthxrd.dataset import Manifest, rebuild_hint
     from synthxrd.errors import ConfigError
 
     manifest = Manifest.load(validation_dir)
     if set_name not in manifest.sets:
-        hint = ("its default sets include calibration" if set_name == "calibration"
-                else f"name {set_name} among its --sets")
         raise ConfigError(f"--calibrate {validation_dir}: no validation set {set_name!r} (built: "
-                          f"{', '.join(manifest.sets) or 'none'}); build it with `synthxrd validation build --out "
-                          f"{validation_dir} --source COLLECTION` ({hint})")
+                          f"{', '.join(manifest.sets) or 'none'}); build it with "
+                          f"{rebuild_hint(validation_dir, set_name)}")
 
 
 def calibrate(path: Path, validation_dir: str, set_name: str, max_patterns: int) -> dict:

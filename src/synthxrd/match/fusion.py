@@ -13,14 +13,17 @@ of its margin over the best match of another space group,
 Where the search's best candidates were refined and re-ranked (a rule fitted so is ``refined``), each
 refined match's score also holds its fit, ``s_j - w_fit ln(fom_j / fom_min)``
 (:func:`synthxrd.match.evidence.evidence_scores`, ``w_fit`` fitted with the rule), and these scores
-take the place of ``s_j`` in ``p_match``, ``c`` and ``known`` (below).
+take the place of ``s_j`` in ``p_match``, ``c`` and ``known`` (below). Every score also holds
+``w_sym ln |P_j|``, ``|P_j|`` the point-group order of match j's space group: fitted with the rule, a
+small positive ``w_sym`` lets the higher symmetry win a near-tie against its subgroups (Hamilton's
+preference, :func:`~synthxrd.match.evidence.evidence_scores`).
 
 The fused distribution is the mixture ``c p_match + (1 - c) p_network``: a strong match makes its
 space group dominate; with no good match ``c`` is small and the network's answer stands. A rule of
 form ``stacking`` replaces the mixture by a conditional logit over the groups whose features carry
 the same evidence (:mod:`synthxrd.match.stacking`); ``c`` keeps its meaning. ``T``, ``b``,
-``w_s`` and ``w_m`` are fitted by maximum likelihood of the true space group on simulated, realistically
-augmented patterns of library structures and of held-out prototypes left out of the library
+``w_s``, ``w_m`` and ``w_sym`` are fitted by maximum likelihood of the true space group on simulated,
+realistically augmented patterns of library structures and of held-out prototypes left out of the library
 (:func:`synthxrd.match.fusion_fit.fit_fusion`, run by ``synthxrd export --library``), so the mixture
 is calibrated where the library knows the structure and where it does not. The same patterns give
 two more parts of a rule:
@@ -132,12 +135,12 @@ def matches_from_table(table) -> list[list]:
             for i in range(n)]
 
 
-def match_features(matches: Sequence, w_fit: float = 0.0) -> tuple[float, float]:
+def match_features(matches: Sequence, w_fit: float = 0.0, w_sym: float = 0.0) -> tuple[float, float]:
     """(best score, margin over the best match of another space group) of one pattern's matches, on
     :func:`evidence_scores`."""
     if not matches:
         return 0.0, 0.0
-    e = evidence_scores(matches, w_fit)
+    e = evidence_scores(matches, w_fit, w_sym)
     i = int(np.argmax(e))
     group = matches[i].spacegroup
     others = [v for v, m in zip(e.tolist(), matches) if m.spacegroup != group]
@@ -145,7 +148,8 @@ def match_features(matches: Sequence, w_fit: float = 0.0) -> tuple[float, float]
 
 
 def known_features(matches: Sequence, w_fit: float = 0.0, with_fit: bool = False) -> tuple[float, ...]:
-    """Features of ``known``: (e_1, margin) of :func:`match_features`, and ``with_fit`` also ln of the
+    """Features of ``known``: (e_1, margin) of :func:`match_features` (without the symmetry term: how well
+    the library explains the pattern, not which group is likelier), and ``with_fit`` also ln of the
     smallest Rwp of the refined matches (:data:`NO_FIT_RWP` where none was refined)."""
     e1, margin = match_features(matches, w_fit)
     if not with_fit:
@@ -171,6 +175,8 @@ class FusionRule:
     refined : fitted on refined and re-ranked matches (:func:`evidence_scores`); the predictor then
         refines its matches before it fuses them.
     w_fit : weight of the refinement's figure of merit in the scores (:func:`evidence_scores`).
+    w_sym : weight of ln(point-group order) in the scores, the preference for the higher symmetry
+        (:func:`evidence_scores`).
     metadata : how the rule was fitted (data, counts, package version), JSON-compatible; a bound rule
         (:meth:`bind`) also holds ``network`` (hash of the network's weights,
         :func:`synthxrd.models.checkpoint.weights_fingerprint`), ``library``
@@ -188,12 +194,13 @@ class FusionRule:
     threshold: float | None = None
     refined: bool = False
     w_fit: float = 0.0
+    w_sym: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         from synthxrd.match.stacking import STACK_FEATURES
 
-        values = (self.temperature, self.bias, self.w_score, self.w_margin, self.w_fit, *self.stack,
+        values = (self.temperature, self.bias, self.w_score, self.w_margin, self.w_fit, self.w_sym, *self.stack,
                   *(self.known or ()))
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or self.temperature <= 0:
             raise DataError(f"fusion rule: parameters must be finite numbers with temperature > 0, got {values}")
@@ -218,7 +225,7 @@ class FusionRule:
         p = np.zeros(N_SPACEGROUPS)
         if not matches:
             return p
-        scores = evidence_scores(matches, self.w_fit)
+        scores = evidence_scores(matches, self.w_fit, self.w_sym)
         w = np.exp((scores - scores.max()) / self.temperature)
         np.add.at(p, np.array([m.spacegroup for m in matches]) - 1, w)
         return p / p.sum()
@@ -227,7 +234,7 @@ class FusionRule:
         """c: probability that the best match's space group is right."""
         if not matches:
             return 0.0
-        s, margin = match_features(matches, self.w_fit)
+        s, margin = match_features(matches, self.w_fit, self.w_sym)
         z = self.bias + self.w_score * s + self.w_margin * margin
         return float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
 
@@ -255,7 +262,7 @@ class FusionRule:
         if self.form == "stacking":
             from synthxrd.match.stacking import group_features, match_arrays, stacked_probabilities
 
-            scores, groups = match_arrays([matches], self.w_fit)
+            scores, groups = match_arrays([matches], self.w_fit, self.w_sym)
             return stacked_probabilities(self.stack, group_features(network, scores, groups, self.temperature))[0]
         c = self.confidence(matches)
         p = c * p_match + (1.0 - c) * np.asarray(network, np.float64)
@@ -315,7 +322,7 @@ class FusionRule:
             known = data.get("known")
             threshold = data.get("threshold")
             extra = {"unknown_below": float(data["unknown_below"])} if "unknown_below" in data else {}
-            extra.update({"w_fit": float(data["w_fit"])} if "w_fit" in data else {})
+            extra.update({k: float(data[k]) for k in ("w_fit", "w_sym") if k in data})
             extra.update(refined=bool(data.get("refined", False)))
             return cls(**{k: float(data[k]) for k in _PARAMETERS}, form=str(data.get("form", "mixture")),
                        stack=tuple(float(v) for v in data.get("stack", ())),
@@ -366,7 +373,7 @@ class FusionRule:
         labels = np.asarray(labels, np.int64)
         meta = dict(rule.metadata)
         if form == "stacking":
-            scores, groups = match_arrays(matches, rule.w_fit)
+            scores, groups = match_arrays(matches, rule.w_fit, rule.w_sym)
             weights, nll = fit_stacking(group_features(network, scores, groups, rule.temperature), labels)
             rule = replace(rule, form="stacking", stack=tuple(float(w) for w in weights))
             meta.update(mixture_nll=meta["mean_nll"], mean_nll=nll)
@@ -387,7 +394,7 @@ class FusionRule:
 
     @classmethod
     def _fit_mixture(cls, network, matches, labels, metadata) -> FusionRule:
-        """The mixture's parameters (:meth:`fit`): T, b, w_s, w_m, and on refined matches also w_fit."""
+        """The mixture's parameters (:meth:`fit`): T, b, w_s, w_m, w_sym, and on refined matches also w_fit."""
         from scipy.optimize import minimize
 
         labels = np.asarray(labels, np.int64)
@@ -407,8 +414,8 @@ class FusionRule:
         p_net_true = net[rows, labels - 1]
 
         def nll(theta: np.ndarray) -> float:
-            log_t, b, ws, wm = theta[:4]
-            e = evidence_array(scores, fom, abs(theta[4]) if refined else 0.0)
+            log_t, b, ws, wm, w_sym = theta[:5]
+            e = evidence_array(scores, fom, abs(theta[5]) if refined else 0.0, groups, w_sym)
             best = np.argmax(e, axis=1)
             s1 = e[rows, best]
             other = np.where((groups != groups[rows, best][:, None]) & np.isfinite(e), e, -np.inf).max(axis=1)
@@ -422,11 +429,11 @@ class FusionRule:
             return float(-np.mean(np.log(np.maximum(p, 1e-12))))
 
         start = cls()
-        x0 = [math.log(start.temperature), start.bias, start.w_score, start.w_margin] + ([0.05] if refined else [])
+        x0 = [math.log(start.temperature), start.bias, start.w_score, start.w_margin, 0.0] + ([0.05] if refined else [])
         best = minimize(nll, np.array(x0), method="Nelder-Mead",
                         options={"maxiter": 6000, "xatol": 1e-4, "fatol": 1e-7})
         best = minimize(nll, best.x, method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-5, "fatol": 1e-8})
-        log_t, b, ws, wm = (float(v) for v in best.x[:4])
-        extra = {"refined": True, "w_fit": abs(float(best.x[4]))} if refined else {}
+        log_t, b, ws, wm, w_sym = (float(v) for v in best.x[:5])
+        extra = {"refined": True, "w_fit": abs(float(best.x[5]))} if refined else {}
         meta = dict(metadata or {}, n_patterns=int(len(labels)), mean_nll=float(best.fun))
-        return cls(math.exp(log_t), b, ws, wm, metadata=meta, **extra)
+        return cls(math.exp(log_t), b, ws, wm, w_sym=w_sym, metadata=meta, **extra)

@@ -43,14 +43,14 @@ _RANK_EDGES = (0, 1, 2, 3, 5, 10)
 _FLOOR = 1e-6
 
 
-def match_arrays(matches, w_fit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def match_arrays(matches, w_fit: float = 0.0, w_sym: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) scores (:func:`synthxrd.match.evidence.evidence_scores`) and space groups of N match lists
     (``Match`` objects), best first; groups 0 pad."""
     k = max((len(m) for m in matches), default=0) or 1
     scores = np.zeros((len(matches), k))
     groups = np.zeros((len(matches), k), np.int64)
     for i, ms in enumerate(matches):
-        e = evidence_scores(ms, w_fit) if ms else np.zeros(0)
+        e = evidence_scores(ms, w_fit, w_sym) if ms else np.zeros(0)
         order = np.argsort(-e, kind="stable")
         scores[i, :len(ms)] = e[order]
         groups[i, :len(ms)] = [ms[j].spacegroup for j in order]
