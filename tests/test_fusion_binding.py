@@ -70,7 +70,8 @@ def test_predictor_takes_the_models_own_rule_and_refuses_others(tiny_run, tiny_f
     with pytest.raises(DataError, match="fusion rule .*shipped_rule.json belongs to network"):
         Predictor.load(tiny_fused, device="cpu", fusion=shipped_rule)
     forced = Predictor.load(tiny_fused, device="cpu", fusion=shipped_rule, allow_foreign_fusion=True)
-    assert forced.fusion.temperature == pytest.approx(0.0164636, rel=1e-5) and forced.fusion.refined and forced.refine
+    assert forced.fusion == FusionRule.load(shipped_rule) and forced.fusion.refined and forced.refine
+    assert forced.fusion.temperature != fused.fusion.temperature
     # the same on the command line
     pattern = str(EXAMPLES / "NaCl.cif")
     tt = np.arange(10.0, 80.0, 0.02)

@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         how = (f"fitted on {f['metadata'].get('n_patterns')} simulated patterns "
                f"({f['metadata'].get('wall_time_s')} s)" if plan == "fit" else f"from {args.fusion}")
         print(f"fusion rule with library {f['metadata']['library_label']} {how}: T {f['temperature']:.4g}, "
-              f"bias {f['bias']:.3f}, w_score {f['w_score']:.3f}, w_margin {f['w_margin']:.3f}")
+              f"bias {f['bias']:.3f}, w_score {f['w_score']:.3f}, w_margin {f['w_margin']:.3f}, "
+              f"w_fit {f.get('w_fit', 0.0):.3f}, w_sym {f.get('w_sym', 0.0):.4f}")
     return 0
 
 

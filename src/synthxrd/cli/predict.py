@@ -158,7 +158,13 @@ def _table(result, k: int, n_matches: int = 5) -> str:
 
 def _refine_matches(library, path: str, result, wavelength, n: int) -> list:
     """(Match, Refinement) of the best ``n`` matches fitted to the file's pattern as measured, best
-    (lowest figure of merit) first."""
+    (lowest figure of merit) first.
+
+    The predictor has refined its candidates already, but on the search's pattern (resampled to the
+    model's grid, normalised, at Cu K-alpha1 without the doublet); what the user reads (cell, zero shift,
+    Rwp, GoF, the Rietveld figure, the CIF) is fitted here to the file as measured, at its wavelength with
+    its K-alpha2 and its counting statistics. Reusing the predictor's fits saves about 0.5 s per file
+    but changes GoF by factors of 0.2 to 3.7 (measured on the 17 shipped patterns), so it is not done."""
     import numpy as np
 
     from synthxrd.io import read_pattern
