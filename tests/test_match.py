@@ -312,11 +312,10 @@ def test_known_reads_the_best_fit_in_a_refined_rule():
     """known_features: (e_1, margin), and with the fit ln of the smallest Rwp of the refined matches (NO_FIT_RWP
     when none was refined); a refined rule fitted where held-out structures fit badly gets k_3 < 0."""
     import math
-    from dataclasses import replace as with_
 
     from synthxrd.match.fusion import NO_FIT_RWP, known_features
 
-    ms = [with_(m, rwp=r, fom=r) for m, r in zip(_matches([(0.9, 62), (0.8, 14)]), (0.2, 0.1))]
+    ms = [replace(m, rwp=r, fom=r) for m, r in zip(_matches([(0.9, 62), (0.8, 14)]), (0.2, 0.1))]
     assert known_features(ms, 0.0, True) == pytest.approx((0.9, 0.1, math.log(0.1)))
     assert known_features(_matches([(0.9, 62)]), 0.0, True)[2] == math.log(NO_FIT_RWP)
     rng = np.random.default_rng(5)
@@ -325,7 +324,7 @@ def test_known_reads_the_best_fit_in_a_refined_rule():
         held = i % 2 == 1
         s = rng.uniform(0.5, 0.8)  # the scores alone do not tell the two apart; the fit does
         rwp = rng.uniform(0.3, 0.6) if held else rng.uniform(0.05, 0.2)
-        matches.append([with_(m, rwp=rwp, fom=rwp) for m in _matches([(s, 5), (s - 0.05, 7)])])
+        matches.append([replace(m, rwp=rwp, fom=rwp) for m in _matches([(s, 5), (s - 0.05, 7)])])
         labels.append(5)
         known.append(not held)
     rule = FusionRule.fit(np.full((400, 230), 1 / 230), matches, labels, known=known)
