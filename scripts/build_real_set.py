@@ -33,9 +33,12 @@ def main() -> None:
     parser.add_argument("--workers", "-j", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--verify-patterns", type=int, default=500,
                         help="crystals whose patterns are compared with those of the crystals as read (default 500)")
+    parser.add_argument("--min-count", type=int, default=None,
+                        help="classes: the groups with at least this many structures in the statistics (default 50)")
     args = parser.parse_args()
     info = build_shipped_set(args.collection, None if args.amcsd == "none" else args.amcsd, args.out,
-                             workers=args.workers, overwrite=True, verify_patterns=args.verify_patterns)
+                             workers=args.workers, overwrite=True, verify_patterns=args.verify_patterns,
+                             min_count=args.min_count)
     print(json.dumps({k: info[k] for k in ("counts", "verification", "build_time_s")}, indent=1))
     print(f"wrote {args.out} ({info['bytes'] / 2**20:.2f} MiB)")
 

@@ -54,7 +54,7 @@ def _analyse(source: Path, ids: list[str] | None, ctx, workers: int, label: str,
 
 def build_shipped_set(collection: str | Path, minerals: str | Path | None, out: str | Path, *,
                       workers: int = 1, progress: bool = True, overwrite: bool = False,
-                      verify_patterns: int = 500, seed: int = 0) -> dict[str, Any]:
+                      verify_patterns: int = 500, seed: int = 0, min_count: int | None = None) -> dict[str, Any]:
     """Build the shipped real crystal set (module docstring) from the MP collection of the shipped split
     and an AMCSD database (None: MP alone), with the shipped split and statistics, and the filters of
     :func:`synthxrd.real.build_real_set`; then check it (:func:`verify_compact`).
@@ -66,6 +66,8 @@ def build_shipped_set(collection: str | Path, minerals: str | Path | None, out: 
     out : output ``.npz``.
     workers : processes (1 = none).
     verify_patterns : crystals whose simulated patterns are compared with those of the crystals as read.
+    min_count : the classes are the groups with at least this many structures in the shipped statistics
+        (default :data:`synthxrd.stats.REPRESENTED_MIN_COUNT`, the default training's classes).
 
     Returns
     -------
@@ -89,7 +91,8 @@ def build_shipped_set(collection: str | Path, minerals: str | Path | None, out: 
             raise DataError(f"{src}: no such file or folder")
     check_outputs([out], inputs=[p for p in (collection, minerals) if p is not None], overwrite=overwrite)
     sp, split_label, stat, stat_label, _ = resolve_inputs(None, None)
-    cls, min_count = resolve_classes(None, stat, st.REPRESENTED_MIN_COUNT, stat_label)
+    cls, min_count = resolve_classes(None, stat, st.REPRESENTED_MIN_COUNT if min_count is None else min_count,
+                                     stat_label)
     ctx = _Context(stat.symprec, cls, MAX_SITES, MAX_VOLUME)
     stat_ids = np.unique(sp.ids_of("statistics"))
     held_parts = [p for p in ("test", "calibration") if len(sp.ids_of(p))]
