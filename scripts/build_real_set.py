@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from synthxrd.real import build_shipped_set
+from synthxrd.stats import REPRESENTED_MIN_COUNT
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "synthxrd" / "resources" / "real" / "real_crystals.npz"
 
@@ -34,7 +35,8 @@ def main() -> None:
     parser.add_argument("--verify-patterns", type=int, default=500,
                         help="crystals whose patterns are compared with those of the crystals as read (default 500)")
     parser.add_argument("--min-count", type=int, default=None,
-                        help="classes: the groups with at least this many structures in the statistics (default 50)")
+                        help="classes: the groups with at least this many structures in the statistics "
+                             f"(default {REPRESENTED_MIN_COUNT})")
     args = parser.parse_args()
     info = build_shipped_set(args.collection, None if args.amcsd == "none" else args.amcsd, args.out,
                              workers=args.workers, overwrite=True, verify_patterns=args.verify_patterns,
