@@ -469,3 +469,24 @@ def test_measured_preset_is_the_default_with_a_detection_limit():
     assert q.detection_limit is None and np.array_equal(p.noise_sigma, q.noise_sigma)
     with pytest.raises(ConfigError, match="detection_limit"):
         AugmentConfig(detection_limit=(0.0, 0.1))
+
+
+def test_thin_film_preset_textures_every_pattern_and_shortens_the_scan():
+    films = augment_config("thin_film")
+    p = draw_parameters(films, 2000, np.random.default_rng(0))
+    assert (p.texture_r >= 0.3).all() and (p.texture_r <= 0.6).all()  # strong texture in every pattern
+    end = p.measured_start + (p.measured_points - 1) * p.measured_step
+    assert (p.measured_start >= 10.0).all() and (p.measured_start <= 35.0).all()
+    assert (end <= 65.0 + p.measured_step).all() and (end - p.measured_start >= 5.0 - 1e-9).all()
+    assert films == dataclasses.replace(AugmentConfig(), texture_probability=1.0, texture_r=(0.3, 0.6),
+                                        crop_probability=1.0, crop_start=(10.0, 35.0), crop_end=(40.0, 65.0))
+    # a rendered film is 0 outside its scan, which synthxrd.match.fusion_fit.scan_window recovers
+    from synthxrd.match.fusion_fit import scan_window
+
+    grid = Grid()
+    y = augment.augmented_patterns(small_batch(), films, np.random.default_rng(1), grid=grid)
+    x = grid.values()
+    for row in y:
+        lo, hi = scan_window(row)
+        assert 10.0 <= x[lo] <= 35.0 and 40.0 - 0.2 <= x[hi - 1] <= 65.0 and not row[:lo].any() and not row[hi:].any()
+    assert scan_window(np.zeros(7)) == (0, 7) and scan_window(np.array([0, 0, 1.0, 0, 2.0, 0])) == (2, 5)

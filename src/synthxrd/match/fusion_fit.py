@@ -1,9 +1,10 @@
 """Fit the fusion rule of a network and a library (:mod:`synthxrd.match.fusion`) on simulated patterns.
 
 Patterns: augmented patterns (an :mod:`synthxrd.augment` preset; ``calibration`` by default: peak
-shapes, K-alpha2, shifts, texture, Debye-Waller, noise and impurities, without the cropping and
-background of ``default``, which make the search far worse on simulated patterns than on measured
-ones; docs/search_match.md) of structures of the held-out part of the prototype split (the
+shapes, K-alpha2, shifts, texture, Debye-Waller, background, noise and impurities, without the
+cropping of ``default``; a preset that crops has each pattern searched on its own scan window,
+:func:`scan_window`, as the predictor searches a measured file; docs/search_match.md) of structures
+of the held-out part of the prototype split (the
 calibration part where the split has one, else the test part), never of the statistics part (the
 network's training crystals), with their lattice strained (isotropic scale
 U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions):
@@ -15,6 +16,10 @@ U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions)
   entry of its duplicate group), while other members of their prototype stay: the measured mineral
   that the library knows only through isotypes of another composition or cell, whose peaks lie near
   but not on the library's,
+* ``n_thin_film`` others rendered as thin films are measured (augmentation preset ``thin_film``: strong
+  preferred orientation, a short scan, few lines left) and searched on their own scan window, half
+  against the whole library and half with their part left out: patterns far from the library's
+  domain, where a confident wrong match must not override a better answer,
 
 so that the rule learns "the library knows it", "it knows its structure type" and "nobody knows
 it". The parameters maximise the likelihood of the true space group (:meth:`FusionRule.fit`); the
@@ -35,7 +40,7 @@ import numpy as np
 from synthxrd.errors import ConfigError, DataError
 from synthxrd.match.fusion import FusionRule, match_table
 
-__all__ = ["fit_fusion", "read_crystals", "strained", "isotype_rows", "DEFAULT_SEED"]
+__all__ = ["fit_fusion", "read_crystals", "strained", "isotype_rows", "scan_window", "DEFAULT_SEED"]
 
 DEFAULT_SEED = 20261130
 #: Strain of the library structures' cells (relative): measured cells differ from the library's.
@@ -59,6 +64,14 @@ def strained(crystal, rng: np.random.Generator):
     return Crystal(crystal.lattice * factors[:, None], crystal.frac_coords, crystal.numbers, crystal.occupancies)
 
 
+def scan_window(pattern) -> tuple[int, int]:
+    """[lo, hi) of the points a simulated scan covers on its grid (its first to its last positive point;
+    the whole grid if none): a cropped pattern is 0 outside its window (:mod:`synthxrd.augment`, stage 6),
+    and the predictor searches a measured pattern on the points its file covers."""
+    covered = np.flatnonzero(np.asarray(pattern) > 0)
+    return (int(covered[0]), int(covered[-1]) + 1) if covered.size else (0, int(np.size(pattern)))
+
+
 def isotype_rows(library, split) -> np.ndarray:
     """(N,) bool: the library entries whose prototype (the split's, by id, else the library's proxy) has
     members of another phase (duplicate group, :attr:`~synthxrd.match.ReferenceLibrary.groups`) in the
@@ -69,6 +82,15 @@ def isotype_rows(library, split) -> np.ndarray:
     for p, _ in {(p, g) for p, g in zip(proto.tolist(), library.groups.tolist()) if p}:
         phases[p] = phases.get(p, 0) + 1
     return np.array([phases.get(p, 0) >= 2 for p in proto.tolist()], bool)
+
+
+def _rendered(crystals: list, config, rng: np.random.Generator, grid) -> np.ndarray:
+    """Augmented patterns (N, grid.n) of ``crystals``, rendered in batches."""
+    from synthxrd.augment import augmented_patterns
+    from synthxrd.structure import CrystalBatch
+
+    return np.concatenate([augmented_patterns(CrystalBatch.from_crystals(crystals[a:a + _BATCH]), config, rng, grid=grid)
+                           for a in range(0, len(crystals), _BATCH)])
 
 
 def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
@@ -89,7 +111,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
                n_library: int = 1000, n_held_out: int = 1000, seed: int = DEFAULT_SEED, augment: str = "calibration",
-               n_isotype: int = 300, form: str = "mixture", refine=True,
+               n_isotype: int = 300, n_thin_film: int = 300, form: str = "mixture", refine=True,
                save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
@@ -106,6 +128,10 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         (:func:`isotype_rows`). They weigh in the mixture's fit but not in that of ``known`` (the
         probability that the library holds the structure, fitted on equal numbers of known and
         held-out patterns).
+    n_thin_film : patterns of other held-out-part structures rendered with the ``thin_film`` preset
+        (:data:`synthxrd.augment.PRESETS`) and searched on their scan window (:func:`scan_window`), the
+        first half against the whole library, the rest with their part left out. Like the isotypes
+        they weigh in the mixture's fit, not in that of ``known``.
     form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
     refine : the search's best candidates refined and re-ranked, as the predictor then does
         (``search(refine=...)``: True, the default, or a :class:`~synthxrd.match.rerank.RerankSettings`;
@@ -119,17 +145,17 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     search and fused metrics on both kinds of patterns).
     """
     from synthxrd import __version__
-    from synthxrd.augment import augment_config, augmented_patterns
+    from synthxrd.augment import augment_config
     from synthxrd.evaluate import metrics
     from synthxrd.simulate.common import Grid
     from synthxrd.split import load_split
-    from synthxrd.structure import CrystalBatch
 
-    if n_library < 1 or n_held_out < 1 or n_isotype < 0:
+    if n_library < 1 or n_held_out < 1 or n_isotype < 0 or n_thin_film < 0:
         raise ConfigError(f"fusion fit: need >= 1 pattern of known and of held-out structures and >= 0 of "
-                          f"isotypes, got {n_library}, {n_held_out} and {n_isotype}")
+                          f"isotypes and thin films, got {n_library}, {n_held_out}, {n_isotype} and {n_thin_film}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
+    film_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # the others stay as without films
     split = load_split(split) if split is None or isinstance(split, (str, Path)) else split
     part = part or ("calibration" if "calibration" in set(split.parts.tolist()) else "test")
     fit_library = library.without_part(split, part)
@@ -141,36 +167,52 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     known, unknown = chosen[:n_library], chosen[n_library:]
     eligible = library.ids[isotype_rows(library, split) & held & ~np.isin(library.ids, chosen)]
     isotypes = rng.choice(eligible, min(n_isotype, len(eligible)), replace=False).tolist()
-    crystals = read_crystals(sources, known + unknown + isotypes)
+    rest = library.ids[held & ~np.isin(library.ids, chosen + isotypes)]
+    films = film_rng.choice(rest, min(n_thin_film, len(rest)), replace=False).tolist() if n_thin_film else []
+    crystals = read_crystals(sources, known + unknown + isotypes + films)
     ids = [i for i in known + unknown + isotypes if i in crystals]
+    film_ids = [i for i in films if i in crystals]
     if len(ids) < (n_library + n_held_out) // 2:
         raise DataError(f"fusion fit: only {len(ids)} of {n_library + n_held_out} structures found in "
                         f"{', '.join(map(str, sources))}; are these the library's sources?")
-    batch = CrystalBatch.from_crystals([strained(crystals[i], rng) for i in ids])
+    cells = [strained(crystals[i], rng) for i in ids]
     labels = np.array([library.spacegroups[library.index(i)] for i in ids], np.int64)
     grid = Grid()
     config = augment_config(augment)
-    patterns = np.concatenate([
-        augmented_patterns(CrystalBatch.from_crystals([batch[j] for j in range(a, min(a + _BATCH, len(ids)))]),
-                           config, rng, grid=grid) for a in range(0, len(ids), _BATCH)])
+    patterns = _rendered(cells, config, rng, grid)
+    if film_ids:
+        patterns = np.concatenate([patterns, _rendered([strained(crystals[i], film_rng) for i in film_ids],
+                                                       augment_config("thin_film"), film_rng, grid)])
+        labels = np.concatenate([labels, [library.spacegroups[library.index(i)] for i in film_ids]])
+        ids = ids + film_ids
     network = predictor.predict_grid(patterns)
-    in_library = np.isin(ids, known)  # searched against the whole library
+    is_film = np.isin(ids, film_ids)
+    film_known = np.isin(ids, film_ids[:(len(film_ids) + 1) // 2])
+    in_library = np.isin(ids, known) | film_known  # searched against the whole library
     is_isotype = np.isin(ids, isotypes)
     is_known = in_library | is_isotype
     own_phases = library.groups[[library.index(i) for i in np.array(ids)[is_isotype]]]
     phase_library = library.select(~np.isin(library.groups, own_phases)) if is_isotype.any() else library
-    matches: list = [None] * len(ids)  # against the library, with their part left out, with their phase left out
+    # against the library, with their part left out, with their phase left out; a cropped scan (thin films,
+    # and every pattern of a preset that crops) on its own window, as the predictor searches a measured file
+    windowed = is_film | bool(config is not None and config.crop)
+    matches: list = [None] * len(ids)
     for lib, sel in ((library, in_library), (fit_library, ~is_known), (phase_library, is_isotype)):
-        rows = np.flatnonzero(sel)
+        rows = np.flatnonzero(sel & ~windowed)
         for r, m in zip(rows, lib.search(grid.values(), patterns[rows], k=FIT_MATCHES, refine=refine)
                              if len(rows) else []):
             matches[r] = m
+        for r in np.flatnonzero(sel & windowed):
+            lo, hi = scan_window(patterns[r])
+            matches[r] = lib.search(grid.values()[lo:hi], patterns[r, lo:hi], k=FIT_MATCHES, refine=refine)[0]
     if save_data:
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known, isotype=is_isotype,
-                            **match_table(matches, FIT_MATCHES))
-    rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype, form=form, metadata={
-        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int(in_library.sum()),
-        "n_held_out": int((~is_known).sum()), "n_isotype": int(is_isotype.sum()), "held_out_part": part,
+                            thin_film=is_film, **match_table(matches, FIT_MATCHES))
+    rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype & ~is_film, form=form,
+                          metadata={
+        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((in_library & ~is_film).sum()),
+        "n_held_out": int((~is_known & ~is_film).sum()), "n_isotype": int(is_isotype.sum()),
+        "n_thin_film": int(is_film.sum()), "n_thin_film_known": int(film_known.sum()), "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
         "refined": bool(refine), "model": _name(predictor.source), "seed": int(seed),
@@ -178,8 +220,8 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}
-    for name, sel in (("library structures", in_library), ("held-out prototypes", ~is_known),
-                      ("isotypes in the library", is_isotype)):
+    for name, sel in (("library structures", in_library & ~is_film), ("held-out prototypes", ~is_known & ~is_film),
+                      ("isotypes in the library", is_isotype), ("thin films", is_film)):
         if not sel.any():
             continue
         report[name] = {kind: {k: round(v, 4) for k, v in metrics(p[sel], labels[sel]).items() if isinstance(v, float)}
@@ -189,10 +231,11 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         "threshold": rule.threshold, "coverage": round(float(kept.mean()), 4),
         "top1": round(float((fused[kept].argmax(axis=1) + 1 == labels[kept]).mean()), 4) if kept.any() else None}
     said = np.array([rule.no_known_phase(m) for m in matches])
-    report["no known phase"] = {"cut": rule.unknown_below, "said, is held out": int((said & ~is_known).sum()),
-                                "said, is known": int((said & is_known).sum()),
-                                "not said, is held out": int((~said & ~is_known).sum()),
-                                "not said, is known": int((~said & is_known).sum())}
+    out, kept_in = ~is_known & ~is_film, is_known & ~is_film  # the kinds of patterns "known" is fitted on
+    report["no known phase"] = {"cut": rule.unknown_below, "said, is held out": int((said & out).sum()),
+                                "said, is known": int((said & kept_in).sum()),
+                                "not said, is held out": int((~said & out).sum()),
+                                "not said, is known": int((~said & kept_in).sum())}
     meta = dict(rule.metadata, fit_report=report, wall_time_s=round(time.perf_counter() - start, 1))
     rule = replace(rule, metadata=meta)
     return rule.bind(predictor.metadata["weights_sha256"], library.fingerprint, library.label,
