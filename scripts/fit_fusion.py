@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-held-out", type=int, default=1000)
     ap.add_argument("--n-thin-film", type=int, default=300,
                     help="thin-film-like patterns (strong texture, a short scan; default 300)")
+    ap.add_argument("--n-cropped", type=int, default=0,
+                    help="patterns with the full default augmentation, cropped scans searched on their windows "
+                         "(default 0)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--augment", default="calibration",
                     help="augmentation preset of the patterns (default: calibration)")
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     check_new([args.out], overwrite=args.overwrite)
     rule = fit_fusion(Predictor.load(args.model, library=None, device="cpu"), ReferenceLibrary.load(args.library),
                       args.source, split=args.split, part=args.part, n_library=args.n_library,
-                      n_held_out=args.n_held_out, n_thin_film=args.n_thin_film, seed=args.seed, augment=args.augment, save_data=args.save_data)
+                      n_held_out=args.n_held_out, n_thin_film=args.n_thin_film, n_cropped=args.n_cropped,
+                      seed=args.seed, augment=args.augment, save_data=args.save_data)
     rule.save(args.out)
     print(json.dumps(rule.to_dict(), indent=1))
 

@@ -132,18 +132,19 @@ def test_export_fits_the_rule_on_the_calibration_part(tiny_run, tmp_path, capsys
     predictor = Predictor.load(out, device="cpu", library=library)
     assert predictor.fusion == rule and rule.library == ReferenceLibrary.load(library).fingerprint
     json.dumps(rule.to_dict())
-    # thin films in place of the isotypes: the 2 calibration structures left, one searched against the whole
-    # library and one with its part left out, each on its own scan window; they weigh in the mixture only.
-    # With a preset that crops, every pattern is searched on its window
+    # thin films and cropped scans in place of the isotypes: the 4 calibration structures left, two of each,
+    # one searched against the whole library and one with its part left out, each on its own scan window;
+    # they weigh in the mixture only. With a preset that crops, every pattern is searched on its window
     films = tmp_path / "films.pt"
     assert main(["export", str(tiny_run), str(films), "--library", str(library), "--source", str(EXAMPLES),
-                 "--fusion-split", str(tmp_path / "split.csv"), "--fusion-patterns", "2", "--fusion-isotypes", "0",
-                 "--fusion-thin-films", "2", "--fusion-augment", "default"]) == 0
+                 "--fusion-split", str(tmp_path / "split.csv"), "--fusion-patterns", "1", "--fusion-isotypes", "0",
+                 "--fusion-thin-films", "2", "--fusion-cropped", "5", "--fusion-augment", "default"]) == 0
     film_rule = FusionRule.from_dict(load_checkpoint(films)["fusion"])
     meta = film_rule.metadata
-    assert (meta["n_library"], meta["n_held_out"], meta["n_isotype"], meta["n_thin_film"], meta["n_thin_film_known"]) \
-        == (2, 2, 0, 2, 1) and meta["n_patterns"] == 6 and meta["fitted_on"].endswith("'default'")
-    assert set(meta["fit_report"]) == {"library structures", "held-out prototypes", "thin films",
+    assert [meta[k] for k in ("n_library", "n_held_out", "n_isotype", "n_thin_film", "n_thin_film_known", "n_cropped",
+                              "n_cropped_known")] == [1, 1, 0, 2, 1, 2, 1]  # 5 cropped asked, 2 structures left
+    assert meta["n_patterns"] == 6 and meta["fitted_on"].endswith("'default'")
+    assert set(meta["fit_report"]) == {"library structures", "held-out prototypes", "thin films", "cropped scans",
                                        "answers not flagged uncertain", "no known phase"}
     assert sum(meta["fit_report"]["no known phase"][k] for k in ("said, is held out", "said, is known",
-                                                                 "not said, is held out", "not said, is known")) == 4
+                                                                 "not said, is held out", "not said, is known")) == 2

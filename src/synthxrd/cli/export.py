@@ -72,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fusion.add_argument("--fusion-thin-films", type=int, default=300, metavar="N",
                         help="simulated thin-film-like patterns (strong texture, a short scan), half of library "
                              "structures and half held out (default 300)")
+    fusion.add_argument("--fusion-cropped", type=int, default=0, metavar="N",
+                        help="simulated patterns with the full default augmentation (cropped scans, each searched "
+                             "on its window), half of library structures and half held out (default 0: measured, "
+                             "no gain; docs/search_match.md)")
     fusion.add_argument("--fusion-augment", default="calibration", metavar="PRESET",
                         help="augmentation preset (or TOML) of the fit patterns (default: calibration, "
                              "i.e. without cropping)")
@@ -168,7 +172,7 @@ def add_fusion(path: Path, args: argparse.Namespace, plan: str) -> dict:
 
         rule = fit_fusion(predictor, library, args.source, split=args.fusion_split, n_library=args.fusion_patterns,
                           n_held_out=args.fusion_patterns, n_isotype=args.fusion_isotypes,
-                          n_thin_film=args.fusion_thin_films, augment=args.fusion_augment, form=args.fusion_form,
+                          n_thin_film=args.fusion_thin_films, n_cropped=args.fusion_cropped, augment=args.fusion_augment, form=args.fusion_form,
                           refine=args.fusion_refine,
                           seed=DEFAULT_SEED if args.fusion_seed is None else args.fusion_seed)
     return store_fusion(path, rule)

@@ -20,6 +20,8 @@ U(0.97, 1.03) and +-1 % per axis: DFT cells, thermal expansion, solid solutions)
   preferred orientation, a short scan, few lines left) and searched on their own scan window, half
   against the whole library and half with their part left out: patterns far from the library's
   domain, where a confident wrong match must not override a better answer,
+* ``n_cropped`` others with the full ``default`` augmentation (the measurement window of stage 6
+  included), searched on their windows and split like the films: scans as a lab measures them,
 
 so that the rule learns "the library knows it", "it knows its structure type" and "nobody knows
 it". The parameters maximise the likelihood of the true space group (:meth:`FusionRule.fit`); the
@@ -111,7 +113,7 @@ def read_crystals(sources: Sequence[str | Path], ids: Sequence[str]) -> dict:
 
 def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None, part: str | None = None,
                n_library: int = 1000, n_held_out: int = 1000, seed: int = DEFAULT_SEED, augment: str = "calibration",
-               n_isotype: int = 300, n_thin_film: int = 300, form: str = "mixture", refine=True,
+               n_isotype: int = 300, n_thin_film: int = 300, n_cropped: int = 0, form: str = "mixture", refine=True,
                save_data: str | Path | None = None) -> FusionRule:
     """The fusion rule of ``predictor``'s network and ``library``, fitted and bound to both.
 
@@ -132,6 +134,9 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         (:data:`synthxrd.augment.PRESETS`) and searched on their scan window (:func:`scan_window`), the
         first half against the whole library, the rest with their part left out. Like the isotypes
         they weigh in the mixture's fit, not in that of ``known``.
+    n_cropped : patterns of other held-out-part structures rendered with the full ``default``
+        augmentation (cropped scans, searched on their windows), split and weighed like the thin films
+        (0 by default: 1,000 of them changed the development figures by noise, docs/search_match.md).
     form : ``mixture`` or ``stacking`` (:class:`~synthxrd.match.fusion.FusionRule`).
     refine : the search's best candidates refined and re-ranked, as the predictor then does
         (``search(refine=...)``: True, the default, or a :class:`~synthxrd.match.rerank.RerankSettings`;
@@ -150,12 +155,12 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     from synthxrd.simulate.common import Grid
     from synthxrd.split import load_split
 
-    if n_library < 1 or n_held_out < 1 or n_isotype < 0 or n_thin_film < 0:
-        raise ConfigError(f"fusion fit: need >= 1 pattern of known and of held-out structures and >= 0 of "
-                          f"isotypes and thin films, got {n_library}, {n_held_out}, {n_isotype} and {n_thin_film}")
+    if n_library < 1 or n_held_out < 1 or min(n_isotype, n_thin_film, n_cropped) < 0:
+        raise ConfigError(f"fusion fit: need >= 1 pattern of known and of held-out structures and >= 0 of isotypes, "
+                          f"thin films and cropped scans, got {n_library}, {n_held_out}, {n_isotype}, {n_thin_film} "
+                          f"and {n_cropped}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    film_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # the others stay as without films
     split = load_split(split) if split is None or isinstance(split, (str, Path)) else split
     part = part or ("calibration" if "calibration" in set(split.parts.tolist()) else "test")
     fit_library = library.without_part(split, part)
@@ -167,11 +172,18 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     known, unknown = chosen[:n_library], chosen[n_library:]
     eligible = library.ids[isotype_rows(library, split) & held & ~np.isin(library.ids, chosen)]
     isotypes = rng.choice(eligible, min(n_isotype, len(eligible)), replace=False).tolist()
-    rest = library.ids[held & ~np.isin(library.ids, chosen + isotypes)]
-    films = film_rng.choice(rest, min(n_thin_film, len(rest)), replace=False).tolist() if n_thin_film else []
-    crystals = read_crystals(sources, known + unknown + isotypes + films)
+    # thin films and cropped scans: other structures, each kind from a stream of its own (the patterns
+    # above stay as they are without them)
+    extras: dict[str, tuple] = {}
+    taken = chosen + isotypes
+    for (preset, n), stream in zip({"thin_film": n_thin_film, "default": n_cropped}.items(),
+                                   np.random.SeedSequence(seed).spawn(2)):
+        extra_rng = np.random.default_rng(stream)
+        pool = library.ids[held & ~np.isin(library.ids, taken)]
+        extras[preset] = (extra_rng, extra_rng.choice(pool, min(n, len(pool)), replace=False).tolist() if n else [])
+        taken = taken + extras[preset][1]
+    crystals = read_crystals(sources, taken)
     ids = [i for i in known + unknown + isotypes if i in crystals]
-    film_ids = [i for i in films if i in crystals]
     if len(ids) < (n_library + n_held_out) // 2:
         raise DataError(f"fusion fit: only {len(ids)} of {n_library + n_held_out} structures found in "
                         f"{', '.join(map(str, sources))}; are these the library's sources?")
@@ -180,22 +192,28 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     grid = Grid()
     config = augment_config(augment)
     patterns = _rendered(cells, config, rng, grid)
-    if film_ids:
-        patterns = np.concatenate([patterns, _rendered([strained(crystals[i], film_rng) for i in film_ids],
-                                                       augment_config("thin_film"), film_rng, grid)])
-        labels = np.concatenate([labels, [library.spacegroups[library.index(i)] for i in film_ids]])
-        ids = ids + film_ids
+    kind = np.zeros(len(ids), np.int64)  # 0: the patterns above, 1: thin films, 2: cropped scans
+    extra_known: list = []  # the first half of each extra kind is searched against the whole library
+    for k, (preset, (extra_rng, extra_ids)) in enumerate(extras.items(), start=1):
+        extra_ids = [i for i in extra_ids if i in crystals]
+        if not extra_ids:
+            continue
+        patterns = np.concatenate([patterns, _rendered([strained(crystals[i], extra_rng) for i in extra_ids],
+                                                       augment_config(preset), extra_rng, grid)])
+        labels = np.concatenate([labels, [library.spacegroups[library.index(i)] for i in extra_ids]])
+        ids, kind = ids + extra_ids, np.concatenate([kind, np.full(len(extra_ids), k)])
+        extra_known += extra_ids[:(len(extra_ids) + 1) // 2]
     network = predictor.predict_grid(patterns)
-    is_film = np.isin(ids, film_ids)
-    film_known = np.isin(ids, film_ids[:(len(film_ids) + 1) // 2])
-    in_library = np.isin(ids, known) | film_known  # searched against the whole library
+    is_film, is_cropped = kind == 1, kind == 2
+    is_extra = kind > 0
+    in_library = np.isin(ids, known + extra_known)  # searched against the whole library
     is_isotype = np.isin(ids, isotypes)
     is_known = in_library | is_isotype
     own_phases = library.groups[[library.index(i) for i in np.array(ids)[is_isotype]]]
     phase_library = library.select(~np.isin(library.groups, own_phases)) if is_isotype.any() else library
     # against the library, with their part left out, with their phase left out; a cropped scan (thin films,
     # and every pattern of a preset that crops) on its own window, as the predictor searches a measured file
-    windowed = is_film | bool(config is not None and config.crop)
+    windowed = is_extra | bool(config is not None and config.crop)
     matches: list = [None] * len(ids)
     for lib, sel in ((library, in_library), (fit_library, ~is_known), (phase_library, is_isotype)):
         rows = np.flatnonzero(sel & ~windowed)
@@ -207,12 +225,14 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
             matches[r] = lib.search(grid.values()[lo:hi], patterns[r, lo:hi], k=FIT_MATCHES, refine=refine)[0]
     if save_data:
         np.savez_compressed(save_data, network=network, labels=labels, known=is_known, isotype=is_isotype,
-                            thin_film=is_film, **match_table(matches, FIT_MATCHES))
-    rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype & ~is_film, form=form,
+                            thin_film=is_film, cropped=is_cropped, **match_table(matches, FIT_MATCHES))
+    rule = FusionRule.fit(network, matches, labels, known=is_known, known_rows=~is_isotype & ~is_extra, form=form,
                           metadata={
-        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((in_library & ~is_film).sum()),
-        "n_held_out": int((~is_known & ~is_film).sum()), "n_isotype": int(is_isotype.sum()),
-        "n_thin_film": int(is_film.sum()), "n_thin_film_known": int(film_known.sum()), "held_out_part": part,
+        "fitted_on": f"simulated patterns, augmentation {augment!r}", "n_library": int((in_library & ~is_extra).sum()),
+        "n_held_out": int((~is_known & ~is_extra).sum()), "n_isotype": int(is_isotype.sum()),
+        "n_thin_film": int(is_film.sum()), "n_thin_film_known": int((is_film & in_library).sum()),
+        "n_cropped": int(is_cropped.sum()), "n_cropped_known": int((is_cropped & in_library).sum()),
+        "held_out_part": part,
         "strain": f"isotropic U({1 - ISOTROPIC_STRAIN:g}, {1 + ISOTROPIC_STRAIN:g}) x per-axis "
                   f"U({1 - AXIS_STRAIN:g}, {1 + AXIS_STRAIN:g})",
         "refined": bool(refine), "model": _name(predictor.source), "seed": int(seed),
@@ -220,8 +240,8 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
     fused = np.array([rule.fuse(p, m) for p, m in zip(network, matches)])
     search_only = np.array([rule.match_probabilities(m) for m in matches])
     report = {}
-    for name, sel in (("library structures", in_library & ~is_film), ("held-out prototypes", ~is_known & ~is_film),
-                      ("isotypes in the library", is_isotype), ("thin films", is_film)):
+    for name, sel in (("library structures", in_library & ~is_extra), ("held-out prototypes", ~is_known & ~is_extra),
+                      ("isotypes in the library", is_isotype), ("thin films", is_film), ("cropped scans", is_cropped)):
         if not sel.any():
             continue
         report[name] = {kind: {k: round(v, 4) for k, v in metrics(p[sel], labels[sel]).items() if isinstance(v, float)}
@@ -231,7 +251,7 @@ def fit_fusion(predictor, library, sources: Sequence[str | Path], *, split=None,
         "threshold": rule.threshold, "coverage": round(float(kept.mean()), 4),
         "top1": round(float((fused[kept].argmax(axis=1) + 1 == labels[kept]).mean()), 4) if kept.any() else None}
     said = np.array([rule.no_known_phase(m) for m in matches])
-    out, kept_in = ~is_known & ~is_film, is_known & ~is_film  # the kinds of patterns "known" is fitted on
+    out, kept_in = ~is_known & ~is_extra, is_known & ~is_extra  # the kinds of patterns "known" is fitted on
     report["no known phase"] = {"cut": rule.unknown_below, "said, is held out": int((said & out).sum()),
                                 "said, is known": int((said & kept_in).sum()),
                                 "not said, is held out": int((~said & out).sum()),
