@@ -26,12 +26,12 @@ Range = tuple[float, float]
 #: Named augmentation configs (``--augment NAME``): field overrides of :class:`AugmentConfig`.
 #: "measured" adds the detection limit (stage 10), which hides the weak reflections that measured
 #: patterns never show (docs/realism.md#detection-limit-the-measured-preset).
-#: "calibration" leaves out cropping (stage 9): with it the search finds the space group of a
-#: strained library structure first in 0.42 of simulated patterns, without it 0.74 (1,000 patterns;
-#: best score median 0.76), and on the measured rruff_dev minerals 0.72 (median 0.72); without
-#: background as well 0.94 (median 0.83), far easier than measured data. The fusion is fitted on
-#: patterns where the search is as good as on measured data (docs/search_match.md, "A calibration
-#: set like measured data").
+#: "calibration" leaves out cropping (stage 9), the fusion fit's preset: without it the search finds
+#: the space group of a strained library structure first in 0.74 of simulated patterns (1,000; best
+#: score median 0.76), as on the measured rruff_dev minerals (0.72, median 0.72); without background
+#: as well 0.94, far easier. (With cropping it was 0.42 only while the fit searched the whole grid;
+#: searched on the scan's window, as the fit now does for a preset that crops, ``default`` gives 0.75:
+#: docs/search_match.md, "Thin films in the fit".)
 #: "thin_film" is what the fusion must not be fooled by (issue 29): strong preferred orientation in
 #: every pattern (March-Dollase r 0.3-0.6 along a low-index direction) and a short scan (a window
 #: starting at 10-35 and ending at 40-65 degrees), so that few lines are left.

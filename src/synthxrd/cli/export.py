@@ -172,8 +172,8 @@ def add_fusion(path: Path, args: argparse.Namespace, plan: str) -> dict:
 
         rule = fit_fusion(predictor, library, args.source, split=args.fusion_split, n_library=args.fusion_patterns,
                           n_held_out=args.fusion_patterns, n_isotype=args.fusion_isotypes,
-                          n_thin_film=args.fusion_thin_films, n_cropped=args.fusion_cropped, augment=args.fusion_augment, form=args.fusion_form,
-                          refine=args.fusion_refine,
+                          n_thin_film=args.fusion_thin_films, n_cropped=args.fusion_cropped,
+                          augment=args.fusion_augment, form=args.fusion_form, refine=args.fusion_refine,
                           seed=DEFAULT_SEED if args.fusion_seed is None else args.fusion_seed)
     return store_fusion(path, rule)
 
