@@ -21,6 +21,7 @@ from synthxrd.evaluate import (  # noqa: E402
     evaluate_dataset,
     evaluate_manifest,
     evaluate_validation_set,
+    calibrated_ece,
     expected_calibration_error,
     metrics,
     prior_probabilities,
@@ -85,6 +86,34 @@ def test_ece():
     assert expected_calibration_error([0.3, 0.3, 0.95, 0.95], [1, 0, 1, 1])[0] == pytest.approx(0.125)
     assert np.isnan(expected_calibration_error([], [])[0])
     assert expected_calibration_error([0.0], [False])[1][0]["count"] == 1  # 0 falls into the first bin
+
+
+def test_the_ece_floor_of_calibrated_probabilities():
+    """calibrated_ece: the ECE of answers drawn right at their own confidence, checked by hand and
+    against expected_calibration_error on the same draws."""
+    # certain answers that are always right: no error at all
+    assert calibrated_ece(np.ones(50)) == {"mean": 0.0, "q95": 0.0}
+    # one answer at 1/2: right or wrong, its ECE is always 1/2
+    assert calibrated_ece([0.5])["mean"] == pytest.approx(0.5)
+    # N answers at 1/2 in one bin: E|mean(B) - 1/2| -> sqrt(2/pi) / (2 sqrt(N)); 0.0199 for N = 400
+    floor = calibrated_ece(np.full(400, 0.5), draws=4000)
+    assert floor["mean"] == pytest.approx(np.sqrt(2 / np.pi) / 40, rel=0.06)
+    assert floor["q95"] > floor["mean"]
+    # it falls as 1/sqrt(N): four times the patterns, half the floor
+    assert calibrated_ece(np.full(1600, 0.5), draws=4000)["mean"] == pytest.approx(floor["mean"] / 2, rel=0.1)
+    # the same draws scored one by one with expected_calibration_error
+    conf = np.random.default_rng(3).uniform(0.05, 1.0, 120)
+    draws = np.random.default_rng(7).random((30, 120)) < conf
+    by_hand = [expected_calibration_error(conf, hit)[0] for hit in draws]
+    floor = calibrated_ece(conf, draws=30, rng=np.random.default_rng(7))
+    assert floor["mean"] == pytest.approx(np.mean(by_hand), abs=1e-12)
+    assert calibrated_ece([]) is None
+    # the summary gives it beside every ECE of the model
+    p = onehot_rows({14: 0.7, 2: 0.3}, {62: 0.9, 14: 0.1})
+    ev = Evaluation(p, np.array([14, 2]), ["a", "b"], np.array([2, 14, 62]), prior_probabilities([2, 14, 62]))
+    s = ev.summary()
+    assert s["all"]["model"]["ece_floor"] == calibrated_ece([0.7, 0.9])
+    assert "ece_floor" not in s["all"]["baseline"]
 
 
 def test_baseline_prior_and_evaluation_object():

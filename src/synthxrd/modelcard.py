@@ -372,10 +372,13 @@ def figure_sets(shared: Path | None = None) -> dict[str, tuple[str, Path]]:
 
 def figure_row(name: str, summary: dict) -> str:
     """One row of the card's table: top-1 / top-5 / crystal system of the fused answer, the search and
-    the network alone and the prior, and the fused ECE (:meth:`synthxrd.evaluate.Evaluation.summary`)."""
+    the network alone and the prior, and the fused ECE with, in parentheses, the ECE perfectly calibrated
+    probabilities would show on as many patterns (:meth:`synthxrd.evaluate.Evaluation.summary`)."""
     part = summary["all"]
     cells = [" / ".join(f"{part[who][k]:.3f}" for k in ("top1", "top5", "crystal_system")) for who, _ in _WHO]
-    return f"| {name} | {summary['n_patterns']} | " + " | ".join(cells) + f" | {part['model']['ece']:.3f} |"
+    model = part["model"]
+    return (f"| {name} | {summary['n_patterns']} | " + " | ".join(cells)
+            + f" | {model['ece']:.3f} ({model['ece_floor']['mean']:.3f}) |")
 
 
 def figures_markdown(names: Sequence[str] | None = None, *, shared: Path | None = None, predictor=None) -> str:
@@ -390,7 +393,7 @@ def figures_markdown(names: Sequence[str] | None = None, *, shared: Path | None 
     names = list(sets) if names is None else list(names)
     predictor = predictor or Predictor.load(device="cpu")
     head = ("| set | patterns | " + " | ".join(f"{label} top-1 / top-5 / crystal system" for _, label in _WHO)
-            + " | fused ECE |")
+            + " | fused ECE (if calibrated) |")
     lines = [head, "|" + "---|" * (len(_WHO) + 3)]
     for name in names:
         kind, path = sets[name]

@@ -85,9 +85,12 @@ def _fmt(value) -> str:
 
 def format_table(summary: dict) -> str:
     """The compact metrics table, on all patterns and on the known classes: the model (the fused answer
-    where a library was used, then the network and the search alone) and the prior baseline."""
+    where a library was used, then the network and the search alone) and the prior baseline. "ECE if
+    calibrated" is the mean ECE perfectly calibrated probabilities with the same confidences would show
+    on as many patterns (:func:`synthxrd.evaluate.calibrated_ece`)."""
     rows = [("top-1 space group", "top1"), ("top-5 space group", "top5"), ("crystal system", "crystal_system"),
-            ("extinction group", "extinction_group"), ("ECE (15 bins)", "ece"), ("mean p(true group)", "mean_p_true")]
+            ("extinction group", "extinction_group"), ("ECE (15 bins)", "ece"), ("ECE if calibrated", "ece_floor"),
+            ("mean p(true group)", "mean_p_true")]
     a, k = summary["all"], summary["known"]
     fused = "network" in a
     columns = [("model", "fused" if fused else "model")] + (
@@ -97,9 +100,14 @@ def format_table(summary: dict) -> str:
     known_label = f"known classes (n={k['model']['n']})"
     head = "".join(f"{name:>8s}" for _, name in columns)
     lines = [f"{'':20s}{all_label:^{width}s}    {known_label:^{width}s}", f"{'metric':20s}{head}    {head}"]
+
+    def cell(m: dict, key: str) -> str:
+        value = m.get(key)
+        return _fmt(value["mean"] if isinstance(value, dict) else value)
+
     for label, key in rows:
-        cells = "".join(f"  {_fmt(a[c][key])}" for c, _ in columns)
-        known_cells = "".join(f"  {_fmt(k[c][key])}" for c, _ in columns)
+        cells = "".join(f"  {cell(a[c], key)}" for c, _ in columns)
+        known_cells = "".join(f"  {cell(k[c], key)}" for c, _ in columns)
         lines.append(f"{label:20s}{cells}    {known_cells}")
     return "\n".join(lines)
 
@@ -116,8 +124,10 @@ def format_match_reliability(r: dict | None) -> str:
     """The reliability of the fusion's "p that the best match is right" (c), per bin of c."""
     if r is None:
         return ""
+    floor = r.get("ece_floor")
     lines = [f"p that the best match is right (fusion c): mean {_fmt(r['mean_confidence'])}, it is right "
-             f"{_fmt(r['accuracy'])}; ECE {_fmt(r['ece'])}",
+             f"{_fmt(r['accuracy'])}; ECE {_fmt(r['ece'])}"
+             + (f" (if calibrated: {floor['mean']:.3f}, 95 % of draws <= {floor['q95']:.3f})" if floor else ""),
              "         c in   patterns   mean c   right"]
     for b in r["bins"]:
         lines.append(f"  {'[' if b['lower'] == 0 else '('}{b['lower']:.1f}, {b['upper']:.1f}]   {b['count']:>8d}   "

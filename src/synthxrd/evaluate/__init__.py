@@ -22,6 +22,9 @@ classes ("known"; the others cannot be right at the space-group level, and are c
 ``ece``
     expected calibration error of the top-1 confidence, 15 equal-width bins on [0, 1]:
     ``sum_b n_b / N * |accuracy_b - mean confidence_b|`` (Guo et al., ICML 2017, arXiv 1706.04599).
+    On a finite set it is biased upward; :meth:`Evaluation.summary` gives beside it ``ece_floor``, the
+    ECE that perfectly calibrated probabilities with the same confidences would show
+    (:func:`calibrated_ece`; mean and 95th percentile), the table's "ECE if calibrated".
 
 Accuracy against coverage (:meth:`Evaluation.coverage`, abstention): for each confidence threshold
 t, the share of patterns whose top probability is >= t and the top-1 / top-5 accuracy among them;
@@ -44,7 +47,8 @@ from synthxrd.evaluate.report import OUTPUT_FILES, plot_confusion, plot_reliabil
 from synthxrd.evaluate.run import (calibrate_on_validation_set, evaluate_dataset, evaluate_manifest, evaluate_patterns,
                                    evaluate_validation_set, temperature_report)
 from synthxrd.evaluate.scoring import (COVERAGE_THRESHOLDS, MATCH_BINS, N_BINS, N_CONFUSION_GROUPS,  # noqa: F401
-                                       expected_calibration_error, metrics, prior_probabilities, topk_hits)
+                                       calibrated_ece, expected_calibration_error, metrics, prior_probabilities,
+                                       topk_hits)
 
 __all__ = [
     "N_BINS",
@@ -53,6 +57,7 @@ __all__ = [
     "Evaluation",
     "read_manifest",
     "topk_hits",
+    "calibrated_ece",
     "metrics",
     "expected_calibration_error",
     "prior_probabilities",

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synthxrd.evaluate.scoring import (COVERAGE_THRESHOLDS, MATCH_BINS, N_BINS, N_CONFUSION_GROUPS,
-                                       expected_calibration_error, metrics, prior_probabilities, topk_hits)
+                                       calibrated_ece, expected_calibration_error, metrics, prior_probabilities,
+                                       topk_hits)
 from synthxrd.predict import N_SPACEGROUPS, crystal_system_probabilities, ranking
 from synthxrd.symmetry import CRYSTAL_SYSTEMS, crystal_system_table
 from synthxrd.wyckoff import hermann_mauguin
@@ -63,7 +64,9 @@ class Evaluation:
         return np.broadcast_to(self.baseline, (n, N_SPACEGROUPS))
 
     def summary(self) -> dict[str, Any]:
-        """Model and baseline metrics on all patterns and on the known-class subset."""
+        """Model and baseline metrics on all patterns and on the known-class subset; the model's (and
+        each component's) also hold ``ece_floor``, the ECE perfectly calibrated probabilities with the
+        same top-1 confidences would show (:func:`~synthxrd.evaluate.scoring.calibrated_ece`)."""
         k = self.known
         out = {
             "n_patterns": len(self.labels), "n_known": int(k.sum()), "n_unknown": int((~k).sum()),
@@ -77,6 +80,10 @@ class Evaluation:
         for name, p in self.components.items():
             out["all"][name] = metrics(p, self.labels)
             out["known"][name] = metrics(p[k], self.labels[k])
+        for part, rows in (("all", slice(None)), ("known", k)):
+            out[part]["model"]["ece_floor"] = calibrated_ece(self.probabilities[rows].max(axis=1, initial=0.0))
+            for name, p in self.components.items():
+                out[part][name]["ece_floor"] = calibrated_ece(p[rows].max(axis=1, initial=0.0))
         return out
 
     def per_spacegroup(self) -> list[dict[str, Any]]:
@@ -116,10 +123,12 @@ class Evaluation:
         return chosen, m
 
     def reliability(self, n_bins: int = N_BINS) -> dict[str, Any]:
-        """ECE and bins of the model's top-1 confidence (all patterns)."""
+        """ECE and bins of the model's top-1 confidence (all patterns), and the ECE calibrated
+        probabilities with these confidences would show (``ece_floor``, :func:`calibrated_ece`)."""
         conf = self.probabilities.max(axis=1) if len(self.labels) else np.zeros(0)
         ece, bins = expected_calibration_error(conf, topk_hits(self.probabilities, self.labels, 1), n_bins)
-        return {"n_bins": n_bins, "ece": ece if len(self.labels) else None, "bins": bins}
+        return {"n_bins": n_bins, "ece": ece if len(self.labels) else None,
+                "ece_floor": calibrated_ece(conf, n_bins), "bins": bins}
 
     def match_reliability(self, n_bins: int = MATCH_BINS) -> dict[str, Any] | None:
         """How often the best match's space group is right against the fusion's probability c that it
@@ -130,7 +139,7 @@ class Evaluation:
         c = np.asarray(self.evidence["confidence"], np.float64)
         right = np.asarray(self.evidence["best_spacegroup"]) == self.labels
         ece, bins = expected_calibration_error(c, right, n_bins)
-        return {"n_bins": n_bins, "ece": ece if len(c) else None,
+        return {"n_bins": n_bins, "ece": ece if len(c) else None, "ece_floor": calibrated_ece(c, n_bins),
                 "mean_confidence": float(c.mean()) if len(c) else None,
                 "accuracy": float(right.mean()) if len(c) else None, "bins": bins}
 

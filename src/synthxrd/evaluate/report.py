@@ -81,7 +81,8 @@ def plot_confusion(path: str | Path, matrix: np.ndarray, row_labels: list[str], 
 
 
 def plot_reliability(path: str | Path, reliability: dict[str, Any], *, title: str = "", dpi: int = 110) -> Path:
-    """PNG reliability diagram: accuracy vs confidence per bin (bars), the diagonal, counts, and the ECE."""
+    """PNG reliability diagram: accuracy vs confidence per bin (bars), the diagonal, counts, and the ECE
+    (with, where ``reliability`` has it, the ECE calibrated probabilities would show, ``ece_floor``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -100,8 +101,9 @@ def plot_reliability(path: str | Path, reliability: dict[str, Any], *, title: st
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("top-1 accuracy")
-    ece = reliability.get("ece")
+    ece, floor = reliability.get("ece"), reliability.get("ece_floor")
     ax.set_title((f"ECE ({len(bins)} bins) = {ece:.3f}" if ece is not None else "no patterns")
+                 + (f" (calibrated probabilities: {floor['mean']:.3f}, 95 % <= {floor['q95']:.3f})" if floor else "")
                  + (f"\n{title}" if title else ""), fontsize=8)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax2.bar(lower, counts, width=width, align="edge", color="tab:gray", edgecolor="white")

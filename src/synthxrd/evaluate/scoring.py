@@ -11,7 +11,7 @@ from synthxrd.predict import N_SPACEGROUPS, crystal_system_probabilities, extinc
 from synthxrd.symmetry import crystal_system_table, extinction_group_table
 
 __all__ = ["N_BINS", "MATCH_BINS", "N_CONFUSION_GROUPS", "COVERAGE_THRESHOLDS", "topk_hits",
-           "expected_calibration_error", "metrics", "prior_probabilities"]
+           "expected_calibration_error", "calibrated_ece", "metrics", "prior_probabilities"]
 
 #: Bins of the reliability table of the match confidence (few patterns per bin on a development set).
 MATCH_BINS = 5
@@ -55,7 +55,7 @@ def expected_calibration_error(confidence, correct, n_bins: int = N_BINS) -> tup
     hit = np.asarray(correct, bool).reshape(-1)
     if conf.shape != hit.shape:
         raise ValueError(f"confidence {conf.shape} and correct {hit.shape} differ in shape")
-    index = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    index = _bin_index(conf, n_bins)
     bins, ece = [], 0.0
     for b in range(n_bins):
         sel = index == b
@@ -67,6 +67,41 @@ def expected_calibration_error(confidence, correct, n_bins: int = N_BINS) -> tup
         bins.append({"lower": b / n_bins, "upper": (b + 1) / n_bins, "count": n, "accuracy": acc,
                      "confidence": mean_conf})
     return (float(ece) if len(conf) else math.nan), bins
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    return np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+
+
+def calibrated_ece(confidence, n_bins: int = N_BINS, *, draws: int = 2000,
+                   rng: np.random.Generator | None = None) -> dict[str, float] | None:
+    """The ECE that perfectly calibrated probabilities with these top-1 confidences would show on as
+    many patterns: the floor of :func:`expected_calibration_error` on a finite set.
+
+    Each answer is drawn right with probability equal to its confidence, ``correct_i ~
+    Bernoulli(conf_i)``, ``draws`` times; with the same bins, ECE = ``sum_b |sum_{i in b} (correct_i -
+    conf_i)| / N``. The binned ECE is biased upward on a finite set (Kumar, Liang & Ma, NeurIPS 2019,
+    arXiv 1909.10155; Roelofs et al., AISTATS 2022, arXiv 2012.08668): for N answers of confidence
+    1/2 in one bin its expectation is ``sqrt(2 / pi) / (2 sqrt(N))``. An ECE within this floor says
+    nothing against calibration.
+
+    Returns ``{"mean", "q95"}`` over the draws (None for no confidences); rng : the draws' generator
+    (default ``numpy.random.default_rng(0)``, so a report repeats).
+    """
+    conf = np.asarray(confidence, np.float64).reshape(-1)
+    if conf.size == 0:
+        return None
+    rng = np.random.default_rng(0) if rng is None else rng
+    onehot = np.zeros((conf.size, n_bins))
+    onehot[np.arange(conf.size), _bin_index(conf, n_bins)] = 1.0
+    conf_sum = conf @ onehot
+    chunk = max(1, 4_000_000 // conf.size)
+    eces = []
+    for start in range(0, draws, chunk):
+        hits = (rng.random((min(chunk, draws - start), conf.size)) < conf).astype(np.float64)
+        eces.append(np.abs(hits @ onehot - conf_sum).sum(axis=1) / conf.size)
+    ece = np.concatenate(eces)
+    return {"mean": float(ece.mean()), "q95": float(np.quantile(ece, 0.95))}
 
 
 def metrics(probabilities, labels, *, n_bins: int = N_BINS) -> dict[str, Any]:
