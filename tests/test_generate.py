@@ -26,7 +26,7 @@ from scipy import stats as scistats
 from synthxrd import generate, wyckoff
 from synthxrd.errors import ConfigError
 from synthxrd.generate import GenerationError, Generator, GeneratorConfig, lattice_matrix
-from synthxrd.stats import CRYSTAL_SYSTEMS, Statistics
+from synthxrd.stats import CRYSTAL_SYSTEMS, REPRESENTED_MIN_COUNT, Statistics
 from synthxrd.structure import CrystalBatch
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:spglib")
@@ -155,7 +155,7 @@ def test_prior_options(statistics, generator):
     groups, probs = generator.prior()
     counts = statistics.spacegroup_counts()[groups]
     np.testing.assert_allclose(probs, counts / counts.sum())
-    assert np.array_equal(groups, statistics.represented(50))
+    assert np.array_equal(groups, statistics.represented(REPRESENTED_MIN_COUNT))
     sub, sub_probs = generator.prior([225, 14, 14])
     assert sub.tolist() == [14, 225]
     np.testing.assert_allclose(sub_probs, counts[np.searchsorted(groups, [14, 225])] /

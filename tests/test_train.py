@@ -439,16 +439,17 @@ def test_map_class_rows_copies_common_rows_and_starts_new_classes_at_their_prior
 
 
 def test_init_weights_with_other_classes_maps_the_output_rows(uninterrupted, tmp_path):
-    """``synthxrd train --init-weights`` from a checkpoint of min_count 50 into a run of min_count 20: the
-    rows of the common classes are copied (a step at lr 1e-12 leaves them as they were), the new ones
-    are counted in the warning and in run.json."""
+    """``synthxrd train --init-weights`` from a checkpoint of the default classes (min_count 10) into a run
+    of min_count 5: the rows of the common classes are copied (a step at lr 1e-12 leaves them as they
+    were), the new ones are counted in the warning and in run.json."""
     import torch
 
     source = Path(uninterrupted["out"]) / "checkpoint.pt"
     start = load_checkpoint(source)
-    with pytest.warns(UserWarning, match=r"82 output rows copied, (\d+) new \(bias at the log prior, shifted by "
+    assert len(start["classes"]) == 156
+    with pytest.warns(UserWarning, match=r"156 output rows copied, (\d+) new \(bias at the log prior, shifted by "
                                          r"[-+]\d+\.\d\d to their prior mass .* 0 dropped"):
-        summary = train(TrainConfig(out=str(tmp_path / "more"), max_steps=1, min_count=20,
+        summary = train(TrainConfig(out=str(tmp_path / "more"), max_steps=1, min_count=5,
                                     **{**TINY, "lr": 1e-12, "val_sets": ()}, init_weights=str(source)), progress=False)
     run = json.loads((Path(summary["out"]) / "run.json").read_text())
     old, new = list(start["classes"]), run["classes"]

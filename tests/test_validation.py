@@ -385,7 +385,7 @@ def test_real_collection_subset(mp_experimental_data, tmp_path):
     assert m["test_part"]["n_found"] == int(test[keep].sum()) and m["test_part"]["n_failed"] == 0
     assert m["mismatch"]["index"]["n"] == int(test[keep].sum()) and m["mismatch"]["index"]["n_mismatch"] == 0
     assert m["mismatch"]["split_prototype"]["n_mismatch"] == 0
-    assert len(m.classes) == len(stats.Statistics.load().represented(50))
+    assert len(m.classes) == len(stats.Statistics.load().represented(stats.REPRESENTED_MIN_COUNT))
     assert 0 < m.sets["match"]["count"] <= m.sets["all"]["count"]
 
 

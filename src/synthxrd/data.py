@@ -38,6 +38,7 @@ from synthxrd.errors import ConfigError
 from synthxrd.generate import GenerationError, Generator, GeneratorConfig
 from synthxrd.models.checkpoint import InputSpec
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
+from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
 
 __all__ = ["StreamConfig", "BatchMaker", "Batch", "batch_rng", "local_loader", "RayStream", "make_stream"]
 
@@ -51,7 +52,7 @@ class StreamConfig:
     #: "statistics" (structure counts) or "uniform" over the classes.
     prior: str = "statistics"
     #: Classes = space groups with at least this many structures in the statistics.
-    min_count: int = 50
+    min_count: int = REPRESENTED_MIN_COUNT
     #: Statistics file; None = shipped statistics.
     statistics: str | None = None
     #: "worker": workers return network inputs; "device": workers return crystals, the trainer simulates.

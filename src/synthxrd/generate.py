@@ -36,6 +36,7 @@ import numpy as np
 
 from synthxrd import wyckoff
 from synthxrd.errors import ConfigError, SynthXRDError
+from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
 from synthxrd.structure import CrystalBatch
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class GeneratorConfig:
     """Options of :class:`Generator` (defaults = the reference method)."""
 
     #: Classes: space groups with at least this many structures in the statistics.
-    min_count: int = 50
+    min_count: int = REPRESENTED_MIN_COUNT
     #: "statistics" (structure counts) or "uniform" over the classes.
     prior: str = "statistics"
     #: Groups with fewer structures than this borrow n_elements/elements/repetitions from their

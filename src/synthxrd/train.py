@@ -40,6 +40,7 @@ from synthxrd.files import lock_folder, remove_stale_temporaries, write_json, wr
 from synthxrd.models.checkpoint import InputSpec, export_model, load_checkpoint, load_model, portable_config
 from synthxrd.models.device import resolve_device
 from synthxrd.real.compact import real_set_record
+from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
 from synthxrd.train_session import (BEST, CHECKPOINT, SNAPSHOTS, _agreed_stop, _calibrate,  # noqa: F401
                                     _check_run_folder, _distributed, _final_checkpoint, _initial_weights,
                                     _previous_summary, _resume_checkpoint, _StopFlag, _stream_failure,
@@ -76,7 +77,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 autocast on CUDA) | on | off
     prior: str = "statistics"  # label prior: statistics | uniform
-    min_count: int = 50  # classes: groups with >= min_count structures in the statistics
+    min_count: int = REPRESENTED_MIN_COUNT  # classes: groups with >= min_count structures in the statistics
     statistics: str | None = None  # None = shipped statistics
     ray_address: str | None = None  # None = local workers; "local", "auto" or "HOST:PORT" = Ray
     ray_resources: dict = field(default_factory=dict)  # custom Ray resources per actor, e.g. {data_node = 1} (docs/scaling.md)

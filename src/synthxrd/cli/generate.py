@@ -22,6 +22,8 @@ HELP = "generate synthetic crystals (HDF5 dataset, CIFs, patterns) from space-gr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
+
     parser.add_argument("--n", type=int, required=True, help="number of crystals")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--spacegroups", type=int, nargs="+", metavar="SG",
@@ -32,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--statistics", type=Path, help="statistics file (default: shipped statistics)")
     parser.add_argument("--seed", type=options.seed, default=0, help="random seed (default 0)")
     parser.add_argument("--uniform", action="store_true", help="uniform prior over the groups instead of counts")
-    parser.add_argument("--min-count", type=int, default=50, help="classes: groups with >= this many structures (default 50)")
+    parser.add_argument("--min-count", type=int, default=REPRESENTED_MIN_COUNT,
+                        help=f"classes: groups with >= this many structures (default {REPRESENTED_MIN_COUNT})")
     parser.add_argument("--check-symmetry", action="store_true",
                         help="reject crystals whose spglib group (symprec 1e-8, 5 deg) differs from the intended one")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -36,6 +36,8 @@ HELP = "train a network on freshly generated crystals (TensorBoard, checkpoints,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
+
     parser.add_argument("--config", type=Path, help="TOML file with TrainConfig keys")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly")
     parser.add_argument("--init-weights", metavar="FILE",
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "With other classes (another --min-count or statistics) the output rows of the common "
                              "classes are copied and the new ones start at their prior (it says how many)")
     parser.add_argument("--min-count", type=int, metavar="N",
-                        help="classes: space groups with >= N structures in the statistics (default 50; use the "
+                        help=f"classes: space groups with >= N structures in the statistics (default {REPRESENTED_MIN_COUNT}; use the "
                              "same N for `synthxrd validation build --min-count`)")
     parser.add_argument("--model", help="network name (see synthxrd.models.list_models(); default park_big)")
     parser.add_argument("--batch-size", type=int, help="patterns per step (default 145)")

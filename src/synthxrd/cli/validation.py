@@ -47,6 +47,7 @@ HELP = "validation sets (synthetic + unseen-prototype real crystals with pattern
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from synthxrd.stats.statistics import REPRESENTED_MIN_COUNT
     from synthxrd.validation import DEFAULT_N_RANDOM, DEFAULT_SETS, SET_NAMES
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -62,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="statistics .npz of the split's statistics part (default: the shipped statistics)")
     build.add_argument("--classes", type=int, nargs="+", metavar="SG",
                        help="space groups to keep (default: those with >= --min-count structures in the statistics)")
-    build.add_argument("--min-count", type=int, default=50, help="default classes: groups with >= this many "
-                       "structures (default 50)")
+    build.add_argument("--min-count", type=int, default=REPRESENTED_MIN_COUNT,
+                       help=f"default classes: groups with >= this many structures (default {REPRESENTED_MIN_COUNT})")
     build.add_argument("--n-random", type=int, default=DEFAULT_N_RANDOM,
                        help=f"synthetic crystals of the random set (default {DEFAULT_N_RANDOM})")
     build.add_argument("--seed", type=options.seed, default=0, help="seed of the random set and crystallite sizes (default 0)")

@@ -32,7 +32,7 @@ __all__ = ["FORMAT_VERSION", "REPRESENTED_MIN_COUNT", "POOLING", "RECORD_ARRAYS"
 #: Layout of the ``.npz`` file; :meth:`Statistics.load` refuses any other.
 FORMAT_VERSION = 1
 #: A space group with at least this many structures is "represented" (a class of the network).
-REPRESENTED_MIN_COUNT = 50
+REPRESENTED_MIN_COUNT = 10
 #: Shipped statistics, relative to the package's ``resources`` folder.
 DEFAULT_RESOURCE = ("statistics", "default.npz")
 #: How a per-group table may pool structures of other groups (see the :mod:`synthxrd.stats` docstring).

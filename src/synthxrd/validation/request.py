@@ -88,7 +88,7 @@ class ValidationRequest:
     strict_symprec : the strict tolerance the labels are compared with.
     max_sites, max_volume : filters of ``match`` and ``calibration`` (asymmetric-unit sites; conventional-cell
         volume, Å^3).
-    min_count : for the default classes (default 50).
+    min_count : for the default classes (default :data:`~synthxrd.stats.REPRESENTED_MIN_COUNT`).
     """
 
     source: str | Path | None = None
