@@ -18,7 +18,7 @@ Examples:
   synthxrd train --config configs/train.toml --workers 8 --ray-address auto
   synthxrd train --resume runs/park --max-steps 4000          # continue exactly where it stopped
   synthxrd train --init-weights model.pt --out runs/park2 --seed 1   # the run folder is lost: go on from an export
-  synthxrd train --init-weights model.pt --min-count 20 --out runs/more --seed 1   # more classes, same trunk
+  synthxrd train --init-weights model.pt --min-count 5 --out runs/more --seed 1    # more classes, same trunk
   torchrun --nproc_per_node 4 -m synthxrd train --device cuda --out runs/ddp   # rank r on cuda:LOCAL_RANK
 """
 
