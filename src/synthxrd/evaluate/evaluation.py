@@ -72,18 +72,14 @@ class Evaluation:
             "n_patterns": len(self.labels), "n_known": int(k.sum()), "n_unknown": int((~k).sum()),
             "n_failed": len(self.failures),
             "unknown_spacegroups": sorted({int(s) for s in self.labels[~k]}),
-            "all": {"model": metrics(self.probabilities, self.labels),
+            "all": {"model": _scored(self.probabilities, self.labels),
                     "baseline": metrics(self._baseline_rows(len(self.labels)), self.labels)},
-            "known": {"model": metrics(self.probabilities[k], self.labels[k]),
+            "known": {"model": _scored(self.probabilities[k], self.labels[k]),
                       "baseline": metrics(self._baseline_rows(int(k.sum())), self.labels[k])},
         }
         for name, p in self.components.items():
-            out["all"][name] = metrics(p, self.labels)
-            out["known"][name] = metrics(p[k], self.labels[k])
-        for part, rows in (("all", slice(None)), ("known", k)):
-            out[part]["model"]["ece_floor"] = calibrated_ece(self.probabilities[rows].max(axis=1, initial=0.0))
-            for name, p in self.components.items():
-                out[part][name]["ece_floor"] = calibrated_ece(p[rows].max(axis=1, initial=0.0))
+            out["all"][name] = _scored(p, self.labels)
+            out["known"][name] = _scored(p[k], self.labels[k])
         return out
 
     def per_spacegroup(self) -> list[dict[str, Any]]:
@@ -209,6 +205,12 @@ class Evaluation:
             "failures": list(self.failures),
             "predictions": self.predictions(),
         }
+
+
+def _scored(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """:func:`metrics` of predicted probabilities, with ``ece_floor`` (:func:`calibrated_ece` of their
+    top-1 confidences)."""
+    return {**metrics(probabilities, labels), "ece_floor": calibrated_ece(probabilities.max(axis=1, initial=0.0))}
 
 
 def _baseline_for(predictor: Predictor, statistics) -> tuple[np.ndarray, str]:
