@@ -338,3 +338,17 @@ def test_cli_predict_write_cif_writes_the_best_refined_match(tiny_fused, measure
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--no-refine"]) == 2  # it writes the best refined match
     assert "--write-cif writes the best refined match" in capsys.readouterr().err
+
+
+def test_match_tables_keep_long_formulas_aligned_and_mark_unscored_entries():
+    from synthxrd.cli.options import match_columns
+    from synthxrd.match.search import Match
+
+    matches = [Match("mp-1", "Mn2O3", 206, 0.935), Match("amcsd-2", "Ti10.6656Fe10.6656Cu10.6656O48", 206, 0.912),
+               Match("amcsd-3", "Y2O3", 206, 0.0)]
+    width, scores = match_columns(matches)
+    assert width == len("Ti10.6656Fe10.6656Cu10.6656O48") + 2
+    assert scores == ["  0.935", "  0.912", "      -"]
+    assert match_columns(matches[:1]) == (18, ["  0.935"])
+    rows = [f"{m.id:<15}{m.formula:<{width}}{m.spacegroup:>4}{s}" for m, s in zip(matches, scores)]
+    assert len({len(r) for r in rows}) == 1  # the columns after the formula line up

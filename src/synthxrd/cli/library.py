@@ -24,7 +24,7 @@ import argparse
 import time
 from pathlib import Path
 
-from synthxrd.cli.options import LIBRARY_HELP, print_failures
+from synthxrd.cli.options import LIBRARY_HELP, match_columns, print_failures
 from synthxrd.errors import ConfigError
 
 HELP = "build, inspect and search reference libraries of known structures (search-match)"
@@ -191,8 +191,9 @@ def _search(args: argparse.Namespace) -> int:
             failed += 1
             continue
         print(f"{path}: {len(matches)} matches (λ = {lam:g} Å)")
-        print(f"  {'id':<15}{'formula':<18}{'space group':<18}{'score':>7}{'scale':>8}  mineral")
-        for m in matches:
-            print(f"  {m.id:<15}{m.formula:<18}{m.spacegroup:>4} {hermann_mauguin(m.spacegroup):<13}"
-                  f"{m.score:>7.3f}{m.scale:>8.4f}  {m.mineral}".rstrip())
+        width, scores = match_columns(matches)
+        print(f"  {'id':<15}{'formula':<{width}}{'space group':<18}{'score':>7}{'scale':>8}  mineral")
+        for m, score in zip(matches, scores):
+            print(f"  {m.id:<15}{m.formula:<{width}}{m.spacegroup:>4} {hermann_mauguin(m.spacegroup):<13}"
+                  f"{score}{m.scale:>8.4f}  {m.mineral}".rstrip())
     return 1 if failed else 0

@@ -127,12 +127,13 @@ def format_mixture(mix) -> list[str]:
     refined cell and look-alikes."""
     lines = [f"{len(mix.phases)} phase(s), joint Rwp {100 * mix.rwp:.2f} % (background alone "
              f"{100 * mix.rwp_background:.2f} %); unexplained intensity {100 * mix.unexplained:.1f} %"]
+    width = max([12] + [len(p.formula) for p in mix.phases])  # long formulas keep the columns aligned
     for p in mix.phases:
         amount = (f"{100 * p.weight_fraction:5.1f}({100 * (p.weight_fraction_esd or 0):.1f}) wt%"
                   if p.weight_fraction is not None else f"{100 * p.intensity_share:5.1f} % of intensity")
         cell = "" if p.cell is None else "  a b c " + " ".join(f"{v:.4f}" for v in p.cell[:3]) + \
             "  al be ga " + " ".join(f"{v:.2f}" for v in p.cell[3:])
-        lines.append(f"  {p.id:<16} {p.formula:<12} SG {p.spacegroup:<4} {amount}{cell}")
+        lines.append(f"  {p.id:<16} {p.formula:<{width}} SG {p.spacegroup:<4} {amount}{cell}")
         if p.alternatives:
             more = f" (+{len(p.alternatives) - 5} more)" if len(p.alternatives) > 5 else ""
             lines.append(f"    alternatives: {', '.join(p.alternatives[:5])}{more}")

@@ -6,7 +6,7 @@ import argparse
 
 from synthxrd.errors import ConfigError
 
-__all__ = ["LIBRARY_HELP", "wavelength_option", "seed", "element_options", "print_failures"]
+__all__ = ["LIBRARY_HELP", "wavelength_option", "seed", "element_options", "print_failures", "match_columns"]
 
 
 #: Help of every ``--library`` option (:meth:`synthxrd.match.ReferenceLibrary.load` reads all of these).
@@ -90,3 +90,12 @@ def print_failures(failures, show: int, where: str) -> None:
         print(f"  failed: {ident}: {reason}")
     if len(failures) > show > 0:
         print(f"  ... {len(failures) - show} more in {where}")
+
+
+def match_columns(matches, formula_width: int = 18) -> tuple[int, list[str]]:
+    """Width of the formula column of a table of matches (at least ``formula_width``, two spaces more
+    than the longest formula, so that a long formula such as a mixed-site mineral's keeps the columns
+    aligned) and each match's score as printed: seven characters, a dash for a match the search did
+    not score (an isotype the refinement added, :func:`synthxrd.match.rerank.refine_candidates`)."""
+    width = max([formula_width] + [len(m.formula) + 2 for m in matches])
+    return width, [f"{m.score:>7.3f}" if m.score > 0 else f"{'-':>7}" for m in matches]

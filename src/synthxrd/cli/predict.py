@@ -57,7 +57,7 @@ from pathlib import Path
 
 from synthxrd.cli import options
 from synthxrd.cli.mixture import format_mixture, phases_option
-from synthxrd.cli.options import LIBRARY_HELP, element_options, wavelength_option
+from synthxrd.cli.options import LIBRARY_HELP, element_options, match_columns, wavelength_option
 from synthxrd.errors import ConfigError, OutputError, SynthXRDError
 from synthxrd.simulate.common import DEFAULT_WAVELENGTH
 
@@ -147,10 +147,12 @@ def _table(result, k: int, n_matches: int = 5) -> str:
         if result.no_known_phase:
             lines.append("  NO KNOWN PHASE: no library structure explains this pattern well; "
                          "the space group rests on the network")
-        lines.append(f"  {'id':<15}{'formula':<18}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}  mineral")
-        for m in result.matches[:n_matches]:
-            lines.append(f"  {m.id:<15}{m.formula:<18}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
-                         f"{m.score:>7.3f}{m.scale:>8.4f}  {m.mineral}".rstrip())
+        shown = result.matches[:n_matches]
+        width, scores = match_columns(shown)
+        lines.append(f"  {'id':<15}{'formula':<{width}}{'SG':>4}  {'symbol':<12}{'score':>7}{'scale':>8}  mineral")
+        for m, score in zip(shown, scores):
+            lines.append(f"  {m.id:<15}{m.formula:<{width}}{m.spacegroup:>4}  {hermann_mauguin(m.spacegroup):<12}"
+                         f"{score}{m.scale:>8.4f}  {m.mineral}".rstrip())
     for w in info.get("warnings", []):
         lines.append(f"  note: {w}")
     return "\n".join(lines)
@@ -203,12 +205,13 @@ def _write_best_cif(library, best, target: Path, pattern: str) -> Path:
 
 
 def _refined_table(refined: list) -> str:
+    width, _ = match_columns([m for m, _ in refined])
     lines = ["  refined (whole-pattern fit, best first)",
-             f"  {'id':<15}{'formula':<18}{'SG':>4}  {'a':>9}{'b':>9}{'c':>9}{'alpha':>8}{'beta':>8}{'gamma':>8}"
+             f"  {'id':<15}{'formula':<{width}}{'SG':>4}  {'a':>9}{'b':>9}{'c':>9}{'alpha':>8}{'beta':>8}{'gamma':>8}"
              f"{'zero':>8}{'Rwp':>8}  conv."]
     for m, r in refined:
         cell = m.cell if m.cell is not None else (float("nan"),) * 6
-        lines.append(f"  {m.id:<15}{m.formula:<18}{m.spacegroup:>4}  " + "".join(f"{v:>9.4f}" for v in cell[:3])
+        lines.append(f"  {m.id:<15}{m.formula:<{width}}{m.spacegroup:>4}  " + "".join(f"{v:>9.4f}" for v in cell[:3])
                      + "".join(f"{v:>8.2f}" for v in cell[3:]) + f"{m.zero_shift:>8.3f}{100 * m.rwp:>7.2f}%  "
                      + ("yes" if m.converged else "no"))
     return "\n".join(lines)

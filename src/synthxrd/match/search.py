@@ -110,7 +110,9 @@ class Match:
     ----------
     id, formula : str, of the library entry.
     spacegroup : int, ITA number of the library entry.
-    score : float in [0, 1], similarity (1: identical after the fitted scale).
+    score : float in [0, 1], similarity (1: identical after the fitted scale); 0 for an entry of the best
+        match's structure type that the refinement added and the search did not score
+        (:func:`synthxrd.match.rerank.refine_candidates`).
     scale : float, fitted isotropic lattice scale: the pattern's d = scale * the library's d.
     index : int, row of the entry in the library.
     mineral : str, mineral name of the entry, or of another entry of its phase ("" if none).
