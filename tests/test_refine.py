@@ -428,3 +428,58 @@ def test_hamilton_test_and_cell_penalty_of_the_figure_of_merit():
         RerankSettings(hamilton_alpha=1.0)
     with pytest.raises(ConfigError, match="score_weight"):
         RerankSettings(score_weight=-1.0)
+
+
+@pytest.mark.parametrize("name, formula, spacegroup", [
+    ("NaCl", "NaCl", 225), ("Al2O3_corundum", "Al2O3", 167), ("ZnO_wurtzite", "ZnO", 186),
+    ("TiO2_rutile", "TiO2", 136), ("WO3_monoclinic", "WO3", 14), ("Si", "Si", 227)])
+def test_reported_hkl_index_the_reported_cell(default_library, name, formula, spacegroup):
+    """A library entry's hkl belong to its CIF's cell as read (often primitive): what a user reads,
+    the hkl of the report and the JSON, must be the indices of the conventional cell reported next
+    to them, written with non-negative indices where the metric allows."""
+    tt, y = _measured_like(_crystal(name), zero=0.0, kalpha2=False)
+    rows = [i for i in range(len(default_library))
+            if default_library.formulas[i] == formula and default_library.spacegroups[i] == spacegroup]
+    res = R.refine(tt, y, [R.phase_from_library(default_library, rows[0])], wavelength=CU_KA1, kalpha2=False,
+                   max_nfev=30)
+    p = res.phases[0]
+    shown = p.indices(p.hkl)
+    q_cell = np.einsum("mi,ij,mj->m", shown, reciprocal_metric(lattice_from_parameters(*p.cell)), shown)
+    q_fit = np.einsum("mi,ij,mj->m", p.hkl, p.metric, p.hkl)
+    np.testing.assert_allclose(q_cell, q_fit, rtol=1e-6)
+    if spacegroup >= 75 and not 143 <= spacegroup <= 194:  # orthogonal axes: every sign may change
+        assert (shown >= 0).all()
+    if spacegroup in (225, 227):  # F-centred: h, k, l all even or all odd in the conventional cell
+        assert (np.ptp(shown % 2, axis=1) == 0).all()
+    if spacegroup == 167:  # R-centred, obverse hexagonal setting: -h + k + l = 3n
+        assert ((-shown[:, 0] + shown[:, 1] + shown[:, 2]) % 3 == 0).all()
+    first = {"NaCl": [[1, 1, 1], [2, 0, 0], [2, 2, 0]], "Al2O3_corundum": [[0, 1, 2], [1, 0, 4], [1, 1, 0]],
+             "ZnO_wurtzite": [[1, 0, 0], [0, 0, 2], [1, 0, 1]], "TiO2_rutile": [[1, 1, 0], [1, 0, 1], [2, 0, 0]]}
+    if name in first:  # the indices of the textbooks and the powder diffraction file, each line once
+        lines = [h for h in R._distinct_lines(shown, p.two_theta, p.intensity)[0].tolist()]
+        assert lines[:len(first[name])] == first[name]
+    if spacegroup == 14:  # monoclinic: only the b index changes sign on its own
+        assert (shown[:, 1] >= 0).all()
+    assert [r["hkl"] for r in res.to_dict()["phases"][0]["reflections"]] == shown.tolist()
+    report = R.report(res, reflections=len(p.hkl)).splitlines()
+    header = next(i for i, row in enumerate(report) if row.split()[:3] == ["h", "k", "l"])
+    table = [[int(v) for v in row.split()[:3]] + [float(row.split()[3])] for row in report[header + 1:]]
+    lines, two_theta, _ = R._distinct_lines(shown, p.two_theta, p.intensity)
+    assert [row[:3] for row in table] == lines.tolist()  # every line once, in the reported setting
+    assert [row[3] for row in table] == pytest.approx(two_theta, abs=1e-3)
+
+
+def test_standard_indices_move_an_index_only_by_exact_symmetry_of_the_metric():
+    from synthxrd.simulate.physics import reciprocal_metric
+
+    ortho = reciprocal_metric(lattice_from_parameters(5.0, 5.0005, 7.0, 90, 90, 90))  # pseudo-tetragonal
+    assert R.standard_indices([[-2, -1, 0], [0, -1, 1]], ortho).tolist() == [[2, 1, 0], [0, 1, 1]]
+    tetra = reciprocal_metric(lattice_from_parameters(5.0, 5.0, 7.0, 90, 90, 90))
+    assert R.standard_indices([[1, 2, 0]], tetra).tolist() == [[2, 1, 0]]  # a 4-fold image at the same d
+    mono = reciprocal_metric(lattice_from_parameters(5.0, 6.0, 7.0, 90, 100, 90))
+    # h0l and -h0l differ in d: 1 0 -1 (the Friedel mate of -1 0 1) stays apart from 1 0 1
+    assert R.standard_indices([[-1, 0, 1], [1, 0, 1], [-1, -1, -1]], mono).tolist() == [[1, 0, -1], [1, 0, 1], [1, 1, 1]]
+    assert R.standard_indices([[-1, 0, -1]], None).tolist() == [[1, 0, 1]]  # no metric: Friedel's law only
+    hexa = reciprocal_metric(lattice_from_parameters(4.76, 4.76, 13.0, 90, 90, 120))
+    assert R.standard_indices([[1, 0, -4], [2, -1, 0]], hexa, 167).tolist() == [[1, 0, 4], [1, 1, 0]]
+    assert R.standard_indices(np.zeros((0, 3)), hexa).shape == (0, 3)

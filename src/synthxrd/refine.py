@@ -145,6 +145,34 @@ def lattice_symmetry(g_star: np.ndarray, *, tolerance: float = SYMMETRY_TOLERANC
     return np.einsum("ij,kjl,lm->kim", t_inv, ops[ok], t)  # back to the cell's own indices: T^-1 R' T
 
 
+def standard_indices(hkl, g_star: np.ndarray | None, spacegroup: int = 0) -> np.ndarray:
+    """(P, 3) each reflection of ``hkl`` (integers, in the cell of ``g_star``) as the equivalent a
+    crystallographer writes: among its images R h under the lattice's holohedry (:func:`lattice_symmetry`
+    with a tolerance of 1e-9, so that only exact symmetry of the metric moves an index, never a
+    pseudo-symmetry; without a metric h and -h), those that ``spacegroup``'s reflection conditions
+    allow (:func:`synthxrd.symmetry.is_absent`, standard setting; all of them where none is allowed, as
+    in a non-standard setting), the one with the most non-negative indices, then the largest h, k, l.
+    Every image has the same d; where the Laue class is lower than the holohedry (4/m, 6/m, -3, m-3)
+    an image may be a different reflection at the same d, as the library's lines merge them."""
+    h = np.rint(np.asarray(hkl, np.float64)).astype(np.int64).reshape(-1, 3)
+    if len(h) == 0:
+        return h
+    if g_star is None or not _positive_definite(np.asarray(g_star, np.float64)):
+        ops = np.array([np.eye(3), -np.eye(3)], np.int64)
+    else:
+        ops = lattice_symmetry(np.asarray(g_star, np.float64), tolerance=1e-9)
+    cand = np.einsum("kij,mj->kmi", ops, h)  # (n_ops, P, 3)
+    score = (cand >= 0).sum(-1)
+    for i in range(3):  # lexicographic: non-negative count, then h, k, l (|index| < 1000)
+        score = score * 2001 + cand[..., i] + 1000
+    if 1 <= spacegroup <= N_SPACEGROUPS:
+        from synthxrd.symmetry import is_absent
+
+        absent = is_absent(int(spacegroup), cand.reshape(-1, 3)).reshape(cand.shape[:2])
+        score = np.where(absent & ~absent.all(axis=0, keepdims=True), -1, score)
+    return cand[score.argmax(axis=0), np.arange(len(h))]
+
+
 @lru_cache(maxsize=1)
 def _unimodular_action() -> np.ndarray:
     """(K, 6, 6) float64: the upper-triangle entries of R^T X R as a linear map of those of a symmetric X,
@@ -590,6 +618,8 @@ class RefinedPhase:
     weight : float, share of the calculated intensity (0-1).
     metric : (3, 3) refined reciprocal metric G* (1/Angstrom^2) of the cell the hkl belong to (the phase's
         own basis, e.g. a CIF's cell as read), or None (isotropic refinement without a metric).
+    setting : (3, 3) M, rows the conventional a, b, c of ``cell`` in the basis of that cell, or None
+        (``cell`` is then of the hkl's own cell); :meth:`indices` gives hkl in the setting of ``cell``.
     """
 
     name: str
@@ -609,6 +639,26 @@ class RefinedPhase:
     intensity: np.ndarray
     weight: float
     metric: np.ndarray | None = None
+    setting: np.ndarray | None = None
+
+    def indices(self, hkl) -> np.ndarray:
+        """(P, 3) integer indices ``hkl`` (of the cell they belong to, as :attr:`hkl` and
+        :attr:`texture_axis`) as a user reads them: in the setting of :attr:`cell`, h' = M h with
+        M = :attr:`setting` (a'_i = sum_j M_ij a_j gives h'_i = g . a'_i = sum_j M_ij h_j for the
+        reciprocal vector g of h; unchanged where some h' is not integral, a cell as read that is a
+        supercell of the conventional one), then written as the equivalent a crystallographer would
+        write (:func:`standard_indices`: 1 1 1 for -1 -1 1 in an orthorhombic cell, 1 1 0 for 2 -1 0
+        in a hexagonal one, 1 0 4 of the obverse setting for 1 0 -4 of the reverse one)."""
+        h = np.rint(np.asarray(hkl, np.float64)).astype(np.int64).reshape(-1, 3)
+        g_star = None if self.metric is None else np.asarray(self.metric, np.float64)
+        if self.setting is not None:
+            m = np.asarray(self.setting, np.float64)
+            t = h @ m.T
+            if np.allclose(t, np.rint(t), atol=1e-6):
+                h = np.rint(t).astype(np.int64)
+                if g_star is not None and _positive_definite(g_star):
+                    g_star = np.linalg.inv(m @ np.linalg.inv(g_star) @ m.T)
+        return standard_indices(h, g_star, self.spacegroup)
 
 
 @dataclass(frozen=True)
@@ -663,9 +713,10 @@ class Refinement:
                 "phases": [{"name": p.name, "formula": p.formula, "spacegroup": p.spacegroup, "cell": arr(p.cell),
                             "cell_esd": arr(p.cell_esd), "cell_start": arr(p.cell_start), "scale": p.scale,
                             "scale_esd": p.scale_esd, "march_dollase": p.march_dollase,
-                            "texture_axis": arr(p.texture_axis), "weight": p.weight,
+                            "texture_axis": None if p.texture_axis is None else p.indices(p.texture_axis)[0].tolist(),
+                            "weight": p.weight,
                             "reflections": [{"hkl": [int(i) for i in h], "two_theta": float(t), "intensity": float(v)}
-                                            for h, t, v in zip(p.hkl, p.two_theta, p.intensity)]}
+                                            for h, t, v in zip(p.indices(p.hkl), p.two_theta, p.intensity)]}
                            for p in self.phases]}
 
 
@@ -1165,7 +1216,8 @@ def _fit(tt, y, w, lines, phases, bg, free, po, *, zero_shift, zero, fwhm, refin
             ph.name, ph.formula, ph.spacegroup, cell, cell_esd, cell_start, p, p_esd,
             float(c[0]) if not free[k] else 1.0, float(lin_esd[col]) if not free[k] else 0.0, float(r),
             None if po[k] is None else np.asarray(po[k]), ph.hkl[inside], centre[inside], integ[inside],
-            float(np.sum(contribution) / total), ph.metric(p)))
+            float(np.sum(contribution) / total), ph.metric(p),
+            None if ph.g_star is None else _conventional_map_cached(ph)))
         col += ncol
     return Refinement(out_phases, rwp, rexp, rwp / rexp, rwp_bg, float(x[layout["zero"]][0]),
                       float(esd[layout["zero"]][0]) if zero_shift else 0.0, x[layout["fwhm"]].copy(),
@@ -1201,7 +1253,8 @@ def _value_esd(value: float, esd: float | None) -> str:
 def report(result: Refinement, *, reflections: int = 0) -> str:
     """A Rietveld program's summary of a refinement: figures of merit, global and per-phase parameters
     with esds in parentheses (in units of the last digit), and the ``reflections`` strongest
-    reflections of each phase (hkl in the cell the phase's indices belong to, 2theta, intensity)."""
+    reflections of each phase (hkl in the setting of the cell shown, :meth:`RefinedPhase.indices`;
+    2theta, intensity)."""
     lines = [f"Rwp {100 * result.rwp:.2f} %   Rexp {100 * result.rexp:.2f} %   GoF {result.gof:.2f}   "
              f"(background alone: Rwp {100 * result.rwp_background:.2f} %)",
              f"converged: {'yes' if result.converged else 'NO'} ({result.message}); {result.n_points} points, "
@@ -1223,16 +1276,35 @@ def report(result: Refinement, *, reflections: int = 0) -> str:
             if p.cell_start is not None:
                 lines.append("  start " + "  ".join(f"{n} {v:.5f}" for n, v in zip(names, p.cell_start)))
         if p.texture_axis is not None:
-            axis = " ".join(str(int(i)) for i in p.texture_axis)
+            axis = " ".join(str(int(i)) for i in p.indices(p.texture_axis)[0])
             lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({axis})")
         if reflections and len(p.hkl):
-            top = np.sort(np.argsort(-p.intensity, kind="stable")[:reflections])
+            hkl, two_theta, intensity = _distinct_lines(p.indices(p.hkl), p.two_theta, p.intensity)
+            top = np.sort(np.argsort(-intensity, kind="stable")[:reflections])
             lines.append(f"  {'h':>4}{'k':>4}{'l':>4}{'2theta':>10}{'intensity':>12}")
-            peak = float(np.max(p.intensity)) or 1.0
+            peak = float(np.max(intensity)) or 1.0
             for i in top:
-                h, k, l = (int(v) for v in p.hkl[i])
-                lines.append(f"  {h:>4}{k:>4}{l:>4}{p.two_theta[i]:>10.3f}{100 * p.intensity[i] / peak:>12.1f}")
+                h, k, l = (int(v) for v in hkl[i])
+                lines.append(f"  {h:>4}{k:>4}{l:>4}{two_theta[i]:>10.3f}{100 * intensity[i] / peak:>12.1f}")
     return "\n".join(lines)
+
+
+def _distinct_lines(hkl: np.ndarray, two_theta: np.ndarray, intensity: np.ndarray):
+    """The lines of a phase with the same shown indices at the same 2theta (within 1e-4 degrees) as
+    one, intensities summed: a library entry whose cell as read breaks the symmetry by rounding lists
+    the equivalents of one reflection apart (100, 010 and 001 of a primitive fcc cell, all 1 1 1)."""
+    keys: dict[tuple, int] = {}
+    rows, total = [], []
+    for h, t, v in zip(hkl.tolist(), two_theta.tolist(), intensity.tolist()):
+        key = (*h, round(t, 4))
+        if key in keys:
+            total[keys[key]] += v
+            continue
+        keys[key] = len(rows)
+        rows.append((h, t))
+        total.append(v)
+    return (np.array([r[0] for r in rows], np.int64).reshape(-1, 3), np.array([r[1] for r in rows]),
+            np.array(total))
 
 
 # --------------------------------------------------------------------------------------------------
