@@ -467,6 +467,8 @@ def test_reported_hkl_index_the_reported_cell(default_library, name, formula, sp
     lines, two_theta, _ = R._distinct_lines(shown, p.two_theta, p.intensity)
     assert [row[:3] for row in table] == lines.tolist()  # every line once, in the reported setting
     assert [row[3] for row in table] == pytest.approx(two_theta, abs=1e-3)
+    cell_line = next(row for row in report if row.startswith("  cell"))
+    assert "(0)" not in cell_line  # an angle that symmetry fixes has no esd (not one of rounding noise)
 
 
 def test_standard_indices_move_an_index_only_by_exact_symmetry_of_the_metric():

@@ -1242,8 +1242,10 @@ def scaled(phase: PhaseModel, scale: float) -> PhaseModel:
 
 
 def _value_esd(value: float, esd: float | None) -> str:
-    """``4.59371(2)``: the value with its esd in units of the last digit shown (two significant digits at most)."""
-    if esd is None or not np.isfinite(esd) or esd <= 0:
+    """``4.59371(2)``: the value with its esd in units of the last digit shown (two significant digits at
+    most); without an esd where it is none, or below 0.5e-8 (a parameter that symmetry fixes, such as
+    the 120 degrees of a hexagonal gamma, gets an esd of rounding noise from the numerical derivatives)."""
+    if esd is None or not np.isfinite(esd) or esd < 0.5e-8:
         return f"{value:.5f}"
     exponent = math.floor(math.log10(esd))
     digits = max(0, min(8, -int(exponent) + (1 if esd / 10 ** exponent < 2 else 0)))
