@@ -455,16 +455,17 @@ def test_reported_hkl_index_the_reported_cell(default_library, name, formula, sp
         assert ((-shown[:, 0] + shown[:, 1] + shown[:, 2]) % 3 == 0).all()
     first = {"NaCl": [[1, 1, 1], [2, 0, 0], [2, 2, 0]], "Al2O3_corundum": [[0, 1, 2], [1, 0, 4], [1, 1, 0]],
              "ZnO_wurtzite": [[1, 0, 0], [0, 0, 2], [1, 0, 1]], "TiO2_rutile": [[1, 1, 0], [1, 0, 1], [2, 0, 0]]}
-    if name in first:  # the indices of the textbooks and the powder diffraction file, each line once
-        lines = [h for h in R._distinct_lines(shown, p.two_theta, p.intensity)[0].tolist()]
-        assert lines[:len(first[name])] == first[name]
+    lines, two_theta, _ = R._distinct_lines(shown, p.two_theta, p.intensity)  # each line once
+    if name in first:  # the indices of the textbooks and the powder diffraction file
+        assert lines[:len(first[name])].tolist() == first[name]
     if spacegroup == 14:  # monoclinic: only the b index changes sign on its own
         assert (shown[:, 1] >= 0).all()
-    assert [r["hkl"] for r in res.to_dict()["phases"][0]["reflections"]] == shown.tolist()
+    reflections = res.to_dict()["phases"][0]["reflections"]
+    assert [r["hkl"] for r in reflections] == lines.tolist()  # as the report shows them
+    assert sum(r["intensity"] for r in reflections) == pytest.approx(float(np.sum(p.intensity)))
     report = R.report(res, reflections=len(p.hkl)).splitlines()
     header = next(i for i, row in enumerate(report) if row.split()[:3] == ["h", "k", "l"])
     table = [[int(v) for v in row.split()[:3]] + [float(row.split()[3])] for row in report[header + 1:]]
-    lines, two_theta, _ = R._distinct_lines(shown, p.two_theta, p.intensity)
     assert [row[:3] for row in table] == lines.tolist()  # every line once, in the reported setting
     assert [row[3] for row in table] == pytest.approx(two_theta, abs=1e-3)
     cell_line = next(row for row in report if row.startswith("  cell"))

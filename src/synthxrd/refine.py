@@ -702,7 +702,8 @@ class Refinement:
     lines: tuple = field(default=((DEFAULT_WAVELENGTH, 1.0),))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible summary (no curves)."""
+        """JSON-compatible summary (no curves); each phase's reflections as the report shows them
+        (:meth:`RefinedPhase.indices`, coincident lines of one reflection once, :func:`_distinct_lines`)."""
         def arr(x):
             return None if x is None else np.asarray(x).tolist()
         return {"rwp": self.rwp, "rexp": self.rexp, "gof": self.gof, "rwp_background": self.rwp_background,
@@ -716,7 +717,8 @@ class Refinement:
                             "texture_axis": None if p.texture_axis is None else p.indices(p.texture_axis)[0].tolist(),
                             "weight": p.weight,
                             "reflections": [{"hkl": [int(i) for i in h], "two_theta": float(t), "intensity": float(v)}
-                                            for h, t, v in zip(p.indices(p.hkl), p.two_theta, p.intensity)]}
+                                            for h, t, v in zip(*_distinct_lines(p.indices(p.hkl), p.two_theta,
+                                                                                p.intensity))]}
                            for p in self.phases]}
 
 
