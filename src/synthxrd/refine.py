@@ -660,6 +660,11 @@ class RefinedPhase:
                     g_star = np.linalg.inv(m @ np.linalg.inv(g_star) @ m.T)
         return standard_indices(h, g_star, self.spacegroup)
 
+    def reported_lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hkl, 2theta, intensity) of the lines as the report and the JSON show them: hkl in the
+        setting of :attr:`cell` (:meth:`indices`), the lines of one reflection once (:func:`_distinct_lines`)."""
+        return _distinct_lines(self.indices(self.hkl), self.two_theta, self.intensity)
+
 
 @dataclass(frozen=True)
 class Refinement:
@@ -703,7 +708,7 @@ class Refinement:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible summary (no curves); each phase's reflections as the report shows them
-        (:meth:`RefinedPhase.indices`, coincident lines of one reflection once, :func:`_distinct_lines`)."""
+        (:meth:`RefinedPhase.reported_lines`)."""
         def arr(x):
             return None if x is None else np.asarray(x).tolist()
         return {"rwp": self.rwp, "rexp": self.rexp, "gof": self.gof, "rwp_background": self.rwp_background,
@@ -717,8 +722,7 @@ class Refinement:
                             "texture_axis": None if p.texture_axis is None else p.indices(p.texture_axis)[0].tolist(),
                             "weight": p.weight,
                             "reflections": [{"hkl": [int(i) for i in h], "two_theta": float(t), "intensity": float(v)}
-                                            for h, t, v in zip(*_distinct_lines(p.indices(p.hkl), p.two_theta,
-                                                                                p.intensity))]}
+                                            for h, t, v in zip(*p.reported_lines())]}
                            for p in self.phases]}
 
 
@@ -1283,7 +1287,7 @@ def report(result: Refinement, *, reflections: int = 0) -> str:
             axis = " ".join(str(int(i)) for i in p.indices(p.texture_axis)[0])
             lines.append(f"  March-Dollase r {p.march_dollase:.4f} along ({axis})")
         if reflections and len(p.hkl):
-            hkl, two_theta, intensity = _distinct_lines(p.indices(p.hkl), p.two_theta, p.intensity)
+            hkl, two_theta, intensity = p.reported_lines()
             top = np.sort(np.argsort(-intensity, kind="stable")[:reflections])
             lines.append(f"  {'h':>4}{'k':>4}{'l':>4}{'2theta':>10}{'intensity':>12}")
             peak = float(np.max(intensity)) or 1.0

@@ -331,7 +331,7 @@ def build_real_set(source: str | Path, out: str | Path, *, split: str | Path | S
     statistics : statistics file, :class:`~synthxrd.stats.Statistics` or None (shipped): its
         ``symprec`` labels the crystals, its represented groups are the default classes.
     classes : space groups to keep (default ``statistics.represented(min_count)``).
-    min_count : for the default classes (default 10, :data:`synthxrd.stats.REPRESENTED_MIN_COUNT`).
+    min_count : for the default classes (default :data:`synthxrd.stats.REPRESENTED_MIN_COUNT`).
     max_sites, max_volume : filters (asymmetric-unit sites; conventional-cell volume in Å^3).
     workers : processes (default :func:`synthxrd.stats.default_workers`; 1 = no subprocesses).
     progress : tqdm bar on stderr.
