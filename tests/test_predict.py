@@ -145,6 +145,23 @@ def test_cli_predict_tables_errors_plots(tiny_fused, measured, tmp_path, capsys)
     assert "already exists" in capsys.readouterr().err
 
 
+def test_cli_predict_plot_png_name_for_one_file(tiny_fused, measured, tmp_path, capsys):
+    # as refine --plot and mixture --plot take it: a .png name is the figure of the one file given
+    png = tmp_path / "figs" / "scan.png"
+    png.parent.mkdir()
+    assert main(["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "CuKa", "--matches", "3",
+                 "--plot", str(png), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert sorted(p.name for p in png.parent.iterdir()) == ["scan.png", "scan_refined.png"]
+    assert result["plot"] == str(png) and result["refined_plot"] == str(png.parent / "scan_refined.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # several files need a folder: refused before anything runs, naming the option
+    assert main(["predict", str(measured[0]), str(measured[1]), "--model", str(tiny_fused), "--wavelength", "CuKa",
+                 "--plot", str(tmp_path / "two.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--plot" in err and "give a folder" in err and not (tmp_path / "two.png").exists()
+
+
 def test_cli_predict_json(tiny_run, measured, tmp_path, capsys):
     target = tmp_path / "pred.json"
     code = main(["predict", str(measured[0]), str(measured[1]), "--model", str(tiny_run / "best.pt"),

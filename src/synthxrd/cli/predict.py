@@ -18,7 +18,7 @@ of the 7 crystal systems (sums over their groups) and the --matches best-matchin
   --json             print the results as JSON on stdout instead of the tables
   --json-file PATH   also write them as JSON to PATH
   --plot DIR         write DIR/STEM.png per file: the pattern on the model grid, the top groups and
-                     the crystal systems as bar charts
+                     the crystal systems as bar charts (one file: --plot NAME.png writes NAME.png)
   --no-refine        skip the refinement done by default: the --matches best matches are fitted to the
                      file's pattern as measured (cell within its crystal system, zero shift, profile,
                      background; docs/refine.md) and listed re-ranked by Rwp with their refined cell
@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wavelength (Angstrom or a line name such as CuKa1) for files that state none")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     parser.add_argument("--json-file", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR")
+    parser.add_argument("--plot", metavar="DIR", help="write a PNG per file into DIR (or, for one file, "
+                        "into NAME.png)")
     parser.add_argument("--library", metavar="LIBRARY", help=LIBRARY_HELP)
     parser.add_argument("--no-library", action="store_true", help="the network alone, no search-match")
     options.add_fusion_arguments(parser)
@@ -119,6 +120,23 @@ def _plot_names(files: list[str]) -> list[str]:
         seen[name] = n + 1
         out.append(f"{name}.png" if n == 0 else f"{name}_{n + 1}.png")
     return out
+
+
+def _plot_targets(plot: str | None, files: list[str]) -> tuple[Path | None, list[str]]:
+    """The folder and PNG names of ``--plot``: a folder gets DIR/STEM.png per file (:func:`_plot_names`);
+    a name ending in .png, as ``refine --plot`` and ``mixture --plot`` take, is the figure of the one
+    file given (its refinement figure beside it as NAME_refined.png)."""
+    if not plot:
+        return None, []
+    path = Path(plot)
+    if path.suffix.lower() == ".png" and not path.is_dir():
+        if len(files) > 1:
+            raise ConfigError(f"--plot {plot}: a PNG name holds the figure of one file, not of {len(files)}; "
+                              "give a folder (DIR/STEM.png per file)")
+        return path.parent, [path.name]
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--plot: {path} exists and is not a directory")
+    return path, _plot_names(files)
 
 
 def _table(result, k: int, n_matches: int = 5) -> str:
@@ -231,11 +249,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
     from synthxrd.files import atomic_write, check_outputs, display_name, write_json
 
-    plot_dir = Path(args.plot) if args.plot else None
-    names = _plot_names(args.files) if plot_dir else []
+    plot_dir, names = _plot_targets(args.plot, args.files)
     targets = [plot_dir / n for n in names] if plot_dir else []
-    if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
-        raise ConfigError(f"--plot: {plot_dir} exists and is not a directory")
     if args.json_file:
         targets.append(Path(args.json_file))
     cif_dir = Path(args.write_cif) if args.write_cif else None
@@ -281,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
                 if plot_dir is not None and refined:
                     from synthxrd.plot import plot_refinement
 
-                    target = plot_dir / names[i].replace(".png", "_refined.png")
+                    target = plot_dir / (names[i][:-len(".png")] + "_refined.png")
                     m, r = refined[0]
                     check_outputs([target], overwrite=args.overwrite)
                     atomic_write(target, lambda tmp: plot_refinement(
