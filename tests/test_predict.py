@@ -155,6 +155,10 @@ def test_cli_predict_plot_png_name_for_one_file(tiny_fused, measured, tmp_path, 
     assert sorted(p.name for p in png.parent.iterdir()) == ["scan.png", "scan_refined.png"]
     assert result["plot"] == str(png) and result["refined_plot"] == str(png.parent / "scan_refined.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png.unlink()
+    assert main(["predict", str(measured[0]), "--model", str(tiny_fused), "--wavelength", "CuKa", "--no-refine",
+                 "--plot", str(png), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"1 predicted, 0 failed; plot in {png}") and png.exists()
     # several files need a folder: refused before anything runs, naming the option
     assert main(["predict", str(measured[0]), str(measured[1]), "--model", str(tiny_fused), "--wavelength", "CuKa",
                  "--plot", str(tmp_path / "two.png")]) == 2

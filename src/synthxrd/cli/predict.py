@@ -348,7 +348,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, indent=1))
     else:
-        extra = (f"; plots in {plot_dir}" if plot_dir else "") + (f"; CIFs in {cif_dir}" if cif_dir else "") + (
+        plots = ("" if plot_dir is None else f"; plots in {plot_dir}" if plot_dir == Path(args.plot)
+                 else f"; plot in {args.plot}")
+        extra = plots + (f"; CIFs in {cif_dir}" if cif_dir else "") + (
             f"; JSON in {args.json_file}" if args.json_file else "")
         print(f"{len(results) - n_failed} predicted, {n_failed} failed{extra}")
     return 1 if n_failed else 0
