@@ -146,13 +146,21 @@ def hkl_box(hkl_max: int = HKL_MAX) -> np.ndarray:
 
 
 def _absent(sg: int, hkl: np.ndarray) -> np.ndarray:
+    """(M,) bool: h is systematically absent iff an operation (R, t) of the group (x' = R x + t) has
+    h R = h and h.t not an integer (ITA Vol. A, section 1.6.3). Only operations with a fractional t
+    can extinguish, and h R = h depends on R alone, so it is computed once per distinct rotation."""
     info = space_group(sg)
-    rot = info.rotations  # (n, 3, 3), acting on column vectors: x' = R x + t
-    hr = np.einsum("mi,nij->nmj", hkl, rot)  # h R for every operation: (n, M, 3)
-    stabilises = np.all(hr == hkl[None], axis=2)  # (n, M)
-    phase = hkl @ info.translations.T  # (M, n): h.t
-    frac = np.abs(phase - np.round(phase)) > _TOL
-    return np.any(stabilises.T & frac, axis=1)
+    t = info.translations
+    fractional_t = np.any(np.abs(t - np.round(t)) > _TOL, axis=1)
+    out = np.zeros(len(hkl), bool)
+    if not fractional_t.any():
+        return out
+    rotations, which = np.unique(info.rotations[fractional_t].reshape(-1, 9), axis=0, return_inverse=True)
+    h = np.asarray(hkl, np.float64)  # small integers: exact in float64, and matmul runs on BLAS
+    stabilises = np.all(h @ rotations.reshape(-1, 3, 3).astype(np.float64) == h, axis=2)  # (rotations, M)
+    phase = h @ t[fractional_t].T  # (M, n): h.t
+    fractional = np.abs(phase - np.round(phase)) > _TOL
+    return np.any(stabilises[which.ravel()].T & fractional, axis=1)
 
 
 @lru_cache(maxsize=None)

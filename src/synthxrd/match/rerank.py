@@ -10,6 +10,7 @@ too (:func:`refine_candidates`). docs/refine.md has the measurements behind ever
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -137,11 +138,12 @@ def _hamilton_first(scored: list, alpha: float) -> list:
     return scored
 
 
+_ELEMENT_AMOUNT = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
+
+
 def anonymous_formula(formula: str) -> str:
     """The stoichiometry of a reduced formula without the elements, amounts sorted: ``"TiO2"`` -> ``"AB2"``."""
-    import re
-
-    amounts = sorted(float(n) if n else 1.0 for _, n in re.findall(r"([A-Z][a-z]?)(\d*\.?\d*)", formula))
+    amounts = sorted(float(n) if n else 1.0 for _, n in _ELEMENT_AMOUNT.findall(formula))
     return "".join(chr(65 + i) + (f"{a:g}" if a != 1 else "") for i, a in enumerate(amounts))
 
 
