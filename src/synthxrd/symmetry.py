@@ -152,9 +152,8 @@ def _absent(sg: int, hkl: np.ndarray) -> np.ndarray:
     info = space_group(sg)
     t = info.translations
     fractional_t = np.any(np.abs(t - np.round(t)) > _TOL, axis=1)
-    out = np.zeros(len(hkl), bool)
     if not fractional_t.any():
-        return out
+        return np.zeros(len(hkl), bool)
     rotations, which = np.unique(info.rotations[fractional_t].reshape(-1, 9), axis=0, return_inverse=True)
     h = np.asarray(hkl, np.float64)  # small integers: exact in float64, and matmul runs on BLAS
     stabilises = np.all(h @ rotations.reshape(-1, 3, 3).astype(np.float64) == h, axis=2)  # (rotations, M)
